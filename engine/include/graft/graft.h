@@ -1,0 +1,16 @@
+#pragma once
+// The one header users include.
+#include "graft/autograd.h"
+#include "graft/backend.h"
+#include "graft/device.h"
+#include "graft/dtype.h"
+#include "graft/error.h"
+#include "graft/nn/functional.h"
+#include "graft/nn/module.h"
+#include "graft/nn/modules.h"
+#include "graft/ops.h"
+#include "graft/optim.h"
+#include "graft/scalar.h"
+#include "graft/shape.h"
+#include "graft/state_dict.h"
+#include "graft/tensor.h"

@@ -1,0 +1,57 @@
+#pragma once
+#include <cstdint>
+#include <ostream>
+#include <type_traits>
+
+#include "graft/dtype.h"
+
+namespace graft {
+
+// A number given where a tensor could go (x + 2, fill_(0.5)). It remembers
+// whether it was a bool, an integer or a floating-point number, which decides
+// the result dtype the way PyTorch's wrapped numbers do.
+class Scalar {
+ public:
+  Scalar() = default;
+  template <class T, std::enable_if_t<std::is_arithmetic_v<T>, int> = 0>
+  Scalar(T v) {  // NOLINT: implicit by design
+    if constexpr (std::is_same_v<T, bool>) {
+      kind_ = kBool;
+      i_ = v;
+    } else if constexpr (std::is_integral_v<T>) {
+      kind_ = kInt64;
+      i_ = static_cast<int64_t>(v);
+    } else {
+      kind_ = kFloat64;
+      d_ = static_cast<double>(v);
+    }
+  }
+
+  // kFloat64 for floating values, kInt64 for integers, kBool for bools.
+  DType kind() const { return kind_; }
+  bool is_floating() const { return kind_ == kFloat64; }
+  double to_double() const { return kind_ == kFloat64 ? d_ : static_cast<double>(i_); }
+  int64_t to_int() const { return kind_ == kFloat64 ? static_cast<int64_t>(d_) : i_; }
+  template <class T>
+  T to() const {
+    if constexpr (std::is_same_v<T, bool>)
+      return kind_ == kFloat64 ? d_ != 0 : i_ != 0;
+    else if constexpr (std::is_floating_point_v<T>)
+      return static_cast<T>(to_double());
+    else
+      return static_cast<T>(to_int());
+  }
+
+ private:
+  DType kind_ = kInt64;
+  int64_t i_ = 0;
+  double d_ = 0;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Scalar& s) {
+  if (s.is_floating()) return os << s.to_double();
+  if (s.kind() == kBool) return os << (s.to_int() ? "true" : "false");
+  return os << s.to_int();
+}
+
+}  // namespace graft

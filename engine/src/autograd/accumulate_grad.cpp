@@ -1,0 +1,51 @@
+#include "autograd/accumulate_grad.h"
+
+#include <mutex>
+
+#include "graft/ops.h"
+
+namespace graft::autograd {
+
+std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
+  // One accumulator per leaf while any graph holds it; the lock keeps two
+  // threads recording on the same parameter from making two.
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  TensorImpl* impl = leaf.impl();
+  if (auto existing = impl->grad_accumulator.lock()) return existing;
+  auto acc = std::make_shared<AccumulateGrad>(leaf.impl_ptr());
+  acc->set_output_meta(leaf);
+  impl->grad_accumulator = acc;
+  return acc;
+}
+
+void accumulate_into(TensorImpl& impl, const Tensor& g) {
+  if (!impl.grad.defined()) {
+    // Keep the incoming gradient when nothing else can see it; otherwise copy,
+    // so that a later in-place accumulation cannot change another tensor's grad.
+    bool sole_owner = g.impl_ptr().use_count() <= 1 && g.impl()->storage.use_count() == 1 &&
+                      g.is_contiguous() && !g.requires_grad();
+    impl.grad = is_grad_enabled() ? g : sole_owner ? g : g.detach().clone();
+    return;
+  }
+  if (is_grad_enabled()) {
+    impl.grad = impl.grad + g;  // create_graph: the sum stays differentiable
+  } else {
+    impl.grad.add_(g);
+  }
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
+  accumulate_into(*leaf_, grad);
+  return {};
+}
+
+Tensor AccumulateGrad::call_hooks(Tensor grad) const {
+  for (const auto& hook : leaf_->hooks) {
+    Tensor replaced = hook(grad);
+    if (replaced.defined()) grad = std::move(replaced);
+  }
+  return grad;
+}
+
+}  // namespace graft::autograd

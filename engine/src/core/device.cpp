@@ -1,0 +1,128 @@
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "core/storage.h"
+#include "graft/error.h"
+
+namespace graft {
+
+namespace {
+
+// Host memory, 64-byte aligned so vector loads never split a cache line.
+class CpuBackend final : public DeviceBackend {
+ public:
+  void* allocate(size_t nbytes, int) override {
+    if (nbytes == 0) return nullptr;
+    size_t rounded = (nbytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) detail::fail("graft: out of host memory allocating ", nbytes, " bytes");
+    return p;
+  }
+  void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
+  void copy_to_host(void* dst, const void* src, size_t n, int) override { std::memcpy(dst, src, n); }
+  void copy_from_host(void* dst, const void* src, size_t n, int) override { std::memcpy(dst, src, n); }
+  void copy_on_device(void* dst, const void* src, size_t n, int) override { std::memmove(dst, src, n); }
+  void synchronize(int) override {}
+  int device_count() const override { return 1; }
+};
+
+struct DeviceTypes {
+  std::mutex mutex;
+  std::array<std::string, 16> names;
+  std::array<DeviceBackend*, 16> backends{};
+  int16_t count = 0;
+
+  DeviceTypes() {
+    static CpuBackend cpu;
+    names[0] = "cpu";
+    backends[0] = &cpu;
+    count = 1;
+  }
+};
+
+DeviceTypes& types() {
+  static DeviceTypes t;
+  return t;
+}
+
+}  // namespace
+
+int16_t register_device_type(const std::string& name, DeviceBackend* backend) {
+  DeviceTypes& t = types();
+  std::lock_guard lock(t.mutex);
+  for (int16_t i = 0; i < t.count; ++i)
+    check(t.names[i] != name, "graft: device type '", name, "' is already registered");
+  check(t.count < 16, "graft: too many device types (at most 16), cannot add '", name, "'");
+  t.names[t.count] = name;
+  t.backends[t.count] = backend;
+  return t.count++;
+}
+
+DeviceBackend& device_backend(Device d) {
+  DeviceTypes& t = types();
+  check(d.type() >= 0 && d.type() < t.count && t.backends[d.type()], "graft: no device of type #",
+        d.type());
+  return *t.backends[d.type()];
+}
+
+std::string device_type_name(int16_t type) {
+  DeviceTypes& t = types();
+  std::lock_guard lock(t.mutex);
+  return type >= 0 && type < t.count ? t.names[type] : "?";
+}
+
+int16_t find_device_type(const std::string& name) {
+  DeviceTypes& t = types();
+  std::lock_guard lock(t.mutex);
+  for (int16_t i = 0; i < t.count; ++i)
+    if (t.names[i] == name) return i;
+  return -1;
+}
+
+std::vector<std::string> device_type_names() {
+  DeviceTypes& t = types();
+  std::lock_guard lock(t.mutex);
+  return {t.names.begin(), t.names.begin() + t.count};
+}
+
+Device::Device(std::string_view spec) {
+  std::string_view type = spec;
+  int index = 0;
+  if (size_t colon = spec.find(':'); colon != std::string_view::npos) {
+    type = spec.substr(0, colon);
+    std::string_view digits = spec.substr(colon + 1);
+    bool ok = !digits.empty() && digits.size() < 5;
+    for (char c : digits) ok = ok && c >= '0' && c <= '9';
+    check(ok, "graft: bad device '", spec, "': expected a name and an optional index, such as \"cpu\" or \"vulkan:0\"");
+    index = std::stoi(std::string(digits));
+  }
+  int16_t t = find_device_type(std::string(type));
+  if (t < 0) {
+    std::string known;
+    for (const auto& n : device_type_names()) known += (known.empty() ? "" : ", ") + n;
+    detail::fail("graft: unknown device '", spec, "'; known device types: ", known,
+                 " (plugins add others: see graft::plugins())");
+  }
+  int count = device_backend(Device(t, 0)).device_count();
+  check(index < count, "graft: device '", spec, "' does not exist: there are ", count, " ",
+        type, " device(s)");
+  type_ = t;
+  index_ = static_cast<int16_t>(index);
+}
+
+std::string Device::str() const {
+  std::string name = device_type_name(type_);
+  return is_cpu() && index_ == 0 ? name : name + ":" + std::to_string(index_);
+}
+
+std::ostream& operator<<(std::ostream& os, Device d) { return os << d.str(); }
+
+std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+  DeviceBackend& backend = device_backend(device);
+  void* p = backend.allocate(nbytes, device.index());
+  return std::make_shared<Storage>(p, nbytes, device, &backend);
+}
+
+}  // namespace graft

@@ -1,0 +1,56 @@
+#pragma once
+// Storage: a block of memory on a device, owned through that device type's
+// DeviceBackend, so a device with its own memory (a plugin's) fits the same
+// Tensor. The version counter lives here: every view of the storage sees
+// every in-place change (Note [Saved tensor versions]).
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graft/device.h"
+
+namespace graft {
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  virtual void* allocate(size_t nbytes, int index) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes, int index) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes, int index) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes, int index) = 0;
+  virtual void copy_on_device(void* dst, const void* src, size_t nbytes, int index) = 0;
+  // Waits for all queued work on the device (before a host read).
+  virtual void synchronize(int index) = 0;
+  virtual int device_count() const = 0;
+};
+
+// Device types: "cpu" is type 0; plugins register theirs.
+int16_t register_device_type(const std::string& name, DeviceBackend* backend);
+// The backend that owns memory of d's type; throws when d names no device.
+DeviceBackend& device_backend(Device d);
+std::string device_type_name(int16_t type);
+// -1 when no device type has this name.
+int16_t find_device_type(const std::string& name);
+std::vector<std::string> device_type_names();
+
+struct Storage {
+  Storage(void* data, size_t nbytes, Device device, DeviceBackend* backend)
+      : data(data), nbytes(nbytes), device(device), backend(backend) {}
+  ~Storage() {
+    if (data) backend->deallocate(data, nbytes, device.index());
+  }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);
+
+  void* data;
+  size_t nbytes;
+  Device device;
+  DeviceBackend* backend;
+  std::atomic<uint32_t> version{0};
+};
+
+}  // namespace graft

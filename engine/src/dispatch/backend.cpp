@@ -1,0 +1,51 @@
+#include "graft/backend.h"
+
+#include "core/storage.h"
+#include "dispatch/registry.h"
+#include "graft/error.h"
+
+namespace graft {
+
+std::vector<std::string> devices() {
+  std::vector<std::string> out;
+  for (const std::string& type : device_type_names()) {
+    int count = device_backend(Device(find_device_type(type), 0)).device_count();
+    if (type == "cpu") {
+      out.push_back(type);
+      continue;
+    }
+    for (int i = 0; i < count; ++i) out.push_back(type + ":" + std::to_string(i));
+  }
+  return out;
+}
+
+std::vector<std::string> backends() { return dispatch::Registry::get().backend_names(); }
+
+namespace {
+uint64_t mask_of(const std::vector<std::string>& names) {
+  std::vector<std::string> known = backends();
+  uint64_t mask = 0;
+  for (const std::string& name : names) {
+    bool found = false;
+    for (size_t i = 0; i < known.size(); ++i)
+      if (known[i] == name) {
+        mask |= uint64_t{1} << i;
+        found = true;
+      }
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    check(found, "graft: BackendGuard: unknown backend '", name, "'; loaded backends: ", list);
+  }
+  return mask;
+}
+}  // namespace
+
+BackendGuard::BackendGuard(const std::string& backend) : BackendGuard(std::vector<std::string>{backend}) {}
+
+BackendGuard::BackendGuard(const std::vector<std::string>& names) : previous_(dispatch::allowed_backends()) {
+  dispatch::set_allowed_backends(mask_of(names));
+}
+
+BackendGuard::~BackendGuard() { dispatch::set_allowed_backends(previous_); }
+
+}  // namespace graft

@@ -1,0 +1,157 @@
+#pragma once
+// The one dispatch registry: every op is registered once with its schema, and
+// every backend adds kernels to the table (op, device type) -> kernels, kept
+// in priority order. Lookups are lock-free: each table cell is an immutable
+// list that registration replaces (Note [Registry snapshots]).
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "graft/device.h"
+#include "graft/dtype.h"
+#include "graft/shape.h"
+
+namespace graft {
+class Tensor;
+}
+
+namespace graft::dispatch {
+
+class Registry;
+
+// Built-in ops. The schema table in registry.cpp gives each its stable name.
+enum class OpId : uint16_t {
+  // binary elementwise, broadcasting; output dtype = input dtype
+  add, sub, mul, div, pow, maximum, minimum,
+  // comparisons, broadcasting; output kBool
+  eq, ne, lt, le, gt, ge,
+  // where(cond, a, b)
+  where,
+  // unary elementwise
+  neg, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, sign, clamp,
+  // copy input 0 into the output, converting dtype and broadcasting
+  copy,
+  // fill the output with a value
+  fill,
+  // reductions over a set of dims
+  sum, amax, amin, argmax,
+  // batched matmul: [B, M, K] x [B, K, N] -> [B, M, N]
+  matmul,
+  softmax, log_softmax,
+  count_
+};
+inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
+
+// Op attributes: each op's schema says which slots it uses.
+struct Attrs {
+  std::array<int64_t, 4> i{};
+  std::array<double, 4> f{};
+};
+
+// A tensor as a kernel sees it (the fields of a DLPack DLTensor): data points
+// at the first element; sizes and strides count elements.
+struct KTensor {
+  void* data;
+  DType dtype;
+  int32_t ndim;
+  const int64_t* sizes;
+  const int64_t* strides;
+  Device device;
+};
+
+inline constexpr int kMaxInputs = 3;
+
+struct KernelCall {
+  OpId op;
+  int n_inputs;
+  const KTensor* inputs;
+  const KTensor* output;
+  const Attrs* attrs;
+};
+
+using KernelFn = void (*)(const KernelCall& call, void* ctx);
+using SupportsFn = bool (*)(const KernelCall& call, void* ctx);
+
+struct Kernel {
+  KernelFn run = nullptr;
+  SupportsFn supports = nullptr;  // null: every call
+  void* ctx = nullptr;
+  int priority = 0;               // higher runs first
+  uint16_t backend = 0;           // index into Registry::backend_names()
+  const char* accepts = "";       // for errors: what the kernel takes, e.g. "float32, float64"
+};
+
+struct OutMeta {
+  Dims shape;
+  DType dtype;
+};
+// Shape and dtype rule: validates the inputs (throwing graft::Error) and gives
+// the output's shape and dtype.
+using InferFn = OutMeta (*)(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs);
+
+struct OpSchema {
+  const char* name;      // stable name, as plugins refer to the op (and errors name it)
+  int version;
+  int n_inputs;
+  const char* attrs;     // what the attribute slots mean, e.g. "i0: dims mask, i1: keepdim"
+  InferFn infer;
+};
+
+inline constexpr int kMaxDeviceTypes = 16;
+
+// Each op family (engine/src/ops/) defines its ops' schemas; the reference
+// backend adds its kernels. Both run when the registry is first used.
+void define_elementwise_ops(Registry& r);
+void define_reduce_ops(Registry& r);
+void define_linalg_ops(Registry& r);
+void define_nn_ops(Registry& r);
+void register_reference_kernels(Registry& r);
+
+class Registry {
+ public:
+  static Registry& get();
+
+  const OpSchema& schema(OpId op) const { return schemas_[static_cast<size_t>(op)]; }
+  void define(OpId op, const OpSchema& schema) { schemas_[static_cast<size_t>(op)] = schema; }
+  // The op with this stable name and a version at least as new; false when none.
+  bool find_op(std::string_view name, int version, OpId* op) const;
+
+  uint16_t add_backend(const std::string& name);
+  std::vector<std::string> backend_names() const;
+  std::string backend_name(uint16_t backend) const;
+
+  void add_kernel(OpId op, int16_t device_type, const Kernel& kernel);
+
+  struct KernelList {
+    std::vector<Kernel> kernels;
+  };
+  const KernelList* kernels(OpId op, int16_t device_type) const {
+    return table_[static_cast<size_t>(op)][static_cast<size_t>(device_type)].load(
+        std::memory_order_acquire);
+  }
+
+ private:
+  Registry();
+  std::array<OpSchema, kNumOps> schemas_;
+  std::array<std::array<std::atomic<const KernelList*>, kMaxDeviceTypes>, kNumOps> table_{};
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<KernelList>> retired_;  // old snapshots stay valid for readers
+  std::vector<std::string> backends_;
+};
+
+// Runs op on inputs into out (already allocated with the right shape/dtype).
+void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
+// Runs op: applies its shape rule, allocates the output on the inputs' device, calls.
+Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+
+// Bitmask of backends allowed on this thread (BackendGuard).
+uint64_t allowed_backends();
+void set_allowed_backends(uint64_t mask);
+
+}  // namespace graft::dispatch

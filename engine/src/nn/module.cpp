@@ -1,0 +1,148 @@
+#include <cmath>
+
+#include "graft/autograd.h"
+#include "graft/nn/module.h"
+#include "graft/nn/modules.h"
+#include "graft/ops.h"
+
+namespace graft::nn {
+
+void Module::check_new_name(const std::string& name) const {
+  check(!name.empty() && name.find('.') == std::string::npos, "graft: module member name '", name,
+        "' must be non-empty and contain no '.'");
+  auto taken = [&](const auto& list) {
+    for (const auto& [n, _] : list)
+      if (n == name) return true;
+    return false;
+  };
+  check(!taken(params_) && !taken(buffers_) && !taken(children_), "graft: module already has a member named '",
+        name, "'");
+}
+
+Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  check_new_name(name);
+  check(t.defined(), "graft: register_parameter('", name, "') with an undefined tensor");
+  if (requires_grad) t.requires_grad_(true);
+  params_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  check_new_name(name);
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
+  check_new_name(name);
+  check(m != nullptr, "graft: register_module('", name, "') with an empty module");
+  children_.emplace_back(name, std::move(m));
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out(params_.begin(), params_.end());
+  if (recurse)
+    for (const auto& [name, child] : children_)
+      for (auto& [n, t] : child->named_parameters(true)) out.emplace_back(name + "." + n, t);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& b : buffers_)
+    if (b.second.defined()) out.push_back(b);
+  if (recurse)
+    for (const auto& [name, child] : children_)
+      for (auto& [n, t] : child->named_buffers(true)) out.emplace_back(name + "." + n, t);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [_, t] : named_parameters(recurse)) out.push_back(t);
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [_, child] : children_) child->train(on);
+}
+
+void Module::apply_to_tensors(const std::function<Tensor(const Tensor&)>& f) {
+  NoGradGuard no_grad;
+  for (auto& [_, t] : params_) {
+    t.set_data(f(t));
+    if (t.grad().defined()) t.set_grad(f(t.grad()));
+  }
+  for (auto& [_, t] : buffers_)
+    if (t.defined()) t.set_data(f(t));
+  for (auto& [_, child] : children_) child->apply_to_tensors(f);
+}
+
+void Module::to(Device device) {
+  apply_to_tensors([device](const Tensor& t) { return t.to(device); });
+}
+
+void Module::to(DType dtype) {
+  check(is_floating(dtype), "graft: Module::to(", dtype, "): parameters must stay floating point");
+  apply_to_tensors([dtype](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dtype) : t; });
+}
+
+void Module::zero_grad() {
+  for (auto& t : parameters()) t.set_grad(Tensor());
+}
+
+StateDict Module::state_dict() const {
+  StateDict d;
+  for (auto& [n, t] : named_parameters()) d.set(n, t);
+  for (auto& [n, t] : named_buffers()) d.set(n, t);
+  return d;
+}
+
+void Module::load_state_dict(const StateDict& dict, bool strict) {
+  StateDict mine = state_dict();
+  for (const auto& [name, t] : mine) {
+    const Tensor* src = dict.find(name);
+    if (!src) {
+      check(!strict, "graft: load_state_dict: missing key '", name, "' (", t.dtype(), t.sizes(),
+            "); pass strict = false to keep the current value");
+      continue;
+    }
+    check(src->defined() && src->sizes() == t.sizes(), "graft: load_state_dict: key '", name, "' has shape ",
+          src->defined() ? Dims(src->sizes()) : Dims(), " but the module expects ", t.sizes());
+    check(src->dtype() == t.dtype(), "graft: load_state_dict: key '", name, "' is ", src->dtype(),
+          " but the module expects ", t.dtype(), "; convert the module or the tensor first");
+  }
+  if (strict)
+    for (const auto& [name, t] : dict)
+      check(mine.contains(name), "graft: load_state_dict: unexpected key '", name,
+            "' (the module has no such parameter or buffer); pass strict = false to ignore it");
+  NoGradGuard no_grad;
+  for (const auto& [name, t] : mine)
+    if (const Tensor* src = dict.find(name)) {
+      Tensor target = t;
+      target.copy_(*src);
+    }
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  check(in > 0 && out > 0, "graft: Linear(", in, ", ", out, "): feature counts must be positive");
+  weight = register_parameter("weight", empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", empty({out}));
+  reset_parameters();
+}
+
+void LinearImpl::reset_parameters() {
+  NoGradGuard no_grad;
+  double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  weight.copy_(uniform({out_features, in_features}, -bound, bound));
+  if (bias.defined()) bias.copy_(uniform({out_features}, -bound, bound));
+}
+
+Tensor SequentialImpl::forward(const Tensor& x) const {
+  Tensor y = x;
+  for (const auto& step : steps_) y = step(y);
+  return y;
+}
+
+}  // namespace graft::nn

@@ -1,0 +1,113 @@
+// Neural-network ops: softmax and log-softmax (kernels of their own, for
+// stability), and the losses and linear, composed of other ops.
+#include "graft/nn/functional.h"
+#include "ops/common.h"
+
+namespace graft {
+namespace ops {
+namespace {
+
+OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+  check(is_floating(in[0].dtype()), "graft: ", op_name(op), " needs a floating-point tensor, got ",
+        in[0].dtype(), in[0].sizes());
+  (void)a;
+  return {Dims(in[0].sizes()), in[0].dtype()};
+}
+
+Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
+  check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
+  Attrs attrs;
+  attrs.i[0] = wrap_dim(dim, x.dim(), op_name(op));
+  Tensor y = dispatch::run(op, {x}, attrs);
+  if (autograd::needs_grad(x)) {
+    int64_t d = attrs.i[0];
+    const char* name = op == OpId::softmax ? "SoftmaxBackward" : "LogSoftmaxBackward";
+    autograd::record(name, {&x}, y, [op, d](Node& n, const Tensor& g) {
+      Tensor y = n.saved(0);
+      if (op == OpId::softmax) return Grads{y * (g - sum(g * y, {d}, true))};
+      return Grads{g - exp(y) * sum(g, {d}, true)};
+    })->save(y, /*is_output=*/true);
+  }
+  return y;
+}
+
+// Checks labels for nll_loss: int64, shape [N] against [N, C], values in [0, C).
+void check_labels(const Tensor& logp, const Tensor& labels, const char* op) {
+  check(labels.defined() && logp.defined(), "graft: ", op, " with an undefined tensor");
+  check(labels.dtype() == kInt64, "graft: ", op, ": labels must be int64 class indices, got ", labels.dtype(),
+        labels.sizes(), "; convert them with .to(graft::kInt64)");
+  check(logp.dim() == 2 && labels.dim() == 1 && labels.size(0) == logp.size(0), "graft: ", op,
+        ": expected input [N, C] and labels [N], got input ", logp.sizes(), " and labels ", labels.sizes());
+  if (labels.numel() == 0) return;
+  int64_t lo = amin(labels).item<int64_t>(), hi = amax(labels).item<int64_t>();
+  int64_t classes = logp.size(1);
+  check(lo >= 0 && hi < classes, "graft: ", op, ": labels must be in [0, ", classes, ") for ", classes,
+        " classes, but they range over [", lo, ", ", hi, "]");
+}
+
+Tensor reduce_loss(const Tensor& per_item, F::Reduction r) {
+  switch (r) {
+    case F::Reduction::Mean: return per_item.mean();
+    case F::Reduction::Sum: return per_item.sum();
+    case F::Reduction::None: return per_item;
+  }
+  return per_item;
+}
+
+}  // namespace
+}  // namespace ops
+
+using namespace ops;
+
+namespace nn::functional {
+
+Tensor relu(const Tensor& x) { return graft::relu(x); }
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op(OpId::softmax, x, dim); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op(OpId::log_softmax, x, dim); }
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check(w.defined() && w.dim() == 2, "graft: linear: the weight must be [out_features, in_features], got ",
+        w.defined() ? Dims(w.sizes()) : Dims());
+  check(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1), "graft: linear: input of shape ",
+        x.defined() ? Dims(x.sizes()) : Dims(), " does not match the weight ", w.sizes(), ": its last dim must be ",
+        w.size(1), " (in_features)");
+  Tensor y = matmul(x, w.t());
+  return b.defined() ? y + b : y;
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions options) {
+  if (log_probs.defined() && log_probs.dim() == 1)
+    return nll_loss(log_probs.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options);
+  check_labels(log_probs, labels, "nll_loss");
+  // Pick each row's label column with a one-hot mask: composed of
+  // differentiable ops, so the loss has gradients of every order.
+  Tensor classes = arange(0, log_probs.size(1), 1, TensorOptions().dtype(kInt64).device(log_probs.device()));
+  Tensor pick = labels.unsqueeze(1) == classes;
+  Tensor picked = sum(where(pick, log_probs, zeros_like(log_probs)), {1});
+  return reduce_loss(-picked, options.reduction);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions options) {
+  check(logits.defined(), "graft: cross_entropy with undefined logits");
+  int64_t class_dim = logits.dim() == 1 ? 0 : 1;
+  return nll_loss(log_softmax(logits, class_dim), labels, options);
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) {
+  check(input.defined() && target.defined(), "graft: mse_loss with an undefined tensor");
+  check(input.sizes() == target.sizes(), "graft: mse_loss: input of shape ", input.sizes(),
+        " and target of shape ", target.sizes(), " differ; pass tensors of one shape");
+  Tensor d = input - target;
+  return reduce_loss(d * d, options.reduction);
+}
+
+}  // namespace nn::functional
+
+namespace dispatch {
+void define_nn_ops(Registry& r) {
+  r.define(OpId::softmax, {"softmax", 1, 1, "i0: dim", softmax_rule});
+  r.define(OpId::log_softmax, {"log_softmax", 1, 1, "i0: dim", softmax_rule});
+}
+}  // namespace dispatch
+
+}  // namespace graft

@@ -1,0 +1,158 @@
+// Reductions over a set of dims: sum, mean, amax/amin (max/min values),
+// argmax and logsumexp.
+#include <cmath>
+
+#include "ops/common.h"
+
+namespace graft {
+namespace ops {
+
+int64_t dims_mask(IntList dims, int64_t ndim, const char* op) {
+  check(ndim <= 64, "graft: ", op, ": reductions take tensors of at most 64 dims");
+  if (dims.empty()) return ndim == 0 ? 0 : static_cast<int64_t>(~uint64_t{0} >> (64 - ndim));
+  int64_t mask = 0;
+  for (int64_t d : dims) {
+    int64_t w = wrap_dim(d, ndim, op);
+    check(!(mask >> w & 1), "graft: ", op, ": dim ", d, " appears twice in ", dims);
+    if (ndim > 0) mask |= int64_t{1} << w;
+  }
+  return mask;
+}
+
+Dims reduced_shape(IntList shape, int64_t mask, bool keepdim) {
+  Dims out;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (mask >> i & 1) {
+      if (keepdim) out.push_back(1);
+    } else {
+      out.push_back(shape[i]);
+    }
+  }
+  return out;
+}
+
+Tensor expand_reduced(const Tensor& g, IntList shape, int64_t mask, bool keepdim) {
+  Tensor r = g;
+  if (!keepdim)
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (mask >> i & 1) r = r.unsqueeze(static_cast<int64_t>(i));
+  return r.expand(shape);
+}
+
+namespace {
+
+OutMeta reduce_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+  DType t = in[0].dtype();
+  if (op == OpId::argmax) t = kInt64;
+  else if (op == OpId::sum && !is_floating(t)) t = kInt64;
+  if (op == OpId::amax || op == OpId::amin || op == OpId::argmax) {
+    for (size_t i = 0; i < in[0].sizes().size(); ++i)
+      check(!(a.i[0] >> i & 1) || in[0].sizes()[i] > 0, "graft: ", op_name(op), ": cannot reduce over dim ", i,
+            " of size 0 in shape ", in[0].sizes(), " (the result has no identity)");
+  }
+  return {reduced_shape(in[0].sizes(), a.i[0], a.i[1] != 0), t};
+}
+
+Tensor reduce(OpId op, const Tensor& x, int64_t mask, bool keepdim) {
+  Attrs attrs;
+  attrs.i[0] = mask;
+  attrs.i[1] = keepdim;
+  return dispatch::run(op, {x}, attrs);
+}
+
+Tensor extreme(OpId op, const char* name, const Tensor& x, IntList dims, bool keepdim) {
+  check(x.defined(), "graft: ", name, " of an undefined tensor");
+  int64_t mask = dims_mask(dims, x.dim(), op_name(op));
+  Tensor out = reduce(op, x, mask, keepdim);
+  if (autograd::needs_grad(x)) {
+    // The gradient goes to the elements equal to the extreme, split evenly on ties.
+    Node* n = autograd::record(name, {&x}, out, [mask, keepdim, shape = Dims(x.sizes())](Node& n, const Tensor& g) {
+      Tensor x = n.saved(0), y = expand_reduced(n.saved(1), shape, mask, keepdim);
+      Tensor hit = where(x == y, ones_like(x), zeros_like(x));
+      std::vector<int64_t> dims;
+      for (size_t i = 0; i < shape.size(); ++i)
+        if (mask >> i & 1) dims.push_back(static_cast<int64_t>(i));
+      Tensor count = dims.empty() ? ones_like(x) : sum(hit, dims, true).expand(shape);
+      return Grads{expand_reduced(g, shape, mask, keepdim) * hit / count};
+    });
+    n->save(x);
+    n->save(out, /*is_output=*/true);
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace ops
+
+using namespace ops;
+
+Tensor sum(const Tensor& x, IntList dims, bool keepdim) {
+  check(x.defined(), "graft: sum of an undefined tensor");
+  int64_t mask = dims_mask(dims, x.dim(), "sum");
+  Tensor out = reduce(OpId::sum, x, mask, keepdim);
+  if (autograd::needs_grad(x)) {
+    autograd::record("SumBackward", {&x}, out, [mask, keepdim, shape = Dims(x.sizes())](Node&, const Tensor& g) {
+      return Grads{expand_reduced(g, shape, mask, keepdim)};
+    });
+  }
+  return out;
+}
+
+Tensor mean(const Tensor& x, IntList dims, bool keepdim) {
+  check(x.defined(), "graft: mean of an undefined tensor");
+  check(is_floating(x.dtype()), "graft: mean needs a floating-point tensor, but got ", x.dtype(),
+        x.sizes(), "; convert it with .to(graft::kFloat32)");
+  int64_t mask = dims_mask(dims, x.dim(), "mean");
+  int64_t count = 1;
+  for (int64_t i = 0; i < x.dim(); ++i)
+    if (mask >> i & 1) count *= x.size(i);
+  return sum(x, dims, keepdim) / static_cast<double>(count);
+}
+
+Tensor amax(const Tensor& x, IntList dims, bool keepdim) {
+  return extreme(OpId::amax, "AmaxBackward", x, dims, keepdim);
+}
+Tensor amin(const Tensor& x, IntList dims, bool keepdim) {
+  return extreme(OpId::amin, "AminBackward", x, dims, keepdim);
+}
+
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  check(x.defined(), "graft: argmax of an undefined tensor");
+  return reduce(OpId::argmax, x, dims_mask({dim}, x.dim(), "argmax"), keepdim);
+}
+
+Tensor logsumexp(const Tensor& x, IntList dims, bool keepdim) {
+  check(x.defined() && is_floating(x.dtype()), "graft: logsumexp needs a floating-point tensor");
+  // Shift by the (constant) max for stability; infinite maxima shift by 0.
+  Tensor m = amax(x.detach(), dims, true);
+  m = where(m.abs() == INFINITY, zeros_like(m), m);
+  Tensor r = log(sum(exp(x - m), dims, true)) + m;
+  if (!keepdim) {
+    int64_t mask = dims_mask(dims, x.dim(), "logsumexp");
+    r = r.reshape(reduced_shape(x.sizes(), mask, false));
+  }
+  return r;
+}
+
+Tensor Tensor::sum() const { return graft::sum(*this); }
+Tensor Tensor::sum(IntList dims, bool keepdim) const { return graft::sum(*this, dims, keepdim); }
+Tensor Tensor::mean() const { return graft::mean(*this); }
+Tensor Tensor::mean(IntList dims, bool keepdim) const { return graft::mean(*this, dims, keepdim); }
+Tensor Tensor::max() const { return amax(*this); }
+Tensor Tensor::max(int64_t dim, bool keepdim) const { return amax(*this, {dim}, keepdim); }
+Tensor Tensor::min() const { return amin(*this); }
+Tensor Tensor::min(int64_t dim, bool keepdim) const { return amin(*this, {dim}, keepdim); }
+Tensor Tensor::argmax(int64_t dim, bool keepdim) const { return graft::argmax(*this, dim, keepdim); }
+Tensor Tensor::logsumexp(IntList dims, bool keepdim) const { return graft::logsumexp(*this, dims, keepdim); }
+
+namespace dispatch {
+void define_reduce_ops(Registry& r) {
+  const char* attrs = "i0: bitmask of reduced dims, i1: keepdim";
+  r.define(OpId::sum, {"sum", 1, 1, attrs, reduce_rule});
+  r.define(OpId::amax, {"amax", 1, 1, attrs, reduce_rule});
+  r.define(OpId::amin, {"amin", 1, 1, attrs, reduce_rule});
+  r.define(OpId::argmax, {"argmax", 1, 1, "i0: bitmask with the one reduced dim, i1: keepdim", reduce_rule});
+}
+}  // namespace dispatch
+
+}  // namespace graft

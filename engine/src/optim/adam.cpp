@@ -1,0 +1,80 @@
+#include <cmath>
+
+#include "graft/autograd.h"
+#include "graft/ops.h"
+#include "graft/optim.h"
+
+namespace graft::optim {
+
+namespace {
+std::vector<std::pair<const char*, double>> adam_options(const AdamOptions& o) {
+  check(o.betas.first < 1 && o.betas.second < 1, "graft: Adam: betas must be in [0, 1), got (", o.betas.first, ", ",
+        o.betas.second, ")");
+  return {{"lr", o.lr},
+          {"beta1", o.betas.first},
+          {"beta2", o.betas.second},
+          {"eps", o.eps},
+          {"weight_decay", o.weight_decay},
+          {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
+}
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions options) : Adam(std::move(params), options, false) {}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled) : decoupled_weight_decay_(decoupled) {
+  add_param_group(std::move(params), options);
+}
+
+void Adam::add_param_group(std::vector<Tensor> params, AdamOptions options) {
+  add_group(std::move(params), adam_options(options));
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
+    : Adam(std::move(params), AdamOptions{o.lr, o.betas, o.eps, o.weight_decay, o.amsgrad}, true) {}
+
+// As torch.optim.Adam / AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps), with v replaced by
+// its running maximum under amsgrad.
+void Adam::step() {
+  NoGradGuard no_grad;
+  for (Group& group : groups_) {
+    double lr = group.option("lr"), b1 = group.option("beta1"), b2 = group.option("beta2");
+    double eps = group.option("eps"), wd = group.option("weight_decay");
+    bool amsgrad = group.option("amsgrad") != 0;
+    for (Tensor& p : group.params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      ParamState& state = state_of(p);
+      if (state.empty()) {
+        state.emplace_back("step", scalar_tensor(0.0, kFloat64));
+        state.emplace_back("exp_avg", zeros_like(p));
+        state.emplace_back("exp_avg_sq", zeros_like(p));
+        if (amsgrad) state.emplace_back("max_exp_avg_sq", zeros_like(p));
+      }
+      Tensor& step = *find(state, "step");
+      Tensor& m = *find(state, "exp_avg");
+      Tensor& v = *find(state, "exp_avg_sq");
+      step.add_(1.0);
+      double t = step.item<double>();
+      if (wd != 0) {
+        if (decoupled_weight_decay_) p.mul_(1 - lr * wd);
+        else g = g + p * wd;
+      }
+      m.mul_(b1).add_(g, 1 - b1);
+      v.mul_(b2).add_(g * g, 1 - b2);
+      double step_size = lr / (1 - std::pow(b1, t));
+      double bias2_sqrt = std::sqrt(1 - std::pow(b2, t));
+      Tensor second = v;
+      if (amsgrad) {
+        Tensor* vmax = find(state, "max_exp_avg_sq");
+        check(vmax != nullptr, "graft: Adam: amsgrad state missing for a parameter (state loaded without it?)");
+        vmax->copy_(maximum(*vmax, v));
+        second = *vmax;
+      }
+      Tensor denom = second.sqrt() / bias2_sqrt + eps;
+      p.sub_(m / denom * step_size);
+    }
+  }
+}
+
+}  // namespace graft::optim

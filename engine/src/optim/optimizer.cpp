@@ -1,0 +1,102 @@
+#include <cstring>
+#include <string>
+
+#include "graft/autograd.h"
+#include "graft/ops.h"
+#include "graft/optim.h"
+
+namespace graft::optim {
+
+double& Optimizer::Group::option(const char* name) {
+  for (auto& [n, v] : options)
+    if (std::strcmp(n, name) == 0) return v;
+  detail::fail("graft internal error: optimizer option '", name, "' missing");
+}
+
+void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<const char*, double>> options) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i];
+    check(p.defined() && p.is_leaf() && p.requires_grad(), "graft: optimizer: parameter ", i,
+          " must be a leaf tensor that requires grad");
+    for (const Group& g : groups_)
+      for (const Tensor& q : g.params)
+        check(q.impl() != p.impl(), "graft: optimizer: parameter ", i,
+              " already belongs to another parameter group");
+  }
+  for (auto& [name, value] : options)
+    check(value >= 0, "graft: optimizer: option ", name, " must not be negative, got ", value);
+  groups_.push_back(Group{std::move(params), std::move(options)});
+}
+
+void Optimizer::zero_grad() {
+  for (Group& g : groups_)
+    for (Tensor& p : g.params) p.set_grad(Tensor());
+}
+
+Optimizer::ParamState& Optimizer::state_of(const Tensor& p) { return state_[p.impl()]; }
+
+Tensor* Optimizer::find(ParamState& s, const std::string& name) {
+  for (auto& [n, t] : s)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+StateDict Optimizer::state_dict() const {
+  StateDict d;
+  size_t index = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (const auto& [name, value] : groups_[g].options)
+      d.set("param_groups." + std::to_string(g) + "." + name, scalar_tensor(value, kFloat64));
+    for (const Tensor& p : groups_[g].params) {
+      auto it = state_.find(p.impl());
+      if (it != state_.end())
+        for (const auto& [name, t] : it->second) d.set("state." + std::to_string(index) + "." + name, t);
+      ++index;
+    }
+  }
+  return d;
+}
+
+void Optimizer::load_state_dict(const StateDict& dict) {
+  // Parse and check everything into new state before replacing any.
+  std::vector<std::vector<std::pair<const char*, double>>> options;
+  std::unordered_map<const void*, ParamState> state;
+  std::vector<const Tensor*> params;
+  for (const Group& g : groups_)
+    for (const Tensor& p : g.params) params.push_back(&p);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    auto opts = groups_[g].options;
+    for (auto& [name, value] : opts) {
+      std::string key = "param_groups." + std::to_string(g) + "." + name;
+      const Tensor* t = dict.find(key);
+      check(t && t->defined() && t->numel() == 1, "graft: optimizer load_state_dict: missing or malformed key '",
+            key, "'; the state dict must come from an optimizer of the same kind and parameter groups");
+      value = t->item<double>();
+    }
+    options.push_back(opts);
+  }
+  for (const auto& [key, t] : dict) {
+    if (key.rfind("param_groups.", 0) == 0) continue;
+    size_t dot = key.find('.', 6);
+    check(key.rfind("state.", 0) == 0 && dot != std::string::npos, "graft: optimizer load_state_dict: unexpected key '",
+          key, "'");
+    size_t index = 0;
+    try {
+      index = std::stoul(key.substr(6, dot - 6));
+    } catch (const std::exception&) {
+      detail::fail("graft: optimizer load_state_dict: malformed key '", key, "'");
+    }
+    check(index < params.size(), "graft: optimizer load_state_dict: key '", key, "' names parameter ", index,
+          " but the optimizer has ", params.size());
+    const Tensor& p = *params[index];
+    std::string name = key.substr(dot + 1);
+    check(t.defined() && ((t.numel() == 1 && name == "step") || t.sizes() == p.sizes()),
+          "graft: optimizer load_state_dict: key '", key, "' has shape ",
+          t.defined() ? Dims(t.sizes()) : Dims(), " but parameter ", index, " has shape ", p.sizes());
+    state[p.impl()].emplace_back(name, t.to(name == "step" ? t.dtype() : p.dtype()).to(p.device()).clone());
+  }
+  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options = options[g];
+  state_ = std::move(state);
+}
+
+}  // namespace graft::optim

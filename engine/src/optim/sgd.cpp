@@ -1,0 +1,53 @@
+#include "graft/autograd.h"
+#include "graft/ops.h"
+#include "graft/optim.h"
+
+namespace graft::optim {
+
+namespace {
+std::vector<std::pair<const char*, double>> sgd_options(const SGDOptions& o) {
+  check(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+        "graft: SGD: nesterov momentum needs momentum > 0 and dampening = 0");
+  return {{"lr", o.lr},
+          {"momentum", o.momentum},
+          {"dampening", o.dampening},
+          {"weight_decay", o.weight_decay},
+          {"nesterov", o.nesterov ? 1.0 : 0.0}};
+}
+}  // namespace
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions options) { add_param_group(std::move(params), options); }
+
+void SGD::add_param_group(std::vector<Tensor> params, SGDOptions options) {
+  add_group(std::move(params), sgd_options(options));
+}
+
+// As torch.optim.SGD: d = g + wd p; b = momentum b + (1 - dampening) d (b = d
+// at the first step); d = nesterov ? d + momentum b : b; p -= lr d.
+void SGD::step() {
+  NoGradGuard no_grad;
+  for (Group& group : groups_) {
+    double lr = group.option("lr"), momentum = group.option("momentum");
+    double dampening = group.option("dampening"), wd = group.option("weight_decay");
+    bool nesterov = group.option("nesterov") != 0;
+    for (Tensor& p : group.params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      Tensor d = wd != 0 ? g + p * wd : g;
+      if (momentum != 0) {
+        ParamState& state = state_of(p);
+        Tensor* buf = find(state, "momentum_buffer");
+        if (!buf) {
+          state.emplace_back("momentum_buffer", d.clone());
+          buf = &state.back().second;
+        } else {
+          buf->mul_(momentum).add_(d, 1 - dampening);
+        }
+        d = nesterov ? d + *buf * momentum : *buf;
+      }
+      p.add_(d, -lr);
+    }
+  }
+}
+
+}  // namespace graft::optim
