@@ -71,6 +71,8 @@ class Node : public std::enable_shared_from_this<Node> {
 
   // Hooks on the incoming gradient (tensor hooks, retain_grad).
   void add_pre_hook(Tensor::Hook hook) { pre_hooks_.push_back(std::move(hook)); }
+  // retain_grad's hook: it runs after the other hooks, so it keeps what they made.
+  void set_retain_grad_hook(Tensor::Hook hook) { retain_grad_hook_ = std::move(hook); }
   // Runs the hooks on grad; each may replace it. AccumulateGrad runs its leaf's hooks.
   virtual Tensor call_hooks(Tensor grad) const;
 
@@ -80,6 +82,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Edge> next_edges_;
   std::vector<SavedTensor> saved_;
   std::vector<Tensor::Hook> pre_hooks_;
+  Tensor::Hook retain_grad_hook_;
   Dims output_shape_;
   DType output_dtype_ = kFloat32;
   Device output_device_ = kCPU;

@@ -37,8 +37,11 @@ bool gradcheck(const Fn& fn, const std::vector<Tensor>& inputs, GradcheckOptions
   check(!checked.empty(), "graft: gradcheck: no input requires grad");
 
   Tensor out = fn(inputs);
-  check(out.defined() && out.requires_grad(), "graft: gradcheck: the function's output does not require grad");
+  check(out.defined(), "graft: gradcheck: the function returned an undefined tensor");
   int64_t n_out = out.numel();
+  // An output that does not require grad does not depend on the inputs
+  // (e.g. the gradient of a linear function): its Jacobian is zero.
+  bool constant = !out.requires_grad();
 
   // Analytical Jacobian, one row per output element: grad of out[j].
   std::vector<std::vector<std::vector<double>>> analytical(checked.size());
@@ -50,7 +53,8 @@ bool gradcheck(const Fn& fn, const std::vector<Tensor>& inputs, GradcheckOptions
       NoGradGuard no_grad;
       seed.view({-1}).slice(0, j, j + 1).fill_(1.0);
     }
-    auto grads = grad({out}, wrt, {.retain_graph = true, .allow_unused = true}, {seed});
+    std::vector<Tensor> grads(wrt.size());
+    if (!constant) grads = grad({out}, wrt, {.retain_graph = true, .allow_unused = true}, {seed});
     for (size_t k = 0; k < checked.size(); ++k) {
       std::vector<double> row = grads[k].defined() ? grads[k].to_vector<double>()
                                                    : std::vector<double>(static_cast<size_t>(wrt[k].numel()), 0.0);
@@ -97,6 +101,7 @@ bool gradgradcheck(const Fn& fn, const std::vector<Tensor>& inputs, GradcheckOpt
   for (size_t i = 0; i < inputs.size(); ++i)
     if (inputs[i].defined() && inputs[i].requires_grad()) idx.push_back(i);
   Fn first_grad = [&](const std::vector<Tensor>& in) {
+    EnableGradGuard grad_mode;  // gradcheck evaluates under NoGradGuard; this function needs a graph
     std::vector<Tensor> wrt;
     for (size_t i : idx) wrt.push_back(in[i]);
     Tensor y = fn(in);

@@ -66,6 +66,7 @@ Tensor Node::call_hooks(Tensor grad) const {
     Tensor replaced = hook(grad);
     if (replaced.defined()) grad = std::move(replaced);
   }
+  if (retain_grad_hook_) retain_grad_hook_(grad);
   return grad;
 }
 

@@ -148,7 +148,7 @@ void Tensor::retain_grad() const {
   if (is_leaf() || impl_->retains_grad) return;  // a leaf keeps its grad anyway
   impl_->retains_grad = true;
   std::weak_ptr<TensorImpl> weak = impl_;
-  impl_->grad_fn->add_pre_hook([weak](const Tensor& g) {
+  impl_->grad_fn->set_retain_grad_hook([weak](const Tensor& g) {
     if (auto impl = weak.lock()) {
       NoGradGuard no_grad;
       autograd::accumulate_into(*impl, g.detach());

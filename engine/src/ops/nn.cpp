@@ -75,10 +75,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   return b.defined() ? y + b : y;
 }
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions options) {
+namespace {
+Tensor nll(const Tensor& log_probs, const Tensor& labels, LossOptions options, const char* op) {
   if (log_probs.defined() && log_probs.dim() == 1)
-    return nll_loss(log_probs.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options);
-  check_labels(log_probs, labels, "nll_loss");
+    return nll(log_probs.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options, op);
+  check_labels(log_probs, labels, op);
   // Pick each row's label column with a one-hot mask: composed of
   // differentiable ops, so the loss has gradients of every order.
   Tensor classes = arange(0, log_probs.size(1), 1, TensorOptions().dtype(kInt64).device(log_probs.device()));
@@ -86,11 +87,18 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions optio
   Tensor picked = sum(where(pick, log_probs, zeros_like(log_probs)), {1});
   return reduce_loss(-picked, options.reduction);
 }
+}  // namespace
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions options) {
+  return nll(log_probs, labels, options, "nll_loss");
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions options) {
   check(logits.defined(), "graft: cross_entropy with undefined logits");
   int64_t class_dim = logits.dim() == 1 ? 0 : 1;
-  return nll_loss(log_softmax(logits, class_dim), labels, options);
+  if (labels.defined() && labels.dtype() == kInt64 && logits.dim() == 2)
+    check_labels(logits, labels, "cross_entropy");  // before the softmax, so errors name this op
+  return nll(log_softmax(logits, class_dim), labels, options, "cross_entropy");
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) {

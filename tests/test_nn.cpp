@@ -1,0 +1,129 @@
+#include <cmath>
+
+#include "helpers.h"
+
+using namespace graft;
+namespace nn = graft::nn;
+
+namespace {
+struct Net : nn::Module {
+  Net() {
+    fc = register_module("fc", nn::Linear(4, 2));
+    scale = register_parameter("scale", ones({2}));
+    steps = register_buffer("steps", zeros({1}, kInt64));
+  }
+  Tensor forward(const Tensor& x) { return fc(x).relu() * scale; }
+  nn::Linear fc{nullptr};
+  Tensor scale, steps;
+};
+}  // namespace
+
+TEST(Modules, LinearShapesAndInitialisation) {
+  manual_seed(3);
+  nn::Linear lin(100, 30);
+  EXPECT_EQ(lin->weight.shape(), (std::vector<int64_t>{30, 100}));
+  EXPECT_EQ(lin->bias.shape(), (std::vector<int64_t>{30}));
+  EXPECT_TRUE(lin->weight.requires_grad());
+  double bound = 1.0 / std::sqrt(100.0), lo = 1, hi = -1;
+  for (double v : lin->weight.to_vector<double>()) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  EXPECT_GE(lo, -bound);
+  EXPECT_LE(hi, bound);
+  EXPECT_LT(lo, -0.9 * bound);  // actually spread over the range
+  EXPECT_GT(hi, 0.9 * bound);
+  EXPECT_EQ(lin(zeros({5, 100})).shape(), (std::vector<int64_t>{5, 30}));
+  EXPECT_EQ(lin(zeros({2, 5, 100})).shape(), (std::vector<int64_t>{2, 5, 30}));
+  nn::Linear no_bias(3, 2, false);
+  EXPECT_FALSE(no_bias->bias.defined());
+  EXPECT_EQ(no_bias.parameters().size(), 1u);
+  EXPECT_GRAFT_ERROR(lin(zeros({5, 99})), "linear", "100");
+  EXPECT_GRAFT_ERROR(nn::Linear(0, 3), "positive");
+}
+
+TEST(Modules, SequentialOfTheSeedExample) {
+  manual_seed(0);
+  nn::Sequential model{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10)};
+  EXPECT_EQ(model->size(), 3u);
+  auto named = model.named_parameters();
+  ASSERT_EQ(named.size(), 4u);
+  EXPECT_EQ(named[0].first, "0.weight");
+  EXPECT_EQ(named[3].first, "2.bias");
+  Tensor out = model(randn({8, 784}));
+  EXPECT_EQ(out.shape(), (std::vector<int64_t>{8, 10}));
+  // The same as applying the layers by hand.
+  auto* first = dynamic_cast<nn::LinearImpl*>(model->named_children()[0].second.get());
+  auto* last = dynamic_cast<nn::LinearImpl*>(model->named_children()[2].second.get());
+  Tensor x = randn({2, 784});
+  Tensor manual = F::linear(F::linear(x, first->weight, first->bias).relu(), last->weight, last->bias);
+  expect_near(model(x).to_vector<double>(), manual.to_vector<double>(), 1e-6);
+}
+
+TEST(Modules, CustomModuleRegistration) {
+  Net net;
+  auto names = net.named_parameters();
+  ASSERT_EQ(names.size(), 3u);
+  EXPECT_EQ(names[0].first, "scale");
+  EXPECT_EQ(names[1].first, "fc.weight");
+  EXPECT_EQ(names[2].first, "fc.bias");
+  EXPECT_EQ(net.parameters(false).size(), 1u);
+  EXPECT_EQ(net.named_buffers().size(), 1u);
+  EXPECT_TRUE(net.is_training());
+  net.eval();
+  EXPECT_FALSE(net.is_training());
+  EXPECT_FALSE(net.fc->is_training());
+  net.train();
+  EXPECT_TRUE(net.fc->is_training());
+  Tensor y = net.forward(ones({3, 4}));
+  EXPECT_EQ(y.shape(), (std::vector<int64_t>{3, 2}));
+  y.sum().backward();
+  EXPECT_TRUE(net.fc->weight.grad().defined());
+  net.zero_grad();
+  EXPECT_FALSE(net.fc->weight.grad().defined());
+  nn::Linear empty{nullptr};
+  EXPECT_TRUE(empty.is_empty());
+  EXPECT_GRAFT_ERROR(empty(ones({1})), "empty module holder");
+}
+
+TEST(Modules, StateDictRoundTripAndValidation) {
+  Net a, b;
+  StateDict sd = a.state_dict();
+  EXPECT_EQ(sd.size(), 4u);
+  EXPECT_TRUE(sd.contains("fc.weight"));
+  EXPECT_TRUE(sd.contains("steps"));
+  b.load_state_dict(sd);
+  EXPECT_EQ(b.fc->weight.to_vector<float>(), a.fc->weight.to_vector<float>());
+  EXPECT_FALSE(b.fc->weight.shares_storage(a.fc->weight));
+
+  std::vector<float> before = b.fc->weight.to_vector<float>();
+  StateDict bad_shape;
+  for (const auto& [k, v] : sd) bad_shape.set(k, k == "fc.bias" ? zeros({3}) : v.clone() + 1);
+  EXPECT_GRAFT_ERROR(b.load_state_dict(bad_shape), "fc.bias", "[3]", "[2]");
+  EXPECT_EQ(b.fc->weight.to_vector<float>(), before) << "a failed load must change nothing";
+
+  StateDict missing;
+  missing.set("scale", ones({2}));
+  EXPECT_GRAFT_ERROR(b.load_state_dict(missing), "missing key", "fc.weight");
+  b.load_state_dict(missing, /*strict=*/false);
+  EXPECT_EQ(b.fc->weight.to_vector<float>(), before);
+
+  StateDict extra = a.state_dict();
+  extra.set("fc.gamma", ones({2}));
+  EXPECT_GRAFT_ERROR(b.load_state_dict(extra), "unexpected key", "fc.gamma");
+  StateDict wrong_type = a.state_dict();
+  wrong_type.set("scale", ones({2}, kFloat64));
+  EXPECT_GRAFT_ERROR(b.load_state_dict(wrong_type), "scale", "float64", "float32");
+}
+
+TEST(Modules, ToDtypeKeepsParameterIdentity) {
+  Net net;
+  Tensor w = net.fc->weight;
+  net.to(kFloat64);
+  EXPECT_EQ(w.dtype(), kFloat64);
+  EXPECT_EQ(net.steps.dtype(), kInt64);
+  EXPECT_TRUE(w.requires_grad());
+  EXPECT_EQ(net.forward(ones({1, 4}, kFloat64)).dtype(), kFloat64);
+  net.to(Device("cpu"));
+  EXPECT_GRAFT_ERROR(net.to(kInt32), "floating");
+}
