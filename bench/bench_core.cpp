@@ -40,8 +40,8 @@ void BM_BackwardChain100(benchmark::State& state) {
     state.ResumeTiming();
     y.backward();
   }
-  state.counters["per_op"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * kOps, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["per_op"] = benchmark::Counter(static_cast<double>(state.iterations()) * kOps,
+                                                benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_BackwardChain100);
 
@@ -55,8 +55,8 @@ void BM_ForwardChain100(benchmark::State& state) {
     for (int i = 0; i < kOps; ++i) y = y * s;
     benchmark::DoNotOptimize(y.impl());
   }
-  state.counters["per_op"] =
-      benchmark::Counter(static_cast<double>(state.iterations()) * kOps, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["per_op"] = benchmark::Counter(static_cast<double>(state.iterations()) * kOps,
+                                                benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ForwardChain100);
 
@@ -78,8 +78,8 @@ void BM_MLPTrainStep(benchmark::State& state) {
     benchmark::DoNotOptimize(loss.impl());
   }
   double flops = 6.0 * static_cast<double>(batch) * (784 * 256 + 256 * 256 + 256 * 10);  // forward + backward
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_MLPTrainStep)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond);
 
@@ -92,8 +92,8 @@ void BM_ReferenceMatmul(benchmark::State& state) {
     Tensor c = a.matmul(b);
     benchmark::DoNotOptimize(c.impl());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * static_cast<double>(state.iterations()) / 1e9,
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ReferenceMatmul)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
 

@@ -6,16 +6,16 @@
 #include <vector>
 
 // Asserts that a statement throws graft::Error whose message contains every fragment.
-#define EXPECT_GRAFT_ERROR(statement, ...)                                                    \
-  do {                                                                                        \
-    try {                                                                                     \
-      statement;                                                                              \
-      ADD_FAILURE() << "expected graft::Error from: " #statement;                             \
-    } catch (const graft::Error& e) {                                                         \
-      for (const std::string& fragment : std::vector<std::string>{__VA_ARGS__})               \
-        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)                    \
-            << "message lacks '" << fragment << "': " << e.what();                            \
-    }                                                                                         \
+#define EXPECT_GRAFT_ERROR(statement, ...)                                      \
+  do {                                                                          \
+    try {                                                                       \
+      statement;                                                                \
+      ADD_FAILURE() << "expected graft::Error from: " #statement;               \
+    } catch (const graft::Error& e) {                                           \
+      for (const std::string& fragment : std::vector<std::string>{__VA_ARGS__}) \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)      \
+            << "message lacks '" << fragment << "': " << e.what();              \
+    }                                                                           \
   } while (0)
 
 inline void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-6) {

@@ -75,7 +75,7 @@ TEST(Autograd, RetainGradAndHooks) {
   });
   (h * h).sum().backward();
   expect_values(doubled_seen, {6, 12});
-  expect_values(h.grad(), {12, 24}) ;
+  expect_values(h.grad(), {12, 24});
   expect_values(x.grad(), {36, 72});
   Tensor y = param({1}, {1});
   int calls = 0;

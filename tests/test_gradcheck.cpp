@@ -46,7 +46,8 @@ TEST_F(Gradcheck, UnaryMath) {
   check_both([](const Inputs& v) { return v[0].sigmoid(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].tanh(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].sin() * v[0].cos(); }, {p({2, 3})});
-  check_both([](const Inputs& v) { return v[0].clamp(-0.5, 0.5); }, {tensor({-0.9, -0.2, 0.3, 0.8}, {4}, kFloat64).requires_grad_()});
+  check_both([](const Inputs& v) { return v[0].clamp(-0.5, 0.5); },
+             {tensor({-0.9, -0.2, 0.3, 0.8}, {4}, kFloat64).requires_grad_()});
   check_both([](const Inputs& v) { return where(v[0] > 0, v[0] * 2, v[1].exp()); }, {p({4}), p({4})});
 }
 
@@ -80,8 +81,8 @@ TEST_F(Gradcheck, ShapeOps) {
   check_both([](const Inputs& v) { return cat({v[0], v[1] * 2}, 1); }, {p({2, 2}), p({2, 3})});
   check_both([](const Inputs& v) { return stack({v[0], v[1]}, 1); }, {p({2, 2}), p({2, 2})});
   // Through float32, finite differences need a coarser step.
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return v[0].to(kFloat32).to(kFloat64); }, {p({3})},
-                        {.eps = 1e-2, .atol = 1e-4}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& v) { return v[0].to(kFloat32).to(kFloat64); }, {p({3})}, {.eps = 1e-2, .atol = 1e-4}));
 }
 
 TEST_F(Gradcheck, NeuralNetworkOps) {
@@ -95,11 +96,13 @@ TEST_F(Gradcheck, NeuralNetworkOps) {
 }
 
 TEST_F(Gradcheck, InPlaceInTheGraph) {
-  check_both([](const Inputs& v) {
-    Tensor a = v[0] * 1;
-    a.mul_(v[1]).add_(v[0]).div_(v[1]);
-    return a;
-  }, {p({3}), p({3}, 1, 2)});
+  check_both(
+      [](const Inputs& v) {
+        Tensor a = v[0] * 1;
+        a.mul_(v[1]).add_(v[0]).div_(v[1]);
+        return a;
+      },
+      {p({3}), p({3}, 1, 2)});
 }
 
 TEST_F(Gradcheck, ReportsWrongGradients) {

@@ -94,8 +94,10 @@ TEST(Ops, Reductions) {
   EXPECT_EQ(y.argmax(1).to_vector<int64_t>(), (std::vector<int64_t>{1, 0}));
   EXPECT_EQ(y.argmax(0).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1}));
   EXPECT_EQ(y.argmax(0).dtype(), kInt64);
-  expect_values(y.logsumexp({1}), {std::log(std::exp(1.) + std::exp(7.) + std::exp(3.)),
-                                   std::log(std::exp(9.) + std::exp(2.) + std::exp(4.))}, 1e-5);
+  expect_values(
+      y.logsumexp({1}),
+      {std::log(std::exp(1.) + std::exp(7.) + std::exp(3.)), std::log(std::exp(9.) + std::exp(2.) + std::exp(4.))},
+      1e-5);
   // Stable for large values.
   expect_values(tensor({1000.f, 1000.f}).logsumexp({0}), {1000 + std::log(2.0)}, 1e-3);
   // Reductions of non-contiguous views.
@@ -125,7 +127,8 @@ TEST(Ops, Matmul) {
   EXPECT_EQ(matmul(zeros({4, 5, 3}), b).shape(), (std::vector<int64_t>{4, 5, 2}));
   EXPECT_GRAFT_ERROR(a.matmul(a), "matmul", "[2, 3]", "inner sizes 3", "2");
   EXPECT_GRAFT_ERROR(a.matmul(b.to(kFloat64)), "matmul", "float32", "float64");
-  EXPECT_GRAFT_ERROR(arange(0, 4).view({2, 2}).matmul(arange(0, 4).view({2, 2})), "matmul", "int64", "float32, float64");
+  EXPECT_GRAFT_ERROR(arange(0, 4).view({2, 2}).matmul(arange(0, 4).view({2, 2})), "matmul", "int64",
+                     "float32, float64");
 }
 
 TEST(Ops, CatAndStack) {
@@ -146,8 +149,8 @@ TEST(Ops, SoftmaxAndLosses) {
   Tensor x = tensor({1.0, 2.0, 3.0, 1.0, 1.0, 1.0}, {2, 3}, kFloat64);
   double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
   expect_values(F::softmax(x, 1), {std::exp(1.0) / z, std::exp(2.0) / z, std::exp(3.0) / z, 1 / 3.0, 1 / 3.0, 1 / 3.0});
-  expect_values(F::log_softmax(x, -1), {1 - std::log(z), 2 - std::log(z), 3 - std::log(z), -std::log(3.0),
-                                        -std::log(3.0), -std::log(3.0)});
+  expect_values(F::log_softmax(x, -1),
+                {1 - std::log(z), 2 - std::log(z), 3 - std::log(z), -std::log(3.0), -std::log(3.0), -std::log(3.0)});
   expect_values(F::softmax(tensor({1000.f, 0.f}), 0), {1, 0});
   Tensor labels = tensor(std::vector<int64_t>{2, 0});
   double want = (-(3 - std::log(z)) + std::log(3.0)) / 2;

@@ -40,8 +40,10 @@ std::vector<double> adam_by_hand(double lr, double b1, double b2, double eps, do
   for (size_t t = 0; t < kGrads.size(); ++t)
     for (size_t i = 0; i < 3; ++i) {
       double g = kGrads[t][i];
-      if (decoupled) p[i] *= 1 - lr * wd;
-      else g += wd * p[i];
+      if (decoupled)
+        p[i] *= 1 - lr * wd;
+      else
+        g += wd * p[i];
       m[i] = b1 * m[i] + (1 - b1) * g;
       v[i] = b2 * v[i] + (1 - b2) * g * g;
       vmax[i] = std::max(vmax[i], v[i]);

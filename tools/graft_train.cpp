@@ -30,10 +30,14 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw graft::Error("graft-train: " + flag + " needs a value");
       return argv[++i];
     };
-    if (flag == "--steps") a.steps = std::stoi(value());
-    else if (flag == "--batch") a.batch = std::stoi(value());
-    else if (flag == "--lr") a.lr = std::stod(value());
-    else if (flag == "--seed") a.seed = std::stoull(value());
+    if (flag == "--steps")
+      a.steps = std::stoi(value());
+    else if (flag == "--batch")
+      a.batch = std::stoi(value());
+    else if (flag == "--lr")
+      a.lr = std::stod(value());
+    else if (flag == "--seed")
+      a.seed = std::stoull(value());
     else if (flag == "--help" || flag == "-h") {
       std::cout << "usage: graft-train [--steps N] [--batch N] [--lr X] [--seed N]\n";
       std::exit(0);
@@ -41,13 +45,14 @@ Args parse(int argc, char** argv) {
       throw graft::Error("graft-train: unknown option '" + flag + "' (see --help)");
     }
   }
-  if (a.steps < 1 || a.batch < 1 || !(a.lr > 0)) throw graft::Error("graft-train: steps, batch and lr must be positive");
+  if (a.steps < 1 || a.batch < 1 || !(a.lr > 0))
+    throw graft::Error("graft-train: steps, batch and lr must be positive");
   return a;
 }
 
 // A batch of points from three noisy spirals, labelled by spiral.
 std::pair<graft::Tensor, graft::Tensor> spiral_batch(int n) {
-  graft::Tensor t = graft::rand({n});                                   // position along the arm
+  graft::Tensor t = graft::rand({n});  // position along the arm
   graft::Tensor arm = (graft::rand({n}) * 3.0).clamp(0, 2.999).to(graft::kInt64);
   graft::Tensor angle = t * 4.0 + arm.to(graft::kFloat32) * (2.0 * M_PI / 3.0) + graft::randn({n}) * 0.2;
   graft::Tensor x = graft::stack({t * angle.cos(), t * angle.sin()}, 1);

@@ -66,35 +66,53 @@ template <class T>
 void binary_kernel(const KernelCall& c) {
   if constexpr (std::is_same_v<T, bool>) {
     switch (c.op) {
-      case OpId::eq: return binary_loop<bool, T>(c, [](T a, T b) { return a == b; });
-      case OpId::ne: return binary_loop<bool, T>(c, [](T a, T b) { return a != b; });
-      case OpId::lt: return binary_loop<bool, T>(c, [](T a, T b) { return !a && b; });
-      case OpId::le: return binary_loop<bool, T>(c, [](T a, T b) { return !a || b; });
-      case OpId::gt: return binary_loop<bool, T>(c, [](T a, T b) { return a && !b; });
-      case OpId::ge: return binary_loop<bool, T>(c, [](T a, T b) { return a || !b; });
-      default: break;
+      case OpId::eq:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a == b; });
+      case OpId::ne:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a != b; });
+      case OpId::lt:
+        return binary_loop<bool, T>(c, [](T a, T b) { return !a && b; });
+      case OpId::le:
+        return binary_loop<bool, T>(c, [](T a, T b) { return !a || b; });
+      case OpId::gt:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a && !b; });
+      case OpId::ge:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a || !b; });
+      default:
+        break;
     }
   } else {
-  switch (c.op) {
-    case OpId::add: return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a + b); });
-    case OpId::sub: return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a - b); });
-    case OpId::mul: return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a * b); });
-    case OpId::div:
-      if constexpr (std::is_floating_point_v<T>) return binary_loop<T, T>(c, [](T a, T b) { return a / b; });
-      break;
-    case OpId::pow: return binary_loop<T, T>(c, [](T a, T b) { return int_pow(a, b); });
-    case OpId::maximum:
-      return binary_loop<T, T>(c, [](T a, T b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); });
-    case OpId::minimum:
-      return binary_loop<T, T>(c, [](T a, T b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); });
-    case OpId::eq: return binary_loop<bool, T>(c, [](T a, T b) { return a == b; });
-    case OpId::ne: return binary_loop<bool, T>(c, [](T a, T b) { return a != b; });
-    case OpId::lt: return binary_loop<bool, T>(c, [](T a, T b) { return a < b; });
-    case OpId::le: return binary_loop<bool, T>(c, [](T a, T b) { return a <= b; });
-    case OpId::gt: return binary_loop<bool, T>(c, [](T a, T b) { return a > b; });
-    case OpId::ge: return binary_loop<bool, T>(c, [](T a, T b) { return a >= b; });
-    default: break;
-  }
+    switch (c.op) {
+      case OpId::add:
+        return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a + b); });
+      case OpId::sub:
+        return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a - b); });
+      case OpId::mul:
+        return binary_loop<T, T>(c, [](T a, T b) { return static_cast<T>(a * b); });
+      case OpId::div:
+        if constexpr (std::is_floating_point_v<T>) return binary_loop<T, T>(c, [](T a, T b) { return a / b; });
+        break;
+      case OpId::pow:
+        return binary_loop<T, T>(c, [](T a, T b) { return int_pow(a, b); });
+      case OpId::maximum:
+        return binary_loop<T, T>(c, [](T a, T b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); });
+      case OpId::minimum:
+        return binary_loop<T, T>(c, [](T a, T b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); });
+      case OpId::eq:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a == b; });
+      case OpId::ne:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a != b; });
+      case OpId::lt:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a < b; });
+      case OpId::le:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a <= b; });
+      case OpId::gt:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a > b; });
+      case OpId::ge:
+        return binary_loop<bool, T>(c, [](T a, T b) { return a >= b; });
+      default:
+        break;
+    }
   }
   detail::fail("graft internal error: reference binary kernel called for op #", static_cast<int>(c.op));
 }
@@ -103,34 +121,47 @@ template <class T>
 void unary_kernel(const KernelCall& c) {
   if constexpr (std::is_floating_point_v<T>) {
     switch (c.op) {
-      case OpId::exp: return unary_loop<T, T>(c, [](T x) { return std::exp(x); });
-      case OpId::log: return unary_loop<T, T>(c, [](T x) { return std::log(x); });
-      case OpId::sqrt: return unary_loop<T, T>(c, [](T x) { return std::sqrt(x); });
-      case OpId::sigmoid: return unary_loop<T, T>(c, [](T x) { return T(1) / (T(1) + std::exp(-x)); });
-      case OpId::tanh: return unary_loop<T, T>(c, [](T x) { return std::tanh(x); });
-      case OpId::sin: return unary_loop<T, T>(c, [](T x) { return std::sin(x); });
-      case OpId::cos: return unary_loop<T, T>(c, [](T x) { return std::cos(x); });
-      default: break;
+      case OpId::exp:
+        return unary_loop<T, T>(c, [](T x) { return std::exp(x); });
+      case OpId::log:
+        return unary_loop<T, T>(c, [](T x) { return std::log(x); });
+      case OpId::sqrt:
+        return unary_loop<T, T>(c, [](T x) { return std::sqrt(x); });
+      case OpId::sigmoid:
+        return unary_loop<T, T>(c, [](T x) { return T(1) / (T(1) + std::exp(-x)); });
+      case OpId::tanh:
+        return unary_loop<T, T>(c, [](T x) { return std::tanh(x); });
+      case OpId::sin:
+        return unary_loop<T, T>(c, [](T x) { return std::sin(x); });
+      case OpId::cos:
+        return unary_loop<T, T>(c, [](T x) { return std::cos(x); });
+      default:
+        break;
     }
   }
   if constexpr (!std::is_same_v<T, bool>) {
-  switch (c.op) {
-    case OpId::neg: return unary_loop<T, T>(c, [](T x) { return static_cast<T>(-x); });
-    case OpId::abs: return unary_loop<T, T>(c, [](T x) { return x < 0 ? static_cast<T>(-x) : x; });
-    case OpId::relu: return unary_loop<T, T>(c, [](T x) { return x > 0 ? x : T(0); });
-    case OpId::sign: return unary_loop<T, T>(c, [](T x) { return static_cast<T>((x > 0) - (x < 0)); });
-    case OpId::clamp: {
-      const auto& a = *c.attrs;
-      bool has_min = a.i[0], has_max = a.i[1];
-      T lo = static_cast<T>(a.f[0]), hi = static_cast<T>(a.f[1]);
-      return unary_loop<T, T>(c, [=](T x) {
-        if (has_min && x < lo) x = lo;
-        if (has_max && x > hi) x = hi;
-        return x;
-      });
+    switch (c.op) {
+      case OpId::neg:
+        return unary_loop<T, T>(c, [](T x) { return static_cast<T>(-x); });
+      case OpId::abs:
+        return unary_loop<T, T>(c, [](T x) { return x < 0 ? static_cast<T>(-x) : x; });
+      case OpId::relu:
+        return unary_loop<T, T>(c, [](T x) { return x > 0 ? x : T(0); });
+      case OpId::sign:
+        return unary_loop<T, T>(c, [](T x) { return static_cast<T>((x > 0) - (x < 0)); });
+      case OpId::clamp: {
+        const auto& a = *c.attrs;
+        bool has_min = a.i[0], has_max = a.i[1];
+        T lo = static_cast<T>(a.f[0]), hi = static_cast<T>(a.f[1]);
+        return unary_loop<T, T>(c, [=](T x) {
+          if (has_min && x < lo) x = lo;
+          if (has_max && x > hi) x = hi;
+          return x;
+        });
+      }
+      default:
+        break;
     }
-    default: break;
-  }
   }
   detail::fail("graft internal error: reference unary kernel called for op #", static_cast<int>(c.op));
 }
@@ -148,8 +179,10 @@ void where_kernel(const KernelCall& c) {
 
 template <class To, class From>
 To convert(From v) {
-  if constexpr (std::is_same_v<To, bool>) return v != From(0);
-  else return static_cast<To>(v);
+  if constexpr (std::is_same_v<To, bool>)
+    return v != From(0);
+  else
+    return static_cast<To>(v);
 }
 
 void copy_kernel(const KernelCall& c) {

@@ -43,8 +43,7 @@ void for_each_offset(const Dims& sizes, const std::array<Dims, N>& strides, F&& 
 inline Dims broadcast_strides(const KTensor& t, const Dims& out) {
   Dims s(out.size(), 0);
   size_t lead = out.size() - static_cast<size_t>(t.ndim);
-  for (int32_t i = 0; i < t.ndim; ++i)
-    s[lead + i] = t.sizes[i] == 1 ? 0 : t.strides[i];
+  for (int32_t i = 0; i < t.ndim; ++i) s[lead + i] = t.sizes[i] == 1 ? 0 : t.strides[i];
   return s;
 }
 

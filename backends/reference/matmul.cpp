@@ -46,8 +46,10 @@ void matmul_kernel(const dispatch::KernelCall& c) {
 }  // namespace
 
 void run_matmul(const dispatch::KernelCall& c, void*) {
-  if (c.inputs[0].dtype == kFloat32) matmul_kernel<float>(c);
-  else matmul_kernel<double>(c);
+  if (c.inputs[0].dtype == kFloat32)
+    matmul_kernel<float>(c);
+  else
+    matmul_kernel<double>(c);
 }
 
 }  // namespace graft::reference

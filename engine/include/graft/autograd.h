@@ -30,7 +30,10 @@ class SavedTensor {
   // its grad_fn (which would be a cycle) and reattached when unpacked.
   SavedTensor(const Tensor& t, bool is_output);
   Tensor unpack(const Node& owner, size_t slot) const;
-  void release() { data_ = Tensor(); released_ = true; }
+  void release() {
+    data_ = Tensor();
+    released_ = true;
+  }
   bool defined() const { return data_.defined(); }
   const Tensor& data() const { return data_; }
 
@@ -129,18 +132,16 @@ struct GradcheckOptions {
 };
 // Compares autograd's Jacobian of fn at inputs with central finite
 // differences. Inputs should be float64; those that require grad are checked.
-bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
-               const std::vector<Tensor>& inputs, GradcheckOptions options = {});
+bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
+               GradcheckOptions options = {});
 // gradcheck of the gradient itself: checks second derivatives.
-bool gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
-                   const std::vector<Tensor>& inputs, GradcheckOptions options = {});
+bool gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
+                   GradcheckOptions options = {});
 
 // Writes the graph recorded behind roots in Graphviz dot: leaves (inputs and
 // parameters) at the top, ops in between, roots (outputs) at the bottom.
 void save_dot(const std::vector<Tensor>& roots, const std::string& path);
-inline void save_dot(const Tensor& root, const std::string& path) {
-  save_dot(std::vector<Tensor>{root}, path);
-}
+inline void save_dot(const Tensor& root, const std::string& path) { save_dot(std::vector<Tensor>{root}, path); }
 std::string to_dot(const std::vector<Tensor>& roots);
 
 }  // namespace graft::autograd

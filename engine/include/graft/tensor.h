@@ -108,17 +108,17 @@ class Tensor {
   Tensor& requires_grad_(bool on = true);
   bool requires_grad() const;
   bool is_leaf() const;
-  Tensor grad() const;            // undefined until a backward pass sets it
+  Tensor grad() const;  // undefined until a backward pass sets it
   void set_grad(const Tensor& g) const;
   void backward(const Tensor& grad = {}, BackwardOptions options = {}) const;
-  Tensor detach() const;          // same storage, outside the graph
-  void retain_grad() const;       // keep grad() on a non-leaf
+  Tensor detach() const;     // same storage, outside the graph
+  void retain_grad() const;  // keep grad() on a non-leaf
   bool retains_grad() const;
   using Hook = std::function<Tensor(const Tensor&)>;
   // Runs hook on this tensor's gradient; a defined return value replaces it.
   void register_hook(Hook hook) const;
   const std::shared_ptr<autograd::Node>& grad_fn() const;
-  uint32_t version() const;       // bumped by every in-place change of the storage
+  uint32_t version() const;  // bumped by every in-place change of the storage
   // Replaces this tensor's data (storage, shape, dtype, device) with other's,
   // keeping its identity and autograd state; used by Module::to.
   void set_data(const Tensor& other) const;
@@ -211,10 +211,14 @@ Tensor uniform(IntList shape, double low, double high, TensorOptions options = {
 Tensor tensor_from(const void* data, DType data_type, int64_t count, IntList shape, DType dtype);
 template <class T>
 constexpr DType default_dtype_for() {
-  if constexpr (std::is_same_v<T, bool>) return kBool;
-  else if constexpr (std::is_floating_point_v<T>) return kFloat32;
-  else if constexpr (sizeof(T) <= 4) return kInt32;
-  else return kInt64;
+  if constexpr (std::is_same_v<T, bool>)
+    return kBool;
+  else if constexpr (std::is_floating_point_v<T>)
+    return kFloat32;
+  else if constexpr (sizeof(T) <= 4)
+    return kInt32;
+  else
+    return kInt64;
 }
 template <class T>
 Tensor tensor(const std::vector<T>& data, IntList shape, std::optional<DType> dtype = std::nullopt) {
@@ -222,8 +226,7 @@ Tensor tensor(const std::vector<T>& data, IntList shape, std::optional<DType> dt
   // Widen to one of three host types; tensor_from converts to the dtype.
   using Wide = std::conditional_t<std::is_same_v<T, bool>, uint8_t,
                                   std::conditional_t<std::is_floating_point_v<T>, double, int64_t>>;
-  constexpr DType wide_type = std::is_same_v<T, bool> ? kBool
-                              : std::is_floating_point_v<T> ? kFloat64 : kInt64;
+  constexpr DType wide_type = std::is_same_v<T, bool> ? kBool : std::is_floating_point_v<T> ? kFloat64 : kInt64;
   std::vector<Wide> wide(data.begin(), data.end());
   return tensor_from(wide.data(), wide_type, static_cast<int64_t>(wide.size()), shape,
                      dtype.value_or(default_dtype_for<T>()));

@@ -23,8 +23,8 @@ void accumulate_into(TensorImpl& impl, const Tensor& g) {
   if (!impl.grad.defined()) {
     // Keep the incoming gradient when nothing else can see it; otherwise copy,
     // so that a later in-place accumulation cannot change another tensor's grad.
-    bool sole_owner = g.impl_ptr().use_count() <= 1 && g.impl()->storage.use_count() == 1 &&
-                      g.is_contiguous() && !g.requires_grad();
+    bool sole_owner =
+        g.impl_ptr().use_count() <= 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() && !g.requires_grad();
     impl.grad = is_grad_enabled() ? g : sole_owner ? g : g.detach().clone();
     return;
   }

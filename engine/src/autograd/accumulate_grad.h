@@ -10,8 +10,7 @@ namespace graft::autograd {
 // leaf's .grad(). The leaf holds it weakly; the graph that uses it holds it.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf)
-      : Node("AccumulateGrad"), leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : Node("AccumulateGrad"), leaf_(std::move(leaf)) {}
   std::vector<Tensor> apply(const Tensor& grad) override;
   Tensor call_hooks(Tensor grad) const override;
   const std::shared_ptr<TensorImpl>& leaf() const { return leaf_; }

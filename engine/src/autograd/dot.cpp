@@ -31,8 +31,8 @@ std::string to_dot(const std::vector<Tensor>& roots) {
   };
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
-    os << "  out" << i << " [label=\"output " << i << "\\n" << shape_label(Dims(r.sizes()))
-       << "\", shape=box, style=filled, fillcolor=\"#c6e5ff\"];\n";
+    os << "  out" << i << " [label=\"output " << i << "\\n"
+       << shape_label(Dims(r.sizes())) << "\", shape=box, style=filled, fillcolor=\"#c6e5ff\"];\n";
     Edge e = gradient_edge(r);
     if (e.fn) os << "  " << id_of(e.fn.get()) << " -> out" << i << ";\n";
   }
@@ -42,8 +42,8 @@ std::string to_dot(const std::vector<Tensor>& roots) {
     stack.pop_back();
     std::string id = ids[n];
     if (auto* acc = dynamic_cast<const AccumulateGrad*>(n)) {
-      os << "  " << id << " [label=\"leaf\\n" << shape_label(acc->leaf()->sizes)
-         << "\", shape=box, style=filled, fillcolor=\"#d5f5d5\"];\n";
+      os << "  " << id << " [label=\"leaf\\n"
+         << shape_label(acc->leaf()->sizes) << "\", shape=box, style=filled, fillcolor=\"#d5f5d5\"];\n";
     } else {
       os << "  " << id << " [label=\"" << n->name() << "\\n" << shape_label(n->output_shape()) << "\"];\n";
     }

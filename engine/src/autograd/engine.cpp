@@ -33,10 +33,9 @@ void check_finite(const Node& node, const std::vector<Tensor>& grads) {
     if (!grads[i].defined() || !is_floating(grads[i].dtype())) continue;
     for (double v : grads[i].to_vector<double>()) {
       if (!std::isfinite(v))
-        detail::fail("graft: anomaly detected: the backward of ", node.name(),
-                     " returned a gradient with ", (std::isnan(v) ? "NaN" : "Inf"),
-                     " values for its input ", i, " (", grads[i].dtype(), grads[i].sizes(),
-                     "); look at the forward op ", node.name(), " and its inputs");
+        detail::fail("graft: anomaly detected: the backward of ", node.name(), " returned a gradient with ",
+                     (std::isnan(v) ? "NaN" : "Inf"), " values for its input ", i, " (", grads[i].dtype(),
+                     grads[i].sizes(), "); look at the forward op ", node.name(), " and its inputs");
     }
   }
 }
@@ -44,22 +43,19 @@ void check_finite(const Node& node, const std::vector<Tensor>& grads) {
 // Brings a gradient to the shape, dtype and device its node expects.
 Tensor validate(const Node& producer, size_t i, Tensor g, const Node& target) {
   if (!(Dims(g.sizes()) == target.output_shape()))
-    detail::fail("graft internal error: the backward of ", producer.name(),
-                 " returned a gradient of shape ", g.sizes(), " for input ", i, ", expected ",
-                 target.output_shape());
+    detail::fail("graft internal error: the backward of ", producer.name(), " returned a gradient of shape ", g.sizes(),
+                 " for input ", i, ", expected ", target.output_shape());
   if (g.dtype() != target.output_dtype()) g = g.to(target.output_dtype());
   if (g.device() != target.output_device()) g = g.to(target.output_device());
   return g;
 }
 
-void add_to(Tensor& slot, Tensor g) {
-  slot = slot.defined() ? slot + g : std::move(g);
-}
+void add_to(Tensor& slot, Tensor g) { slot = slot.defined() ? slot + g : std::move(g); }
 
 // Runs the graph behind roots. With accumulate, leaves receive their
 // gradients in .grad(); captures collect the gradients that reach them.
-void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads, bool keep_graph,
-                  bool create_graph, bool accumulate, std::vector<Capture>& captures) {
+void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads, bool keep_graph, bool create_graph,
+                  bool accumulate, std::vector<Capture>& captures) {
   EnableGradGuard grad_mode(create_graph);
   std::unordered_map<Node*, NodeTask> tasks;
 
@@ -134,14 +130,13 @@ void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads
     }
     const auto& edges = n->next_edges();
     if (!grads.empty() && grads.size() != edges.size())
-      detail::fail("graft internal error: the backward of ", n->name(), " returned ",
-                   grads.size(), " gradients for ", edges.size(), " inputs");
+      detail::fail("graft internal error: the backward of ", n->name(), " returned ", grads.size(), " gradients for ",
+                   edges.size(), " inputs");
     for (size_t i = 0; i < edges.size(); ++i) {
       const Edge& e = edges[i];
       if (!e.fn) continue;
       NodeTask& next = tasks[e.fn.get()];
-      if (i < grads.size() && grads[i].defined())
-        add_to(next.grad, validate(*n, i, std::move(grads[i]), *e.fn));
+      if (i < grads.size() && grads[i].defined()) add_to(next.grad, validate(*n, i, std::move(grads[i]), *e.fn));
       if (--next.dependencies == 0) ready.push_back(e.fn.get());
     }
   }
@@ -158,23 +153,25 @@ Edge root_edge(const Tensor& t, size_t i, const char* what) {
   return e;
 }
 
-std::vector<Tensor> seed_grads(const std::vector<Tensor>& outputs,
-                               const std::vector<Tensor>& grad_outputs, const char* what) {
-  check(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "graft: ", what, ": got ",
-        grad_outputs.size(), " gradients for ", outputs.size(), " outputs");
+std::vector<Tensor> seed_grads(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+                               const char* what) {
+  check(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "graft: ", what, ": got ", grad_outputs.size(),
+        " gradients for ", outputs.size(), " outputs");
   std::vector<Tensor> grads;
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
     Tensor g = grad_outputs.empty() ? Tensor() : grad_outputs[i];
     if (!g.defined()) {
-      check(out.numel() == 1, "graft: ", what, ": a gradient can be created implicitly only "
-            "for a scalar output, but output ", i, " has shape ", out.sizes(),
+      check(out.numel() == 1, "graft: ", what,
+            ": a gradient can be created implicitly only "
+            "for a scalar output, but output ",
+            i, " has shape ", out.sizes(),
             "; pass a gradient of that shape (e.g. y.backward(graft::ones_like(y))) or "
             "reduce it first (y.sum().backward())");
       g = ones_like(out);
     } else {
-      check(Dims(g.sizes()) == Dims(out.sizes()), "graft: ", what, ": the gradient for output ",
-            i, " has shape ", g.sizes(), " but the output has shape ", out.sizes());
+      check(Dims(g.sizes()) == Dims(out.sizes()), "graft: ", what, ": the gradient for output ", i, " has shape ",
+            g.sizes(), " but the output has shape ", out.sizes());
     }
     grads.push_back(g);
   }
@@ -186,26 +183,22 @@ std::vector<Tensor> seed_grads(const std::vector<Tensor>& outputs,
 bool is_grad_enabled() { return tls_grad_enabled; }
 void set_grad_enabled(bool enabled) { tls_grad_enabled = enabled; }
 bool is_anomaly_enabled() { return tls_anomaly_enabled; }
-DetectAnomalyGuard::DetectAnomalyGuard() : previous_(tls_anomaly_enabled) {
-  tls_anomaly_enabled = true;
-}
+DetectAnomalyGuard::DetectAnomalyGuard() : previous_(tls_anomaly_enabled) { tls_anomaly_enabled = true; }
 DetectAnomalyGuard::~DetectAnomalyGuard() { tls_anomaly_enabled = previous_; }
 
-void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
-              BackwardOptions options) {
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs, BackwardOptions options) {
   std::vector<Edge> roots;
   for (size_t i = 0; i < outputs.size(); ++i) roots.push_back(root_edge(outputs[i], i, "backward"));
   std::vector<Tensor> grads = seed_grads(outputs, grad_outputs, "backward");
   std::vector<Capture> none;
-  run_backward(roots, std::move(grads), options.retain_graph || options.create_graph,
-               options.create_graph, /*accumulate=*/true, none);
+  run_backward(roots, std::move(grads), options.retain_graph || options.create_graph, options.create_graph,
+               /*accumulate=*/true, none);
 }
 
-std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
-                         GradOptions options, const std::vector<Tensor>& grad_outputs) {
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs, GradOptions options,
+                         const std::vector<Tensor>& grad_outputs) {
   std::vector<Edge> roots;
-  for (size_t i = 0; i < outputs.size(); ++i)
-    roots.push_back(root_edge(outputs[i], i, "autograd::grad"));
+  for (size_t i = 0; i < outputs.size(); ++i) roots.push_back(root_edge(outputs[i], i, "autograd::grad"));
   std::vector<Tensor> grads = seed_grads(outputs, grad_outputs, "autograd::grad");
   std::vector<Capture> captures;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -217,12 +210,13 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   // Hold the captured nodes alive for the walk (a leaf's accumulator may be new).
   std::vector<std::shared_ptr<Node>> hold;
   for (const Tensor& t : inputs) hold.push_back(gradient_edge(t).fn);
-  run_backward(roots, std::move(grads), options.retain_graph || options.create_graph,
-               options.create_graph, /*accumulate=*/false, captures);
+  run_backward(roots, std::move(grads), options.retain_graph || options.create_graph, options.create_graph,
+               /*accumulate=*/false, captures);
   std::vector<Tensor> result;
   for (size_t i = 0; i < captures.size(); ++i) {
-    check(captures[i].reached || options.allow_unused, "graft: autograd::grad: input ", i, " (",
-          inputs[i].dtype(), inputs[i].sizes(), ") was not used to compute the outputs; pass "
+    check(captures[i].reached || options.allow_unused, "graft: autograd::grad: input ", i, " (", inputs[i].dtype(),
+          inputs[i].sizes(),
+          ") was not used to compute the outputs; pass "
           "{.allow_unused = true} to get an undefined gradient for it");
     result.push_back(captures[i].grad);
   }

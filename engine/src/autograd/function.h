@@ -46,8 +46,7 @@ class LambdaNode final : public Node {
 // Makes out the output of a new node named name whose inputs are inputs;
 // backward(node, grad) returns one gradient per input (undefined where none).
 template <class F>
-Node* record(const char* name, std::initializer_list<const Tensor*> inputs, const Tensor& out,
-             F backward) {
+Node* record(const char* name, std::initializer_list<const Tensor*> inputs, const Tensor& out, F backward) {
   auto node = std::make_shared<LambdaNode<F>>(name, std::move(backward));
   auto& edges = node->next_edges();
   edges.reserve(inputs.size());

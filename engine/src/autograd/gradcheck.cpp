@@ -78,9 +78,9 @@ bool gradcheck(const Fn& fn, const std::vector<Tensor>& inputs, GradcheckOptions
         double exact = analytical[k][j][e];
         if (std::abs(numeric - exact) > options.atol + options.rtol * std::abs(numeric)) {
           std::ostringstream os;
-          os << "graft: gradcheck failed for input " << checked[k] << " (shape " << x.sizes() << "), element "
-             << e << ", output element " << j << ": autograd gives " << exact << ", finite differences give "
-             << numeric << " (atol " << options.atol << ", rtol " << options.rtol << ")";
+          os << "graft: gradcheck failed for input " << checked[k] << " (shape " << x.sizes() << "), element " << e
+             << ", output element " << j << ": autograd gives " << exact << ", finite differences give " << numeric
+             << " (atol " << options.atol << ", rtol " << options.rtol << ")";
           return report(options.raise, os.str());
         }
       }
@@ -109,7 +109,8 @@ bool gradgradcheck(const Fn& fn, const std::vector<Tensor>& inputs, GradcheckOpt
     auto grads = grad({(y * v).sum()}, wrt, {.create_graph = true, .allow_unused = true});
     std::vector<Tensor> flat;
     for (size_t k = 0; k < grads.size(); ++k)
-      flat.push_back(grads[k].defined() ? grads[k].reshape({-1}) : zeros({wrt[k].numel()}, TensorOptions().dtype(kFloat64)));
+      flat.push_back(grads[k].defined() ? grads[k].reshape({-1})
+                                        : zeros({wrt[k].numel()}, TensorOptions().dtype(kFloat64)));
     return cat(flat);
   };
   return gradcheck(first_grad, inputs, options);

@@ -85,18 +85,19 @@ SavedTensor::SavedTensor(const Tensor& t, bool is_output)
 
 Tensor SavedTensor::unpack(const Node& owner, size_t slot) const {
   if (released_)
-    detail::fail("graft: trying to backward through the graph a second time: the tensors that ",
-                 owner.name(), " saved for its backward were freed by the first backward. "
+    detail::fail("graft: trying to backward through the graph a second time: the tensors that ", owner.name(),
+                 " saved for its backward were freed by the first backward. "
                  "Pass {.retain_graph = true} to the first backward() (or autograd::grad) "
                  "if you need to run backward twice or read saved values after it.");
   if (!data_.defined()) return {};
   if (data_.version() != version_)
-    detail::fail("graft: one of the tensors needed for gradient computation has been modified "
-                 "by an in-place operation: saved tensor ", slot, " of ", owner.name(), " (",
-                 data_.dtype(), data_.sizes(), (is_output_ ? ", its output" : ""),
-                 ") is at version ", data_.version(), " but was saved at version ", version_,
-                 ". Hint: use the out-of-place op (a = a + b instead of a.add_(b)), or clone() "
-                 "the tensor before changing it.");
+    detail::fail(
+        "graft: one of the tensors needed for gradient computation has been modified "
+        "by an in-place operation: saved tensor ",
+        slot, " of ", owner.name(), " (", data_.dtype(), data_.sizes(), (is_output_ ? ", its output" : ""),
+        ") is at version ", data_.version(), " but was saved at version ", version_,
+        ". Hint: use the out-of-place op (a = a + b instead of a.add_(b)), or clone() "
+        "the tensor before changing it.");
   if (!is_output_) return data_;
   // Reattach the owner as grad_fn, so that a backward recorded with
   // create_graph differentiates through this node again.

@@ -62,8 +62,7 @@ int16_t register_device_type(const std::string& name, DeviceBackend* backend) {
 
 DeviceBackend& device_backend(Device d) {
   DeviceTypes& t = types();
-  check(d.type() >= 0 && d.type() < t.count && t.backends[d.type()], "graft: no device of type #",
-        d.type());
+  check(d.type() >= 0 && d.type() < t.count && t.backends[d.type()], "graft: no device of type #", d.type());
   return *t.backends[d.type()];
 }
 
@@ -106,8 +105,7 @@ Device::Device(std::string_view spec) {
                  " (plugins add others: see graft::plugins())");
   }
   int count = device_backend(Device(t, 0)).device_count();
-  check(index < count, "graft: device '", spec, "' does not exist: there are ", count, " ",
-        type, " device(s)");
+  check(index < count, "graft: device '", spec, "' does not exist: there are ", count, " ", type, " device(s)");
   type_ = t;
   index_ = static_cast<int16_t>(index);
 }

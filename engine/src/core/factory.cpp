@@ -68,7 +68,9 @@ TensorOptions like(const Tensor& t, const std::optional<TensorOptions>& options)
 }
 }  // namespace
 
-Tensor zeros_like(const Tensor& t, std::optional<TensorOptions> options) { return full(t.sizes(), 0, like(t, options)); }
+Tensor zeros_like(const Tensor& t, std::optional<TensorOptions> options) {
+  return full(t.sizes(), 0, like(t, options));
+}
 Tensor ones_like(const Tensor& t, std::optional<TensorOptions> options) { return full(t.sizes(), 1, like(t, options)); }
 Tensor full_like(const Tensor& t, Scalar value, std::optional<TensorOptions> options) {
   return full(t.sizes(), value, like(t, options));

@@ -63,8 +63,10 @@ void print_dim(std::ostream& os, const std::vector<double>& v, const Dims& sizes
     }
     if (i + 1 < n) {
       os << ',';
-      if (last) os << ' ';
-      else os << std::string(sizes.size() - dim - 1, '\n') << std::string(indent + dim + 1, ' ');
+      if (last)
+        os << ' ';
+      else
+        os << std::string(sizes.size() - dim - 1, '\n') << std::string(indent + dim + 1, ' ');
     }
   }
   os << ']';
@@ -87,22 +89,26 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
     max_abs = std::max(max_abs, std::abs(x));
     if (x != 0) min_abs = std::min(min_abs, std::abs(x));
   }
-  if (f.floating && std::isfinite(min_abs) && (max_abs >= 1e8 || (!f.integral_values && min_abs < 1e-4) ||
-                                               (max_abs / min_abs > 1000 && !f.integral_values)))
+  if (f.floating && std::isfinite(min_abs) &&
+      (max_abs >= 1e8 || (!f.integral_values && min_abs < 1e-4) || (max_abs / min_abs > 1000 && !f.integral_values)))
     f.scientific = true;
   for (double x : v) f.width = std::max<int>(f.width, static_cast<int>(format_value(x, f).size()));
   if (t.dtype() == kBool) f.width = 5;
 
   std::ostringstream body;
   const int indent = 7;  // strlen("tensor(")
-  if (t.numel() == 0) body << "[]";
-  else print_dim(body, v, sizes, strides, 0, 0, f, summarize, indent, t.dtype());
+  if (t.numel() == 0)
+    body << "[]";
+  else
+    print_dim(body, v, sizes, strides, 0, 0, f, summarize, indent, t.dtype());
   os << "tensor(" << body.str();
   if (t.numel() == 0 && t.dim() != 1) os << ", size=" << t.sizes();
   if (t.dtype() != kFloat32 && t.dtype() != kInt64 && t.dtype() != kBool) os << ", dtype=" << t.dtype();
   if (!t.device().is_cpu()) os << ", device='" << t.device() << "'";
-  if (t.grad_fn()) os << ", grad_fn=<" << t.grad_fn()->name() << ">";
-  else if (t.requires_grad()) os << ", requires_grad=True";
+  if (t.grad_fn())
+    os << ", grad_fn=<" << t.grad_fn()->name() << ">";
+  else if (t.requires_grad())
+    os << ", requires_grad=True";
   return os << ')';
 }
 

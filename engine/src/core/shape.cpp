@@ -34,9 +34,8 @@ Dims broadcast_shapes(IntList a, IntList b, const char* op) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
     if (da != db && da != 1 && db != 1)
-      detail::fail("graft: ", op, ": shapes ", a, " and ", b, " do not broadcast (dim ", i,
-                   " of the result: ", da, " vs ", db,
-                   "); sizes must be equal or 1, aligned from the last dim");
+      detail::fail("graft: ", op, ": shapes ", a, " and ", b, " do not broadcast (dim ", i, " of the result: ", da,
+                   " vs ", db, "); sizes must be equal or 1, aligned from the last dim");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -45,8 +44,8 @@ Dims broadcast_shapes(IntList a, IntList b, const char* op) {
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t range = std::max<int64_t>(ndim, 1);
   if (dim < -range || dim >= range)
-    detail::fail("graft: ", op, ": dim ", dim, " is out of range for a tensor of ", ndim,
-                 " dims (expected a dim in [", -range, ", ", range - 1, "])");
+    detail::fail("graft: ", op, ": dim ", dim, " is out of range for a tensor of ", ndim, " dims (expected a dim in [",
+                 -range, ", ", range - 1, "])");
   return dim < 0 ? dim + range : dim;
 }
 
@@ -54,11 +53,16 @@ DType promote_types(DType a, DType b) {
   if (a == b) return a;
   auto rank = [](DType t) {
     switch (t) {
-      case kBool: return 0;
-      case kInt32: return 1;
-      case kInt64: return 2;
-      case kFloat32: return 3;
-      case kFloat64: return 4;
+      case kBool:
+        return 0;
+      case kInt32:
+        return 1;
+      case kInt64:
+        return 2;
+      case kFloat32:
+        return 3;
+      case kFloat64:
+        return 4;
     }
     return 0;
   };

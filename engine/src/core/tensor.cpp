@@ -10,8 +10,7 @@
 namespace graft {
 
 Tensor make_empty(IntList shape, DType dtype, Device device) {
-  for (int64_t s : shape)
-    check(s >= 0, "graft: cannot create a tensor with a negative size: shape ", shape);
+  for (int64_t s : shape) check(s >= 0, "graft: cannot create a tensor with a negative size: shape ", shape);
   auto impl = std::make_shared<TensorImpl>();
   impl->sizes = Dims(shape);
   impl->strides = contiguous_strides(shape);
@@ -62,10 +61,10 @@ bool Tensor::shares_storage(const Tensor& other) const {
 
 void Tensor::check_host_access(DType t, const char* what) const {
   check(defined(), "graft: ", what, "() on an undefined tensor");
-  check(impl_->dtype == t, "graft: ", what, "<", dtype_name(t), ">() on a tensor of dtype ",
-        impl_->dtype, "; convert it with .to(", dtype_name(impl_->dtype), ") or ask for that type");
-  check(device().is_cpu(), "graft: ", what, "() reads host memory but the tensor is on ",
-        device(), "; copy it with .cpu() first");
+  check(impl_->dtype == t, "graft: ", what, "<", dtype_name(t), ">() on a tensor of dtype ", impl_->dtype,
+        "; convert it with .to(", dtype_name(impl_->dtype), ") or ask for that type");
+  check(device().is_cpu(), "graft: ", what, "() reads host memory but the tensor is on ", device(),
+        "; copy it with .cpu() first");
 }
 
 template <class T>
@@ -83,12 +82,12 @@ std::vector<T> Tensor::to_vector() const {
 template <class T>
 T Tensor::item() const {
   check(defined(), "graft: item() on an undefined tensor");
-  check(numel() == 1, "graft: item() needs a tensor with exactly one element, but this one has shape ",
-        sizes(), " (", numel(), " elements); reduce it first or use to_vector()");
+  check(numel() == 1, "graft: item() needs a tensor with exactly one element, but this one has shape ", sizes(), " (",
+        numel(), " elements); reduce it first or use to_vector()");
   return to_vector<T>()[0];
 }
 
-#define GRAFT_INSTANTIATE_HOST_READS(T)             \
+#define GRAFT_INSTANTIATE_HOST_READS(T)              \
   template std::vector<T> Tensor::to_vector() const; \
   template T Tensor::item() const;
 GRAFT_INSTANTIATE_HOST_READS(float)
@@ -112,12 +111,14 @@ bool Tensor::item() const {
 Tensor& Tensor::requires_grad_(bool on) {
   check(defined(), "graft: requires_grad_() on an undefined tensor");
   if (!is_leaf()) {
-    check(on, "graft: requires_grad_(false) on a non-leaf tensor (output of ",
-          impl_->grad_fn->name(), "); use detach() to get a tensor outside the graph");
+    check(on, "graft: requires_grad_(false) on a non-leaf tensor (output of ", impl_->grad_fn->name(),
+          "); use detach() to get a tensor outside the graph");
     return *this;
   }
-  check(!on || is_floating(dtype()), "graft: only floating-point tensors can require "
-        "gradients, but this one is ", dtype(), sizes(), "; convert it with .to(graft::kFloat32) first");
+  check(!on || is_floating(dtype()),
+        "graft: only floating-point tensors can require "
+        "gradients, but this one is ",
+        dtype(), sizes(), "; convert it with .to(graft::kFloat32) first");
   impl_->requires_grad = on;
   return *this;
 }
@@ -128,8 +129,8 @@ Tensor Tensor::grad() const { return impl_->grad; }
 
 void Tensor::set_grad(const Tensor& g) const {
   if (g.defined())
-    check(Dims(g.sizes()) == impl_->sizes, "graft: set_grad: gradient of shape ", g.sizes(),
-          " for a tensor of shape ", sizes());
+    check(Dims(g.sizes()) == impl_->sizes, "graft: set_grad: gradient of shape ", g.sizes(), " for a tensor of shape ",
+          sizes());
   impl_->grad = g;
 }
 
@@ -139,9 +140,7 @@ void Tensor::backward(const Tensor& grad, BackwardOptions options) const {
   autograd::backward({*this}, {grad}, options);
 }
 
-Tensor Tensor::detach() const {
-  return make_view(*this, sizes(), strides(), storage_offset());
-}
+Tensor Tensor::detach() const { return make_view(*this, sizes(), strides(), storage_offset()); }
 
 void Tensor::retain_grad() const {
   check(requires_grad(), "graft: retain_grad() on a tensor that does not require grad");

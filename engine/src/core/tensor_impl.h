@@ -14,8 +14,8 @@ class Node;
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Dims sizes;
-  Dims strides;          // in elements
-  int64_t offset = 0;    // in elements
+  Dims strides;        // in elements
+  int64_t offset = 0;  // in elements
   int64_t numel = 0;
   DType dtype = kFloat32;
   bool is_view = false;  // shares its storage with the tensor it was made from
@@ -31,9 +31,7 @@ struct TensorImpl {
   std::vector<Tensor::Hook> hooks;  // a leaf's hooks; a non-leaf's live on its grad_fn
 
   Device device() const { return storage->device; }
-  void* data() const {
-    return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype));
-  }
+  void* data() const { return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype)); }
   uint32_t version() const { return storage->version.load(std::memory_order_relaxed); }
   void bump_version() { storage->version.fetch_add(1, std::memory_order_relaxed); }
 };

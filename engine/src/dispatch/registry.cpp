@@ -81,7 +81,7 @@ thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 
 KTensor view_of(const Tensor& t) {
   const TensorImpl* impl = t.impl();
-  return KTensor{impl->data(), impl->dtype, static_cast<int32_t>(impl->sizes.size()),
+  return KTensor{impl->data(),       impl->dtype,          static_cast<int32_t>(impl->sizes.size()),
                  impl->sizes.data(), impl->strides.data(), impl->device()};
 }
 
@@ -89,10 +89,8 @@ KTensor view_of(const Tensor& t) {
                             const Registry::KernelList* list) {
   const Registry& r = Registry::get();
   std::ostringstream os;
-  os << "graft: op '" << r.schema(op).name << "': no kernel on device " << out.device()
-     << " takes inputs (";
-  for (int i = 0; i < n_inputs; ++i)
-    os << (i ? ", " : "") << inputs[i].dtype() << inputs[i].sizes();
+  os << "graft: op '" << r.schema(op).name << "': no kernel on device " << out.device() << " takes inputs (";
+  for (int i = 0; i < n_inputs; ++i) os << (i ? ", " : "") << inputs[i].dtype() << inputs[i].sizes();
   os << ") with output " << out.dtype() << out.sizes() << ".";
   if (list && !list->kernels.empty()) {
     os << " Kernels there:";
@@ -118,9 +116,8 @@ void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const 
   std::array<KTensor, kMaxInputs> views;
   for (int i = 0; i < n_inputs; ++i) {
     if (inputs[i].device() != device) [[unlikely]]
-      detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ",
-                   inputs[i].device(), " but the output is on ", device,
-                   "; move tensors to one device with .to(device) first");
+      detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
+                   " but the output is on ", device, "; move tensors to one device with .to(device) first");
     views[i] = view_of(inputs[i]);
   }
   KTensor out_view = view_of(out);

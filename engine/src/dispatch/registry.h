@@ -28,22 +28,48 @@ class Registry;
 // Built-in ops. The schema table in registry.cpp gives each its stable name.
 enum class OpId : uint16_t {
   // binary elementwise, broadcasting; output dtype = input dtype
-  add, sub, mul, div, pow, maximum, minimum,
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  maximum,
+  minimum,
   // comparisons, broadcasting; output kBool
-  eq, ne, lt, le, gt, ge,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
   // where(cond, a, b)
   where,
   // unary elementwise
-  neg, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, sign, clamp,
+  neg,
+  exp,
+  log,
+  sqrt,
+  abs,
+  relu,
+  sigmoid,
+  tanh,
+  sin,
+  cos,
+  sign,
+  clamp,
   // copy input 0 into the output, converting dtype and broadcasting
   copy,
   // fill the output with a value
   fill,
   // reductions over a set of dims
-  sum, amax, amin, argmax,
+  sum,
+  amax,
+  amin,
+  argmax,
   // batched matmul: [B, M, K] x [B, K, N] -> [B, M, N]
   matmul,
-  softmax, log_softmax,
+  softmax,
+  log_softmax,
   count_
 };
 inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
@@ -82,9 +108,9 @@ struct Kernel {
   KernelFn run = nullptr;
   SupportsFn supports = nullptr;  // null: every call
   void* ctx = nullptr;
-  int priority = 0;               // higher runs first
-  uint16_t backend = 0;           // index into Registry::backend_names()
-  const char* accepts = "";       // for errors: what the kernel takes, e.g. "float32, float64"
+  int priority = 0;          // higher runs first
+  uint16_t backend = 0;      // index into Registry::backend_names()
+  const char* accepts = "";  // for errors: what the kernel takes, e.g. "float32, float64"
 };
 
 struct OutMeta {
@@ -96,10 +122,10 @@ struct OutMeta {
 using InferFn = OutMeta (*)(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs);
 
 struct OpSchema {
-  const char* name;      // stable name, as plugins refer to the op (and errors name it)
+  const char* name;  // stable name, as plugins refer to the op (and errors name it)
   int version;
   int n_inputs;
-  const char* attrs;     // what the attribute slots mean, e.g. "i0: dims mask, i1: keepdim"
+  const char* attrs;  // what the attribute slots mean, e.g. "i0: dims mask, i1: keepdim"
   InferFn infer;
 };
 
@@ -132,8 +158,7 @@ class Registry {
     std::vector<Kernel> kernels;
   };
   const KernelList* kernels(OpId op, int16_t device_type) const {
-    return table_[static_cast<size_t>(op)][static_cast<size_t>(device_type)].load(
-        std::memory_order_acquire);
+    return table_[static_cast<size_t>(op)][static_cast<size_t>(device_type)].load(std::memory_order_acquire);
   }
 
  private:

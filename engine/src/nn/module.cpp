@@ -15,8 +15,8 @@ void Module::check_new_name(const std::string& name) const {
       if (n == name) return true;
     return false;
   };
-  check(!taken(params_) && !taken(buffers_) && !taken(children_), "graft: module already has a member named '",
-        name, "'");
+  check(!taken(params_) && !taken(buffers_) && !taken(children_), "graft: module already has a member named '", name,
+        "'");
 }
 
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {

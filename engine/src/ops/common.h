@@ -25,8 +25,7 @@ int64_t dims_mask(IntList dims, int64_t ndim, const char* op);
 // The shape after reducing the dims in mask.
 Dims reduced_shape(IntList shape, int64_t mask, bool keepdim);
 // slice's gradient: g placed into zeros of shape in_shape (differentiable).
-Tensor slice_backward(const Tensor& g, IntList in_shape, int64_t dim, int64_t start, int64_t end,
-                      int64_t step);
+Tensor slice_backward(const Tensor& g, IntList in_shape, int64_t dim, int64_t start, int64_t end, int64_t step);
 // g (with reduced dims removed unless keepdim) expanded back to shape.
 Tensor expand_reduced(const Tensor& g, IntList shape, int64_t mask, bool keepdim);
 

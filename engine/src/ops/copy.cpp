@@ -47,11 +47,13 @@ Tensor transfer(const Tensor& src, Device device) {
 void check_inplace(const Tensor& self, const char* op, bool other_requires_grad) {
   check(self.defined(), "graft: ", op, " on an undefined tensor");
   if (!autograd::is_grad_enabled()) return;
-  check(!(self.is_leaf() && self.requires_grad()), "graft: ", op, ": a leaf tensor that requires grad (",
-        self.dtype(), self.sizes(), ") cannot be changed in place while recording; do it under "
+  check(!(self.is_leaf() && self.requires_grad()), "graft: ", op, ": a leaf tensor that requires grad (", self.dtype(),
+        self.sizes(),
+        ") cannot be changed in place while recording; do it under "
         "graft::NoGradGuard (as optimizers do), or work on a clone()");
   check(!(self.impl()->is_view && (self.requires_grad() || other_requires_grad)), "graft: ", op,
-        ": in-place change of a view (", self.dtype(), self.sizes(), ") of a tensor in the autograd "
+        ": in-place change of a view (", self.dtype(), self.sizes(),
+        ") of a tensor in the autograd "
         "graph is not supported; use the out-of-place op (y = y + x), or clone() the view first");
 }
 
@@ -97,9 +99,8 @@ Tensor cast(const Tensor& x, DType type) {
   if (x.dtype() == type) return x;
   Tensor out = copy_into_new(x, type);
   if (is_floating(type) && autograd::needs_grad(x))
-    autograd::record("CastBackward", {&x}, out, [from = x.dtype()](Node&, const Tensor& g) {
-      return Grads{g.to(from)};
-    });
+    autograd::record("CastBackward", {&x}, out,
+                     [from = x.dtype()](Node&, const Tensor& g) { return Grads{g.to(from)}; });
   return out;
 }
 
@@ -114,9 +115,8 @@ Tensor Tensor::to(Device d) const {
     out = transfer(contiguous(), d);
   }
   if (autograd::needs_grad(*this))
-    autograd::record("ToDeviceBackward", {this}, out, [from = device()](Node&, const Tensor& g) {
-      return Grads{g.to(from)};
-    });
+    autograd::record("ToDeviceBackward", {this}, out,
+                     [from = device()](Node&, const Tensor& g) { return Grads{g.to(from)}; });
   return out;
 }
 

@@ -41,8 +41,10 @@ Tensor float_input(const Tensor& x) {
 Tensor scalar_like(Scalar s, const Tensor& t) {
   check(t.defined(), "graft: op with a scalar and an undefined tensor");
   DType d = t.dtype();
-  if (s.is_floating() && !is_floating(d)) d = kFloat32;
-  else if (s.kind() == kInt64 && d == kBool) d = kInt64;
+  if (s.is_floating() && !is_floating(d))
+    d = kFloat32;
+  else if (s.kind() == kInt64 && d == kBool)
+    d = kInt64;
   return full({}, s, TensorOptions().dtype(d).device(t.device()));
 }
 
@@ -78,11 +80,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary(OpId::mul, a, b, arithmetic_type(a, b, "mul"));
   if (autograd::needs_grad(a, b)) {
     Node* n = autograd::record(
-        "MulBackward", {&a, &b}, out,
-        [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+        "MulBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
           bool ga = n.next_edges()[0].valid(), gb = n.next_edges()[1].valid();
-          return Grads{ga ? sum_to(g * n.saved(1), sa) : Tensor(),
-                       gb ? sum_to(g * n.saved(0), sb) : Tensor()};
+          return Grads{ga ? sum_to(g * n.saved(1), sa) : Tensor(), gb ? sum_to(g * n.saved(0), sb) : Tensor()};
         });
     n->save(autograd::requires_grad(b) ? a : Tensor());
     n->save(autograd::requires_grad(a) ? b : Tensor());
@@ -95,8 +95,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary(OpId::div, a, b, is_floating(t) ? t : kFloat32);
   if (autograd::needs_grad(a, b)) {
     Node* n = autograd::record(
-        "DivBackward", {&a, &b}, out,
-        [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+        "DivBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
           Tensor bb = n.saved(1);
           bool gb = n.next_edges()[1].valid();
           return Grads{sum_to(g / bb, sa), gb ? sum_to(-g * n.saved(0) / (bb * bb), sb) : Tensor()};
@@ -110,20 +109,19 @@ Tensor div(const Tensor& a, const Tensor& b) {
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary(OpId::pow, a, b, arithmetic_type(a, b, "pow"));
   if (autograd::needs_grad(a, b)) {
-    Node* n = autograd::record(
-        "PowBackward", {&a, &b}, out,
-        [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
-          Tensor x = n.saved(0), e = n.saved(1);
-          Tensor ga = sum_to(g * e * pow(x, e - 1), sa);
-          Tensor gb;
-          if (n.next_edges()[1].valid()) {
-            // d/de x^e = x^e log x, taken as 0 where x == 0 and e >= 0 (the limit).
-            Tensor term = g * n.saved(2) * log(x);
-            Tensor z = zeros_like(term);
-            gb = sum_to(where(x == 0, where(e >= 0, z, term), term), sb);
-          }
-          return Grads{ga, gb};
-        });
+    Node* n = autograd::record("PowBackward", {&a, &b}, out,
+                               [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+                                 Tensor x = n.saved(0), e = n.saved(1);
+                                 Tensor ga = sum_to(g * e * pow(x, e - 1), sa);
+                                 Tensor gb;
+                                 if (n.next_edges()[1].valid()) {
+                                   // d/de x^e = x^e log x, taken as 0 where x == 0 and e >= 0 (the limit).
+                                   Tensor term = g * n.saved(2) * log(x);
+                                   Tensor z = zeros_like(term);
+                                   gb = sum_to(where(x == 0, where(e >= 0, z, term), term), sb);
+                                 }
+                                 return Grads{ga, gb};
+                               });
     n->save(a);
     n->save(b);
     n->save(out, /*is_output=*/true);
@@ -161,13 +159,13 @@ namespace {
 Tensor extremum(OpId op, const char* name, const Tensor& a, const Tensor& b) {
   Tensor out = binary(op, a, b, result_type(a, b));
   if (autograd::needs_grad(a, b)) {
-    Node* n = autograd::record(name, {&a, &b}, out,
-                               [op, sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
-                                 Tensor x = n.saved(0), y = n.saved(1);
-                                 Tensor wins = op == OpId::maximum ? gt(x, y) : lt(x, y);
-                                 Tensor share = where(wins, ones_like(g), where(eq(x, y), full_like(g, 0.5), zeros_like(g)));
-                                 return Grads{sum_to(g * share, sa), sum_to(g * (1.0 - share), sb)};
-                               });
+    Node* n = autograd::record(
+        name, {&a, &b}, out, [op, sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+          Tensor x = n.saved(0), y = n.saved(1);
+          Tensor wins = op == OpId::maximum ? gt(x, y) : lt(x, y);
+          Tensor share = where(wins, ones_like(g), where(eq(x, y), full_like(g, 0.5), zeros_like(g)));
+          return Grads{sum_to(g * share, sa), sum_to(g * (1.0 - share), sb)};
+        });
     n->save(a);
     n->save(b);
   }
@@ -215,8 +213,8 @@ Tensor operator>=(const Tensor& a, Scalar b) { return ge(a, scalar_like(b, a)); 
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check(cond.defined() && a.defined() && b.defined(), "graft: where with an undefined tensor");
-  check(cond.dtype() == kBool, "graft: where: the condition must be bool, but it is ", cond.dtype(),
-        cond.sizes(), "; compare first (e.g. x > 0)");
+  check(cond.dtype() == kBool, "graft: where: the condition must be bool, but it is ", cond.dtype(), cond.sizes(),
+        "; compare first (e.g. x > 0)");
   DType t = result_type(a, b);
   Tensor out = dispatch::run(OpId::where, {cond, cast_if(a, t), cast_if(b, t)});
   if (autograd::needs_grad(a, b)) {
@@ -224,7 +222,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                      [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
                        Tensor c = n.saved(0), z = zeros_like(g);
                        return Grads{sum_to(where(c, g, z), sa), sum_to(where(c, z, g), sb)};
-                     })->save(cond);
+                     })
+        ->save(cond);
   }
   return out;
 }
@@ -241,9 +240,8 @@ Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bo
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   Tensor y = dispatch::run(op, {x});
   if (autograd::needs_grad(x)) {
-    Node* n = autograd::record(name, {&x}, y, [backward](Node& n, const Tensor& g) {
-      return Grads{backward(g, n.saved(0), n.saved(1))};
-    });
+    Node* n = autograd::record(
+        name, {&x}, y, [backward](Node& n, const Tensor& g) { return Grads{backward(g, n.saved(0), n.saved(1))}; });
     n->save(save_input ? x : Tensor());
     n->save(save_input ? Tensor() : y, /*is_output=*/true);
   }
@@ -268,9 +266,8 @@ Tensor abs(const Tensor& x) {
                [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sign(x); });
 }
 Tensor relu(const Tensor& x) {
-  return unary(OpId::relu, "ReluBackward", x, false, false, [](const Tensor& g, const Tensor&, const Tensor& y) {
-    return where(y > 0, g, zeros_like(g));
-  });
+  return unary(OpId::relu, "ReluBackward", x, false, false,
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return where(y > 0, g, zeros_like(g)); });
 }
 Tensor sigmoid(const Tensor& x) {
   return unary(OpId::sigmoid, "SigmoidBackward", x, true, false,
@@ -340,7 +337,13 @@ Tensor Tensor::clamp(std::optional<Scalar> min, std::optional<Scalar> max) const
 
 namespace dispatch {
 void define_elementwise_ops(Registry& r) {
-  struct Def { OpId op; const char* name; int n; dispatch::InferFn rule; const char* attrs; };
+  struct Def {
+    OpId op;
+    const char* name;
+    int n;
+    dispatch::InferFn rule;
+    const char* attrs;
+  };
   const Def defs[] = {
       {OpId::add, "add", 2, broadcast_rule, ""},
       {OpId::sub, "sub", 2, broadcast_rule, ""},

@@ -38,16 +38,16 @@ using namespace ops;
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check(a.defined() && b.defined(), "graft: matmul with an undefined tensor");
-  check(a.dim() >= 1 && b.dim() >= 1, "graft: matmul needs tensors of at least 1 dim, got shapes ",
-        a.sizes(), " and ", b.sizes());
-  check(a.dtype() == b.dtype(), "graft: matmul: both operands must have one dtype, got ", a.dtype(),
-        a.sizes(), " and ", b.dtype(), b.sizes(), "; convert one with .to(dtype)");
+  check(a.dim() >= 1 && b.dim() >= 1, "graft: matmul needs tensors of at least 1 dim, got shapes ", a.sizes(), " and ",
+        b.sizes());
+  check(a.dtype() == b.dtype(), "graft: matmul: both operands must have one dtype, got ", a.dtype(), a.sizes(), " and ",
+        b.dtype(), b.sizes(), "; convert one with .to(dtype)");
   check(a.device() == b.device(), "graft: matmul: operands on ", a.device(), " and ", b.device(),
         "; move them to one device");
   int64_t k_a = a.size(-1), k_b = b.dim() == 1 ? b.size(0) : b.size(-2);
-  check(k_a == k_b, "graft: matmul: shapes ", a.sizes(), " and ", b.sizes(), " cannot be multiplied: ",
-        "the inner sizes ", k_a, " (last dim of the first) and ", k_b,
-        " (", b.dim() == 1 ? "the" : "second-to-last", " dim of the second) differ");
+  check(k_a == k_b, "graft: matmul: shapes ", a.sizes(), " and ", b.sizes(),
+        " cannot be multiplied: ", "the inner sizes ", k_a, " (last dim of the first) and ", k_b, " (",
+        b.dim() == 1 ? "the" : "second-to-last", " dim of the second) differ");
   if (a.dim() == 1 && b.dim() == 1) return bmm(a.view({1, 1, -1}), b.view({1, -1, 1})).reshape({});
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(-1)).squeeze(-1);

@@ -8,8 +8,8 @@ namespace ops {
 namespace {
 
 OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a) {
-  check(is_floating(in[0].dtype()), "graft: ", op_name(op), " needs a floating-point tensor, got ",
-        in[0].dtype(), in[0].sizes());
+  check(is_floating(in[0].dtype()), "graft: ", op_name(op), " needs a floating-point tensor, got ", in[0].dtype(),
+        in[0].sizes());
   (void)a;
   return {Dims(in[0].sizes()), in[0].dtype()};
 }
@@ -47,9 +47,12 @@ void check_labels(const Tensor& logp, const Tensor& labels, const char* op) {
 
 Tensor reduce_loss(const Tensor& per_item, F::Reduction r) {
   switch (r) {
-    case F::Reduction::Mean: return per_item.mean();
-    case F::Reduction::Sum: return per_item.sum();
-    case F::Reduction::None: return per_item;
+    case F::Reduction::Mean:
+      return per_item.mean();
+    case F::Reduction::Sum:
+      return per_item.sum();
+    case F::Reduction::None:
+      return per_item;
   }
   return per_item;
 }
@@ -103,8 +106,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions opt
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) {
   check(input.defined() && target.defined(), "graft: mse_loss with an undefined tensor");
-  check(input.sizes() == target.sizes(), "graft: mse_loss: input of shape ", input.sizes(),
-        " and target of shape ", target.sizes(), " differ; pass tensors of one shape");
+  check(input.sizes() == target.sizes(), "graft: mse_loss: input of shape ", input.sizes(), " and target of shape ",
+        target.sizes(), " differ; pass tensors of one shape");
   Tensor d = input - target;
   return reduce_loss(d * d, options.reduction);
 }

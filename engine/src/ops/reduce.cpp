@@ -43,8 +43,10 @@ namespace {
 
 OutMeta reduce_rule(OpId op, const Tensor* in, int, const Attrs& a) {
   DType t = in[0].dtype();
-  if (op == OpId::argmax) t = kInt64;
-  else if (op == OpId::sum && !is_floating(t)) t = kInt64;
+  if (op == OpId::argmax)
+    t = kInt64;
+  else if (op == OpId::sum && !is_floating(t))
+    t = kInt64;
   if (op == OpId::amax || op == OpId::amin || op == OpId::argmax) {
     for (size_t i = 0; i < in[0].sizes().size(); ++i)
       check(!(a.i[0] >> i & 1) || in[0].sizes()[i] > 0, "graft: ", op_name(op), ": cannot reduce over dim ", i,
@@ -100,8 +102,8 @@ Tensor sum(const Tensor& x, IntList dims, bool keepdim) {
 
 Tensor mean(const Tensor& x, IntList dims, bool keepdim) {
   check(x.defined(), "graft: mean of an undefined tensor");
-  check(is_floating(x.dtype()), "graft: mean needs a floating-point tensor, but got ", x.dtype(),
-        x.sizes(), "; convert it with .to(graft::kFloat32)");
+  check(is_floating(x.dtype()), "graft: mean needs a floating-point tensor, but got ", x.dtype(), x.sizes(),
+        "; convert it with .to(graft::kFloat32)");
   int64_t mask = dims_mask(dims, x.dim(), "mean");
   int64_t count = 1;
   for (int64_t i = 0; i < x.dim(); ++i)

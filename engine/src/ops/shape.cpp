@@ -24,13 +24,13 @@ Dims infer_shape(IntList shape, int64_t numel, IntList from, const char* op) {
     }
   }
   if (infer >= 0) {
-    check(known != 0 && numel % known == 0, "graft: ", op, ": shape ", shape,
-          " is invalid for a tensor of shape ", from, " (", numel, " elements)");
+    check(known != 0 && numel % known == 0, "graft: ", op, ": shape ", shape, " is invalid for a tensor of shape ",
+          from, " (", numel, " elements)");
     out[infer] = numel / known;
     known *= out[infer];
   }
-  check(known == numel, "graft: ", op, ": cannot reshape a tensor of shape ", from, " (", numel,
-        " elements) to ", shape, " (", known, " elements); the element counts must match");
+  check(known == numel, "graft: ", op, ": cannot reshape a tensor of shape ", from, " (", numel, " elements) to ",
+        shape, " (", known, " elements); the element counts must match");
   return out;
 }
 
@@ -67,16 +67,14 @@ bool view_strides(IntList sizes, IntList strides, IntList new_sizes, Dims& out) 
 
 Tensor record_reshape(const Tensor& x, Tensor out, const char* name) {
   if (autograd::needs_grad(x))
-    autograd::record(name, {&x}, out, [shape = Dims(x.sizes())](Node&, const Tensor& g) {
-      return Grads{g.reshape(shape)};
-    });
+    autograd::record(name, {&x}, out,
+                     [shape = Dims(x.sizes())](Node&, const Tensor& g) { return Grads{g.reshape(shape)}; });
   return out;
 }
 
 }  // namespace
 
-Tensor slice_backward(const Tensor& g, IntList in_shape, int64_t dim, int64_t start, int64_t end,
-                      int64_t step) {
+Tensor slice_backward(const Tensor& g, IntList in_shape, int64_t dim, int64_t start, int64_t end, int64_t step) {
   Tensor out = zeros(in_shape, TensorOptions().dtype(g.dtype()).device(g.device()));
   {
     NoGradGuard no_grad;
@@ -96,8 +94,8 @@ using namespace ops;
 Tensor Tensor::view(IntList shape) const {
   Dims sizes = infer_shape(shape, numel(), this->sizes(), "view");
   Dims strides;
-  check(view_strides(this->sizes(), this->strides(), sizes, strides), "graft: view: a tensor of shape ",
-        this->sizes(), " and strides ", this->strides(), " cannot be viewed as ", sizes,
+  check(view_strides(this->sizes(), this->strides(), sizes, strides), "graft: view: a tensor of shape ", this->sizes(),
+        " and strides ", this->strides(), " cannot be viewed as ", sizes,
         " without a copy; use reshape() (which copies when needed) or contiguous() first");
   return record_reshape(*this, make_view(*this, sizes, strides, storage_offset()), "ViewBackward");
 }
@@ -131,9 +129,8 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   std::swap(strides[a], strides[b]);
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("TransposeBackward", {this}, out, [a, b](Node&, const Tensor& g) {
-      return Grads{g.transpose(a, b)};
-    });
+    autograd::record("TransposeBackward", {this}, out,
+                     [a, b](Node&, const Tensor& g) { return Grads{g.transpose(a, b)}; });
   return out;
 }
 
@@ -156,9 +153,8 @@ Tensor Tensor::permute(IntList dims) const {
   }
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("PermuteBackward", {this}, out, [inverse](Node&, const Tensor& g) {
-      return Grads{g.permute(inverse)};
-    });
+    autograd::record("PermuteBackward", {this}, out,
+                     [inverse](Node&, const Tensor& g) { return Grads{g.permute(inverse)}; });
   return out;
 }
 
@@ -176,17 +172,16 @@ Tensor Tensor::expand(IntList shape) const {
     }
     int64_t have = size(i - lead);
     if (want == -1) want = have;
-    check(want == have || have == 1, "graft: expand: cannot expand a tensor of shape ", this->sizes(),
-          " to ", shape, ": dim ", i - lead, " has size ", have, " (only size-1 dims can be expanded)");
+    check(want == have || have == 1, "graft: expand: cannot expand a tensor of shape ", this->sizes(), " to ", shape,
+          ": dim ", i - lead, " has size ", have, " (only size-1 dims can be expanded)");
     sizes[i] = want;
     strides[i] = want == have ? stride(i - lead) : 0;
   }
   if (sizes == Dims(this->sizes())) return *this;
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("ExpandBackward", {this}, out, [shape = Dims(this->sizes())](Node&, const Tensor& g) {
-      return Grads{sum_to(g, shape)};
-    });
+    autograd::record("ExpandBackward", {this}, out,
+                     [shape = Dims(this->sizes())](Node&, const Tensor& g) { return Grads{sum_to(g, shape)}; });
   return out;
 }
 
@@ -224,17 +219,18 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   int64_t n = size(w);
   check(step > 0, "graft: slice: step must be positive, got ", step);
   int64_t s = start < 0 ? start + n : start, e = end < 0 ? end + n : end;
-  check(s >= 0 && s <= n && e >= s && e <= n, "graft: slice: [", start, ", ", end,
-        ") is out of range for dim ", d, " of size ", n, " in shape ", sizes(),
+  check(s >= 0 && s <= n && e >= s && e <= n, "graft: slice: [", start, ", ", end, ") is out of range for dim ", d,
+        " of size ", n, " in shape ", sizes(),
         " (bounds must satisfy 0 <= start <= end <= size, negatives count from the end)");
   Dims sizes(this->sizes()), strides(this->strides());
   sizes[w] = (e - s + step - 1) / step;
   strides[w] = stride(w) * step;
   Tensor out = make_view(*this, sizes, strides, storage_offset() + s * stride(w));
   if (autograd::needs_grad(*this))
-    autograd::record("SliceBackward", {this}, out, [shape = Dims(this->sizes()), w, s, e, step](Node&, const Tensor& g) {
-      return Grads{slice_backward(g, shape, w, s, e, step)};
-    });
+    autograd::record("SliceBackward", {this}, out,
+                     [shape = Dims(this->sizes()), w, s, e, step](Node&, const Tensor& g) {
+                       return Grads{slice_backward(g, shape, w, s, e, step)};
+                     });
   return out;
 }
 
@@ -249,12 +245,12 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (size_t k = 0; k < tensors.size(); ++k) {
     const Tensor& t = tensors[k];
     check(t.defined(), "graft: cat: tensor ", k, " is undefined");
-    check(t.device() == first.device(), "graft: cat: tensor ", k, " is on ", t.device(),
-          " but tensor 0 is on ", first.device());
+    check(t.device() == first.device(), "graft: cat: tensor ", k, " is on ", t.device(), " but tensor 0 is on ",
+          first.device());
     bool same = t.dim() == first.dim();
     for (int64_t i = 0; same && i < t.dim(); ++i) same = i == d || t.size(i) == first.size(i);
-    check(same, "graft: cat along dim ", dim, ": tensor ", k, " has shape ", t.sizes(),
-          " but tensor 0 has shape ", first.sizes(), "; all sizes except dim ", dim, " must match");
+    check(same, "graft: cat along dim ", dim, ": tensor ", k, " has shape ", t.sizes(), " but tensor 0 has shape ",
+          first.sizes(), "; all sizes except dim ", dim, " must match");
     shape[d] += t.size(d);
     type = promote_types(type, t.dtype());
   }
@@ -281,7 +277,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     autograd::record("CatBackward", tensors, out, [d, offsets, sizes, types](Node& n, const Tensor& g) {
       Grads grads;
       for (size_t k = 0; k < offsets.size(); ++k)
-        grads.push_back(n.next_edges()[k].valid() ? g.slice(d, offsets[k], offsets[k] + sizes[k]).to(types[k]) : Tensor());
+        grads.push_back(n.next_edges()[k].valid() ? g.slice(d, offsets[k], offsets[k] + sizes[k]).to(types[k])
+                                                  : Tensor());
       return grads;
     });
   }
@@ -294,9 +291,9 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
   std::vector<Tensor> parts;
   for (size_t k = 0; k < tensors.size(); ++k) {
-    check(tensors[k].defined() && tensors[k].sizes() == tensors[0].sizes(), "graft: stack: tensor ", k,
-          " has shape ", tensors[k].defined() ? Dims(tensors[k].sizes()) : Dims(), " but tensor 0 has shape ",
-          tensors[0].sizes(), "; stacked tensors must have equal shapes");
+    check(tensors[k].defined() && tensors[k].sizes() == tensors[0].sizes(), "graft: stack: tensor ", k, " has shape ",
+          tensors[k].defined() ? Dims(tensors[k].sizes()) : Dims(), " but tensor 0 has shape ", tensors[0].sizes(),
+          "; stacked tensors must have equal shapes");
     parts.push_back(tensors[k].unsqueeze(d));
   }
   return cat(parts, d);

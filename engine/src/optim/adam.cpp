@@ -10,12 +10,8 @@ namespace {
 std::vector<std::pair<const char*, double>> adam_options(const AdamOptions& o) {
   check(o.betas.first < 1 && o.betas.second < 1, "graft: Adam: betas must be in [0, 1), got (", o.betas.first, ", ",
         o.betas.second, ")");
-  return {{"lr", o.lr},
-          {"beta1", o.betas.first},
-          {"beta2", o.betas.second},
-          {"eps", o.eps},
-          {"weight_decay", o.weight_decay},
-          {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
+  return {{"lr", o.lr},   {"beta1", o.betas.first},         {"beta2", o.betas.second},
+          {"eps", o.eps}, {"weight_decay", o.weight_decay}, {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
 }
 }  // namespace
 
@@ -57,8 +53,10 @@ void Adam::step() {
       step.add_(1.0);
       double t = step.item<double>();
       if (wd != 0) {
-        if (decoupled_weight_decay_) p.mul_(1 - lr * wd);
-        else g = g + p * wd;
+        if (decoupled_weight_decay_)
+          p.mul_(1 - lr * wd);
+        else
+          g = g + p * wd;
       }
       m.mul_(b1).add_(g, 1 - b1);
       v.mul_(b2).add_(g * g, 1 - b2);

@@ -20,8 +20,7 @@ void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<cons
           " must be a leaf tensor that requires grad");
     for (const Group& g : groups_)
       for (const Tensor& q : g.params)
-        check(q.impl() != p.impl(), "graft: optimizer: parameter ", i,
-              " already belongs to another parameter group");
+        check(q.impl() != p.impl(), "graft: optimizer: parameter ", i, " already belongs to another parameter group");
   }
   for (auto& [name, value] : options)
     check(value >= 0, "graft: optimizer: option ", name, " must not be negative, got ", value);
@@ -69,8 +68,8 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     for (auto& [name, value] : opts) {
       std::string key = "param_groups." + std::to_string(g) + "." + name;
       const Tensor* t = dict.find(key);
-      check(t && t->defined() && t->numel() == 1, "graft: optimizer load_state_dict: missing or malformed key '",
-            key, "'; the state dict must come from an optimizer of the same kind and parameter groups");
+      check(t && t->defined() && t->numel() == 1, "graft: optimizer load_state_dict: missing or malformed key '", key,
+            "'; the state dict must come from an optimizer of the same kind and parameter groups");
       value = t->item<double>();
     }
     options.push_back(opts);
@@ -91,8 +90,8 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     const Tensor& p = *params[index];
     std::string name = key.substr(dot + 1);
     check(t.defined() && ((t.numel() == 1 && name == "step") || t.sizes() == p.sizes()),
-          "graft: optimizer load_state_dict: key '", key, "' has shape ",
-          t.defined() ? Dims(t.sizes()) : Dims(), " but parameter ", index, " has shape ", p.sizes());
+          "graft: optimizer load_state_dict: key '", key, "' has shape ", t.defined() ? Dims(t.sizes()) : Dims(),
+          " but parameter ", index, " has shape ", p.sizes());
     state[p.impl()].emplace_back(name, t.to(name == "step" ? t.dtype() : p.dtype()).to(p.device()).clone());
   }
   for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options = options[g];

@@ -22,14 +22,10 @@ class ModuleHolder {
   using ImplType = Impl;
 
   ModuleHolder(std::nullptr_t) {}  // NOLINT: an empty holder, assigned later
-  ModuleHolder()
-    requires std::is_default_constructible_v<Impl>
-      : impl_(std::make_shared<Impl>()) {}
+  ModuleHolder() requires std::is_default_constructible_v<Impl> : impl_(std::make_shared<Impl>()) {}
   template <class First, class... Rest>
-    requires(!std::is_same_v<std::decay_t<First>, ModuleHolder> &&
-             !std::is_same_v<std::decay_t<First>, std::nullptr_t> &&
-             std::is_constructible_v<Impl, First, Rest...>)
-  explicit ModuleHolder(First&& first, Rest&&... rest)
+  requires(!std::is_same_v<std::decay_t<First>, ModuleHolder> && !std::is_same_v<std::decay_t<First>, std::nullptr_t> &&
+           std::is_constructible_v<Impl, First, Rest...>) explicit ModuleHolder(First&& first, Rest&&... rest)
       : impl_(std::make_shared<Impl>(std::forward<First>(first), std::forward<Rest>(rest)...)) {}
   explicit ModuleHolder(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

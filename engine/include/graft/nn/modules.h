@@ -31,10 +31,7 @@ class SequentialImpl : public Module {
  public:
   SequentialImpl() = default;
   template <class... Ms>
-    requires(sizeof...(Ms) > 0)
-  explicit SequentialImpl(Ms&&... modules) {
-    (push_back(std::forward<Ms>(modules)), ...);
-  }
+  requires(sizeof...(Ms) > 0) explicit SequentialImpl(Ms&&... modules) { (push_back(std::forward<Ms>(modules)), ...); }
 
   template <class Impl>
   void push_back(const ModuleHolder<Impl>& m) {
