@@ -184,6 +184,11 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+template <>
+std::vector<bool> Tensor::to_vector<bool>() const;
+template <>
+bool Tensor::item<bool>() const;
+
 // Prints like PyTorch: tensor([[1., 2.], [3., 4.]], dtype=float64, grad_fn=<MulBackward>).
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
