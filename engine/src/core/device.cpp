@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/storage.h"
+#include "dispatch/registry.h"
 #include "graft/error.h"
 
 namespace graft {
@@ -26,6 +27,7 @@ class CpuBackend final : public DeviceBackend {
   void copy_on_device(void* dst, const void* src, size_t n, int) override { std::memmove(dst, src, n); }
   void synchronize(int) override {}
   int device_count() const override { return 1; }
+  DeviceMemory memory(int) override { return {"host memory", 0, 0, 0}; }
 };
 
 struct DeviceTypes {
@@ -98,6 +100,10 @@ Device::Device(std::string_view spec) {
     index = std::stoi(std::string(digits));
   }
   int16_t t = find_device_type(std::string(type));
+  if (t < 0) {
+    dispatch::Registry::get();  // plugins add device types when the registry is first used
+    t = find_device_type(std::string(type));
+  }
   if (t < 0) {
     std::string known;
     for (const auto& n : device_type_names()) known += (known.empty() ? "" : ", ") + n;

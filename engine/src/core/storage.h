@@ -13,6 +13,12 @@
 
 namespace graft {
 
+struct DeviceMemory {
+  std::string name;  // what the driver calls the device
+  uint64_t free_bytes = 0, total_bytes = 0;  // 0 when unknown
+  uint64_t cached_bytes = 0;                 // held for reuse by graft's caching allocator
+};
+
 class DeviceBackend {
  public:
   virtual ~DeviceBackend() = default;
@@ -24,6 +30,7 @@ class DeviceBackend {
   // Waits for all queued work on the device (before a host read).
   virtual void synchronize(int index) = 0;
   virtual int device_count() const = 0;
+  virtual DeviceMemory memory(int index) = 0;
 };
 
 // Device types: "cpu" is type 0; plugins register theirs.

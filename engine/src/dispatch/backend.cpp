@@ -7,6 +7,7 @@
 namespace graft {
 
 std::vector<std::string> devices() {
+  dispatch::Registry::get();  // plugins add device types
   std::vector<std::string> out;
   for (const std::string& type : device_type_names()) {
     int count = device_backend(Device(find_device_type(type), 0)).device_count();
@@ -20,6 +21,37 @@ std::vector<std::string> devices() {
 }
 
 std::vector<std::string> backends() { return dispatch::Registry::get().backend_names(); }
+
+void set_backend_order(const std::vector<std::string>& order) { dispatch::Registry::get().set_backend_order(order); }
+
+std::vector<DeviceInfo> device_info() {
+  dispatch::Registry::get();  // plugins add device types
+  std::vector<DeviceInfo> out;
+  for (const std::string& name : devices()) {
+    Device d(name);
+    DeviceMemory m = device_backend(d).memory(d.index());
+    out.push_back({name, m.name, m.free_bytes, m.total_bytes, m.cached_bytes});
+  }
+  return out;
+}
+
+std::vector<OpStats> dispatch_stats() {
+  const dispatch::Registry& r = dispatch::Registry::get();
+  std::vector<std::string> names = r.backend_names();
+  std::vector<OpStats> out;
+  for (size_t i = 0; i < dispatch::kNumOps; ++i) {
+    auto op = static_cast<dispatch::OpId>(i);
+    OpStats s;
+    s.op = r.schema(op).name;
+    for (size_t b = 0; b < names.size(); ++b)
+      if (uint64_t n = r.calls(op, static_cast<uint16_t>(b))) s.calls.emplace_back(names[b], n);
+    s.fallbacks = r.fallbacks(op);
+    if (!s.calls.empty() || s.fallbacks) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void reset_dispatch_stats() { dispatch::Registry::get().reset_counts(); }
 
 namespace {
 uint64_t mask_of(const std::vector<std::string>& names) {

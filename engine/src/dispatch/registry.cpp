@@ -1,7 +1,9 @@
 #include "dispatch/registry.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "core/tensor_impl.h"
 #include "graft/error.h"
@@ -15,14 +17,36 @@ namespace graft::dispatch {
 // reading it. Registration is rare (plugin loading), lookups are every call,
 // so lookups take no lock and allocate nothing.
 
+// Note [Plugin loading]
+// Plugins load on the first use of the registry, once. A plugin's init may
+// itself reach the registry (through graft calls it makes), so the loading
+// thread gets the registry back at once while others wait for it to finish.
 Registry& Registry::get() {
   static Registry registry;
+  static std::atomic<int> state{0};  // 0: not loaded, 1: loading, 2: loaded
+  static std::mutex mutex;
+  static std::thread::id loader;
+  if (state.load(std::memory_order_acquire) == 2) [[likely]]
+    return registry;
+  if (state.load(std::memory_order_acquire) == 1 && loader == std::this_thread::get_id()) return registry;
+  std::lock_guard lock(mutex);
+  if (state.load(std::memory_order_acquire) == 0) {
+    loader = std::this_thread::get_id();
+    state.store(1, std::memory_order_release);
+    load_discovered_plugins(registry);
+    state.store(2, std::memory_order_release);
+  }
   return registry;
 }
 
 Registry::Registry() {
   for (size_t i = 0; i < kNumOps; ++i) schemas_[i] = OpSchema{"", 0, 0, "", nullptr};
   backends_.push_back("reference");
+  if (const char* order = std::getenv("GRAFT_BACKENDS")) {
+    std::stringstream list(order);
+    for (std::string name; std::getline(list, name, ',');)
+      if (!name.empty()) order_.push_back(name);
+  }
   define_elementwise_ops(*this);
   define_reduce_ops(*this);
   define_linalg_ops(*this);
@@ -46,7 +70,8 @@ uint16_t Registry::add_backend(const std::string& name) {
   std::lock_guard lock(mutex_);
   for (size_t i = 0; i < backends_.size(); ++i)
     if (backends_[i] == name) return static_cast<uint16_t>(i);
-  check(backends_.size() < 64, "graft: too many backends (at most 64), cannot add '", name, "'");
+  check(backends_.size() < kMaxBackends, "graft: too many backends (at most ", kMaxBackends, "), cannot add '", name,
+        "'");
   backends_.push_back(name);
   return static_cast<uint16_t>(backends_.size() - 1);
 }
@@ -66,13 +91,42 @@ void Registry::add_kernel(OpId op, int16_t device_type, const Kernel& kernel) {
         " out of range when adding a kernel for ", schema(op).name);
   std::lock_guard lock(mutex_);
   auto& cell = table_[static_cast<size_t>(op)][static_cast<size_t>(device_type)];
+  std::vector<Kernel> kernels;
+  if (const KernelList* old = cell.load(std::memory_order_acquire)) kernels = old->kernels;
+  kernels.push_back(kernel);
+  publish(static_cast<size_t>(op), static_cast<size_t>(device_type), std::move(kernels));
+}
+
+int Registry::rank(uint16_t backend) const {
+  for (size_t i = 0; i < order_.size(); ++i)
+    if (backend < backends_.size() && order_[i] == backends_[backend]) return static_cast<int>(i);
+  return static_cast<int>(order_.size());
+}
+
+void Registry::publish(size_t op, size_t device_type, std::vector<Kernel> kernels) {
+  std::stable_sort(kernels.begin(), kernels.end(), [this](const Kernel& a, const Kernel& b) {
+    int ra = rank(a.backend), rb = rank(b.backend);
+    return ra != rb ? ra < rb : a.priority > b.priority;
+  });
   auto fresh = std::make_unique<KernelList>();
-  if (const KernelList* old = cell.load(std::memory_order_acquire)) fresh->kernels = old->kernels;
-  fresh->kernels.push_back(kernel);
-  std::stable_sort(fresh->kernels.begin(), fresh->kernels.end(),
-                   [](const Kernel& a, const Kernel& b) { return a.priority > b.priority; });
-  cell.store(fresh.get(), std::memory_order_release);
+  fresh->kernels = std::move(kernels);
+  table_[op][device_type].store(fresh.get(), std::memory_order_release);
   retired_.push_back(std::move(fresh));
+}
+
+void Registry::set_backend_order(const std::vector<std::string>& order) {
+  std::lock_guard lock(mutex_);
+  order_ = order;
+  for (size_t op = 0; op < kNumOps; ++op)
+    for (size_t d = 0; d < kMaxDeviceTypes; ++d)
+      if (const KernelList* list = table_[op][d].load(std::memory_order_acquire))
+        publish(op, d, list->kernels);
+}
+
+void Registry::reset_counts() {
+  for (auto& row : calls_)
+    for (auto& c : row) c.store(0, std::memory_order_relaxed);
+  for (auto& f : fallbacks_) f.store(0, std::memory_order_relaxed);
 }
 
 namespace {
@@ -84,6 +138,8 @@ KTensor view_of(const Tensor& t) {
   return KTensor{impl->data(),       impl->dtype,          static_cast<int32_t>(impl->sizes.size()),
                  impl->sizes.data(), impl->strides.data(), impl->device()};
 }
+
+}  // namespace
 
 [[noreturn]] void no_kernel(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out,
                             const Registry::KernelList* list) {
@@ -106,8 +162,6 @@ KTensor view_of(const Tensor& t) {
   throw Error(os.str());
 }
 
-}  // namespace
-
 uint64_t allowed_backends() { return tls_allowed_backends; }
 void set_allowed_backends(uint64_t mask) { tls_allowed_backends = mask; }
 
@@ -122,16 +176,19 @@ void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const 
   }
   KTensor out_view = view_of(out);
   KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs};
-  const Registry::KernelList* list = Registry::get().kernels(op, device.type());
+  Registry& r = Registry::get();
+  const Registry::KernelList* list = r.kernels(op, device.type());
   if (list) {
     for (const Kernel& k : list->kernels) {
       if (!(tls_allowed_backends >> k.backend & 1)) continue;
       if (k.supports && !k.supports(kc, k.ctx)) continue;
+      r.count_call(op, k.backend);
       k.run(kc, k.ctx);
       return;
     }
   }
-  no_kernel(op, inputs, n_inputs, out, list);
+  if (device.is_cpu()) no_kernel(op, inputs, n_inputs, out, list);
+  run_on_host(op, inputs, n_inputs, out, attrs);
 }
 
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {

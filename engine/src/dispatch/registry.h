@@ -130,6 +130,7 @@ struct OpSchema {
 };
 
 inline constexpr int kMaxDeviceTypes = 16;
+inline constexpr int kMaxBackends = 64;
 
 // Each op family (engine/src/ops/) defines its ops' schemas; the reference
 // backend adds its kernels. Both run when the registry is first used.
@@ -141,6 +142,7 @@ void register_reference_kernels(Registry& r);
 
 class Registry {
  public:
+  // The registry, with plugins loaded on first use (Note [Plugin loading]).
   static Registry& get();
 
   const OpSchema& schema(OpId op) const { return schemas_[static_cast<size_t>(op)]; }
@@ -153,6 +155,19 @@ class Registry {
   std::string backend_name(uint16_t backend) const;
 
   void add_kernel(OpId op, int16_t device_type, const Kernel& kernel);
+  // Backends named here rank first, in this order; see graft::set_backend_order.
+  void set_backend_order(const std::vector<std::string>& order);
+
+  // Counters behind graft::dispatch_stats().
+  void count_call(OpId op, uint16_t backend) {
+    calls_[static_cast<size_t>(op)][backend].fetch_add(1, std::memory_order_relaxed);
+  }
+  void count_fallback(OpId op) { fallbacks_[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t calls(OpId op, uint16_t backend) const {
+    return calls_[static_cast<size_t>(op)][backend].load(std::memory_order_relaxed);
+  }
+  uint64_t fallbacks(OpId op) const { return fallbacks_[static_cast<size_t>(op)].load(std::memory_order_relaxed); }
+  void reset_counts();
 
   struct KernelList {
     std::vector<Kernel> kernels;
@@ -166,14 +181,30 @@ class Registry {
   std::array<OpSchema, kNumOps> schemas_;
   std::array<std::array<std::atomic<const KernelList*>, kMaxDeviceTypes>, kNumOps> table_{};
   mutable std::mutex mutex_;
+  void publish(size_t op, size_t device_type, std::vector<Kernel> kernels);  // with mutex_ held
+  int rank(uint16_t backend) const;                                        // with mutex_ held
+
   std::vector<std::unique_ptr<KernelList>> retired_;  // old snapshots stay valid for readers
   std::vector<std::string> backends_;
+  std::vector<std::string> order_;
+  std::array<std::array<std::atomic<uint64_t>, kMaxBackends>, kNumOps> calls_{};
+  std::array<std::atomic<uint64_t>, kNumOps> fallbacks_{};
 };
+
+// Loads the plugins graft finds (engine/src/plugins/loader.cpp); called once,
+// by Registry::get() on first use.
+void load_discovered_plugins(Registry& r);
 
 // Runs op on inputs into out (already allocated with the right shape/dtype).
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
 // Runs op: applies its shape rule, allocates the output on the inputs' device, calls.
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+
+// For a call on a device where no kernel takes it: runs it on the host with
+// the CPU kernels, copying in and out (dispatch/fallback.cpp).
+void run_on_host(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs);
+[[noreturn]] void no_kernel(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out,
+                            const Registry::KernelList* list);
 
 // Bitmask of backends allowed on this thread (BackendGuard).
 uint64_t allowed_backends();

@@ -1,0 +1,115 @@
+#include "plugins/plugin_device.h"
+
+#include "graft/error.h"
+
+namespace graft::plugin {
+
+namespace {
+constexpr size_t kMessageSize = 512;
+// Blocks are rounded up to 256 bytes, so near sizes share a bucket.
+size_t bucket(size_t nbytes) { return (nbytes + 255) / 256 * 256; }
+}  // namespace
+
+PluginDevice::PluginDevice(const graft_device_type& type, std::string plugin)
+    : type_(type), name_(type.name), plugin_(std::move(plugin)), caches_(static_cast<size_t>(type.count)) {
+  type_.name = name_.c_str();
+}
+
+void PluginDevice::check(int32_t status, const char* what, const char* message) const {
+  if (status != GRAFT_OK)
+    detail::fail("graft: ", what, " on a ", name_, " device failed in plugin '", plugin_, "': ",
+                 *message ? message : "(no message)");
+}
+
+void* PluginDevice::allocate(size_t nbytes, int index) {
+  if (nbytes == 0) return nullptr;
+  size_t size = bucket(nbytes);
+  std::lock_guard lock(mutex_);
+  Cache& cache = caches_[index];
+  if (auto it = cache.free.find(size); it != cache.free.end() && !it->second.empty()) {
+    void* p = it->second.back();
+    it->second.pop_back();
+    cache.cached_bytes -= size;
+    return p;
+  }
+  char message[kMessageSize] = "";
+  void* p = nullptr;
+  int32_t status = type_.allocate(type_.ctx, index, size, &p, message, sizeof message);
+  if (status == GRAFT_OUT_OF_MEMORY && cache.cached_bytes > 0) {
+    release_locked(cache, index);  // give the cached blocks back and try once more
+    message[0] = '\0';
+    status = type_.allocate(type_.ctx, index, size, &p, message, sizeof message);
+  }
+  if (status == GRAFT_OUT_OF_MEMORY)
+    detail::fail("graft: out of memory on ", name_, ":", index, " allocating ", nbytes, " bytes (plugin '", plugin_,
+                 "': ", message, "); free tensors or use smaller batches");
+  check(status, "allocation", message);
+  check(p != nullptr ? GRAFT_OK : GRAFT_ERROR, "allocation", "the plugin returned a null pointer");
+  ++cache.plugin_allocations;
+  return p;
+}
+
+void PluginDevice::deallocate(void* ptr, size_t nbytes, int index) {
+  if (!ptr) return;
+  std::lock_guard lock(mutex_);
+  Cache& cache = caches_[index];
+  cache.free[bucket(nbytes)].push_back(ptr);
+  cache.cached_bytes += bucket(nbytes);
+}
+
+void PluginDevice::release_locked(Cache& cache, int index) {
+  for (auto& [size, blocks] : cache.free)
+    for (void* p : blocks) type_.deallocate(type_.ctx, index, p, size);
+  cache.free.clear();
+  cache.cached_bytes = 0;
+}
+
+void PluginDevice::release_cache() {
+  std::lock_guard lock(mutex_);
+  for (size_t i = 0; i < caches_.size(); ++i) release_locked(caches_[i], static_cast<int>(i));
+}
+
+uint64_t PluginDevice::plugin_allocations() const {
+  std::lock_guard lock(mutex_);
+  uint64_t n = 0;
+  for (const Cache& c : caches_) n += c.plugin_allocations;
+  return n;
+}
+
+void PluginDevice::copy_to_host(void* dst, const void* src, size_t nbytes, int index) {
+  char message[kMessageSize] = "";
+  check(type_.copy_to_host(type_.ctx, index, dst, src, nbytes, message, sizeof message), "copy to the host", message);
+}
+
+void PluginDevice::copy_from_host(void* dst, const void* src, size_t nbytes, int index) {
+  char message[kMessageSize] = "";
+  check(type_.copy_from_host(type_.ctx, index, dst, src, nbytes, message, sizeof message), "copy from the host",
+        message);
+}
+
+void PluginDevice::copy_on_device(void* dst, const void* src, size_t nbytes, int index) {
+  char message[kMessageSize] = "";
+  check(type_.copy_on_device(type_.ctx, index, dst, src, nbytes, message, sizeof message), "copy on the device",
+        message);
+}
+
+void PluginDevice::synchronize(int index) {
+  char message[kMessageSize] = "";
+  check(type_.synchronize(type_.ctx, index, message, sizeof message), "synchronize", message);
+}
+
+DeviceMemory PluginDevice::memory(int index) {
+  DeviceMemory m;
+  char name[256] = "";
+  size_t free_bytes = 0, total_bytes = 0;
+  if (type_.memory_info && type_.memory_info(type_.ctx, index, name, sizeof name, &free_bytes, &total_bytes) == GRAFT_OK) {
+    m.name = name;
+    m.free_bytes = free_bytes;
+    m.total_bytes = total_bytes;
+  }
+  std::lock_guard lock(mutex_);
+  m.cached_bytes = caches_[index].cached_bytes;
+  return m;
+}
+
+}  // namespace graft::plugin

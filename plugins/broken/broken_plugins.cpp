@@ -1,0 +1,46 @@
+// Plugins broken on purpose, one per BROKEN_KIND, for the loader's tests.
+#include <graft/plugin.h>
+
+#include <cstring>
+
+namespace {
+
+[[maybe_unused]] int32_t fail_init(graft_host* host, char* message, size_t size) {
+  // Adds a kernel first: graft must drop it when init fails.
+  graft_kernel k{"neg", 1, "cpu", GRAFT_DTYPE_FLOAT32, 100, nullptr, nullptr, nullptr};
+  k.run = [](void*, const graft_kernel_args*, char*, size_t) -> int32_t { return GRAFT_OK; };
+  host->add_kernel(host, &k, message, size);
+  std::strncpy(message, "the device this plugin drives is not present", size - 1);
+  return GRAFT_ERROR;
+}
+
+[[maybe_unused]] int32_t failing_kernel(void*, const graft_kernel_args*, char* message, size_t size) {
+  std::strncpy(message, "deliberate failure inside the kernel", size - 1);
+  return GRAFT_ERROR;
+}
+
+[[maybe_unused]] int32_t kernel_error_init(graft_host* host, char* message, size_t size) {
+  graft_kernel k{"neg", 1, "cpu", GRAFT_DTYPE_FLOAT32, 100, failing_kernel, nullptr, nullptr};
+  if (int32_t s = host->add_kernel(host, &k, message, size)) return s;
+  // An op from a newer graft: skipped with a note, not an error.
+  graft_kernel future{"add", 99, "cpu", GRAFT_DTYPE_FLOAT32, 100, failing_kernel, nullptr, nullptr};
+  return host->add_kernel(host, &future, message, size);
+}
+
+#if BROKEN_KIND == 1  // wrong ABI version
+const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION + 1000, "bad-abi", "0", "", fail_init};
+#elif BROKEN_KIND == 2  // init fails
+const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "init-fails", "0", "", fail_init};
+#elif BROKEN_KIND == 3  // a kernel that returns an error
+const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "kernel-error", "0", "", kernel_error_init};
+#endif
+
+}  // namespace
+
+#if BROKEN_KIND != 0  // kind 0 exports no entry symbol at all
+extern "C" __attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_entry(void) { return &info; }
+#else
+extern "C" {
+__attribute__((visibility("default"))) int not_a_graft_plugin = 0;
+}
+#endif

@@ -1,0 +1,133 @@
+/* graft's plugin ABI: how a backend in a shared library gives graft its
+ * devices and kernels. Plain C; no C++ type and no exception crosses it.
+ *
+ * A plugin exports one symbol, GRAFT_PLUGIN_ENTRY_SYMBOL, returning a static
+ * graft_plugin_info. graft checks abi_version, then calls init() with a
+ * graft_host through which the plugin adds device types and kernels. Every
+ * function a plugin gives graft returns a graft_status and, on failure,
+ * writes a NUL-terminated reason into the message buffer it was handed.
+ *
+ * Tensors cross as DLPack DLTensor views: data already points at the first
+ * element (byte_offset is 0), strides count elements and are never NULL,
+ * shapes and strides belong to graft and are valid only during the call.
+ * bool tensors use type code GRAFT_DL_BOOL (DLPack's later kDLBool) with 8 bits.
+ *
+ * Ops are named by stable strings with a version ("add" version 1). A plugin
+ * that registers a kernel for an op graft does not know (or a newer version
+ * of one) has that kernel skipped with a note, and keeps working otherwise.
+ * The ops, their inputs and attributes are listed by `graft-info --ops`.
+ */
+#ifndef GRAFT_PLUGIN_H
+#define GRAFT_PLUGIN_H
+
+#include <dlpack/dlpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GRAFT_PLUGIN_ABI_VERSION 1
+#define GRAFT_PLUGIN_ENTRY_SYMBOL "graft_plugin_entry"
+#define GRAFT_DL_BOOL 6
+
+typedef enum {
+  GRAFT_OK = 0,
+  GRAFT_ERROR = 1,          /* the call failed; the message says why */
+  GRAFT_OUT_OF_MEMORY = 2,  /* an allocation could not be satisfied */
+  GRAFT_INVALID = 3         /* bad arguments (shapes, dtypes, devices) */
+} graft_status;
+
+/* dtype bits for graft_kernel.dtypes */
+enum {
+  GRAFT_DTYPE_FLOAT32 = 1u << 0,
+  GRAFT_DTYPE_FLOAT64 = 1u << 1,
+  GRAFT_DTYPE_INT32 = 1u << 2,
+  GRAFT_DTYPE_INT64 = 1u << 3,
+  GRAFT_DTYPE_BOOL = 1u << 4
+};
+
+typedef enum { GRAFT_ATTR_INT = 1, GRAFT_ATTR_FLOAT = 2 } graft_attr_kind;
+
+/* One op attribute; an op's attributes come in the order its schema lists. */
+typedef struct {
+  int32_t kind; /* graft_attr_kind */
+  int64_t i;
+  double f;
+} graft_attr;
+
+typedef struct {
+  const char* op;      /* stable op name */
+  int32_t op_version;  /* the version graft implements */
+  int32_t n_inputs;
+  const DLTensor* inputs;
+  const DLTensor* output; /* allocated by graft on the kernel's device */
+  int32_t n_attrs;
+  const graft_attr* attrs;
+} graft_kernel_args;
+
+/* Runs the op. May return before the device has finished (asynchronous
+ * devices): graft calls the device's synchronize before any host read. */
+typedef int32_t (*graft_kernel_fn)(void* ctx, const graft_kernel_args* args, char* message, size_t message_size);
+/* Returns 1 when the kernel takes this call (dtypes, shapes, strides), else 0. */
+typedef int32_t (*graft_supports_fn)(void* ctx, const graft_kernel_args* args);
+
+typedef struct {
+  const char* op;           /* stable op name, e.g. "add" */
+  int32_t op_version;       /* the op contract version the kernel was written for */
+  const char* device_type;  /* "cpu" or a device type the plugin adds */
+  uint32_t dtypes;          /* GRAFT_DTYPE_* bits it takes, for listings and errors */
+  int32_t priority;         /* among kernels for one (op, device): higher runs first; reference is 0 */
+  graft_kernel_fn run;
+  graft_supports_fn supports; /* NULL: every call whose first input's dtype is in dtypes */
+  void* ctx;
+} graft_kernel;
+
+/* A device type with its own memory. Pointers returned by allocate are
+ * opaque to graft: it only passes them back to this table and to kernels. */
+typedef struct {
+  const char* name;        /* "example", "vulkan": devices are NAME:INDEX */
+  int32_t dl_device_type;  /* DLDeviceType that kernels see in DLTensor.device */
+  int32_t count;           /* devices of this type (0: the type is skipped) */
+  void* ctx;
+  int32_t (*allocate)(void* ctx, int32_t index, size_t nbytes, void** out, char* message, size_t message_size);
+  void (*deallocate)(void* ctx, int32_t index, void* ptr, size_t nbytes);
+  int32_t (*copy_to_host)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
+                          size_t message_size);
+  int32_t (*copy_from_host)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
+                            size_t message_size);
+  int32_t (*copy_on_device)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
+                            size_t message_size);
+  int32_t (*synchronize)(void* ctx, int32_t index, char* message, size_t message_size);
+  /* name: a human-readable device name; free/total in bytes (0 when unknown). */
+  int32_t (*memory_info)(void* ctx, int32_t index, char* name, size_t name_size, size_t* free_bytes,
+                         size_t* total_bytes);
+} graft_device_type;
+
+typedef struct graft_host graft_host;
+struct graft_host {
+  uint32_t abi_version;
+  void* impl; /* graft's; do not touch */
+  int32_t (*add_device_type)(graft_host* host, const graft_device_type* device, char* message, size_t message_size);
+  int32_t (*add_kernel)(graft_host* host, const graft_kernel* kernel, char* message, size_t message_size);
+  void (*log)(graft_host* host, const char* line);
+};
+
+typedef struct {
+  uint32_t abi_version; /* GRAFT_PLUGIN_ABI_VERSION the plugin was built against */
+  const char* name;     /* backend name, e.g. "onednn" */
+  const char* version;
+  const char* description;
+  /* Adds the plugin's device types and kernels. A failure leaves the plugin
+   * unloaded (graft drops whatever it had added) and is reported with the message. */
+  int32_t (*init)(graft_host* host, char* message, size_t message_size);
+} graft_plugin_info;
+
+typedef const graft_plugin_info* (*graft_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRAFT_PLUGIN_H */
