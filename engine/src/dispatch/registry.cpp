@@ -94,6 +94,7 @@ void Registry::add_kernel(OpId op, int16_t device_type, const Kernel& kernel) {
   std::vector<Kernel> kernels;
   if (const KernelList* old = cell.load(std::memory_order_acquire)) kernels = old->kernels;
   kernels.push_back(kernel);
+  kernels.back().sequence = next_sequence_++;
   publish(static_cast<size_t>(op), static_cast<size_t>(device_type), std::move(kernels));
 }
 
@@ -106,7 +107,8 @@ int Registry::rank(uint16_t backend) const {
 void Registry::publish(size_t op, size_t device_type, std::vector<Kernel> kernels) {
   std::stable_sort(kernels.begin(), kernels.end(), [this](const Kernel& a, const Kernel& b) {
     int ra = rank(a.backend), rb = rank(b.backend);
-    return ra != rb ? ra < rb : a.priority > b.priority;
+    if (ra != rb) return ra < rb;
+    return a.priority != b.priority ? a.priority > b.priority : a.sequence < b.sequence;
   });
   auto fresh = std::make_unique<KernelList>();
   fresh->kernels = std::move(kernels);

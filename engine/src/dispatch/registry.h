@@ -111,6 +111,7 @@ struct Kernel {
   int priority = 0;          // higher runs first
   uint16_t backend = 0;      // index into Registry::backend_names()
   const char* accepts = "";  // for errors: what the kernel takes, e.g. "float32, float64"
+  uint32_t sequence = 0;  // registration order: the last tie-break (set by add_kernel)
 };
 
 struct OutMeta {
@@ -187,6 +188,7 @@ class Registry {
   std::vector<std::unique_ptr<KernelList>> retired_;  // old snapshots stay valid for readers
   std::vector<std::string> backends_;
   std::vector<std::string> order_;
+  uint32_t next_sequence_ = 0;
   std::array<std::array<std::atomic<uint64_t>, kMaxBackends>, kNumOps> calls_{};
   std::array<std::atomic<uint64_t>, kNumOps> fallbacks_{};
 };
