@@ -1,4 +1,6 @@
 #include <array>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -16,12 +18,24 @@ class CpuBackend final : public DeviceBackend {
  public:
   void* allocate(size_t nbytes, int) override {
     if (nbytes == 0) return nullptr;
-    size_t rounded = (nbytes + 63) / 64 * 64;
+    bool guard = check_bounds();
+    size_t rounded = (nbytes + (guard ? kGuardBytes : 0) + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded);
     if (!p) detail::fail("graft: out of host memory allocating ", nbytes, " bytes");
+    if (guard) std::memset(static_cast<char*>(p) + nbytes, kGuardPattern, kGuardBytes);
     return p;
   }
-  void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
+  void deallocate(void* ptr, size_t nbytes, int) override {
+    if (ptr && check_bounds()) {
+      const auto* g = static_cast<const unsigned char*>(ptr) + nbytes;
+      for (size_t i = 0; i < kGuardBytes; ++i)
+        if (g[i] != kGuardPattern) {
+          report_bounds_violation("cpu", nbytes);
+          break;
+        }
+    }
+    std::free(ptr);
+  }
   void copy_to_host(void* dst, const void* src, size_t n, int) override { std::memcpy(dst, src, n); }
   void copy_from_host(void* dst, const void* src, size_t n, int) override { std::memcpy(dst, src, n); }
   void copy_on_device(void* dst, const void* src, size_t n, int) override { std::memmove(dst, src, n); }
@@ -49,7 +63,25 @@ DeviceTypes& types() {
   return t;
 }
 
+std::atomic<uint64_t> violations{0};
+
 }  // namespace
+
+bool check_bounds() {
+  static const bool on = [] {
+    const char* env = std::getenv("GRAFT_CHECK_BOUNDS");
+    return env && *env && std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
+uint64_t bounds_violations() { return violations.load(); }
+
+void report_bounds_violation(const std::string& where, size_t nbytes) {
+  violations.fetch_add(1);
+  std::fprintf(stderr, "graft: GRAFT_CHECK_BOUNDS: a write past the end of a %zu-byte block on %s\n", nbytes,
+               where.c_str());
+}
 
 int16_t register_device_type(const std::string& name, DeviceBackend* backend) {
   DeviceTypes& t = types();

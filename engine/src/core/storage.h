@@ -42,6 +42,17 @@ std::string device_type_name(int16_t type);
 int16_t find_device_type(const std::string& name);
 std::vector<std::string> device_type_names();
 
+// Note [Guard regions]
+// With GRAFT_CHECK_BOUNDS=1 (read once, at start-up) every allocation, on the
+// host and on plugin devices, gets kGuardBytes of a known pattern after it;
+// freeing a block checks the pattern, so a kernel that writes past its
+// output is caught. bounds_violations() counts what was found.
+inline constexpr size_t kGuardBytes = 64;
+inline constexpr unsigned char kGuardPattern = 0xA7;
+bool check_bounds();
+uint64_t bounds_violations();
+void report_bounds_violation(const std::string& where, size_t nbytes);
+
 struct Storage {
   Storage(void* data, size_t nbytes, Device device, DeviceBackend* backend)
       : data(data), nbytes(nbytes), device(device), backend(backend) {}

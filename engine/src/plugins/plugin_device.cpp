@@ -1,5 +1,7 @@
 #include "plugins/plugin_device.h"
 
+#include <cstring>
+
 #include "graft/error.h"
 
 namespace graft::plugin {
@@ -21,9 +23,7 @@ void PluginDevice::check(int32_t status, const char* what, const char* message) 
                  *message ? message : "(no message)");
 }
 
-void* PluginDevice::allocate(size_t nbytes, int index) {
-  if (nbytes == 0) return nullptr;
-  size_t size = bucket(nbytes);
+void* PluginDevice::allocate_block(size_t size, int index) {
   std::lock_guard lock(mutex_);
   Cache& cache = caches_[index];
   if (auto it = cache.free.find(size); it != cache.free.end() && !it->second.empty()) {
@@ -41,7 +41,7 @@ void* PluginDevice::allocate(size_t nbytes, int index) {
     status = type_.allocate(type_.ctx, index, size, &p, message, sizeof message);
   }
   if (status == GRAFT_OUT_OF_MEMORY)
-    detail::fail("graft: out of memory on ", name_, ":", index, " allocating ", nbytes, " bytes (plugin '", plugin_,
+    detail::fail("graft: out of memory on ", name_, ":", index, " allocating ", size, " bytes (plugin '", plugin_,
                  "': ", message, "); free tensors or use smaller batches");
   check(status, "allocation", message);
   check(p != nullptr ? GRAFT_OK : GRAFT_ERROR, "allocation", "the plugin returned a null pointer");
@@ -49,12 +49,38 @@ void* PluginDevice::allocate(size_t nbytes, int index) {
   return p;
 }
 
+void* PluginDevice::allocate(size_t nbytes, int index) {
+  if (nbytes == 0) return nullptr;
+  void* p = allocate_block(bucket(nbytes + (check_bounds() ? kGuardBytes : 0)), index);
+  if (check_bounds()) {
+    unsigned char pattern[kGuardBytes];
+    std::memset(pattern, kGuardPattern, kGuardBytes);
+    copy_from_host(static_cast<char*>(p) + nbytes, pattern, kGuardBytes, index);
+  }
+  return p;
+}
+
 void PluginDevice::deallocate(void* ptr, size_t nbytes, int index) {
   if (!ptr) return;
+  bool guard = check_bounds();
+  if (guard) {
+    unsigned char seen[kGuardBytes];
+    char message[kMessageSize] = "";
+    if (type_.synchronize(type_.ctx, index, message, sizeof message) == GRAFT_OK &&
+        type_.copy_to_host(type_.ctx, index, seen, static_cast<char*>(ptr) + nbytes, kGuardBytes, message,
+                           sizeof message) == GRAFT_OK) {
+      for (unsigned char b : seen)
+        if (b != kGuardPattern) {
+          report_bounds_violation(name_ + ":" + std::to_string(index), nbytes);
+          break;
+        }
+    }
+  }
+  size_t size = bucket(nbytes + (guard ? kGuardBytes : 0));
   std::lock_guard lock(mutex_);
   Cache& cache = caches_[index];
-  cache.free[bucket(nbytes)].push_back(ptr);
-  cache.cached_bytes += bucket(nbytes);
+  cache.free[size].push_back(ptr);
+  cache.cached_bytes += size;
 }
 
 void PluginDevice::release_locked(Cache& cache, int index) {

@@ -33,6 +33,7 @@ class PluginDevice final : public DeviceBackend {
     uint64_t cached_bytes = 0;
     uint64_t plugin_allocations = 0;
   };
+  void* allocate_block(size_t size, int index);  // the caching allocator itself; size already rounded
   void check(int32_t status, const char* what, const char* message) const;
   void release_locked(Cache& cache, int index);
 
