@@ -17,7 +17,7 @@ TEST(Tensor, CreationAndMetadata) {
   EXPECT_EQ(tensor({1.0, 2.0}, {2}, kFloat64).dtype(), kFloat64);
   EXPECT_EQ(tensor({1.0, 2.0}).dtype(), kFloat32);
   EXPECT_EQ(tensor(std::vector<int64_t>{1, 2}).dtype(), kInt64);
-  EXPECT_EQ(tensor({1, 2}).dtype(), kInt32);
+  EXPECT_EQ(tensor({1, 2}).dtype(), kInt64);  // as PyTorch: integers default to int64
   EXPECT_EQ(tensor({true, false}).dtype(), kBool);
   EXPECT_EQ(tensor({true, false}).to_vector<bool>(), (std::vector<bool>{true, false}));
   EXPECT_GRAFT_ERROR(tensor({1.f, 2.f, 3.f}, {2, 2}), "3 values", "[2, 2]");

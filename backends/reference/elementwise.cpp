@@ -32,9 +32,9 @@ T int_pow(T base, T exp) {
 template <class R, class T, class F>
 void binary_loop(const KernelCall& c, F f) {
   elementwise<3>(c, [&](const std::array<char*, 3>& p, const std::array<int64_t, 3>& s, int64_t n) {
-    R* __restrict o = reinterpret_cast<R*>(p[0]);
-    const T* __restrict a = reinterpret_cast<const T*>(p[1]);
-    const T* __restrict b = reinterpret_cast<const T*>(p[2]);
+    R* o = reinterpret_cast<R*>(p[0]);
+    const T* a = reinterpret_cast<const T*>(p[1]);
+    const T* b = reinterpret_cast<const T*>(p[2]);
     if (s[0] == 1 && s[1] == 1 && s[2] == 1) {
       for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
     } else if (s[0] == 1 && s[1] == 1 && s[2] == 0) {
@@ -52,8 +52,8 @@ void binary_loop(const KernelCall& c, F f) {
 template <class R, class T, class F>
 void unary_loop(const KernelCall& c, F f) {
   elementwise<2>(c, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s, int64_t n) {
-    R* __restrict o = reinterpret_cast<R*>(p[0]);
-    const T* __restrict a = reinterpret_cast<const T*>(p[1]);
+    R* o = reinterpret_cast<R*>(p[0]);
+    const T* a = reinterpret_cast<const T*>(p[1]);
     if (s[0] == 1 && s[1] == 1) {
       for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
     } else {

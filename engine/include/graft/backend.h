@@ -10,7 +10,7 @@ namespace graft {
 // ---- plugins ----
 
 struct PluginInfo {
-  std::string name;     // backend name ("onednn"); the file's stem when it could not be read
+  std::string name;  // backend name ("onednn"); the file's stem when it could not be read
   std::string path;
   std::string version;
   std::string description;
@@ -32,8 +32,8 @@ std::vector<PluginInfo> plugins();
 std::vector<std::string> devices();
 
 struct DeviceInfo {
-  std::string device;  // "example:0"
-  std::string name;    // what the driver calls it
+  std::string device;                        // "example:0"
+  std::string name;                          // what the driver calls it
   uint64_t free_bytes = 0, total_bytes = 0;  // 0 when unknown
   uint64_t cached_bytes = 0;                 // held by graft's caching allocator for reuse
 };

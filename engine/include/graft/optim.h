@@ -29,11 +29,14 @@ class Optimizer {
     std::vector<Tensor> params;
     std::vector<std::pair<const char*, double>> options;  // name, value
     double& option(const char* name);
+    double option(const char* name) const { return const_cast<Group*>(this)->option(name); }
   };
   // Per parameter: named state tensors (momentum buffers, moments, step).
   using ParamState = std::vector<std::pair<std::string, Tensor>>;
 
   void add_group(std::vector<Tensor> params, std::vector<std::pair<const char*, double>> options);
+  // The state a parameter of this group has once it has taken a step.
+  virtual std::vector<std::string> state_names(const Group& group) const = 0;
   ParamState& state_of(const Tensor& p);
   static Tensor* find(ParamState& s, const std::string& name);
 
@@ -56,6 +59,9 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, SGDOptions options = {});
   void add_param_group(std::vector<Tensor> params, SGDOptions options);
   void step() override;
+
+ protected:
+  std::vector<std::string> state_names(const Group& group) const override;
 };
 
 struct AdamOptions {
@@ -73,6 +79,7 @@ class Adam : public Optimizer {
   void step() override;
 
  protected:
+  std::vector<std::string> state_names(const Group& group) const override;
   Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled);
   bool decoupled_weight_decay_ = false;
 };

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <ostream>
 #include <type_traits>
 
@@ -31,7 +32,14 @@ class Scalar {
   DType kind() const { return kind_; }
   bool is_floating() const { return kind_ == kFloat64; }
   double to_double() const { return kind_ == kFloat64 ? d_ : static_cast<double>(i_); }
-  int64_t to_int() const { return kind_ == kFloat64 ? static_cast<int64_t>(d_) : i_; }
+  // Floating values convert toward zero, saturating; NaN gives 0.
+  int64_t to_int() const {
+    if (kind_ != kFloat64) return i_;
+    if (!(d_ == d_)) return 0;
+    if (d_ >= 9.2233720368547748e18) return INT64_MAX;
+    if (d_ <= -9.2233720368547758e18) return INT64_MIN;
+    return static_cast<int64_t>(d_);
+  }
   template <class T>
   T to() const {
     if constexpr (std::is_same_v<T, bool>)

@@ -220,8 +220,6 @@ constexpr DType default_dtype_for() {
     return kBool;
   else if constexpr (std::is_floating_point_v<T>)
     return kFloat32;
-  else if constexpr (sizeof(T) <= 4)
-    return kInt32;
   else
     return kInt64;
 }

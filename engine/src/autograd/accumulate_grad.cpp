@@ -1,5 +1,7 @@
 #include "autograd/accumulate_grad.h"
 
+#include <array>
+#include <cstdint>
 #include <mutex>
 
 #include "graft/ops.h"
@@ -20,12 +22,17 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
 }
 
 void accumulate_into(TensorImpl& impl, const Tensor& g) {
+  // Concurrent backward passes may reach one parameter; a stripe of locks
+  // keeps its .grad consistent without a lock per tensor.
+  static std::array<std::mutex, 64> stripes;
+  std::lock_guard lock(stripes[(reinterpret_cast<uintptr_t>(&impl) >> 4) % stripes.size()]);
   if (!impl.grad.defined()) {
     // Keep the incoming gradient when nothing else can see it; otherwise copy,
-    // so that a later in-place accumulation cannot change another tensor's grad.
-    bool sole_owner =
-        g.impl_ptr().use_count() <= 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() && !g.requires_grad();
-    impl.grad = is_grad_enabled() ? g : sole_owner ? g : g.detach().clone();
+    // so that a later in-place accumulation cannot change another tensor's
+    // grad (a gradient passed through unchanged is shared between inputs).
+    bool sole_owner = g.impl_ptr().use_count() <= 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous();
+    Tensor kept = is_grad_enabled() ? g : g.detach();
+    impl.grad = sole_owner ? kept : kept.clone();
     return;
   }
   if (is_grad_enabled()) {

@@ -30,7 +30,8 @@ struct Capture {
 
 void check_finite(const Node& node, const std::vector<Tensor>& grads) {
   for (size_t i = 0; i < grads.size(); ++i) {
-    if (!grads[i].defined() || !is_floating(grads[i].dtype())) continue;
+    bool used = i < node.next_edges().size() && node.next_edges()[i].valid();
+    if (!used || !grads[i].defined() || !is_floating(grads[i].dtype())) continue;
     for (double v : grads[i].to_vector<double>()) {
       if (!std::isfinite(v))
         detail::fail("graft: anomaly detected: the backward of ", node.name(), " returned a gradient with ",
@@ -87,13 +88,18 @@ void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads
     for (size_t k = 0; k < topo.size(); ++k)
       for (const Edge& e : topo[k]->next_edges())
         if (e.fn && --remaining[e.fn.get()] == 0) topo.push_back(e.fn.get());
+    // A node leads to a capture when it is a target or a next node leads to
+    // one; it needs to run only when a next node leads to one (a target's own
+    // backward runs only for targets further on).
     std::unordered_set<Node*> targets;
     for (const Capture& c : captures) targets.insert(c.node);
+    std::unordered_map<Node*, bool> leads;
     for (size_t k = topo.size(); k-- > 0;) {
       Node* n = topo[k];
-      bool needed = targets.count(n) > 0;
-      for (const Edge& e : n->next_edges()) needed = needed || (e.fn && tasks[e.fn.get()].needed);
-      tasks[n].needed = needed;
+      bool any = false;
+      for (const Edge& e : n->next_edges()) any = any || (e.fn && leads[e.fn.get()]);
+      tasks[n].needed = any;
+      leads[n] = any || targets.count(n) > 0;
     }
   }
 

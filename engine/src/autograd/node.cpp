@@ -15,7 +15,13 @@ std::atomic<uint64_t> next_sequence_nr{0};
 // Destroying a chain of 100,000 ops recursively would overflow the stack, so a
 // node being destroyed hands what it owns to a per-thread list, and only the
 // outermost destructor drains that list, one object at a time.
+// The list's state on this thread: 0 not made yet, 1 alive, 2 destroyed (at
+// thread exit); a graph destroyed after that (a static Tensor) goes the
+// plain, recursive way.
+thread_local int pending_state = 0;
 struct PendingDeletes {
+  PendingDeletes() { pending_state = 1; }
+  ~PendingDeletes() { pending_state = 2; }
   std::vector<std::shared_ptr<Node>> nodes;
   std::vector<Tensor> tensors;
   bool draining = false;
@@ -26,6 +32,8 @@ thread_local PendingDeletes pending;
 Node::Node(const char* name) : name_(name), sequence_nr_(next_sequence_nr++) {}
 
 Node::~Node() {
+  if (pending_state == 0) pending.draining = false;  // makes the list
+  if (pending_state == 2) return;
   for (Edge& e : next_edges_)
     if (e.fn) pending.nodes.push_back(std::move(e.fn));
   for (SavedTensor& s : saved_)

@@ -48,7 +48,7 @@ struct DeviceTypes {
   std::mutex mutex;
   std::array<std::string, 16> names;
   std::array<DeviceBackend*, 16> backends{};
-  int16_t count = 0;
+  std::atomic<int16_t> count{0};  // entries below count are complete and never change
 
   DeviceTypes() {
     static CpuBackend cpu;
@@ -86,12 +86,13 @@ void report_bounds_violation(const std::string& where, size_t nbytes) {
 int16_t register_device_type(const std::string& name, DeviceBackend* backend) {
   DeviceTypes& t = types();
   std::lock_guard lock(t.mutex);
-  for (int16_t i = 0; i < t.count; ++i)
-    check(t.names[i] != name, "graft: device type '", name, "' is already registered");
-  check(t.count < 16, "graft: too many device types (at most 16), cannot add '", name, "'");
-  t.names[t.count] = name;
-  t.backends[t.count] = backend;
-  return t.count++;
+  int16_t n = t.count.load();
+  for (int16_t i = 0; i < n; ++i) check(t.names[i] != name, "graft: device type '", name, "' is already registered");
+  check(n < 16, "graft: too many device types (at most 16), cannot add '", name, "'");
+  t.names[n] = name;
+  t.backends[n] = backend;
+  t.count.store(n + 1, std::memory_order_release);
+  return n;
 }
 
 DeviceBackend& device_backend(Device d) {

@@ -14,7 +14,7 @@
 namespace graft {
 
 struct DeviceMemory {
-  std::string name;  // what the driver calls the device
+  std::string name;                          // what the driver calls the device
   uint64_t free_bytes = 0, total_bytes = 0;  // 0 when unknown
   uint64_t cached_bytes = 0;                 // held for reuse by graft's caching allocator
 };
@@ -69,6 +69,7 @@ struct Storage {
   Device device;
   DeviceBackend* backend;
   std::atomic<uint32_t> version{0};
+  std::atomic<bool> has_graph_views{false};  // a view of it was recorded by autograd
 };
 
 }  // namespace graft

@@ -35,8 +35,14 @@ Tensor make_view(const Tensor& t, IntList sizes, IntList strides, int64_t offset
 std::vector<int64_t> Tensor::shape() const { return impl_->sizes.vec(); }
 IntList Tensor::sizes() const { return impl_->sizes; }
 IntList Tensor::strides() const { return impl_->strides; }
-int64_t Tensor::size(int64_t d) const { return impl_->sizes[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  check(dim() > 0, "graft: size(", d, ") of a 0-dim tensor, which has no dims");
+  return impl_->sizes[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  check(dim() > 0, "graft: stride(", d, ") of a 0-dim tensor, which has no dims");
+  return impl_->strides[wrap_dim(d, dim(), "stride")];
+}
 int64_t Tensor::dim() const { return static_cast<int64_t>(impl_->sizes.size()); }
 int64_t Tensor::numel() const { return impl_->numel; }
 int64_t Tensor::storage_offset() const { return impl_->offset; }
@@ -46,6 +52,7 @@ void* Tensor::data_ptr() const { return impl_->data(); }
 uint32_t Tensor::version() const { return impl_->version(); }
 
 bool Tensor::is_contiguous() const {
+  if (impl_->numel == 0) return true;
   int64_t expected = 1;
   for (size_t i = impl_->sizes.size(); i-- > 0;) {
     if (impl_->sizes[i] == 1) continue;

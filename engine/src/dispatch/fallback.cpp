@@ -84,8 +84,9 @@ void run_on_host(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out,
     try {
       no_kernel(op, inputs, n_inputs, out, r.kernels(op, out.device().type()));
     } catch (const Error& e) {
-      throw Error(std::string(e.what()) + " (strict mode is on, so graft does not fall back to the host: "
-                                          "unset GRAFT_STRICT or call graft::set_strict(false) to allow it)");
+      throw Error(std::string(e.what()) +
+                  " (strict mode is on, so graft does not fall back to the host: "
+                  "unset GRAFT_STRICT or call graft::set_strict(false) to allow it)");
     }
   }
   warn_once(op, out.device());

@@ -25,10 +25,10 @@ Registry& Registry::get() {
   static Registry registry;
   static std::atomic<int> state{0};  // 0: not loaded, 1: loading, 2: loaded
   static std::mutex mutex;
-  static std::thread::id loader;
+  static std::atomic<std::thread::id> loader;
   if (state.load(std::memory_order_acquire) == 2) [[likely]]
     return registry;
-  if (state.load(std::memory_order_acquire) == 1 && loader == std::this_thread::get_id()) return registry;
+  if (state.load(std::memory_order_acquire) == 1 && loader.load() == std::this_thread::get_id()) return registry;
   std::lock_guard lock(mutex);
   if (state.load(std::memory_order_acquire) == 0) {
     loader = std::this_thread::get_id();
@@ -121,8 +121,7 @@ void Registry::set_backend_order(const std::vector<std::string>& order) {
   order_ = order;
   for (size_t op = 0; op < kNumOps; ++op)
     for (size_t d = 0; d < kMaxDeviceTypes; ++d)
-      if (const KernelList* list = table_[op][d].load(std::memory_order_acquire))
-        publish(op, d, list->kernels);
+      if (const KernelList* list = table_[op][d].load(std::memory_order_acquire)) publish(op, d, list->kernels);
 }
 
 void Registry::reset_counts() {

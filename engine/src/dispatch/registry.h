@@ -111,7 +111,7 @@ struct Kernel {
   int priority = 0;          // higher runs first
   uint16_t backend = 0;      // index into Registry::backend_names()
   const char* accepts = "";  // for errors: what the kernel takes, e.g. "float32, float64"
-  uint32_t sequence = 0;  // registration order: the last tie-break (set by add_kernel)
+  uint32_t sequence = 0;     // registration order: the last tie-break (set by add_kernel)
 };
 
 struct OutMeta {
@@ -183,7 +183,7 @@ class Registry {
   std::array<std::array<std::atomic<const KernelList*>, kMaxDeviceTypes>, kNumOps> table_{};
   mutable std::mutex mutex_;
   void publish(size_t op, size_t device_type, std::vector<Kernel> kernels);  // with mutex_ held
-  int rank(uint16_t backend) const;                                        // with mutex_ held
+  int rank(uint16_t backend) const;                                          // with mutex_ held
 
   std::vector<std::unique_ptr<KernelList>> retired_;  // old snapshots stay valid for readers
   std::vector<std::string> backends_;

@@ -15,10 +15,27 @@ using dispatch::OutMeta;
 
 inline const char* op_name(OpId op) { return dispatch::Registry::get().schema(op).name; }
 
+// f() when input i of node n takes a gradient, else an undefined tensor: a
+// backward rule skips the work for inputs that do not require grad.
+template <class F>
+Tensor if_needed(const Node& n, size_t i, F f) {
+  return n.next_edges()[i].valid() ? f() : Tensor();
+}
+
 // A 0-dim tensor holding s, on t's device, in the dtype t and s compute in.
 Tensor scalar_like(Scalar s, const Tensor& t);
-// The dtype a binary op on a and b computes in.
-inline DType result_type(const Tensor& a, const Tensor& b) { return promote_types(a.dtype(), b.dtype()); }
+// bool < integers < floating point.
+inline int category(DType t) { return t == kBool ? 0 : is_floating(t) ? 2 : 1; }
+// The dtype a binary op on a and b computes in, as PyTorch decides it: a
+// 0-dim operand sets the type only when its category is higher.
+inline DType result_type(const Tensor& a, const Tensor& b) {
+  if ((a.dim() == 0) != (b.dim() == 0)) {
+    const Tensor& zero = a.dim() == 0 ? a : b;
+    const Tensor& dimmed = a.dim() == 0 ? b : a;
+    return category(zero.dtype()) > category(dimmed.dtype()) ? zero.dtype() : dimmed.dtype();
+  }
+  return promote_types(a.dtype(), b.dtype());
+}
 inline Tensor cast_if(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
 // Bitmask of dims (wrapped) for reductions; empty means all.
 int64_t dims_mask(IntList dims, int64_t ndim, const char* op);

@@ -51,10 +51,25 @@ void check_inplace(const Tensor& self, const char* op, bool other_requires_grad)
         self.sizes(),
         ") cannot be changed in place while recording; do it under "
         "graft::NoGradGuard (as optimizers do), or work on a clone()");
-  check(!(self.impl()->is_view && (self.requires_grad() || other_requires_grad)), "graft: ", op,
-        ": in-place change of a view (", self.dtype(), self.sizes(),
-        ") of a tensor in the autograd "
-        "graph is not supported; use the out-of-place op (y = y + x), or clone() the view first");
+  bool in_graph = self.requires_grad() || other_requires_grad;
+  check(!(self.impl()->is_view && in_graph), "graft: ", op, ": in-place change of a view (", self.dtype(), self.sizes(),
+        ") of a tensor in the autograd graph is not supported; use the out-of-place op (y = y + x), "
+        "or clone() the view first");
+  check(!(in_graph && self.impl()->storage->has_graph_views.load(std::memory_order_relaxed)), "graft: ", op,
+        ": in-place change of a tensor (", self.dtype(), self.sizes(),
+        ") that has views recorded in the autograd "
+        "graph is not supported: their gradients would miss the change; use the out-of-place op (y = y * w)");
+}
+
+// src, or a copy of it when it overlaps dst in any way other than element
+// for element (which elementwise kernels handle): x.t().add_(x), or
+// x.slice(0, 1, 5).copy_(x.slice(0, 0, 4)), would otherwise read what they wrote.
+Tensor unaliased(const Tensor& src, const Tensor& dst) {
+  if (!src.shares_storage(dst)) return src;
+  bool same = src.data_ptr() == dst.data_ptr() && src.strides() == dst.strides() && src.sizes() == dst.sizes();
+  if (same) return src;
+  NoGradGuard no_grad;
+  return src.clone();
 }
 
 Tensor& bump(Tensor& self) {
@@ -72,8 +87,9 @@ Tensor& inplace_binary(Tensor& self, const Tensor& other, OpId op, const char* n
         " does not fit the tensor of shape ", self.sizes(), " it would be written to");
   DType t = result_type(self, other);
   if (op == OpId::div && !is_floating(t)) t = kFloat32;
-  check(t == self.dtype(), "graft: ", name, ": the result type ", t, " cannot be stored in a tensor of type ",
-        self.dtype(), "; use the out-of-place op or convert with .to(", t, ")");
+  check(category(t) <= category(self.dtype()), "graft: ", name, ": the result type ", t,
+        " cannot be stored in a tensor of type ", self.dtype(), "; use the out-of-place op or convert with .to(", t,
+        ")");
   if (autograd::needs_grad(self, other)) {
     Tensor result = out_of_place(self.clone(), other);
     {
@@ -84,7 +100,12 @@ Tensor& inplace_binary(Tensor& self, const Tensor& other, OpId op, const char* n
     self.impl()->output_nr = 0;
     return bump(self);
   }
-  Tensor in[2] = {self, cast_if(other, t)};
+  if (t != self.dtype()) {  // computed in the wider type, stored in self's
+    Tensor result = out_of_place(self, other);
+    dispatch::call(OpId::copy, &result, 1, self);
+    return bump(self);
+  }
+  Tensor in[2] = {self, cast_if(unaliased(other, self), t)};
   dispatch::call(op, in, 2, self);
   return bump(self);
 }
@@ -139,7 +160,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Dims shape = broadcast_shapes(sizes(), src.sizes(), "copy_");
   check(shape == Dims(sizes()), "graft: copy_: a source of shape ", src.sizes(),
         " does not broadcast to the destination's shape ", sizes());
-  Tensor from = src.device() == device() ? src : src.detach().to(device());
+  Tensor from = src.device() == device() ? unaliased(src, *this) : src.detach().to(device());
   dispatch::call(OpId::copy, &from, 1, *this);
   bump(*this);
   if (autograd::needs_grad(*this, src)) {

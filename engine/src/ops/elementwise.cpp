@@ -56,10 +56,10 @@ Tensor add(const Tensor& a, const Tensor& b, Scalar alpha) {
   if (alpha.to_double() != 1.0) return add(a, mul(b, scalar_like(alpha, b)));
   Tensor out = binary(OpId::add, a, b, arithmetic_type(a, b, "add"));
   if (autograd::needs_grad(a, b)) {
-    autograd::record("AddBackward", {&a, &b}, out,
-                     [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node&, const Tensor& g) {
-                       return Grads{sum_to(g, sa), sum_to(g, sb)};
-                     });
+    autograd::record(
+        "AddBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+          return Grads{if_needed(n, 0, [&] { return sum_to(g, sa); }), if_needed(n, 1, [&] { return sum_to(g, sb); })};
+        });
   }
   return out;
 }
@@ -68,10 +68,10 @@ Tensor sub(const Tensor& a, const Tensor& b, Scalar alpha) {
   if (alpha.to_double() != 1.0) return sub(a, mul(b, scalar_like(alpha, b)));
   Tensor out = binary(OpId::sub, a, b, arithmetic_type(a, b, "sub"));
   if (autograd::needs_grad(a, b)) {
-    autograd::record("SubBackward", {&a, &b}, out,
-                     [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node&, const Tensor& g) {
-                       return Grads{sum_to(g, sa), sum_to(-g, sb)};
-                     });
+    autograd::record(
+        "SubBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+          return Grads{if_needed(n, 0, [&] { return sum_to(g, sa); }), if_needed(n, 1, [&] { return sum_to(-g, sb); })};
+        });
   }
   return out;
 }
@@ -79,11 +79,11 @@ Tensor sub(const Tensor& a, const Tensor& b, Scalar alpha) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary(OpId::mul, a, b, arithmetic_type(a, b, "mul"));
   if (autograd::needs_grad(a, b)) {
-    Node* n = autograd::record(
-        "MulBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
-          bool ga = n.next_edges()[0].valid(), gb = n.next_edges()[1].valid();
-          return Grads{ga ? sum_to(g * n.saved(1), sa) : Tensor(), gb ? sum_to(g * n.saved(0), sb) : Tensor()};
-        });
+    Node* n = autograd::record("MulBackward", {&a, &b}, out,
+                               [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+                                 return Grads{if_needed(n, 0, [&] { return sum_to(g * n.saved(1), sa); }),
+                                              if_needed(n, 1, [&] { return sum_to(g * n.saved(0), sb); })};
+                               });
     n->save(autograd::requires_grad(b) ? a : Tensor());
     n->save(autograd::requires_grad(a) ? b : Tensor());
   }
@@ -94,12 +94,12 @@ Tensor div(const Tensor& a, const Tensor& b) {
   DType t = arithmetic_type(a, b, "div");
   Tensor out = binary(OpId::div, a, b, is_floating(t) ? t : kFloat32);
   if (autograd::needs_grad(a, b)) {
-    Node* n = autograd::record(
-        "DivBackward", {&a, &b}, out, [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
-          Tensor bb = n.saved(1);
-          bool gb = n.next_edges()[1].valid();
-          return Grads{sum_to(g / bb, sa), gb ? sum_to(-g * n.saved(0) / (bb * bb), sb) : Tensor()};
-        });
+    Node* n = autograd::record("DivBackward", {&a, &b}, out,
+                               [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
+                                 Tensor bb = n.saved(1);
+                                 return Grads{if_needed(n, 0, [&] { return sum_to(g / bb, sa); }),
+                                              if_needed(n, 1, [&] { return sum_to(-g * n.saved(0) / (bb * bb), sb); })};
+                               });
     n->save(autograd::requires_grad(b) ? a : Tensor());
     n->save(b);
   }
@@ -112,7 +112,12 @@ Tensor pow(const Tensor& a, const Tensor& b) {
     Node* n = autograd::record("PowBackward", {&a, &b}, out,
                                [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
                                  Tensor x = n.saved(0), e = n.saved(1);
-                                 Tensor ga = sum_to(g * e * pow(x, e - 1), sa);
+                                 Tensor ga;
+                                 if (n.next_edges()[0].valid()) {
+                                   // e x^(e-1), taken as 0 where e == 0 (x^0 is constant, even at x = 0).
+                                   Tensor term = g * e * pow(x, e - 1);
+                                   ga = sum_to(where(e == 0, zeros_like(term), term), sa);
+                                 }
                                  Tensor gb;
                                  if (n.next_edges()[1].valid()) {
                                    // d/de x^e = x^e log x, taken as 0 where x == 0 and e >= 0 (the limit).
@@ -164,7 +169,8 @@ Tensor extremum(OpId op, const char* name, const Tensor& a, const Tensor& b) {
           Tensor x = n.saved(0), y = n.saved(1);
           Tensor wins = op == OpId::maximum ? gt(x, y) : lt(x, y);
           Tensor share = where(wins, ones_like(g), where(eq(x, y), full_like(g, 0.5), zeros_like(g)));
-          return Grads{sum_to(g * share, sa), sum_to(g * (1.0 - share), sb)};
+          return Grads{if_needed(n, 0, [&] { return sum_to(g * share, sa); }),
+                       if_needed(n, 1, [&] { return sum_to(g * (1.0 - share), sb); })};
         });
     n->save(a);
     n->save(b);
@@ -221,7 +227,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     autograd::record("WhereBackward", {&a, &b}, out,
                      [sa = Dims(a.sizes()), sb = Dims(b.sizes())](Node& n, const Tensor& g) {
                        Tensor c = n.saved(0), z = zeros_like(g);
-                       return Grads{sum_to(where(c, g, z), sa), sum_to(where(c, z, g), sb)};
+                       return Grads{if_needed(n, 0, [&] { return sum_to(where(c, g, z), sa); }),
+                                    if_needed(n, 1, [&] { return sum_to(where(c, z, g), sb); })};
                      })
         ->save(cond);
   }

@@ -56,7 +56,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // [..., M, K] x [K, N]: fold the batch into M.
     Dims out_shape(a.sizes());
     out_shape.back() = n;
-    Tensor a3 = a.reshape({1, -1, k_a});
+    int64_t rows = numel_of(IntList(a.sizes().data(), a.dim() - 1));
+    Tensor a3 = a.reshape({1, rows, k_a});
     return bmm(a3, b.unsqueeze(0)).reshape(out_shape);
   }
   Dims batch = broadcast_shapes(IntList(a.sizes().data(), a.dim() - 2), IntList(b.sizes().data(), b.dim() - 2),

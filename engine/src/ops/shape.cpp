@@ -65,10 +65,17 @@ bool view_strides(IntList sizes, IntList strides, IntList new_sizes, Dims& out) 
   return view_d == -1;
 }
 
+// Records out, a view of x, and marks their storage as having views in the
+// graph (Note [In-place ops and autograd]).
+template <class F>
+void record_view(const char* name, const Tensor& x, const Tensor& out, F backward) {
+  autograd::record(name, {&x}, out, std::move(backward));
+  out.impl()->storage->has_graph_views.store(true, std::memory_order_relaxed);
+}
+
 Tensor record_reshape(const Tensor& x, Tensor out, const char* name) {
   if (autograd::needs_grad(x))
-    autograd::record(name, {&x}, out,
-                     [shape = Dims(x.sizes())](Node&, const Tensor& g) { return Grads{g.reshape(shape)}; });
+    record_view(name, x, out, [shape = Dims(x.sizes())](Node&, const Tensor& g) { return Grads{g.reshape(shape)}; });
   return out;
 }
 
@@ -129,8 +136,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   std::swap(strides[a], strides[b]);
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("TransposeBackward", {this}, out,
-                     [a, b](Node&, const Tensor& g) { return Grads{g.transpose(a, b)}; });
+    record_view("TransposeBackward", *this, out, [a, b](Node&, const Tensor& g) { return Grads{g.transpose(a, b)}; });
   return out;
 }
 
@@ -153,8 +159,7 @@ Tensor Tensor::permute(IntList dims) const {
   }
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("PermuteBackward", {this}, out,
-                     [inverse](Node&, const Tensor& g) { return Grads{g.permute(inverse)}; });
+    record_view("PermuteBackward", *this, out, [inverse](Node&, const Tensor& g) { return Grads{g.permute(inverse)}; });
   return out;
 }
 
@@ -180,8 +185,8 @@ Tensor Tensor::expand(IntList shape) const {
   if (sizes == Dims(this->sizes())) return *this;
   Tensor out = make_view(*this, sizes, strides, storage_offset());
   if (autograd::needs_grad(*this))
-    autograd::record("ExpandBackward", {this}, out,
-                     [shape = Dims(this->sizes())](Node&, const Tensor& g) { return Grads{sum_to(g, shape)}; });
+    record_view("ExpandBackward", *this, out,
+                [shape = Dims(this->sizes())](Node&, const Tensor& g) { return Grads{sum_to(g, shape)}; });
   return out;
 }
 
@@ -223,14 +228,13 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
         " of size ", n, " in shape ", sizes(),
         " (bounds must satisfy 0 <= start <= end <= size, negatives count from the end)");
   Dims sizes(this->sizes()), strides(this->strides());
-  sizes[w] = (e - s + step - 1) / step;
+  sizes[w] = e == s ? 0 : (e - s - 1) / step + 1;
   strides[w] = stride(w) * step;
   Tensor out = make_view(*this, sizes, strides, storage_offset() + s * stride(w));
   if (autograd::needs_grad(*this))
-    autograd::record("SliceBackward", {this}, out,
-                     [shape = Dims(this->sizes()), w, s, e, step](Node&, const Tensor& g) {
-                       return Grads{slice_backward(g, shape, w, s, e, step)};
-                     });
+    record_view("SliceBackward", *this, out, [shape = Dims(this->sizes()), w, s, e, step](Node&, const Tensor& g) {
+      return Grads{slice_backward(g, shape, w, s, e, step)};
+    });
   return out;
 }
 

@@ -28,6 +28,12 @@ void Adam::add_param_group(std::vector<Tensor> params, AdamOptions options) {
 AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
     : Adam(std::move(params), AdamOptions{o.lr, o.betas, o.eps, o.weight_decay, o.amsgrad}, true) {}
 
+std::vector<std::string> Adam::state_names(const Group& group) const {
+  std::vector<std::string> names = {"step", "exp_avg", "exp_avg_sq"};
+  if (group.option("amsgrad") != 0) names.push_back("max_exp_avg_sq");
+  return names;
+}
+
 // As torch.optim.Adam / AdamW: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps), with v replaced by
 // its running maximum under amsgrad.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -93,6 +94,33 @@ void Optimizer::load_state_dict(const StateDict& dict) {
           "graft: optimizer load_state_dict: key '", key, "' has shape ", t.defined() ? Dims(t.sizes()) : Dims(),
           " but parameter ", index, " has shape ", p.sizes());
     state[p.impl()].emplace_back(name, t.to(name == "step" ? t.dtype() : p.dtype()).to(p.device()).clone());
+  }
+  // A parameter with state has all of it (a state dict of another kind of
+  // optimizer, or of other options, is refused here rather than half-used).
+  size_t index = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    Group loaded{{}, options[g]};
+    std::vector<std::string> expected = state_names(loaded);
+    std::sort(expected.begin(), expected.end());
+    for (const Tensor& p : groups_[g].params) {
+      auto it = state.find(p.impl());
+      if (it != state.end()) {
+        std::vector<std::string> have;
+        for (const auto& [name, t] : it->second) have.push_back(name);
+        std::sort(have.begin(), have.end());
+        std::string want;
+        for (const auto& n : expected) want += (want.empty() ? "" : ", ") + n;
+        check(
+            have == expected, "graft: optimizer load_state_dict: parameter ", index, " has state {",
+            [&] {
+              std::string s;
+              for (const auto& n : have) s += (s.empty() ? "" : ", ") + n;
+              return s;
+            }(),
+            "} but this optimizer keeps {", want, "}");
+      }
+      ++index;
+    }
   }
   for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options = options[g];
   state_ = std::move(state);

@@ -22,6 +22,11 @@ void SGD::add_param_group(std::vector<Tensor> params, SGDOptions options) {
   add_group(std::move(params), sgd_options(options));
 }
 
+std::vector<std::string> SGD::state_names(const Group& group) const {
+  if (group.option("momentum") == 0) return {};
+  return {"momentum_buffer"};
+}
+
 // As torch.optim.SGD: d = g + wd p; b = momentum b + (1 - dampening) d (b = d
 // at the first step); d = nesterov ? d + momentum b : b; p -= lr d.
 void SGD::step() {

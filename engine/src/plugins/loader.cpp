@@ -87,13 +87,13 @@ int32_t host_add_kernel(graft_host* host, const graft_kernel* kernel, char* mess
   dispatch::OpId op;
   if (!s.registry->find_op(kernel->op, kernel->op_version, &op)) {
     // An op this graft does not know (or a newer contract): skip, keep going.
-    s.notes.push_back("kernel for op '" + std::string(kernel->op) + "' version " +
-                      std::to_string(kernel->op_version) + " skipped: this graft does not provide that op version");
+    s.notes.push_back("kernel for op '" + std::string(kernel->op) + "' version " + std::to_string(kernel->op_version) +
+                      " skipped: this graft does not provide that op version");
     return GRAFT_OK;
   }
   if (!device_known(s, kernel->device_type)) {
-    write(message, size, "add_kernel: op '" + std::string(kernel->op) + "' names unknown device type '" +
-                             kernel->device_type + "'");
+    write(message, size,
+          "add_kernel: op '" + std::string(kernel->op) + "' names unknown device type '" + kernel->device_type + "'");
     return GRAFT_INVALID;
   }
   auto k = std::make_unique<PluginKernel>();
@@ -117,8 +117,8 @@ void host_log(graft_host* host, const char* line) {
 struct Loader {
   std::recursive_mutex mutex;
   std::vector<PluginInfo> records;
-  std::vector<std::string> tried;                // canonical paths
-  std::deque<PluginDevice> devices;              // never destroyed while the process lives
+  std::vector<std::string> tried;    // canonical paths
+  std::deque<PluginDevice> devices;  // never destroyed while the process lives
   std::deque<std::unique_ptr<PluginKernel>> kernels;
 };
 
@@ -191,8 +191,9 @@ PluginInfo try_load(Registry& r, const std::string& path) {
   const graft_plugin_info* p = entry();
   if (!p) return finish(GRAFT_PLUGIN_ENTRY_SYMBOL "() returned no plugin description");
   if (p->abi_version != GRAFT_PLUGIN_ABI_VERSION)
-    return finish("built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft speaks version " +
-                  std::to_string(GRAFT_PLUGIN_ABI_VERSION) + "; rebuild the plugin against this graft's plugin.h");
+    return finish("built for plugin ABI version " + std::to_string(p->abi_version) +
+                  ", but this graft speaks version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION) +
+                  "; rebuild the plugin against this graft's plugin.h");
   if (!p->name || !*p->name || !p->init) return finish("its description lacks a name or an init function");
   info.name = p->name;
   info.version = p->version ? p->version : "";

@@ -19,8 +19,8 @@ PluginDevice::PluginDevice(const graft_device_type& type, std::string plugin)
 
 void PluginDevice::check(int32_t status, const char* what, const char* message) const {
   if (status != GRAFT_OK)
-    detail::fail("graft: ", what, " on a ", name_, " device failed in plugin '", plugin_, "': ",
-                 *message ? message : "(no message)");
+    detail::fail("graft: ", what, " on a ", name_, " device failed in plugin '", plugin_,
+                 "': ", *message ? message : "(no message)");
 }
 
 void* PluginDevice::allocate_block(size_t size, int index) {
@@ -128,7 +128,8 @@ DeviceMemory PluginDevice::memory(int index) {
   DeviceMemory m;
   char name[256] = "";
   size_t free_bytes = 0, total_bytes = 0;
-  if (type_.memory_info && type_.memory_info(type_.ctx, index, name, sizeof name, &free_bytes, &total_bytes) == GRAFT_OK) {
+  if (type_.memory_info &&
+      type_.memory_info(type_.ctx, index, name, sizeof name, &free_bytes, &total_bytes) == GRAFT_OK) {
     m.name = name;
     m.free_bytes = free_bytes;
     m.total_bytes = total_bytes;

@@ -17,11 +17,16 @@ std::array<int32_t, dispatch::kMaxDeviceTypes> dl_types = [] {
 
 DLDataType dl_dtype(DType t) {
   switch (t) {
-    case kFloat32: return {kDLFloat, 32, 1};
-    case kFloat64: return {kDLFloat, 64, 1};
-    case kInt32: return {kDLInt, 32, 1};
-    case kInt64: return {kDLInt, 64, 1};
-    case kBool: return {GRAFT_DL_BOOL, 8, 1};
+    case kFloat32:
+      return {kDLFloat, 32, 1};
+    case kFloat64:
+      return {kDLFloat, 64, 1};
+    case kInt32:
+      return {kDLInt, 32, 1};
+    case kInt64:
+      return {kDLInt, 64, 1};
+    case kBool:
+      return {GRAFT_DL_BOOL, 8, 1};
   }
   return {kDLFloat, 32, 1};
 }
@@ -63,11 +68,16 @@ void set_dl_device_type(int16_t device_type, int32_t dl_type) { dl_types[static_
 
 uint32_t dtype_bit(DType t) {
   switch (t) {
-    case kFloat32: return GRAFT_DTYPE_FLOAT32;
-    case kFloat64: return GRAFT_DTYPE_FLOAT64;
-    case kInt32: return GRAFT_DTYPE_INT32;
-    case kInt64: return GRAFT_DTYPE_INT64;
-    case kBool: return GRAFT_DTYPE_BOOL;
+    case kFloat32:
+      return GRAFT_DTYPE_FLOAT32;
+    case kFloat64:
+      return GRAFT_DTYPE_FLOAT64;
+    case kInt32:
+      return GRAFT_DTYPE_INT32;
+    case kInt64:
+      return GRAFT_DTYPE_INT64;
+    case kBool:
+      return GRAFT_DTYPE_BOOL;
   }
   return 0;
 }
@@ -91,7 +101,7 @@ void run_plugin_kernel(const dispatch::KernelCall& call, void* ctx) {
 
 bool plugin_kernel_supports(const dispatch::KernelCall& call, void* ctx) {
   const auto& k = *static_cast<const PluginKernel*>(ctx);
-  DType first = call.n_inputs > 0 ? call.inputs[0].dtype : call.output->dtype;
+  DType first = call.n_inputs == 0 ? call.output->dtype : call.inputs[call.op == dispatch::OpId::where ? 1 : 0].dtype;
   if (!k.kernel.supports) return (k.kernel.dtypes & dtype_bit(first)) != 0;
   Args a(call, k);
   return k.kernel.supports(k.kernel.ctx, &a.args) != 0;
