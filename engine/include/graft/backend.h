@@ -46,6 +46,7 @@ std::vector<std::string> backends();
 // ahead of kernel priorities; the others keep their priorities after them.
 // GRAFT_BACKENDS=onednn,reference sets it at start-up.
 void set_backend_order(const std::vector<std::string>& order);
+std::vector<std::string> backend_order();
 
 // Restricts dispatch on this thread to the named backends for its scope.
 class BackendGuard {

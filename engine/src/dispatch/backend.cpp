@@ -23,6 +23,7 @@ std::vector<std::string> devices() {
 std::vector<std::string> backends() { return dispatch::Registry::get().backend_names(); }
 
 void set_backend_order(const std::vector<std::string>& order) { dispatch::Registry::get().set_backend_order(order); }
+std::vector<std::string> backend_order() { return dispatch::Registry::get().backend_order(); }
 
 std::vector<DeviceInfo> device_info() {
   dispatch::Registry::get();  // plugins add device types

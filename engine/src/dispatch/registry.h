@@ -158,6 +158,10 @@ class Registry {
   void add_kernel(OpId op, int16_t device_type, const Kernel& kernel);
   // Backends named here rank first, in this order; see graft::set_backend_order.
   void set_backend_order(const std::vector<std::string>& order);
+  std::vector<std::string> backend_order() const {
+    std::lock_guard lock(mutex_);
+    return order_;
+  }
 
   // Counters behind graft::dispatch_stats().
   void count_call(OpId op, uint16_t backend) {

@@ -1,0 +1,65 @@
+// The cross-backend suite: every op case (tools/opcases) on every loaded
+// backend and device, forward and backward, against the reference backend on
+// the host, with guard regions after every allocation (GRAFT_CHECK_BOUNDS=1,
+// set by tests/CMakeLists.txt). A new backend is tested here without new code.
+#include "core/storage.h"
+#include "helpers.h"
+#include "opcases.h"
+
+using namespace graft;
+
+namespace {
+
+class Backends : public ::testing::TestWithParam<DType> {
+ protected:
+  static void SetUpTestSuite() { load_plugin(GRAFT_EXAMPLE_PLUGIN); }
+};
+
+double tolerance(DType t) { return t == kFloat32 ? 1e-6 : 1e-20; }
+
+}  // namespace
+
+TEST(GuardRegions, AWritePastTheEndIsCaught) {
+  ASSERT_TRUE(check_bounds()) << "run with GRAFT_CHECK_BOUNDS=1";
+  uint64_t before = bounds_violations();
+  {
+    Tensor t = zeros({5});
+    static_cast<unsigned char*>(t.data_ptr())[5 * sizeof(float)] = 0;  // into the guard, on purpose
+  }
+  EXPECT_EQ(bounds_violations(), before + 1);
+}
+
+TEST_P(Backends, EveryCaseMatchesTheReference) {
+  ASSERT_TRUE(check_bounds()) << "run with GRAFT_CHECK_BOUNDS=1";
+  DType dtype = GetParam();
+  auto targets = opcases::targets();
+  ASSERT_GE(targets.size(), 3u) << "reference@cpu, example@cpu and example@example:0 at least";
+  size_t checked = 0;
+  for (const auto& target : targets) {
+    for (const auto& c : opcases::all_cases()) {
+      SCOPED_TRACE(target.backend + " @ " + target.device + ": " + c.name);
+      uint64_t violations = bounds_violations();
+      opcases::Result r = opcases::run(c, target, dtype);
+      ASSERT_TRUE(r.ran) << r.error;
+      EXPECT_LE(r.forward_nmse, tolerance(dtype));
+      EXPECT_LE(r.backward_nmse, tolerance(dtype));
+      EXPECT_EQ(bounds_violations(), violations) << "a kernel wrote outside its output";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 300u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, Backends, ::testing::Values(kFloat32, kFloat64),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Backends, ThePluginsOwnKernelsRanOnItsDevice) {
+  load_plugin(GRAFT_EXAMPLE_PLUGIN);
+  opcases::Target example{"example", "example:0"};
+  for (const auto& c : opcases::all_cases()) {
+    if (c.op != "add" && c.op != "mul" && c.op != "relu") continue;
+    opcases::Result r = opcases::run(c, example, kFloat32);
+    EXPECT_TRUE(r.forward_by_backend) << c.name;
+    EXPECT_EQ(r.forward_fallbacks, 0u) << c.name;
+  }
+}
