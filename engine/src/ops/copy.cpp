@@ -13,12 +13,12 @@ Tensor copy_into_new(const Tensor& x, DType type) {
   return out;
 }
 
-// Copies contiguous src to a new tensor on device, through host memory when
-// neither side is the host.
-Tensor transfer(const Tensor& src, Device device) {
-  Tensor out = make_empty(src.sizes(), src.dtype(), device);
+// Copies contiguous src into contiguous out of the same size and dtype on
+// another device, through host memory when neither side is the host.
+void transfer(const Tensor& src, const Tensor& out) {
+  Device device = out.device();
   size_t nbytes = static_cast<size_t>(src.numel()) * element_size(src.dtype());
-  if (nbytes == 0) return out;
+  if (nbytes == 0) return;
   DeviceBackend& from = device_backend(src.device());
   DeviceBackend& to = device_backend(device);
   if (device.is_cpu()) {
@@ -32,7 +32,6 @@ Tensor transfer(const Tensor& src, Device device) {
     from.copy_to_host(staging.data(), src.data_ptr(), nbytes, src.device().index());
     to.copy_from_host(out.data_ptr(), staging.data(), nbytes, device.index());
   }
-  return out;
 }
 
 // Note [In-place ops and autograd]
@@ -133,7 +132,8 @@ Tensor Tensor::to(Device d) const {
   Tensor out;
   {
     NoGradGuard no_grad;
-    out = transfer(contiguous(), d);
+    out = make_empty(sizes(), dtype(), d);
+    transfer(contiguous(), out);
   }
   if (autograd::needs_grad(*this))
     autograd::record("ToDeviceBackward", {this}, out,
@@ -160,8 +160,13 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Dims shape = broadcast_shapes(sizes(), src.sizes(), "copy_");
   check(shape == Dims(sizes()), "graft: copy_: a source of shape ", src.sizes(),
         " does not broadcast to the destination's shape ", sizes());
-  Tensor from = src.device() == device() ? unaliased(src, *this) : src.detach().to(device());
-  dispatch::call(OpId::copy, &from, 1, *this);
+  if (src.device() != device() && src.dtype() == dtype() && src.sizes() == sizes() && is_contiguous()) {
+    NoGradGuard no_grad;
+    transfer(src.contiguous(), *this);  // straight into this tensor's memory
+  } else {
+    Tensor from = src.device() == device() ? unaliased(src, *this) : src.detach().to(device());
+    dispatch::call(OpId::copy, &from, 1, *this);
+  }
   bump(*this);
   if (autograd::needs_grad(*this, src)) {
     autograd::record("CopyBackward", {this, &src}, *this,

@@ -84,8 +84,12 @@ typedef struct {
   void* ctx;
 } graft_kernel;
 
-/* A device type with its own memory. Pointers returned by allocate are
- * opaque to graft: it only passes them back to this table and to kernels. */
+/* A device type with its own memory. graft never dereferences a pointer that
+ * allocate returned, but it does offset it by bytes (a view of a block
+ * starts inside it; a guard region follows it under GRAFT_CHECK_BOUNDS=1), so
+ * device pointers must stay meaningful under byte arithmetic, as CUDA's do; a
+ * backend whose memory is handles encodes (handle, offset) in the pointer.
+ * graft caches freed blocks and reuses them; deallocate runs when it trims. */
 typedef struct {
   const char* name;        /* "example", "vulkan": devices are NAME:INDEX */
   int32_t dl_device_type;  /* DLDeviceType that kernels see in DLTensor.device */
