@@ -83,6 +83,47 @@ void BM_MLPTrainStep(benchmark::State& state) {
 }
 BENCHMARK(BM_MLPTrainStep)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond);
 
+// conv2d forward + backward at the CNN's two shapes, batch 64: args are
+// in channels, out channels, image size.
+void BM_Conv2dForwardBackward(benchmark::State& state) {
+  int64_t c = state.range(0), o = state.range(1), hw = state.range(2);
+  graft::manual_seed(0);
+  Tensor x = graft::randn({64, c, hw, hw}).requires_grad_();
+  Tensor w = graft::randn({o, c, 3, 3}).requires_grad_();
+  Tensor b = graft::zeros({o}).requires_grad_();
+  for (auto _ : state) {
+    Tensor y = graft::F::conv2d(x, w, b, {.padding = 1});
+    y.sum().backward();
+    x.set_grad({});
+    w.set_grad({});
+    b.set_grad({});
+  }
+  double flops = 3 * 2.0 * 64 * o * hw * hw * c * 9;  // forward, grad of input, grad of weight
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Conv2dForwardBackward)->Args({1, 32, 28})->Args({32, 64, 14})->Unit(benchmark::kMillisecond);
+
+// One Adam step of graft-train's CNN at batch 64.
+void BM_CNNTrainStep(benchmark::State& state) {
+  namespace nn = graft::nn;
+  graft::manual_seed(0);
+  nn::Sequential model{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(32), nn::ReLU(),
+                       nn::MaxPool2d(2), nn::Conv2d(32, 64, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(64),
+                       nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Linear(3136, 128), nn::ReLU(),
+                       nn::Linear(128, 10)};
+  graft::optim::Adam optimizer(model.parameters(), {.lr = 1e-3});
+  Tensor x = graft::randn({64, 1, 28, 28});
+  Tensor y = (graft::rand({64}) * 10).to(graft::kInt64);
+  for (auto _ : state) {
+    Tensor loss = graft::F::cross_entropy(model(x), y);
+    loss.backward();
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+}
+BENCHMARK(BM_CNNTrainStep)->Unit(benchmark::kMillisecond);
+
 // The reference matmul alone, square sizes.
 void BM_ReferenceMatmul(benchmark::State& state) {
   int64_t n = state.range(0);

@@ -173,7 +173,14 @@ void where_kernel(const KernelCall& c) {
     const bool* cond = reinterpret_cast<const bool*>(p[1]);
     const T* a = reinterpret_cast<const T*>(p[2]);
     const T* b = reinterpret_cast<const T*>(p[3]);
-    for (int64_t i = 0; i < n; ++i) o[i * s[0]] = cond[i * s[1]] ? a[i * s[2]] : b[i * s[3]];
+    if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {
+      for (int64_t i = 0; i < n; ++i) o[i] = cond[i] ? a[i] : b[i];
+    } else if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 0) {
+      T bv = *b;
+      for (int64_t i = 0; i < n; ++i) o[i] = cond[i] ? a[i] : bv;
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * s[0]] = cond[i * s[1]] ? a[i * s[2]] : b[i * s[3]];
+    }
   });
 }
 

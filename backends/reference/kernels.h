@@ -13,5 +13,7 @@ void run_fill(const dispatch::KernelCall& c, void* ctx);
 void run_reduce(const dispatch::KernelCall& c, void* ctx);
 void run_matmul(const dispatch::KernelCall& c, void* ctx);
 void run_softmax(const dispatch::KernelCall& c, void* ctx);
+void run_unfold(const dispatch::KernelCall& c, void* ctx);
+void run_fold(const dispatch::KernelCall& c, void* ctx);
 
 }  // namespace graft::reference

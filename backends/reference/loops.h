@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 
+#include "core/parallel.h"
 #include "dispatch/registry.h"
 
 namespace graft::reference {
@@ -12,17 +13,30 @@ namespace graft::reference {
 using dispatch::KernelCall;
 using dispatch::KTensor;
 
-// Calls f(offsets) for every index of sizes, where offsets[k] is the index
+// Elementwise loops and reductions over fewer elements run on one thread.
+inline constexpr int64_t kParallelFrom = 1 << 15;
+
+// Calls f(offsets) for the indices of sizes with row-major positions in
+// [begin, end) (all of them by default), where offsets[k] is the index
 // dotted with strides[k] (in elements).
 template <size_t N, class F>
-void for_each_offset(const Dims& sizes, const std::array<Dims, N>& strides, F&& f) {
+void for_each_offset(const Dims& sizes, const std::array<Dims, N>& strides, F&& f, int64_t begin = 0,
+                     int64_t end = -1) {
   size_t nd = sizes.size();
-  for (size_t d = 0; d < nd; ++d)
-    if (sizes[d] == 0) return;
+  int64_t total = 1;
+  for (size_t d = 0; d < nd; ++d) total *= sizes[d];
+  if (end < 0 || end > total) end = total;
+  if (begin >= end) return;
   Dims index(nd, 0);
   std::array<int64_t, N> off{};
-  while (true) {
+  for (int64_t rest = begin, d = static_cast<int64_t>(nd) - 1; d >= 0; --d) {
+    index[d] = rest % sizes[d];
+    rest /= sizes[d];
+    for (size_t k = 0; k < N; ++k) off[k] += index[d] * strides[k][d];
+  }
+  for (int64_t left = end - begin; left > 0; --left) {
     f(off);
+    if (left == 1) return;
     size_t d = nd;
     while (d > 0) {
       --d;
@@ -32,9 +46,7 @@ void for_each_offset(const Dims& sizes, const std::array<Dims, N>& strides, F&& 
       }
       for (size_t k = 0; k < N; ++k) off[k] -= strides[k][d] * (sizes[d] - 1);
       index[d] = 0;
-      if (d == 0) return;
     }
-    if (nd == 0) return;
   }
 }
 
@@ -95,11 +107,30 @@ void elementwise(const KernelCall& c, Inner&& inner) {
     outer[k] = cst[k];
     outer[k].erase(outer[k].size() - 1);
   }
-  for_each_offset<N>(cs, outer, [&](const std::array<int64_t, N>& off) {
-    std::array<char*, N> p;
-    for (size_t k = 0; k < N; ++k) p[k] = base[k] + off[k] * static_cast<int64_t>(elem[k]);
-    inner(p, inner_strides, n);
-  });
+  int64_t rows = numel_of(cs);
+  auto run_rows = [&](int64_t r0, int64_t r1) {
+    for_each_offset<N>(
+        cs, outer,
+        [&](const std::array<int64_t, N>& off) {
+          std::array<char*, N> p;
+          for (size_t k = 0; k < N; ++k) p[k] = base[k] + off[k] * static_cast<int64_t>(elem[k]);
+          inner(p, inner_strides, n);
+        },
+        r0, r1);
+  };
+  if (rows * n < kParallelFrom) return run_rows(0, rows);
+  if (rows >= 8) return parallel_for(rows, std::max<int64_t>(1, kParallelFrom / 4 / n), run_rows);
+  // Few long rows: split each along its length.
+  for (int64_t r = 0; r < rows; ++r) {
+    std::array<int64_t, N> off{};
+    for_each_offset<N>(cs, outer, [&](const std::array<int64_t, N>& o) { off = o; }, r, r + 1);
+    parallel_for(n, kParallelFrom / 4, [&](int64_t j0, int64_t j1) {
+      std::array<char*, N> p;
+      for (size_t k = 0; k < N; ++k)
+        p[k] = base[k] + (off[k] + j0 * inner_strides[k]) * static_cast<int64_t>(elem[k]);
+      inner(p, inner_strides, j1 - j0);
+    });
+  }
 }
 
 }  // namespace graft::reference

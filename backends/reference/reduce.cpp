@@ -50,15 +50,28 @@ void reduce_loop(const KernelCall& c, Init init, Step step, Finish finish) {
     red_outer.erase(red_outer.size() - 1);
     red_outer_in.erase(red_outer_in.size() - 1);
   }
-  for_each_offset<2>(s.kept_sizes, {s.kept_in, s.kept_out}, [&](const std::array<int64_t, 2>& ko) {
-    Acc acc = init();
-    int64_t index = 0;
-    for_each_offset<1>(red_outer, {red_outer_in}, [&](const std::array<int64_t, 1>& ro) {
-      const T* p = src + ko[0] + ro[0];
-      for (int64_t i = 0; i < n; ++i, ++index) step(acc, p[i * stride], index);
-    });
-    finish(acc, ko[1]);
-  });
+  auto outputs = [&](int64_t o0, int64_t o1) {
+    for_each_offset<2>(
+        s.kept_sizes, {s.kept_in, s.kept_out},
+        [&](const std::array<int64_t, 2>& ko) {
+          Acc acc = init();
+          if (red_outer.empty()) {  // one reduced dim (or none): a plain loop
+            const T* p = src + ko[0];
+            for (int64_t i = 0; i < n; ++i) step(acc, p[i * stride], i);
+          } else {
+            int64_t index = 0;
+            for_each_offset<1>(red_outer, {red_outer_in}, [&](const std::array<int64_t, 1>& ro) {
+              const T* p = src + ko[0] + ro[0];
+              for (int64_t i = 0; i < n; ++i, ++index) step(acc, p[i * stride], index);
+            });
+          }
+          finish(acc, ko[1]);
+        },
+        o0, o1);
+  };
+  int64_t count = numel_of(s.kept_sizes), per_output = numel_of(s.red_sizes);
+  if (count * per_output < kParallelFrom) return outputs(0, count);
+  parallel_for(count, std::max<int64_t>(1, kParallelFrom / 4 / std::max<int64_t>(1, per_output)), outputs);
 }
 
 template <class T>

@@ -53,6 +53,8 @@ void register_reference_kernels(Registry& r) {
   add(OpId::matmul, run_matmul, kFloats);
   add(OpId::softmax, run_softmax, kFloats);
   add(OpId::log_softmax, run_softmax, kFloats);
+  add(OpId::unfold, run_unfold, kFloats);
+  add(OpId::fold, run_fold, kFloats);
 }
 
 }  // namespace graft::dispatch

@@ -107,7 +107,7 @@ int32_t supports_f32(void*, const graft_kernel_args* a) {
 int32_t run_fill(void*, const graft_kernel_args* a, char* message, size_t size) {
   return guarded(message, size, [&] {
     auto* out = static_cast<float*>(a->output->data);
-    float v = static_cast<float>(a->attrs[4].f);  // float slot 0: the value
+    float v = static_cast<float>(a->attrs[GRAFT_ATTR_INT_SLOTS].f);  // float slot 0: the value
     for_each_index(*a->output, [&](const std::vector<int64_t>& i) { out[offset_at(*a->output, i)] = v; });
     return GRAFT_OK;
   });

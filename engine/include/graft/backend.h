@@ -61,6 +61,11 @@ class BackendGuard {
   uint64_t previous_;
 };
 
+// Threads for the host's kernels (the reference backend's matmul and
+// convolution; plugins follow it too). Default: every core.
+void set_num_threads(int threads);
+int get_num_threads();
+
 // ---- fallback and counts ----
 
 // When no kernel on a device takes a call, graft runs it on the host with the

@@ -11,6 +11,8 @@
 #include "graft/ops.h"
 #include "graft/optim.h"
 #include "graft/scalar.h"
+#include "graft/data.h"
+#include "graft/serialize.h"
 #include "graft/shape.h"
 #include "graft/state_dict.h"
 #include "graft/tensor.h"

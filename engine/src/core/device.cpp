@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <vector>
 
 #include "core/storage.h"
 #include "dispatch/registry.h"
@@ -14,25 +16,43 @@ namespace graft {
 namespace {
 
 // Host memory, 64-byte aligned so vector loads never split a cache line.
+// Large blocks are cached for reuse: the C library returns them to the
+// system on free, and touching fresh pages again costs more than the work of
+// a training step's elementwise ops (Note [Host block cache]).
 class CpuBackend final : public DeviceBackend {
  public:
   void* allocate(size_t nbytes, int) override {
     if (nbytes == 0) return nullptr;
     bool guard = check_bounds();
-    size_t rounded = (nbytes + (guard ? kGuardBytes : 0) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
+    size_t size = block_size(nbytes);
+    void* p = take_cached(size);
+    if (!p) p = std::aligned_alloc(64, size);
+    if (!p) {
+      release_cache();
+      p = std::aligned_alloc(64, size);
+    }
     if (!p) detail::fail("graft: out of host memory allocating ", nbytes, " bytes");
     if (guard) std::memset(static_cast<char*>(p) + nbytes, kGuardPattern, kGuardBytes);
     return p;
   }
   void deallocate(void* ptr, size_t nbytes, int) override {
-    if (ptr && check_bounds()) {
+    if (!ptr) return;
+    if (check_bounds()) {
       const auto* g = static_cast<const unsigned char*>(ptr) + nbytes;
       for (size_t i = 0; i < kGuardBytes; ++i)
         if (g[i] != kGuardPattern) {
           report_bounds_violation("cpu", nbytes);
           break;
         }
+    }
+    size_t size = block_size(nbytes);
+    if (size >= kCacheFrom) {
+      std::lock_guard lock(mutex_);
+      if (cached_ + size <= kCacheLimit) {
+        free_[size].push_back(ptr);
+        cached_ += size;
+        return;
+      }
     }
     std::free(ptr);
   }
@@ -41,7 +61,47 @@ class CpuBackend final : public DeviceBackend {
   void copy_on_device(void* dst, const void* src, size_t n, int) override { std::memmove(dst, src, n); }
   void synchronize(int) override {}
   int device_count() const override { return 1; }
-  DeviceMemory memory(int) override { return {"host memory", 0, 0, 0}; }
+  DeviceMemory memory(int) override {
+    std::lock_guard lock(mutex_);
+    return {"host memory", 0, 0, cached_};
+  }
+
+ private:
+  // Note [Host block cache]
+  // Blocks of 32 KiB and more are rounded up (to 4 KiB, or 64 KiB from 1 MiB)
+  // and kept when freed, up to 2 GiB in all; a training loop's activations
+  // and gradients repeat their sizes every step, so after the first step
+  // they are reused instead of faulted in afresh.
+  static constexpr size_t kCacheFrom = 32 << 10;
+  static constexpr size_t kCacheLimit = size_t{2} << 30;
+
+  static size_t block_size(size_t nbytes) {
+    size_t size = (nbytes + (check_bounds() ? kGuardBytes : 0) + 63) / 64 * 64;
+    if (size < kCacheFrom) return size;
+    size_t round = size < (size_t{1} << 20) ? 4096 : 65536;
+    return (size + round - 1) / round * round;
+  }
+  void* take_cached(size_t size) {
+    if (size < kCacheFrom) return nullptr;
+    std::lock_guard lock(mutex_);
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+    return p;
+  }
+  void release_cache() {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
 };
 
 struct DeviceTypes {

@@ -2,6 +2,9 @@
 #include <cmath>
 #include <mutex>
 #include <random>
+#include <sstream>
+
+#include "graft/serialize.h"
 
 #include "core/tensor_impl.h"
 #include "dispatch/registry.h"
@@ -110,6 +113,33 @@ Tensor arange(Scalar start, Scalar end, Scalar step, TensorOptions options) {
     t = from_host(v, {n}, dtype, options.device());
   }
   return finish(t, options);
+}
+
+Tensor random_state() {
+  Generator& g = generator();
+  std::ostringstream os;
+  {
+    std::lock_guard lock(g.mutex);
+    os << g.engine;
+  }
+  std::istringstream is(os.str());
+  std::vector<int64_t> words;
+  for (uint64_t w; is >> w;) words.push_back(static_cast<int64_t>(w));
+  return tensor(words);
+}
+
+void set_random_state(const Tensor& state) {
+  check(state.defined() && state.dtype() == kInt64 && state.dim() == 1, "graft: set_random_state: expected the int64 "
+        "vector random_state() returned");
+  std::ostringstream os;
+  for (int64_t w : state.to_vector<int64_t>()) os << static_cast<uint64_t>(w) << ' ';
+  std::istringstream is(os.str());
+  std::mt19937_64 engine;
+  is >> engine;
+  check(!is.fail(), "graft: set_random_state: the tensor does not hold a generator state (", state.numel(), " words)");
+  Generator& g = generator();
+  std::lock_guard lock(g.mutex);
+  g.engine = engine;
 }
 
 void manual_seed(uint64_t seed) {

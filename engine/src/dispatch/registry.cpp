@@ -51,6 +51,7 @@ Registry::Registry() {
   define_reduce_ops(*this);
   define_linalg_ops(*this);
   define_nn_ops(*this);
+  define_conv_ops(*this);
   for (size_t i = 0; i < kNumOps; ++i)
     if (!schemas_[i].infer) detail::fail("graft internal error: op #", i, " has no schema");
   register_reference_kernels(*this);

@@ -70,13 +70,16 @@ enum class OpId : uint16_t {
   matmul,
   softmax,
   log_softmax,
+  // im2col and its adjoint col2im, which convolution and pooling are built on
+  unfold,
+  fold,
   count_
 };
 inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
 
 // Op attributes: each op's schema says which slots it uses.
 struct Attrs {
-  std::array<int64_t, 4> i{};
+  std::array<int64_t, 8> i{};
   std::array<double, 4> f{};
 };
 
@@ -139,6 +142,7 @@ void define_elementwise_ops(Registry& r);
 void define_reduce_ops(Registry& r);
 void define_linalg_ops(Registry& r);
 void define_nn_ops(Registry& r);
+void define_conv_ops(Registry& r);
 void register_reference_kernels(Registry& r);
 
 class Registry {

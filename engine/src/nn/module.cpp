@@ -139,6 +139,41 @@ void LinearImpl::reset_parameters() {
   if (bias.defined()) bias.copy_(uniform({out_features}, -bound, bound));
 }
 
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, Conv2dOptions o) : options(o) {
+  check(in > 0 && out > 0 && k > 0 && o.groups > 0 && in % o.groups == 0 && out % o.groups == 0, "graft: Conv2d(", in,
+        ", ", out, ", ", k, ", groups ", o.groups,
+        "): channels and kernel size must be positive, channels multiples of groups");
+  weight = register_parameter("weight", empty({out, in / o.groups, k, k}));
+  if (o.bias) bias = register_parameter("bias", empty({out}));
+  reset_parameters();
+}
+
+void Conv2dImpl::reset_parameters() {
+  NoGradGuard no_grad;
+  double fan_in = static_cast<double>(weight.size(1) * weight.size(2) * weight.size(3));
+  double bound = 1.0 / std::sqrt(fan_in);
+  weight.copy_(uniform(weight.sizes(), -bound, bound));
+  if (bias.defined()) bias.copy_(uniform(bias.sizes(), -bound, bound));
+}
+
+BatchNorm2dImpl::BatchNorm2dImpl(int64_t c, BatchNormOptions o) : options(o) {
+  check(c > 0, "graft: BatchNorm2d(", c, "): the channel count must be positive");
+  if (o.affine) {
+    weight = register_parameter("weight", ones({c}));
+    bias = register_parameter("bias", zeros({c}));
+  }
+  if (o.track_running_stats) {
+    running_mean = register_buffer("running_mean", zeros({c}));
+    running_var = register_buffer("running_var", ones({c}));
+  }
+}
+
+Tensor BatchNorm2dImpl::forward(const Tensor& x) {
+  check(x.defined() && x.dim() == 4, "graft: BatchNorm2d expects [N, C, H, W], got ",
+        x.defined() ? Dims(x.sizes()) : Dims());
+  return F::batch_norm(x, running_mean, running_var, {weight, bias, is_training(), options.momentum, options.eps});
+}
+
 Tensor SequentialImpl::forward(const Tensor& x) const {
   Tensor y = x;
   for (const auto& step : steps_) y = step(y);

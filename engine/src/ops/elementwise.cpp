@@ -301,7 +301,8 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
   check(x.defined(), "graft: clamp of an undefined tensor");
   check(min || max, "graft: clamp needs a min, a max or both");
   Attrs attrs;
-  attrs.i = {min.has_value(), max.has_value(), 0, 0};
+  attrs.i[0] = min.has_value();
+  attrs.i[1] = max.has_value();
   attrs.f = {min ? min->to_double() : 0.0, max ? max->to_double() : 0.0, 0, 0};
   Tensor y = dispatch::run(OpId::clamp, {x}, attrs);
   if (autograd::needs_grad(x)) {

@@ -50,7 +50,14 @@ enum {
 
 typedef enum { GRAFT_ATTR_INT = 1, GRAFT_ATTR_FLOAT = 2 } graft_attr_kind;
 
-/* One op attribute; an op's attributes come in the order its schema lists. */
+/* Every call passes GRAFT_ATTR_INT_SLOTS integer attributes, then
+ * GRAFT_ATTR_FLOAT_SLOTS floating ones; each op's schema (graft-info --ops)
+ * says what the slots it uses mean, e.g. sum: "i0: bitmask of reduced dims,
+ * i1: keepdim"; fill: "f0: value". */
+#define GRAFT_ATTR_INT_SLOTS 8
+#define GRAFT_ATTR_FLOAT_SLOTS 4
+
+/* One op attribute. */
 typedef struct {
   int32_t kind; /* graft_attr_kind */
   int64_t i;

@@ -26,6 +26,83 @@ class ReLUImpl : public Module {
 };
 using ReLU = ModuleHolder<ReLUImpl>;
 
+struct Conv2dOptions {
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t dilation = 1;
+  int64_t groups = 1;
+  bool bias = true;
+};
+
+// 2-D convolution over [N, C, H, W] with square kernels, initialised as
+// PyTorch does: weight and bias uniform in +-1/sqrt(in_channels / groups * k * k).
+class Conv2dImpl : public Module {
+ public:
+  Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions options = {});
+  Tensor forward(const Tensor& x) {
+    return F::conv2d(x, weight, bias, {options.stride, options.padding, options.dilation, options.groups});
+  }
+  void reset_parameters();
+
+  Conv2dOptions options;
+  Tensor weight, bias;
+};
+using Conv2d = ModuleHolder<Conv2dImpl>;
+
+struct BatchNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;
+  bool affine = true;               // learnable weight (ones) and bias (zeros)
+  bool track_running_stats = true;  // running_mean/running_var buffers, used in eval()
+};
+
+// Batch normalization over the channels of [N, C, H, W].
+class BatchNorm2dImpl : public Module {
+ public:
+  explicit BatchNorm2dImpl(int64_t num_features, BatchNormOptions options = {});
+  Tensor forward(const Tensor& x);
+
+  BatchNormOptions options;
+  Tensor weight, bias, running_mean, running_var;
+};
+using BatchNorm2d = ModuleHolder<BatchNorm2dImpl>;
+
+class MaxPool2dImpl : public Module {
+ public:
+  explicit MaxPool2dImpl(F::Pool2dOptions options) : options(options) {}
+  explicit MaxPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
+  Tensor forward(const Tensor& x) { return F::max_pool2d(x, options); }
+  F::Pool2dOptions options;
+};
+using MaxPool2d = ModuleHolder<MaxPool2dImpl>;
+
+class AvgPool2dImpl : public Module {
+ public:
+  explicit AvgPool2dImpl(F::Pool2dOptions options) : options(options) {}
+  explicit AvgPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
+  Tensor forward(const Tensor& x) { return F::avg_pool2d(x, options); }
+  F::Pool2dOptions options;
+};
+using AvgPool2d = ModuleHolder<AvgPool2dImpl>;
+
+// Dropout with probability p in training; the identity in eval().
+class DropoutImpl : public Module {
+ public:
+  explicit DropoutImpl(double p = 0.5) : p(p) { check(p >= 0 && p <= 1, "graft: Dropout(", p, "): p must be in [0, 1]"); }
+  Tensor forward(const Tensor& x) { return F::dropout(x, {p, is_training()}); }
+  double p;
+};
+using Dropout = ModuleHolder<DropoutImpl>;
+
+// Flattens dims start_dim..end_dim (by default all but the batch dim).
+class FlattenImpl : public Module {
+ public:
+  explicit FlattenImpl(int64_t start_dim = 1, int64_t end_dim = -1) : start_dim(start_dim), end_dim(end_dim) {}
+  Tensor forward(const Tensor& x) { return x.flatten(start_dim, end_dim); }
+  int64_t start_dim, end_dim;
+};
+using Flatten = ModuleHolder<FlattenImpl>;
+
 // Runs its modules in order, each on the previous one's output.
 class SequentialImpl : public Module {
  public:
