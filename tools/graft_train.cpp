@@ -24,7 +24,7 @@ namespace {
 struct Args {
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string model = "mlp";
-  int epochs = 5;
+  int epochs = 0;  // 0: the model's default (mlp 10, cnn 3)
   int64_t batch_size = 64;
   double lr = 0;  // 0: the optimizer's default below
   std::string optimizer = "adam";
@@ -101,7 +101,8 @@ class Progress {
   bool tty_;
 };
 
-int run(const Args& args) {
+int run(Args args) {
+  if (args.epochs == 0) args.epochs = args.model == "mlp" ? 10 : 3;
   std::vector<std::string> known = graft::backends();
   graft::check(std::find(known.begin(), known.end(), args.backend) != known.end(), "graft-train: backend '", args.backend,
         "' is not loaded (loaded: ", [&] {
@@ -191,7 +192,8 @@ int main(int argc, char** argv) {
   app.add_option("--model", args.model, "mlp (784-256-128-10) or cnn (2 conv + BN + pool)")
       ->check(CLI::IsMember({"mlp", "cnn"}))
       ->capture_default_str();
-  app.add_option("--epochs", args.epochs, "epochs to train")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--epochs", args.epochs, "epochs to train (default: 10 for mlp, 3 for cnn)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--batch-size", args.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", args.lr, "learning rate (default: 1e-3 for adam, 0.05 for sgd)");
   app.add_option("--optimizer", args.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();

@@ -1,0 +1,113 @@
+// graft from several threads at once: independent training, shared
+// parameters, plugin loading while others dispatch, per-thread modes.
+// Run under ThreadSanitizer by tools/run-sanitizers.sh.
+#include <atomic>
+#include <thread>
+
+#include "helpers.h"
+
+using namespace graft;
+
+namespace {
+
+struct Outcome {
+  std::vector<float> weights;
+  float loss = 0;
+};
+
+// Trains a small model built (with the global generator) before any thread
+// starts; training itself draws no random numbers.
+Outcome train(nn::Sequential model, const Tensor& x, const Tensor& y, Device device) {
+  model.to(device);
+  optim::SGD opt(model.parameters(), {.lr = 0.1, .momentum = 0.9});
+  Tensor xd = x.to(device), yd = y.to(device);
+  Outcome r;
+  for (int step = 0; step < 20; ++step) {
+    Tensor loss = F::cross_entropy(model(xd), yd);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    r.loss = loss.item<float>();
+  }
+  r.weights = model.parameters()[0].cpu().to_vector<float>();
+  return r;
+}
+
+nn::Sequential make(uint64_t seed) {
+  manual_seed(seed);
+  return nn::Sequential{nn::Linear(12, 16), nn::ReLU(), nn::Linear(16, 4)};
+}
+
+}  // namespace
+
+TEST(Threads, IndependentModelsTrainAsTheyWouldAlone) {
+  load_plugin(GRAFT_EXAMPLE_PLUGIN);
+  constexpr int kThreads = 4;
+  manual_seed(100);
+  Tensor x = randn({32, 12});
+  Tensor y = (rand({32}) * 4).to(kInt64);
+  std::vector<Device> where = {kCPU, Device("example:0"), kCPU, Device("example:0")};
+  std::vector<Outcome> alone, together(kThreads);
+  for (int t = 0; t < kThreads; ++t) alone.push_back(train(make(t), x, y, where[t]));
+  std::vector<nn::Sequential> models;
+  for (int t = 0; t < kThreads; ++t) models.push_back(make(t));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] { together[t] = train(models[t], x, y, where[t]); });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(together[t].loss, alone[t].loss) << "thread " << t;
+    EXPECT_EQ(together[t].weights, alone[t].weights) << "thread " << t;
+  }
+}
+
+TEST(Threads, BackwardPassesShareAParameter) {
+  Tensor p = ones({64}).requires_grad_();
+  constexpr int kThreads = 4, kRounds = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) (p * float(t + 1)).sum().backward();
+    });
+  for (auto& th : threads) th.join();
+  expect_values(p.grad(), std::vector<double>(64, kRounds * (1 + 2 + 3 + 4)));
+}
+
+TEST(Threads, GradModeAndBackendGuardsArePerThread) {
+  std::atomic<bool> other_saw_no_grad{false}, other_saw_guard{false};
+  Tensor a = ones({1}).requires_grad_();
+  {
+    NoGradGuard no_grad;
+    BackendGuard only("reference");
+    std::thread other([&] {
+      other_saw_no_grad = !autograd::is_grad_enabled();
+      other_saw_guard = (a * 2).requires_grad() == false;
+    });
+    other.join();
+    EXPECT_FALSE((a * 2).requires_grad());
+  }
+  EXPECT_FALSE(other_saw_no_grad);
+  EXPECT_FALSE(other_saw_guard);
+}
+
+TEST(Threads, LoadingAPluginWhileOthersDispatch) {
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> ops{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t)
+    workers.emplace_back([&] {
+      Tensor x = ones({8});
+      while (!stop) {
+        Tensor y = (x + x).sum();
+        EXPECT_FLOAT_EQ(y.item<float>(), 16);
+        ++ops;
+      }
+    });
+  std::vector<std::thread> loaders;
+  for (int t = 0; t < 2; ++t) loaders.emplace_back([] { load_plugin(GRAFT_EXAMPLE_PLUGIN); });
+  for (auto& l : loaders) l.join();
+  while (ops < 100) std::this_thread::yield();
+  stop = true;
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(devices().back(), "example:0");
+}

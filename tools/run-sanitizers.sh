@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The unit and cross-backend tests under AddressSanitizer + UBSan (engine,
+# plugins and tests all instrumented), then the thread tests under
+# ThreadSanitizer. Any report fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+cmake --preset asan
+cmake --build --preset asan
+ctest --preset asan -j2
+cmake --preset tsan
+cmake --build --preset tsan --target test_threads graft-example
+ctest --preset tsan -j2
