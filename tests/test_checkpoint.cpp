@@ -54,8 +54,9 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   std::string path = temp_path("roundtrip.safetensors");
   save(a, path);
   load(b, path);
-  for (const auto& [name, t] : a.state_dict()) {
-    const Tensor& u = b.state_dict().at(name);
+  StateDict sa = a.state_dict(), sb = b.state_dict();
+  for (const auto& [name, t] : sa) {
+    const Tensor& u = sb.at(name);
     ASSERT_EQ(t.sizes(), u.sizes()) << name;
     EXPECT_EQ(std::memcmp(t.data_ptr(), u.data_ptr(), t.numel() * element_size(t.dtype())), 0) << name;
   }

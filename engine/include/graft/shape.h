@@ -112,7 +112,7 @@ class Dims {
   }
   void assign(const int64_t* src, size_t n) {
     reserve(n);
-    std::memmove(data(), src, n * sizeof(int64_t));
+    if (n > 0) std::memmove(data(), src, n * sizeof(int64_t));  // src may be null when n is 0
     size_ = n;
   }
   void release() {

@@ -43,12 +43,14 @@ void accumulate_into(TensorImpl& impl, const Tensor& g) {
 }
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
-  accumulate_into(*leaf_, grad);
+  if (auto leaf = leaf_.lock()) accumulate_into(*leaf, grad);
   return {};
 }
 
 Tensor AccumulateGrad::call_hooks(Tensor grad) const {
-  for (const auto& hook : leaf_->hooks) {
+  auto leaf = leaf_.lock();
+  if (!leaf) return grad;
+  for (const auto& hook : leaf->hooks) {
     Tensor replaced = hook(grad);
     if (replaced.defined()) grad = std::move(replaced);
   }

@@ -7,16 +7,18 @@
 namespace graft::autograd {
 
 // The node at a leaf that requires grad: adds the incoming gradient to the
-// leaf's .grad(). The leaf holds it weakly; the graph that uses it holds it.
+// leaf's .grad(). Leaf and node hold each other weakly (the graphs that use
+// the node hold it): with create_graph, the leaf's .grad() holds a graph that
+// reaches this node, so a strong pointer back would be a cycle. A leaf that
+// nobody holds any more has no .grad() anyone could read; its gradient is dropped.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : Node("AccumulateGrad"), leaf_(std::move(leaf)) {}
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : Node("AccumulateGrad"), leaf_(leaf) {}
   std::vector<Tensor> apply(const Tensor& grad) override;
   Tensor call_hooks(Tensor grad) const override;
-  const std::shared_ptr<TensorImpl>& leaf() const { return leaf_; }
 
  private:
-  std::shared_ptr<TensorImpl> leaf_;
+  std::weak_ptr<TensorImpl> leaf_;
 };
 
 std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);

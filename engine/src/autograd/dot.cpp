@@ -41,9 +41,9 @@ std::string to_dot(const std::vector<Tensor>& roots) {
     const Node* n = stack.back();
     stack.pop_back();
     std::string id = ids[n];
-    if (auto* acc = dynamic_cast<const AccumulateGrad*>(n)) {
+    if (dynamic_cast<const AccumulateGrad*>(n)) {
       os << "  " << id << " [label=\"leaf\\n"
-         << shape_label(acc->leaf()->sizes) << "\", shape=box, style=filled, fillcolor=\"#d5f5d5\"];\n";
+         << shape_label(n->output_shape()) << "\", shape=box, style=filled, fillcolor=\"#d5f5d5\"];\n";
     } else {
       os << "  " << id << " [label=\"" << n->name() << "\\n" << shape_label(n->output_shape()) << "\"];\n";
     }

@@ -111,16 +111,17 @@ struct DeviceTypes {
   std::atomic<int16_t> count{0};  // entries below count are complete and never change
 
   DeviceTypes() {
-    static CpuBackend cpu;
     names[0] = "cpu";
-    backends[0] = &cpu;
+    backends[0] = new CpuBackend;  // never destroyed, like the table (see types())
     count = 1;
   }
 };
 
+// The table and the host's memory outlive every static object: a Tensor in
+// static storage may be destroyed after anything else, and frees through them.
 DeviceTypes& types() {
-  static DeviceTypes t;
-  return t;
+  static DeviceTypes* t = new DeviceTypes;
+  return *t;
 }
 
 std::atomic<uint64_t> violations{0};
