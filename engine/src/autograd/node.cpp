@@ -65,6 +65,9 @@ size_t Node::save(const Tensor& t, bool is_output) {
 }
 
 void Node::release_saved() {
+  // Nothing to free, nothing written: nodes shared between graphs that run
+  // on several threads at once (a parameter's AccumulateGrad) stay untouched.
+  if (saved_.empty()) return;
   for (SavedTensor& s : saved_) s.release();
   released_ = true;
 }
