@@ -27,6 +27,7 @@ struct Args {
   int epochs = 0;  // 0: the model's default (mlp 10, cnn 3)
   int64_t batch_size = 64;
   double lr = 0;  // 0: the optimizer's default below
+  double lr_decay = -1;  // per epoch after the first; -1: the model's default (mlp 1, cnn 0.3)
   std::string optimizer = "adam";
   uint64_t seed = 0;
   std::string backend = "reference";
@@ -103,6 +104,7 @@ class Progress {
 
 int run(Args args) {
   if (args.epochs == 0) args.epochs = args.model == "mlp" ? 10 : 3;
+  if (args.lr_decay < 0) args.lr_decay = args.model == "mlp" ? 1.0 : 0.3;
   std::vector<std::string> known = graft::backends();
   graft::check(std::find(known.begin(), known.end(), args.backend) != known.end(), "graft-train: backend '", args.backend,
         "' is not loaded (loaded: ", [&] {
@@ -144,8 +146,10 @@ int run(Args args) {
   std::cout << "graft-train: " << args.model << " on Fashion-MNIST (" << train.size() << " train, " << test.size()
             << " test images), " << args.optimizer << ", batch " << args.batch_size << ", backend " << args.backend
             << " on " << device << "\n";
+  double base_lr = args.lr > 0 ? args.lr : args.optimizer == "sgd" ? 0.05 : 1e-3;
   for (int epoch = first_epoch; epoch <= args.epochs; ++epoch) {
     loader.set_epoch(static_cast<uint64_t>(epoch));
+    optimizer->set_lr(base_lr * std::pow(args.lr_decay, epoch - 1));
     Progress progress(epoch, loader.size());
     auto start = std::chrono::steady_clock::now();
     double total = 0;
@@ -196,6 +200,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--batch-size", args.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", args.lr, "learning rate (default: 1e-3 for adam, 0.05 for sgd)");
+  app.add_option("--lr-decay", args.lr_decay, "learning rate factor per epoch after the first (default: 1 mlp, 0.3 cnn)");
   app.add_option("--optimizer", args.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   app.add_option("--seed", args.seed)->capture_default_str();
   app.add_option("--backend", args.backend, "a loaded backend (see graft-info)")->capture_default_str();

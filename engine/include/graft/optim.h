@@ -17,6 +17,8 @@ class Optimizer {
   virtual void step() = 0;
   // Sets every parameter's gradient to none (undefined), as PyTorch's default.
   void zero_grad();
+  // The learning rate of every parameter group (for schedules).
+  void set_lr(double lr);
   // Hyperparameters per group and state per parameter, keyed
   // "param_groups.G.NAME" and "state.I.NAME" (I counts parameters across groups).
   StateDict state_dict() const;

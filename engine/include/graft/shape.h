@@ -15,10 +15,14 @@ class IntList {
   IntList() = default;
   // Views the list's array, which lives until the end of the full expression:
   // fine for arguments (zeros({2, 3})), wrong for a stored IntList.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winit-list-lifetime"
+#endif
   IntList(std::initializer_list<int64_t> l) : data_(l.begin()), size_(l.size()) {}
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
   IntList(const std::vector<int64_t>& v) : data_(v.data()), size_(v.size()) {}
   IntList(const int64_t* data, size_t size) : data_(data), size_(size) {}
 

@@ -106,7 +106,7 @@ int Registry::rank(uint16_t backend) const {
 }
 
 void Registry::publish(size_t op, size_t device_type, std::vector<Kernel> kernels) {
-  std::stable_sort(kernels.begin(), kernels.end(), [this](const Kernel& a, const Kernel& b) {
+  std::sort(kernels.begin(), kernels.end(), [this](const Kernel& a, const Kernel& b) {
     int ra = rank(a.backend), rb = rank(b.backend);
     if (ra != rb) return ra < rb;
     return a.priority != b.priority ? a.priority > b.priority : a.sequence < b.sequence;

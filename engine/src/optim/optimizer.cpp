@@ -28,6 +28,11 @@ void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<cons
   groups_.push_back(Group{std::move(params), std::move(options)});
 }
 
+void Optimizer::set_lr(double lr) {
+  check(lr >= 0, "graft: optimizer: the learning rate must not be negative, got ", lr);
+  for (Group& g : groups_) g.option("lr") = lr;
+}
+
 void Optimizer::zero_grad() {
   for (Group& g : groups_)
     for (Tensor& p : g.params) p.set_grad(Tensor());

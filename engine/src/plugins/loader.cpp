@@ -18,6 +18,7 @@
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
+#include "plugins/loader.h"
 #include "plugins/plugin_device.h"
 #include "plugins/plugin_kernel.h"
 
@@ -164,6 +165,37 @@ void commit(Staging& s) {
   }
 }
 
+// Checks a plugin's description, runs its init against a staging area and
+// commits what it added. Returns why it failed, or "" (info gets its fields).
+std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::string& path, PluginInfo& info) {
+  if (!p) return GRAFT_PLUGIN_ENTRY_SYMBOL "() returned no plugin description";
+  if (p->abi_version != GRAFT_PLUGIN_ABI_VERSION)
+    return "built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft speaks version " +
+           std::to_string(GRAFT_PLUGIN_ABI_VERSION) + "; rebuild the plugin against this graft's plugin.h";
+  if (!p->name || !*p->name || !p->init) return "its description lacks a name or an init function";
+  info.name = p->name;
+  info.version = p->version ? p->version : "";
+  info.description = p->description ? p->description : "";
+  std::vector<std::string> backends = r.backend_names();
+  for (const std::string& b : backends)
+    if (b == info.name) return "a backend named '" + info.name + "' is already loaded";
+  if (backends.size() >= static_cast<size_t>(dispatch::kMaxBackends))
+    return "graft already has " + std::to_string(backends.size()) + " backends, the most it takes";
+
+  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}};
+  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging, host_add_device_type, host_add_kernel, host_log};
+  char message[1024] = "";
+  int32_t status = p->init(&host, message, sizeof message);
+  message[sizeof message - 1] = '\0';  // whatever the plugin wrote
+  if (status != GRAFT_OK)
+    return "init failed (status " + std::to_string(status) + "): " + (*message ? message : "(no message)");
+  if (device_type_names().size() + staging.devices.size() > static_cast<size_t>(dispatch::kMaxDeviceTypes))
+    return "it adds " + std::to_string(staging.devices.size()) + " device types, more than graft has room for";
+  commit(staging);
+  info.notes = staging.notes;
+  return "";
+}
+
 // Tries one file; the outcome goes into the records. Returns the record.
 PluginInfo try_load(Registry& r, const std::string& path) {
   Loader& l = loader();
@@ -188,28 +220,7 @@ PluginInfo try_load(Registry& r, const std::string& path) {
   if (!handle) return finish(std::string("cannot be loaded as a shared library: ") + dlerror());
   auto entry = reinterpret_cast<graft_plugin_entry_fn>(dlsym(handle, GRAFT_PLUGIN_ENTRY_SYMBOL));
   if (!entry) return finish("not a graft plugin: it exports no symbol '" GRAFT_PLUGIN_ENTRY_SYMBOL "'");
-  const graft_plugin_info* p = entry();
-  if (!p) return finish(GRAFT_PLUGIN_ENTRY_SYMBOL "() returned no plugin description");
-  if (p->abi_version != GRAFT_PLUGIN_ABI_VERSION)
-    return finish("built for plugin ABI version " + std::to_string(p->abi_version) +
-                  ", but this graft speaks version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION) +
-                  "; rebuild the plugin against this graft's plugin.h");
-  if (!p->name || !*p->name || !p->init) return finish("its description lacks a name or an init function");
-  info.name = p->name;
-  info.version = p->version ? p->version : "";
-  info.description = p->description ? p->description : "";
-  for (const std::string& b : r.backend_names())
-    if (b == info.name) return finish("a backend named '" + info.name + "' is already loaded");
-
-  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}};
-  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging, host_add_device_type, host_add_kernel, host_log};
-  char message[1024] = "";
-  int32_t status = p->init(&host, message, sizeof message);
-  if (status != GRAFT_OK)
-    return finish("init failed (status " + std::to_string(status) + "): " + (*message ? message : "(no message)"));
-  commit(staging);
-  info.notes = staging.notes;
-  return finish("");
+  return finish(init_plugin(r, entry(), path, info));
 }
 
 std::vector<std::string> plugin_files(const fs::path& dir) {
@@ -234,6 +245,21 @@ std::vector<std::string> split(const std::string& text, char sep) {
 }
 
 }  // namespace
+
+PluginInfo load_plugin_info(const graft_plugin_info* p, const std::string& label) {
+  Registry& r = Registry::get();
+  Loader& l = loader();
+  std::lock_guard lock(l.mutex);
+  PluginInfo info;
+  info.path = label;
+  info.name = label;
+  info.error = init_plugin(r, p, label, info);
+  info.loaded = info.error.empty();
+  l.tried.push_back(label);
+  l.records.push_back(info);
+  return info;
+}
+
 }  // namespace plugin
 
 namespace dispatch {
