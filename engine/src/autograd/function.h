@@ -9,6 +9,7 @@
 //     })->save(y, /*is_output=*/true);
 #include <initializer_list>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -43,14 +44,18 @@ class LambdaNode final : public Node {
   F fn_;
 };
 
-// Makes out the output of a new node named name whose inputs are inputs;
+// Makes out the output of a new node named name whose inputs are inputs (a
+// list of Tensor pointers, or a vector of Tensors for cat and stack);
 // backward(node, grad) returns one gradient per input (undefined where none).
-template <class F>
-Node* record(const char* name, std::initializer_list<const Tensor*> inputs, const Tensor& out, F backward) {
+template <class F, class Inputs>
+Node* record_all(const char* name, const Inputs& inputs, const Tensor& out, F backward) {
   auto node = std::make_shared<LambdaNode<F>>(name, std::move(backward));
   auto& edges = node->next_edges();
   edges.reserve(inputs.size());
-  for (const Tensor* t : inputs) edges.push_back(gradient_edge(*t));
+  for (const auto& t : inputs) {
+    if constexpr (std::is_pointer_v<std::decay_t<decltype(t)>>) edges.push_back(gradient_edge(*t));
+    else edges.push_back(gradient_edge(t));
+  }
   node->set_output_meta(out);
   TensorImpl* impl = out.impl();
   impl->grad_fn = node;
@@ -58,17 +63,13 @@ Node* record(const char* name, std::initializer_list<const Tensor*> inputs, cons
   return node.get();
 }
 
-// Same, for a list of inputs (cat, stack).
+template <class F>
+Node* record(const char* name, std::initializer_list<const Tensor*> inputs, const Tensor& out, F backward) {
+  return record_all(name, inputs, out, std::move(backward));
+}
 template <class F>
 Node* record(const char* name, const std::vector<Tensor>& inputs, const Tensor& out, F backward) {
-  auto node = std::make_shared<LambdaNode<F>>(name, std::move(backward));
-  auto& edges = node->next_edges();
-  edges.reserve(inputs.size());
-  for (const Tensor& t : inputs) edges.push_back(gradient_edge(t));
-  node->set_output_meta(out);
-  out.impl()->grad_fn = node;
-  out.impl()->output_nr = 0;
-  return node.get();
+  return record_all(name, inputs, out, std::move(backward));
 }
 
 }  // namespace graft::autograd

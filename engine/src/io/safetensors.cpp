@@ -203,26 +203,22 @@ StateDict load_file(const std::string& path) {
   return from_safetensors(buffer.str(), path);
 }
 
-void save(const nn::Module& module, const std::string& path) { save(module.state_dict(), path); }
-
-void load(nn::Module& module, const std::string& path) {
+namespace {
+// Loads path into target (a module or an optimizer); errors name the file.
+template <class T>
+void load_into(T& target, const std::string& path) {
   StateDict dict = load_file(path);
   try {
-    module.load_state_dict(dict);
+    target.load_state_dict(dict);
   } catch (const Error& e) {
     throw Error("graft: " + path + ": " + std::string(e.what()).substr(7));  // drop the inner "graft: "
   }
 }
+}  // namespace
 
+void save(const nn::Module& module, const std::string& path) { save(module.state_dict(), path); }
+void load(nn::Module& module, const std::string& path) { load_into(module, path); }
 void save(const optim::Optimizer& optimizer, const std::string& path) { save(optimizer.state_dict(), path); }
-
-void load(optim::Optimizer& optimizer, const std::string& path) {
-  StateDict dict = load_file(path);
-  try {
-    optimizer.load_state_dict(dict);
-  } catch (const Error& e) {
-    throw Error("graft: " + path + ": " + std::string(e.what()).substr(7));
-  }
-}
+void load(optim::Optimizer& optimizer, const std::string& path) { load_into(optimizer, path); }
 
 }  // namespace graft

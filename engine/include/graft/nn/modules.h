@@ -67,22 +67,18 @@ class BatchNorm2dImpl : public Module {
 };
 using BatchNorm2d = ModuleHolder<BatchNorm2dImpl>;
 
-class MaxPool2dImpl : public Module {
+// Max or average pooling (the function it applies), options fixed at construction.
+template <Tensor (*Pool)(const Tensor&, F::Pool2dOptions)>
+class Pool2dImpl : public Module {
  public:
-  explicit MaxPool2dImpl(F::Pool2dOptions options) : options(options) {}
-  explicit MaxPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
-  Tensor forward(const Tensor& x) { return F::max_pool2d(x, options); }
+  explicit Pool2dImpl(F::Pool2dOptions options) : options(options) {}
+  explicit Pool2dImpl(int64_t kernel_size) : options{kernel_size} {}
+  Tensor forward(const Tensor& x) { return Pool(x, options); }
   F::Pool2dOptions options;
 };
+using MaxPool2dImpl = Pool2dImpl<F::max_pool2d>;
+using AvgPool2dImpl = Pool2dImpl<F::avg_pool2d>;
 using MaxPool2d = ModuleHolder<MaxPool2dImpl>;
-
-class AvgPool2dImpl : public Module {
- public:
-  explicit AvgPool2dImpl(F::Pool2dOptions options) : options(options) {}
-  explicit AvgPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
-  Tensor forward(const Tensor& x) { return F::avg_pool2d(x, options); }
-  F::Pool2dOptions options;
-};
 using AvgPool2d = ModuleHolder<AvgPool2dImpl>;
 
 // Dropout with probability p in training; the identity in eval().
