@@ -167,6 +167,11 @@ std::vector<OpCase> all_cases() {
       [](const std::vector<Tensor>& v) { return matmul(v[0], v[1]); });
   add(c, "softmax", reduce_shapes, [](const std::vector<Tensor>& v) { return F::softmax(v[0], -1); });
   add(c, "log_softmax", reduce_shapes, [](const std::vector<Tensor>& v) { return F::log_softmax(v[0], 0); });
+  add(c, "unfold", {{{2, 3, 6, 5}}}, [](const std::vector<Tensor>& v) { return F::unfold(v[0], {3, 2, 1, 1, 1, 0.0}); });
+  add(c, "unfold", {{{1, 2, 7, 7}}}, [](const std::vector<Tensor>& v) { return F::max_pool2d(v[0], {2}); });
+  add(c, "unfold", {{{2, 4, 5, 6}, {4, 2, 3, 3}}},
+      [](const std::vector<Tensor>& v) { return F::conv2d(v[0], v[1], Tensor(), {1, 1, 1, 2}); });
+  add(c, "fold", {{{2, 18, 36}}}, [](const std::vector<Tensor>& v) { return F::fold(v[0], 6, 5, {3, 2, 1, 1, 1, 0.0}); });
   return c;
 }
 
