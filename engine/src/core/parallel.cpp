@@ -31,6 +31,7 @@ class Pool {
   }
 
   void resize(int threads) {
+    std::lock_guard run_lock(run_mutex_);  // not while a job runs
     stop();
     std::lock_guard lock(mutex_);
     stopping_ = false;
