@@ -2,6 +2,7 @@
 // the graph, zero sizes, infinities, promotion corners.
 #include <cmath>
 
+#include "core/storage.h"
 #include "helpers.h"
 
 using namespace graft;
@@ -117,4 +118,79 @@ TEST(EdgeCases, AGraphHeldUntilExit) {
   for (int i = 0; i < 1000; ++i) y = y * 1.0;
   graph_alive_at_exit = y;
   EXPECT_TRUE(graph_alive_at_exit.requires_grad());
+}
+
+TEST(EdgeCases, NonFiniteGradientsAreNeverApplied) {
+  Tensor p = param({1, 2}, {2});
+  optim::SGD opt({p}, {.lr = 0.1});
+  p.set_grad(tensor({double(NAN), 1.0}, {2}, kFloat64));
+  EXPECT_GRAFT_ERROR(opt.step(), "parameter 0", "NaN", "no parameter was updated");
+  expect_values(p, {1, 2});
+  opt.set_nonfinite(optim::NonFinite::Skip);
+  p.set_grad(tensor({double(INFINITY), 1.0}, {2}, kFloat64));
+  opt.step();
+  expect_values(p, {1, 2});
+  EXPECT_EQ(opt.skipped_steps(), 1);
+  p.set_grad(tensor({1.0, 1.0}, {2}, kFloat64));
+  opt.step();
+  expect_values(p, {0.9, 1.9});
+}
+
+// Every allocation of a training step, failed in turn: each failure is a
+// graft::Error, each parameter is either as before or as a clean step leaves
+// it (never half-written), and the next step succeeds.
+TEST(EdgeCases, AFailedAllocationAnywhereInAStepIsRecoverable) {
+  manual_seed(3);
+  nn::Sequential model{nn::Linear(6, 8), nn::ReLU(), nn::Linear(8, 3)};
+  Tensor x = randn({4, 6});
+  Tensor y = tensor(std::vector<int64_t>{0, 1, 2, 1});
+  optim::Adam opt(model.parameters(), {.lr = 0.01});
+  auto step = [&] {
+    Tensor loss = F::cross_entropy(model(x), y);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+  };
+  step();                               // the optimizer has state from here on
+  auto copy = [](const StateDict& d) {  // deep: the module's tensors change in place below
+    StateDict out;
+    for (const auto& [k, t] : d) out.set(k, t.clone());
+    return out;
+  };
+  auto values = [](const StateDict& d) {
+    std::vector<std::vector<double>> v;
+    for (const auto& [k, t] : d) v.push_back(t.to_vector<double>());
+    return v;
+  };
+  StateDict model_before = copy(model.state_dict()), opt_before = copy(opt.state_dict());
+  auto restore = [&] {
+    model.load_state_dict(model_before);
+    opt.load_state_dict(opt_before);
+  };
+  auto start = values(model_before);
+  step();
+  auto after = values(model.state_dict());
+  int failures = 0;
+  for (int64_t n = 0; n < 2000; ++n) {
+    restore();
+    fail_allocation_after(n);
+    bool failed = false;
+    try {
+      step();
+    } catch (const Error& e) {
+      failed = true;
+      EXPECT_NE(std::string(e.what()).find("fail_allocation_after"), std::string::npos) << e.what();
+    }
+    fail_allocation_after(-1);
+    if (!failed) break;  // n is past the step's last allocation
+    ++failures;
+    auto now = values(model.state_dict());
+    for (size_t i = 0; i < now.size(); ++i)
+      EXPECT_TRUE(now[i] == start[i] || now[i] == after[i]) << "tensor " << i << " half-written at failure " << n;
+    opt.zero_grad();
+  }
+  EXPECT_GT(failures, 20);
+  restore();
+  step();
+  EXPECT_EQ(values(model.state_dict()), after);
 }

@@ -11,6 +11,11 @@
 
 namespace graft::optim {
 
+// What step() does when a gradient holds NaN or Inf: Stop raises graft::Error
+// naming the parameter, Skip leaves every parameter as it was (counted by
+// skipped_steps()). Either way nothing non-finite is applied.
+enum class NonFinite { Stop, Skip };
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -19,6 +24,8 @@ class Optimizer {
   void zero_grad();
   // The learning rate of every parameter group (for schedules).
   void set_lr(double lr);
+  void set_nonfinite(NonFinite policy) { nonfinite_ = policy; }
+  int64_t skipped_steps() const { return skipped_steps_; }
   // Hyperparameters per group and state per parameter, keyed
   // "param_groups.G.NAME" and "state.I.NAME" (I counts parameters across groups).
   StateDict state_dict() const;
@@ -42,9 +49,15 @@ class Optimizer {
   ParamState& state_of(const Tensor& p);
   static Tensor* find(ParamState& s, const std::string& name);
 
+  // False when step() must not update (a non-finite gradient under Skip);
+  // throws under Stop.
+  bool gradients_finite();
+
   std::vector<Group> groups_;
 
  private:
+  NonFinite nonfinite_ = NonFinite::Stop;
+  int64_t skipped_steps_ = 0;
   std::unordered_map<const void*, ParamState> state_;  // keyed by the parameter's TensorImpl
 };
 

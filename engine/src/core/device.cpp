@@ -217,7 +217,18 @@ std::string Device::str() const {
 
 std::ostream& operator<<(std::ostream& os, Device d) { return os << d.str(); }
 
+namespace {
+std::atomic<int64_t> allocations_until_failure{-1};  // -1: never fail
+}  // namespace
+
+void fail_allocation_after(int64_t n) { allocations_until_failure.store(n); }
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+  if (allocations_until_failure.load(std::memory_order_relaxed) >= 0 && allocations_until_failure.fetch_sub(1) == 0) {
+    allocations_until_failure.store(-1);
+    detail::fail("graft: out of memory on ", device, " allocating ", nbytes,
+                 " bytes (injected by fail_allocation_after)");
+  }
   DeviceBackend& backend = device_backend(device);
   void* p = backend.allocate(nbytes, device.index());
   return std::make_shared<Storage>(p, nbytes, device, &backend);

@@ -53,6 +53,10 @@ bool check_bounds();
 uint64_t bounds_violations();
 void report_bounds_violation(const std::string& where, size_t nbytes);
 
+// Test-only fault injection: the allocation after the next n (on any device)
+// fails with graft::Error, once; -1 turns it off.
+void fail_allocation_after(int64_t n);
+
 struct Storage {
   Storage(void* data, size_t nbytes, Device device, DeviceBackend* backend)
       : data(data), nbytes(nbytes), device(device), backend(backend) {}

@@ -39,6 +39,7 @@ std::vector<std::string> Adam::state_names(const Group& group) const {
 // its running maximum under amsgrad.
 void Adam::step() {
   NoGradGuard no_grad;
+  if (!gradients_finite()) return;
   for (Group& group : groups_) {
     double lr = group.option("lr"), b1 = group.option("beta1"), b2 = group.option("beta2");
     double eps = group.option("eps"), wd = group.option("weight_decay");

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -31,6 +32,30 @@ void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<cons
 void Optimizer::set_lr(double lr) {
   check(lr >= 0, "graft: optimizer: the learning rate must not be negative, got ", lr);
   for (Group& g : groups_) g.option("lr") = lr;
+}
+
+bool Optimizer::gradients_finite() {
+  NoGradGuard no_grad;
+  size_t index = 0;
+  for (Group& g : groups_)
+    for (Tensor& p : g.params) {
+      Tensor grad = p.grad();
+      if (grad.defined() && grad.numel() > 0) {
+        double largest = grad.abs().max().item<double>();  // NaN propagates through max
+        if (!std::isfinite(largest)) {
+          if (nonfinite_ == NonFinite::Skip) {
+            ++skipped_steps_;
+            return false;
+          }
+          detail::fail("graft: optimizer step: the gradient of parameter ", index, " (", p.dtype(), p.sizes(),
+                       ") holds ", std::isnan(largest) ? "NaN" : "Inf",
+                       "; no parameter was updated. Lower the learning rate, look at the loss (anomaly mode names "
+                       "the op), or set_nonfinite(NonFinite::Skip) to skip such steps");
+        }
+      }
+      ++index;
+    }
+  return true;
 }
 
 void Optimizer::zero_grad() {

@@ -31,6 +31,7 @@ std::vector<std::string> SGD::state_names(const Group& group) const {
 // at the first step); d = nesterov ? d + momentum b : b; p -= lr d.
 void SGD::step() {
   NoGradGuard no_grad;
+  if (!gradients_finite()) return;
   for (Group& group : groups_) {
     double lr = group.option("lr"), momentum = group.option("momentum");
     double dampening = group.option("dampening"), wd = group.option("weight_decay");
