@@ -109,6 +109,10 @@ TEST_F(Conv, PoolingValues) {
   // Padded averages count the zeros, as PyTorch's default.
   expect_values(F::avg_pool2d(x, {3, 3, 1}).slice(2, 0, 1).slice(3, 0, 1), {(0 + 1 + 4 + 5) / 9.0});
   EXPECT_GRAFT_ERROR(F::max_pool2d(x, {2, 2, 2}), "padding", "half");
+  // A kernel larger than the input with a stride: no output position, not one made of padding.
+  EXPECT_GRAFT_ERROR(F::max_pool2d(zeros({1, 1, 2, 2}), {3, 2}), "does not fit");
+  EXPECT_GRAFT_ERROR(F::conv2d(zeros({1, 1, 2, 2}), zeros({1, 1, 3, 3}), {}, {.stride = 2}), "does not fit");
+  EXPECT_GRAFT_ERROR(F::fold(zeros({1, 25, 9}), 1, 1, {5, 5, 1, 0, 1, 0.0}), "fold");
 }
 
 TEST_F(Conv, BatchNormStatistics) {

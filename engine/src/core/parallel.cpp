@@ -41,8 +41,9 @@ class Pool {
   }
 
   bool try_run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+    if (in_job) return false;  // nested: this thread may hold run_mutex_ already
     std::unique_lock run_lock(run_mutex_, std::try_to_lock);
-    if (!run_lock.owns_lock() || in_job) return false;
+    if (!run_lock.owns_lock()) return false;
     std::unique_lock lock(mutex_);
     int chunks = static_cast<int>(std::min<int64_t>(workers_.size() + 1, std::max<int64_t>(1, n / grain)));
     if (chunks <= 1) return false;
@@ -91,13 +92,14 @@ class Pool {
   }
 
   void stop() {
+    std::vector<std::thread> joining;
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
+      joining.swap(workers_);
     }
     wake_.notify_all();
-    for (auto& t : workers_) t.join();
-    workers_.clear();
+    for (auto& t : joining) t.join();
   }
 
   static thread_local bool in_job;

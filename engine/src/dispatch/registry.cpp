@@ -33,7 +33,12 @@ Registry& Registry::get() {
   if (state.load(std::memory_order_acquire) == 0) {
     loader = std::this_thread::get_id();
     state.store(1, std::memory_order_release);
-    load_discovered_plugins(registry);
+    try {
+      load_discovered_plugins(registry);
+    } catch (...) {
+      state.store(2, std::memory_order_release);  // graft goes on with what loaded
+      throw;
+    }
     state.store(2, std::memory_order_release);
   }
   return registry;

@@ -117,12 +117,16 @@ StateDict from_safetensors(const std::string& bytes, const std::string& name) {
     if (!dtype_from_code(dt->get<std::string>(), &entry.dtype))
       bad("dtype " + dt->get<std::string>() + " is not one graft reads (F32, F64, I32, I64, BOOL)");
     if (sh->size() > 64) bad("more than 64 dims");
-    uint64_t count = 1;
+    // The product of the non-zero sizes must fit too: strides are computed from it.
+    uint64_t count = 1, nonzero = 1;
     bool overflow = false;
     for (const json& d : *sh) {
       if (!d.is_number_unsigned()) bad("shape entries must be unsigned integers");
       uint64_t v = d.get<uint64_t>();
-      overflow = overflow || v > uint64_t(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(count, v, &count);
+      overflow = overflow || v > uint64_t(std::numeric_limits<int64_t>::max()) ||
+                 (v != 0 && __builtin_mul_overflow(nonzero, v, &nonzero)) ||
+                 nonzero > uint64_t(std::numeric_limits<int64_t>::max());
+      count *= v;
       entry.shape.push_back(static_cast<int64_t>(v));
     }
     if (overflow || count > data_size) bad("its shape holds more elements than the file has bytes");

@@ -11,8 +11,11 @@ namespace graft {
 namespace ops {
 namespace {
 
+// Output positions along one dim; 0 when the kernel does not fit at all
+// (C++ division would round a small negative span up to one position).
 int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t padding, int64_t dilation) {
-  return (in + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
+  int64_t span = in + 2 * padding - dilation * (k - 1) - 1;
+  return span < 0 ? 0 : span / stride + 1;
 }
 
 void check_geometry(const char* op, const F::UnfoldOptions& o) {
@@ -78,7 +81,8 @@ Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, UnfoldOptions 
   int64_t k = o.kernel_h * o.kernel_w;
   int64_t ho = out_size(height, o.kernel_h, o.stride, o.padding, o.dilation);
   int64_t wo = out_size(width, o.kernel_w, o.stride, o.padding, o.dilation);
-  check(cols_in.defined() && cols_in.dim() == 3 && cols_in.size(1) % k == 0 && cols_in.size(2) == ho * wo,
+  check(ho > 0 && wo > 0 && cols_in.defined() && cols_in.dim() == 3 && cols_in.size(1) % k == 0 &&
+            cols_in.size(2) == ho * wo,
         "graft: fold: expected columns [N, C * ", k, ", ", ho * wo, "] for a ", height, "x", width, " output, got ",
         cols_in.defined() ? Dims(cols_in.sizes()) : Dims());
   Tensor cols = cols_in.contiguous();

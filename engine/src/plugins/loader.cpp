@@ -216,11 +216,21 @@ PluginInfo try_load(Registry& r, const std::string& path) {
     return info;
   };
   if (!fs::is_regular_file(path, ec)) return finish("no such file");
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  // The absolute path: a bare file name would send dlopen searching the library path.
+  void* handle = dlopen(fs::absolute(path, ec).c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!handle) return finish(std::string("cannot be loaded as a shared library: ") + dlerror());
   auto entry = reinterpret_cast<graft_plugin_entry_fn>(dlsym(handle, GRAFT_PLUGIN_ENTRY_SYMBOL));
   if (!entry) return finish("not a graft plugin: it exports no symbol '" GRAFT_PLUGIN_ENTRY_SYMBOL "'");
-  return finish(init_plugin(r, entry(), path, info));
+  // No exception may cross the ABI; a plugin that throws anyway is refused.
+  std::string error;
+  try {
+    error = init_plugin(r, entry(), path, info);
+  } catch (const std::exception& e) {
+    error = std::string("threw an exception across the plugin ABI: ") + e.what();
+  } catch (...) {
+    error = "threw an exception across the plugin ABI";
+  }
+  return finish(error);
 }
 
 std::vector<std::string> plugin_files(const fs::path& dir) {

@@ -17,10 +17,11 @@ PluginDevice::PluginDevice(const graft_device_type& type, std::string plugin)
   type_.name = name_.c_str();
 }
 
-void PluginDevice::check(int32_t status, const char* what, const char* message) const {
-  if (status != GRAFT_OK)
-    detail::fail("graft: ", what, " on a ", name_, " device failed in plugin '", plugin_,
-                 "': ", *message ? message : "(no message)");
+void PluginDevice::check(int32_t status, const char* what, char* message) const {
+  if (status == GRAFT_OK) return;
+  message[kMessageSize - 1] = '\0';  // whatever the plugin wrote
+  detail::fail("graft: ", what, " on a ", name_, " device failed in plugin '", plugin_, "': ",
+               *message ? message : "(no message)");
 }
 
 void* PluginDevice::allocate_block(size_t size, int index) {
@@ -40,11 +41,12 @@ void* PluginDevice::allocate_block(size_t size, int index) {
     message[0] = '\0';
     status = type_.allocate(type_.ctx, index, size, &p, message, sizeof message);
   }
+  message[kMessageSize - 1] = '\0';
   if (status == GRAFT_OUT_OF_MEMORY)
     detail::fail("graft: out of memory on ", name_, ":", index, " allocating ", size, " bytes (plugin '", plugin_,
                  "': ", message, "); free tensors or use smaller batches");
   check(status, "allocation", message);
-  check(p != nullptr ? GRAFT_OK : GRAFT_ERROR, "allocation", "the plugin returned a null pointer");
+  if (!p) detail::fail("graft: allocation on a ", name_, " device failed in plugin '", plugin_, "': it returned null");
   ++cache.plugin_allocations;
   return p;
 }
@@ -55,7 +57,12 @@ void* PluginDevice::allocate(size_t nbytes, int index) {
   if (check_bounds()) {
     unsigned char pattern[kGuardBytes];
     std::memset(pattern, kGuardPattern, kGuardBytes);
-    copy_from_host(static_cast<char*>(p) + nbytes, pattern, kGuardBytes, index);
+    try {
+      copy_from_host(static_cast<char*>(p) + nbytes, pattern, kGuardBytes, index);
+    } catch (...) {
+      type_.deallocate(type_.ctx, index, p, bucket(nbytes + kGuardBytes));
+      throw;
+    }
   }
   return p;
 }
@@ -130,6 +137,7 @@ DeviceMemory PluginDevice::memory(int index) {
   size_t free_bytes = 0, total_bytes = 0;
   if (type_.memory_info &&
       type_.memory_info(type_.ctx, index, name, sizeof name, &free_bytes, &total_bytes) == GRAFT_OK) {
+    name[sizeof name - 1] = '\0';
     m.name = name;
     m.free_bytes = free_bytes;
     m.total_bytes = total_bytes;

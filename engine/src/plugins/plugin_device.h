@@ -34,7 +34,7 @@ class PluginDevice final : public DeviceBackend {
     uint64_t plugin_allocations = 0;
   };
   void* allocate_block(size_t size, int index);  // the caching allocator itself; size already rounded
-  void check(int32_t status, const char* what, const char* message) const;
+  void check(int32_t status, const char* what, char* message) const;
   void release_locked(Cache& cache, int index);
 
   graft_device_type type_;

@@ -97,6 +97,7 @@ void run_plugin_kernel(const dispatch::KernelCall& call, void* ctx) {
   Args a(call, k);
   char message[512] = "";
   int32_t status = k.kernel.run(k.kernel.ctx, &a.args, message, sizeof message);
+  message[sizeof message - 1] = '\0';  // whatever the plugin wrote
   if (status != GRAFT_OK)
     detail::fail("graft: op '", k.op_name, "' failed in backend '", k.backend, "' (", k.path, "), status ", status,
                  ": ", *message ? message : "(no message)");
