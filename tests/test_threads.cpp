@@ -52,8 +52,7 @@ TEST(Threads, IndependentModelsTrainAsTheyWouldAlone) {
   std::vector<nn::Sequential> models;
   for (int t = 0; t < kThreads; ++t) models.push_back(make(t));
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] { together[t] = train(models[t], x, y, where[t]); });
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back([&, t] { together[t] = train(models[t], x, y, where[t]); });
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) {
     EXPECT_EQ(together[t].loss, alone[t].loss) << "thread " << t;
@@ -74,20 +73,23 @@ TEST(Threads, BackwardPassesShareAParameter) {
 }
 
 TEST(Threads, GradModeAndBackendGuardsArePerThread) {
-  std::atomic<bool> other_saw_no_grad{false}, other_saw_guard{false};
+  load_plugin(GRAFT_EXAMPLE_PLUGIN);
   Tensor a = ones({1}).requires_grad_();
+  Tensor d = ones({2}, kFloat64);  // the example backend has no float64 kernels
+  std::atomic<bool> other_grad_enabled{false}, other_could_add{false};
   {
     NoGradGuard no_grad;
-    BackendGuard only("reference");
+    BackendGuard only("example");
     std::thread other([&] {
-      other_saw_no_grad = !autograd::is_grad_enabled();
-      other_saw_guard = (a * 2).requires_grad() == false;
+      other_grad_enabled = autograd::is_grad_enabled();
+      other_could_add = (d + d).sum().item<double>() == 4;  // unguarded: the reference backend runs it
     });
     other.join();
-    EXPECT_FALSE((a * 2).requires_grad());
+    EXPECT_FALSE((a + a).requires_grad());                  // float32 add: the example backend's
+    EXPECT_GRAFT_ERROR(d + d, "excluded by BackendGuard");  // this thread is guarded
   }
-  EXPECT_FALSE(other_saw_no_grad);
-  EXPECT_FALSE(other_saw_guard);
+  EXPECT_TRUE(other_grad_enabled);
+  EXPECT_TRUE(other_could_add);
 }
 
 TEST(Threads, LoadingAPluginWhileOthersDispatch) {
