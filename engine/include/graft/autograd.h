@@ -70,7 +70,6 @@ class Node : public std::enable_shared_from_this<Node> {
   Tensor saved(size_t slot) const { return saved_[slot].unpack(*this, slot); }
   const std::vector<SavedTensor>& saved_tensors() const { return saved_; }
   void release_saved();
-  bool saved_released() const { return released_; }
 
   // Hooks on the incoming gradient (tensor hooks, retain_grad).
   void add_pre_hook(Tensor::Hook hook) { pre_hooks_.push_back(std::move(hook)); }
@@ -89,7 +88,6 @@ class Node : public std::enable_shared_from_this<Node> {
   Dims output_shape_;
   DType output_dtype_ = kFloat32;
   Device output_device_ = kCPU;
-  bool released_ = false;
 };
 
 // Grad mode is per thread.

@@ -23,9 +23,7 @@ std::string to_dot(const std::vector<Tensor>& roots) {
   std::unordered_map<const Node*, std::string> ids;
   std::vector<const Node*> stack;
   auto id_of = [&](const Node* n) {
-    std::string id = "n";
-    id += std::to_string(ids.size());
-    auto [it, fresh] = ids.emplace(n, std::move(id));
+    auto [it, fresh] = ids.emplace(n, "n" + std::to_string(ids.size()));
     if (fresh) stack.push_back(n);
     return it->second;
   };

@@ -69,7 +69,6 @@ void Node::release_saved() {
   // on several threads at once (a parameter's AccumulateGrad) stay untouched.
   if (saved_.empty()) return;
   for (SavedTensor& s : saved_) s.release();
-  released_ = true;
 }
 
 Tensor Node::call_hooks(Tensor grad) const {

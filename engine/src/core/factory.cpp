@@ -53,7 +53,7 @@ Tensor empty(IntList shape, TensorOptions options) {
 }
 
 Tensor full(IntList shape, Scalar value, TensorOptions options) {
-  Tensor t = make_empty(shape, options.dtype_opt().value_or(options.dtype()), options.device());
+  Tensor t = make_empty(shape, options.dtype(), options.device());
   dispatch::Attrs attrs;
   attrs.f[0] = value.to_double();
   attrs.i[0] = value.to_int();

@@ -80,7 +80,6 @@ void warn_once(OpId op, Device device) {
 void run_on_host(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
   Registry& r = Registry::get();
   if (is_strict()) {
-    std::string name = r.schema(op).name;
     try {
       no_kernel(op, inputs, n_inputs, out, r.kernels(op, out.device().type()));
     } catch (const Error& e) {
