@@ -172,27 +172,42 @@ KTensor view_of(const Tensor& t) {
 uint64_t allowed_backends() { return tls_allowed_backends; }
 void set_allowed_backends(uint64_t mask) { tls_allowed_backends = mask; }
 
-void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
-  Device device = out.device();
-  std::array<KTensor, kMaxInputs> views;
+namespace {
+
+void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, KTensor* views) {
   for (int i = 0; i < n_inputs; ++i) {
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
                    " but the output is on ", device, "; move tensors to one device with .to(device) first");
     views[i] = view_of(inputs[i]);
   }
+}
+
+// The first kernel allowed on this thread that takes the call, or null.
+const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc) {
+  if (!list) return nullptr;
+  for (const Kernel& k : list->kernels) {
+    if (!(tls_allowed_backends >> k.backend & 1)) continue;
+    if (k.supports && !k.supports(kc, k.ctx)) continue;
+    return &k;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
+  Device device = out.device();
+  std::array<KTensor, kMaxInputs> views;
+  views_of(op, inputs, n_inputs, device, views.data());
   KTensor out_view = view_of(out);
   KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs};
   Registry& r = Registry::get();
   const Registry::KernelList* list = r.kernels(op, device.type());
-  if (list) {
-    for (const Kernel& k : list->kernels) {
-      if (!(tls_allowed_backends >> k.backend & 1)) continue;
-      if (k.supports && !k.supports(kc, k.ctx)) continue;
-      r.count_call(op, k.backend);
-      k.run(kc, k.ctx);
-      return;
-    }
+  if (const Kernel* k = find_kernel(list, kc)) {
+    r.count_call(op, k->backend);
+    k->run(kc, k->ctx);
+    return;
   }
   if (device.is_cpu()) no_kernel(op, inputs, n_inputs, out, list);
   run_on_host(op, inputs, n_inputs, out, attrs);
@@ -205,6 +220,37 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   OutMeta meta = s.infer(op, in, n, attrs);
   Tensor out = make_empty(meta.shape, meta.dtype, in[0].device());
   call(op, in, n, out, attrs);
+  return out;
+}
+
+// Note [Composite ops]
+// linear, conv2d, pooling, batch norm and the backward ops of several ops are
+// registered ops without a reference kernel. Their front end asks try_run
+// for a backend's kernel first (oneDNN registers its own) and otherwise
+// computes them from the primitive ops, which every device can run (through
+// the host fallback if need be). A composite is therefore never mirrored to
+// the host whole, and a backend that leaves one out loses nothing.
+Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
+  Registry& r = Registry::get();
+  const Tensor* in = inputs.begin();
+  int n = static_cast<int>(inputs.size());
+  Device device = in[0].device();
+  const Registry::KernelList* list = r.kernels(op, device.type());
+  if (!list) return Tensor();
+  OutMeta meta = r.schema(op).infer(op, in, n, attrs);
+  std::array<KTensor, kMaxInputs> views;
+  views_of(op, in, n, device, views.data());
+  // The supports check sees the output's geometry before it is allocated.
+  Dims strides = contiguous_strides(meta.shape);
+  KTensor out_view{nullptr, meta.dtype, static_cast<int32_t>(meta.shape.size()), meta.shape.data(), strides.data(),
+                   device};
+  KernelCall kc{op, n, views.data(), &out_view, &attrs};
+  const Kernel* k = find_kernel(list, kc);
+  if (!k) return Tensor();
+  Tensor out = make_empty(meta.shape, meta.dtype, device);
+  out_view.data = out.impl()->data();
+  r.count_call(op, k->backend);
+  k->run(kc, k->ctx);
   return out;
 }
 

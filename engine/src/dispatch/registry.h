@@ -73,6 +73,20 @@ enum class OpId : uint16_t {
   // im2col and its adjoint col2im, which convolution and pooling are built on
   unfold,
   fold,
+  // Composite ops (Note [Composite ops]): no reference kernel; where no
+  // backend on the device has one, graft computes them from the ops above.
+  linear,
+  conv2d,
+  conv2d_backward_input,
+  conv2d_backward_weight,
+  max_pool2d,
+  max_pool2d_backward,
+  avg_pool2d,
+  avg_pool2d_backward,
+  batch_norm,
+  batch_norm_backward,
+  softmax_backward,
+  eltwise_backward,
   count_
 };
 inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
@@ -131,6 +145,7 @@ struct OpSchema {
   int n_inputs;
   const char* attrs;  // what the attribute slots mean, e.g. "i0: dims mask, i1: keepdim"
   InferFn infer;
+  bool composite = false;  // Note [Composite ops]
 };
 
 inline constexpr int kMaxDeviceTypes = 16;
@@ -209,6 +224,9 @@ void load_discovered_plugins(Registry& r);
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
 // Runs op: applies its shape rule, allocates the output on the inputs' device, calls.
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+// Runs a composite op when a kernel on the inputs' device takes the call;
+// otherwise returns an undefined tensor and the caller computes it from other ops.
+Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
 
 // For a call on a device where no kernel takes it: runs it on the host with
 // the CPU kernels, copying in and out (dispatch/fallback.cpp).

@@ -24,6 +24,15 @@ void check_geometry(const char* op, const F::UnfoldOptions& o) {
         "x", o.kernel_w, ", stride ", o.stride, ", padding ", o.padding, ", dilation ", o.dilation);
 }
 
+Attrs conv_attrs(const F::Conv2dOptions& o) {
+  Attrs a;
+  a.i[0] = o.stride;
+  a.i[1] = o.padding;
+  a.i[2] = o.dilation;
+  a.i[3] = o.groups;
+  return a;
+}
+
 Attrs unfold_attrs(const F::UnfoldOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
   a.i[0] = o.kernel_h;
@@ -47,6 +56,35 @@ OutMeta unfold_rule(OpId, const Tensor* in, int, const Attrs& a) {
 OutMeta fold_rule(OpId, const Tensor* in, int, const Attrs& a) {
   const Tensor& cols = in[0];
   return {Dims{cols.size(0), cols.size(1) / (a.i[0] * a.i[1]), a.i[5], a.i[6]}, cols.dtype()};
+}
+
+// The composites' rules: their front ends below have checked the inputs.
+OutMeta conv2d_rule(OpId, const Tensor* in, int, const Attrs& a) {
+  const Tensor &x = in[0], &w = in[1];
+  return {Dims{x.size(0), w.size(0), out_size(x.size(2), w.size(2), a.i[0], a.i[1], a.i[2]),
+               out_size(x.size(3), w.size(3), a.i[0], a.i[1], a.i[2])},
+          x.dtype()};
+}
+OutMeta conv2d_backward_input_rule(OpId, const Tensor* in, int, const Attrs& a) {
+  return {Dims{in[0].size(0), in[1].size(1) * a.i[3], a.i[4], a.i[5]}, in[0].dtype()};
+}
+OutMeta conv2d_backward_weight_rule(OpId, const Tensor* in, int, const Attrs& a) {
+  return {Dims{in[0].size(1), in[1].size(1) / a.i[3], a.i[4], a.i[5]}, in[0].dtype()};
+}
+OutMeta pool_rule(OpId, const Tensor* in, int, const Attrs& a) {
+  const Tensor& x = in[0];
+  return {Dims{x.size(0), x.size(1), out_size(x.size(2), a.i[0], a.i[1], a.i[2], a.i[3]),
+               out_size(x.size(3), a.i[0], a.i[1], a.i[2], a.i[3])},
+          x.dtype()};
+}
+OutMeta like_input_1_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[1].sizes()), in[0].dtype()}; }
+OutMeta avg_pool2d_backward_rule(OpId, const Tensor* in, int, const Attrs& a) {
+  return {Dims{in[0].size(0), in[0].size(1), a.i[4], a.i[5]}, in[0].dtype()};
+}
+OutMeta batch_norm_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+  const Tensor& x = op == OpId::batch_norm ? in[0] : in[1];
+  if (op == OpId::batch_norm && a.i[0] == 0) return {Dims(x.sizes()), x.dtype()};
+  return {Dims{x.numel() + 2 * x.size(1)}, x.dtype()};
 }
 
 }  // namespace
@@ -97,6 +135,49 @@ Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, UnfoldOptions 
   return x;
 }
 
+namespace {
+
+// x's columns per group for a product over the whole batch: [g, C/g kh kw, N L].
+Tensor conv_columns(const Tensor& x, const UnfoldOptions& u, int64_t groups) {
+  Tensor cols = unfold(x, u);  // [N, C kh kw, L]
+  int64_t n = x.size(0), l = cols.size(2);
+  return cols.view({n, groups, -1, l}).permute({1, 2, 0, 3}).reshape({groups, -1, n * l});
+}
+
+// A gradient [N, O, Ho, Wo] of conv2d's output per group: [g, O/g, N L].
+Tensor output_columns(const Tensor& g, int64_t groups) {
+  int64_t n = g.size(0), out = g.size(1);
+  return g.reshape({n, out, -1}).permute({1, 0, 2}).reshape({groups, out / groups, -1});
+}
+
+Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, int64_t width, Conv2dOptions o) {
+  Attrs a = conv_attrs(o);
+  a.i[4] = height;
+  a.i[5] = width;
+  if (!autograd::needs_grad(g, w))
+    if (Tensor r = dispatch::try_run(OpId::conv2d_backward_input, {g, w}, a); r.defined()) return r;
+  // The columns' gradient, per group [C/g kh kw, O/g] x [O/g, N L], folded back.
+  int64_t n = g.size(0), groups = o.groups;
+  Tensor wg = w.reshape({groups, w.size(0) / groups, -1});
+  Tensor cols = matmul(wg.transpose(1, 2), output_columns(g, groups));  // [g, C/g kh kw, N L]
+  int64_t l = g.size(2) * g.size(3);
+  cols = cols.view({groups, -1, n, l}).permute({2, 0, 1, 3}).reshape({n, -1, l});
+  return fold(cols, height, width, {w.size(2), w.size(3), o.stride, o.padding, o.dilation, 0.0});
+}
+
+Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int64_t kw, Conv2dOptions o) {
+  Attrs a = conv_attrs(o);
+  a.i[4] = kh;
+  a.i[5] = kw;
+  if (!autograd::needs_grad(g, x))
+    if (Tensor r = dispatch::try_run(OpId::conv2d_backward_weight, {g, x}, a); r.defined()) return r;
+  UnfoldOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
+  Tensor gw = matmul(output_columns(g, o.groups), conv_columns(x, u, o.groups).transpose(1, 2));  // [g, O/g, C/g kh kw]
+  return gw.reshape({g.size(1), x.size(1) / o.groups, kh, kw});
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o) {
   check(x.defined() && x.dim() == 4, "graft: conv2d: expected input [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
@@ -107,75 +188,224 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o
         " (in_channels must be weight.size(1) * groups, out_channels a multiple of groups)");
   check(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "graft: conv2d: bias must be [", w.size(0),
         "], got ", b.defined() ? Dims(b.sizes()) : Dims());
-  check(x.dtype() == w.dtype(), "graft: conv2d: input is ", x.dtype(), " but weight is ", w.dtype());
-  int64_t n = x.size(0), g = o.groups, out = w.size(0), kh = w.size(2), kw = w.size(3);
-  UnfoldOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
-  Tensor cols = unfold(x, u);  // [N, C * kh * kw, L]
-  int64_t l = cols.size(2);
-  int64_t ho = out_size(x.size(2), kh, o.stride, o.padding, o.dilation);
-  // One product per group over the whole batch, [O/g, C/g kh kw] x [C/g kh kw, N L],
-  // so the weight's gradient is one product too rather than N summed ones.
-  Tensor cg = cols.view({n, g, -1, l}).permute({1, 2, 0, 3}).reshape({g, -1, n * l});  // [g, C/g kh kw, N L]
-  Tensor wg = w.reshape({g, out / g, -1});                                               // [g, O/g, C/g kh kw]
-  Tensor y = matmul(wg, cg);                                                             // [g, O/g, N L]
-  y = y.view({out, n, ho, l / ho}).permute({1, 0, 2, 3}).contiguous();
-  return b.defined() ? y + b.view({1, out, 1, 1}) : y;
+  check(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == x.dtype()), "graft: conv2d: input is ", x.dtype(),
+        " but weight is ", w.dtype(), b.defined() ? " and bias " : "", b.defined() ? dtype_name(b.dtype()) : "");
+  UnfoldOptions u{w.size(2), w.size(3), o.stride, o.padding, o.dilation, 0.0};
+  check_geometry("conv2d", u);
+  int64_t ho = out_size(x.size(2), u.kernel_h, o.stride, o.padding, o.dilation);
+  int64_t wo = out_size(x.size(3), u.kernel_w, o.stride, o.padding, o.dilation);
+  check(ho > 0 && wo > 0, "graft: conv2d: a ", u.kernel_h, "x", u.kernel_w, " kernel (dilation ", o.dilation,
+        ", padding ", o.padding, ") does not fit the input ", x.sizes(), "; the output would be ", ho, "x", wo);
+  Attrs a = conv_attrs(o);
+  Tensor y = b.defined() ? dispatch::try_run(OpId::conv2d, {x, w, b}, a) : dispatch::try_run(OpId::conv2d, {x, w}, a);
+  if (!y.defined()) {
+    // From other ops: one product per group over the whole batch, so the
+    // weight's gradient is one product too rather than N summed ones.
+    int64_t n = x.size(0), out = w.size(0);
+    y = matmul(w.reshape({o.groups, out / o.groups, -1}), conv_columns(x, u, o.groups));  // [g, O/g, N L]
+    y = y.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
+    return b.defined() ? y + b.view({1, out, 1, 1}) : y;
+  }
+  if (autograd::needs_grad(x, w, b)) {
+    Node* node = autograd::record("Conv2dBackward", {&x, &w, &b}, y, [o](Node& n, const Tensor& g) {
+      Tensor x = n.saved(0), w = n.saved(1);
+      return Grads{if_needed(n, 0, [&] { return conv2d_backward_input(g, w, x.size(2), x.size(3), o); }),
+                   if_needed(n, 1, [&] { return conv2d_backward_weight(g, x, w.size(2), w.size(3), o); }),
+                   if_needed(n, 2, [&] { return g.sum({0, 2, 3}); })};
+    });
+    node->save(x);
+    node->save(w);
+  }
+  return y;
 }
 
 namespace {
+
+Attrs pool_attrs(const Pool2dOptions& o, int64_t height = 0, int64_t width = 0) {
+  Attrs a;
+  a.i[0] = o.kernel_size;
+  a.i[1] = o.stride;
+  a.i[2] = o.padding;
+  a.i[3] = o.dilation;
+  a.i[4] = height;
+  a.i[5] = width;
+  return a;
+}
+
+UnfoldOptions pool_unfold(const Pool2dOptions& o, double pad_value) {
+  return {o.kernel_size, o.kernel_size, o.stride, o.padding, o.dilation, pad_value};
+}
+
+// Each plane as an image of one channel: [N C, 1, H, W].
+Tensor planes(const Tensor& x) { return x.reshape({x.size(0) * x.size(1), 1, x.size(2), x.size(3)}); }
+
+Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const Pool2dOptions& o) {
+  if (!autograd::needs_grad(g, x))
+    if (Tensor r = dispatch::try_run(OpId::max_pool2d_backward, {g, x}, pool_attrs(o)); r.defined()) return r;
+  // Each window's gradient goes to its maximum, split evenly between ties.
+  Tensor cols = unfold(planes(x), pool_unfold(o, -INFINITY));  // [N C, k k, L]
+  Tensor hit = cols == amax(cols, {1}, true);
+  Tensor share = g.reshape({cols.size(0), 1, cols.size(2)}) / hit.sum({1}, true).to(g.dtype());
+  return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), pool_unfold(o, 0)).view(x.sizes());
+}
+
+Tensor avg_pool2d_backward(const Tensor& g, int64_t height, int64_t width, const Pool2dOptions& o) {
+  if (!autograd::needs_grad(g))
+    if (Tensor r = dispatch::try_run(OpId::avg_pool2d_backward, {g}, pool_attrs(o, height, width)); r.defined())
+      return r;
+  int64_t k = o.kernel_size * o.kernel_size, l = g.size(2) * g.size(3);
+  Tensor share = (g / double(k)).reshape({g.size(0) * g.size(1), 1, l}).expand({g.size(0) * g.size(1), k, l});
+  return fold(share, height, width, pool_unfold(o, 0)).view({g.size(0), g.size(1), height, width});
+}
+
 Tensor pool(const char* op, const Tensor& x, Pool2dOptions o, bool is_max) {
   check(x.defined() && x.dim() == 4, "graft: ", op, ": expected input [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
-  int64_t stride = o.stride == 0 ? o.kernel_size : o.stride;
+  if (o.stride == 0) o.stride = o.kernel_size;
   check(o.padding * 2 <= o.kernel_size, "graft: ", op, ": padding ", o.padding,
         " should be at most half the kernel size ", o.kernel_size);
   check(is_max || o.dilation == 1, "graft: avg_pool2d has no dilation");
-  int64_t n = x.size(0), c = x.size(1);
-  UnfoldOptions u{o.kernel_size, o.kernel_size, stride, o.padding, o.dilation, is_max ? -INFINITY : 0.0};
-  Tensor cols = unfold(x.reshape({n * c, 1, x.size(2), x.size(3)}), u);  // [N C, k k, L]
-  int64_t ho = out_size(x.size(2), o.kernel_size, stride, o.padding, o.dilation);
-  Tensor y = is_max ? amax(cols, {1}) : cols.mean({1});
-  return y.view({n, c, ho, -1});
+  UnfoldOptions u = pool_unfold(o, is_max ? -INFINITY : 0.0);
+  check_geometry(op, u);
+  int64_t ho = out_size(x.size(2), o.kernel_size, o.stride, o.padding, o.dilation);
+  int64_t wo = out_size(x.size(3), o.kernel_size, o.stride, o.padding, o.dilation);
+  check(ho > 0 && wo > 0, "graft: ", op, ": a ", o.kernel_size, "x", o.kernel_size, " window (dilation ", o.dilation,
+        ", padding ", o.padding, ") does not fit the input ", x.sizes(), "; the output would be ", ho, "x", wo);
+  Tensor y = dispatch::try_run(is_max ? OpId::max_pool2d : OpId::avg_pool2d, {x}, pool_attrs(o));
+  if (!y.defined()) {
+    Tensor cols = unfold(planes(x), u);  // [N C, k k, L]
+    return (is_max ? amax(cols, {1}) : cols.mean({1})).view({x.size(0), x.size(1), ho, wo});
+  }
+  if (autograd::needs_grad(x)) {
+    Node* node = autograd::record(is_max ? "MaxPool2dBackward" : "AvgPool2dBackward", {&x}, y,
+                                  [o, is_max](Node& n, const Tensor& g) {
+                                    const Tensor& x = n.saved(0);
+                                    return Grads{is_max ? max_pool2d_backward(g, x, o)
+                                                        : avg_pool2d_backward(g, x.size(2), x.size(3), o)};
+                                  });
+    node->save(is_max ? x : x.detach());  // average pooling needs only the input's size
+  }
+  return y;
 }
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, Pool2dOptions o) { return pool("max_pool2d", x, o, true); }
 Tensor avg_pool2d(const Tensor& x, Pool2dOptions o) { return pool("avg_pool2d", x, o, false); }
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, BatchNormOptions o) {
-  check(x.defined() && x.dim() >= 2, "graft: batch_norm: expected input [N, C, ...], got ",
-        x.defined() ? Dims(x.sizes()) : Dims());
-  check(is_floating(x.dtype()), "graft: batch_norm needs a floating-point input, got ", x.dtype());
+namespace {
+
+// Batch norm's gradients (with batch statistics) from other ops, in which x
+// enters through its statistics too, so they can be differentiated again.
+// xhat = (x - mean) / sqrt(var + eps), over M values per channel.
+Grads batch_norm_grads(const Node& n, const Tensor& g, const Tensor& x, const Tensor& weight, double eps,
+                       const Dims& shape, const std::vector<int64_t>& dims) {
   int64_t c = x.size(1);
+  double m = double(x.numel()) / double(c);
+  Tensor mean = x.mean(dims, true), centered = x - mean;
+  Tensor invstd = ((centered * centered).mean(dims, true) + eps).pow(-0.5);
+  Tensor xhat = centered * invstd;
+  Tensor gb = g.sum(dims, true), gw = (g * xhat).sum(dims, true);
+  Tensor scale = weight.defined() ? weight.view(shape) * invstd : invstd;
+  Tensor gx = if_needed(n, 0, [&] { return scale * (g - gb / m - xhat * (gw / m)); });
+  return {gx, if_needed(n, 1, [&] { return gw.reshape({c}); }), if_needed(n, 2, [&] { return gb.reshape({c}); })};
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, BatchNormOptions o) {
+  check(x_in.defined() && x_in.dim() >= 2, "graft: batch_norm: expected input [N, C, ...], got ",
+        x_in.defined() ? Dims(x_in.sizes()) : Dims());
+  check(is_floating(x_in.dtype()), "graft: batch_norm needs a floating-point input, got ", x_in.dtype());
+  int64_t c = x_in.size(1);
   for (const Tensor* t : std::initializer_list<const Tensor*>{&running_mean, &running_var, &o.weight, &o.bias})
     check(!t->defined() || (t->dim() == 1 && t->size(0) == c), "graft: batch_norm: running statistics, weight and "
           "bias must be [", c, "] for an input with ", c, " channels, got ", t->defined() ? Dims(t->sizes()) : Dims());
   check(running_mean.defined() == running_var.defined(), "graft: batch_norm: give both running statistics or neither");
+  Tensor x = x_in.contiguous();
   std::vector<int64_t> dims{0};
   Dims shape(x.dim(), 1);  // [1, C, 1, ...]
   shape[1] = c;
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
   int64_t count = x.numel() / std::max<int64_t>(c, 1);
-  Tensor mean, var;
   bool batch_stats = o.training || !running_mean.defined();
-  if (batch_stats) {
-    check(count > 1, "graft: batch_norm: training needs more than one value per channel, got input ", x.sizes());
-    mean = x.mean(dims, true);
-    Tensor centered = x - mean;
-    var = (centered * centered).mean(dims, true);
-    if (o.training && running_mean.defined()) {
+  check(!batch_stats || count > 1, "graft: batch_norm: training needs more than one value per channel, got input ",
+        x.sizes());
+  auto update_running = [&](const Tensor& mean, const Tensor& var) {
+    if (!o.training || !running_mean.defined()) return;
+    NoGradGuard no_grad;
+    Tensor rm = running_mean, rv = running_var;
+    rm.mul_(1 - o.momentum).add_(mean.reshape({c}).to(rm.dtype()), o.momentum);
+    rv.mul_(1 - o.momentum).add_(var.reshape({c}).to(rv.dtype()) * (double(count) / double(count - 1)), o.momentum);
+  };
+
+  // A backend's kernel takes the weight and bias as one [2, C] tensor.
+  Tensor affine, packed;
+  auto affine_of = [&] {
+    NoGradGuard no_grad;
+    TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
+    return stack({o.weight.defined() ? o.weight.detach().to(x.dtype()) : ones({c}, opts),
+                  o.bias.defined() ? o.bias.detach().to(x.dtype()) : zeros({c}, opts)});
+  };
+  Attrs a;
+  a.i[0] = batch_stats;
+  a.f[0] = o.eps;
+  if (dispatch::Registry::get().kernels(OpId::batch_norm, x.device().type())) {
+    affine = affine_of();
+    if (batch_stats) {
+      packed = dispatch::try_run(OpId::batch_norm, {x, affine}, a);
+    } else {
       NoGradGuard no_grad;
-      Tensor rm = running_mean, rv = running_var;
-      rm.mul_(1 - o.momentum).add_(mean.reshape({c}).to(rm.dtype()), o.momentum);
-      rv.mul_(1 - o.momentum).add_(var.reshape({c}).to(rv.dtype()) * (double(count) / double(count - 1)), o.momentum);
+      Tensor stats = stack({running_mean.detach().to(x.dtype()), running_var.detach().to(x.dtype())});
+      packed = dispatch::try_run(OpId::batch_norm, {x, affine, stats}, a);
     }
-  } else {
-    mean = running_mean.view(shape);
-    var = running_var.view(shape);
   }
-  Tensor y = (x - mean) / sqrt(var + o.eps);
-  if (o.weight.defined()) y = y * o.weight.view(shape);
-  if (o.bias.defined()) y = y + o.bias.view(shape);
+  if (!packed.defined() || !batch_stats) {
+    // From other ops (or, with running statistics, with other ops' gradients).
+    Tensor mean, var;
+    if (batch_stats) {
+      mean = x.mean(dims, true);
+      Tensor centered = x - mean;
+      var = (centered * centered).mean(dims, true);
+      update_running(mean, var);
+    } else {
+      mean = running_mean.view(shape);
+      var = running_var.view(shape);
+    }
+    if (packed.defined() && !autograd::needs_grad(x, o.weight, o.bias)) return packed;
+    Tensor y = (x - mean) / sqrt(var + o.eps);
+    if (o.weight.defined()) y = y * o.weight.view(shape);
+    if (o.bias.defined()) y = y + o.bias.view(shape);
+    return y;
+  }
+  // The kernel's output holds y, then the batch's mean and biased variance.
+  int64_t numel = x.numel();
+  Tensor y = make_view(packed, x.sizes(), contiguous_strides(x.sizes()), 0);
+  y.impl()->is_view = false;  // nothing else sees the storage it shares with the statistics
+  Tensor stats = make_view(packed, {2, c}, {c, 1}, numel).clone();
+  update_running(stats.slice(0, 0, 1), stats.slice(0, 1, 2));
+  if (autograd::needs_grad(x, o.weight, o.bias)) {
+    Node* node = autograd::record("BatchNormBackward", {&x, &o.weight, &o.bias}, y,
+                                  [eps = o.eps, shape, dims, c](Node& n, const Tensor& g) {
+      Tensor x = n.saved(0), stats = n.saved(1), weight = n.saved(2);
+      if (!autograd::needs_grad(g, x, weight)) {
+        Attrs a;
+        a.f[0] = eps;
+        Tensor saved = cat({stats, weight.defined() ? weight.view({1, c}) : ones({1, c}, TensorOptions().dtype(
+                                                                   x.dtype()).device(x.device()))});
+        if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g.contiguous(), x, saved}, a); r.defined()) {
+          int64_t numel = x.numel();
+          return Grads{if_needed(n, 0, [&] { return make_view(r, x.sizes(), contiguous_strides(x.sizes()), 0); }),
+                       if_needed(n, 1, [&] { return make_view(r, {c}, {1}, numel); }),
+                       if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c); })};
+        }
+      }
+      return batch_norm_grads(n, g, x, weight, eps, shape, dims);
+    });
+    node->save(x);
+    node->save(stats);
+    node->save(o.weight);
+  }
   return y;
 }
 
@@ -200,6 +430,47 @@ void define_conv_ops(Registry& r) {
                         "input [N, C kh kw, L] contiguous; i0..i4 as unfold, i5: output h, i6: output w; sums "
                         "overlapping positions",
                         fold_rule});
+  r.define(OpId::conv2d, {"conv2d", 1, 3,
+                          "inputs x [N, C, H, W], weight [O, C / groups, kh, kw], optional bias [O]; i0: stride, "
+                          "i1: padding, i2: dilation, i3: groups (square)",
+                          conv2d_rule, true});
+  r.define(OpId::conv2d_backward_input,
+           {"conv2d_backward_input", 1, 2,
+            "inputs grad [N, O, Ho, Wo], weight; output [N, C, H, W]; i0..i3 as conv2d, i4: H, i5: W",
+            conv2d_backward_input_rule, true});
+  r.define(OpId::conv2d_backward_weight,
+           {"conv2d_backward_weight", 1, 2,
+            "inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / groups, kh, kw]; i0..i3 as conv2d, i4: kh, "
+            "i5: kw",
+            conv2d_backward_weight_rule, true});
+  r.define(OpId::max_pool2d, {"max_pool2d", 1, 1,
+                              "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding, i3: dilation "
+                              "(square)",
+                              pool_rule, true});
+  r.define(OpId::max_pool2d_backward,
+           {"max_pool2d_backward", 1, 2,
+            "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; attributes as max_pool2d; each window's "
+            "gradient goes to its maximum (ties split evenly in the reference)",
+            like_input_1_rule, true});
+  r.define(OpId::avg_pool2d, {"avg_pool2d", 1, 1,
+                              "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding (averages include "
+                              "padded zeros)",
+                              pool_rule, true});
+  r.define(OpId::avg_pool2d_backward,
+           {"avg_pool2d_backward", 1, 1,
+            "input grad [N, C, Ho, Wo]; output [N, C, H, W]; i0..i2 as avg_pool2d, i4: H, i5: W",
+            avg_pool2d_backward_rule, true});
+  r.define(OpId::batch_norm,
+           {"batch_norm", 1, 3,
+            "inputs x [N, C, ...] contiguous, affine [2, C] (weight; bias), and with i0 = 0 stats [2, C] (mean; "
+            "variance); f0: eps. i0 = 1: batch statistics, output flat [x.numel + 2 C] holding y, the mean and the "
+            "biased variance; i0 = 0: output y",
+            batch_norm_rule, true});
+  r.define(OpId::batch_norm_backward,
+           {"batch_norm_backward", 1, 3,
+            "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); f0: eps; "
+            "output flat [x.numel + 2 C] holding the gradients of x, weight and bias (batch statistics)",
+            batch_norm_rule, true});
 }
 }  // namespace dispatch
 

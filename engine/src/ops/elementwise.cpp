@@ -240,15 +240,28 @@ Tensor where(const Tensor& cond, Scalar a, const Tensor& b) { return where(cond,
 // ---- unary math ----
 
 namespace {
-// An op whose backward uses its output y: backward(g, x, y).
+// Codes of eltwise_backward's i0 (stable: plugins see them).
+enum EltwiseCode : int64_t { kNoCode = -1, kRelu, kSigmoid, kTanh, kExp, kLog, kSqrt, kAbs };
+
+// An op whose backward uses its input x (save_input) or its output y:
+// backward(g, x, y), written in graft ops, unless a backend has a kernel for
+// eltwise_backward with this code and nothing needs recording.
 template <class F>
-Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bool save_input, F backward) {
+Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bool save_input, F backward,
+             EltwiseCode code = kNoCode) {
   Tensor x = needs_float ? float_input(x_in) : x_in;
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   Tensor y = dispatch::run(op, {x});
   if (autograd::needs_grad(x)) {
-    Node* n = autograd::record(
-        name, {&x}, y, [backward](Node& n, const Tensor& g) { return Grads{backward(g, n.saved(0), n.saved(1))}; });
+    Node* n = autograd::record(name, {&x}, y, [backward, code](Node& n, const Tensor& g) {
+      const Tensor& saved = n.saved(0).defined() ? n.saved(0) : n.saved(1);
+      if (code != kNoCode && !autograd::needs_grad(g, saved)) {
+        Attrs a;
+        a.i[0] = code;
+        if (Tensor r = dispatch::try_run(OpId::eltwise_backward, {g, saved}, a); r.defined()) return Grads{r};
+      }
+      return Grads{backward(g, n.saved(0), n.saved(1))};
+    });
     n->save(save_input ? x : Tensor());
     n->save(save_input ? Tensor() : y, /*is_output=*/true);
   }
@@ -258,31 +271,31 @@ Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bo
 
 Tensor exp(const Tensor& x) {
   return unary(OpId::exp, "ExpBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y; });
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y; }, kExp);
 }
 Tensor log(const Tensor& x) {
   return unary(OpId::log, "LogBackward", x, true, true,
-               [](const Tensor& g, const Tensor& x, const Tensor&) { return g / x; });
+               [](const Tensor& g, const Tensor& x, const Tensor&) { return g / x; }, kLog);
 }
 Tensor sqrt(const Tensor& x) {
   return unary(OpId::sqrt, "SqrtBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g / (y * 2.0); });
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return g / (y * 2.0); }, kSqrt);
 }
 Tensor abs(const Tensor& x) {
   return unary(OpId::abs, "AbsBackward", x, false, true,
-               [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sign(x); });
+               [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sign(x); }, kAbs);
 }
 Tensor relu(const Tensor& x) {
   return unary(OpId::relu, "ReluBackward", x, false, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return where(y > 0, g, zeros_like(g)); });
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return where(y > 0, g, zeros_like(g)); }, kRelu);
 }
 Tensor sigmoid(const Tensor& x) {
   return unary(OpId::sigmoid, "SigmoidBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * (1.0 - y); });
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * (1.0 - y); }, kSigmoid);
 }
 Tensor tanh(const Tensor& x) {
   return unary(OpId::tanh, "TanhBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (1.0 - y * y); });
+               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (1.0 - y * y); }, kTanh);
 }
 Tensor sin(const Tensor& x) {
   return unary(OpId::sin, "SinBackward", x, true, true,
@@ -383,6 +396,11 @@ void define_elementwise_ops(Registry& r) {
       {OpId::fill, "fill", 0, same_rule, "output given; f0: value (floating), i0: value (integer)"},
   };
   for (const Def& d : defs) r.define(d.op, {d.name, 1, d.n, d.attrs, d.rule});
+  r.define(OpId::eltwise_backward,
+           {"eltwise_backward", 1, 2,
+            "inputs grad and s, one shape; output grad times the derivative; i0: the function and what s is: "
+            "0 relu (y), 1 sigmoid (y), 2 tanh (y), 3 exp (y), 4 log (x), 5 sqrt (y), 6 abs (x)",
+            same_rule, true});
 }
 }  // namespace dispatch
 

@@ -14,6 +14,11 @@ OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a) {
   return {Dims(in[0].sizes()), in[0].dtype()};
 }
 
+OutMeta like_first_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[0].sizes()), in[0].dtype()}; }
+OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&) {
+  return {Dims{in[0].size(0), in[1].size(0)}, in[0].dtype()};
+}
+
 Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   Attrs attrs;
@@ -24,6 +29,12 @@ Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
     const char* name = op == OpId::softmax ? "SoftmaxBackward" : "LogSoftmaxBackward";
     autograd::record(name, {&x}, y, [op, d](Node& n, const Tensor& g) {
       Tensor y = n.saved(0);
+      if (!autograd::needs_grad(g, y)) {
+        Attrs a;
+        a.i[0] = d;
+        a.i[1] = op == OpId::log_softmax;
+        if (Tensor r = dispatch::try_run(OpId::softmax_backward, {g, y}, a); r.defined()) return Grads{r};
+      }
       if (op == OpId::softmax) return Grads{y * (g - sum(g * y, {d}, true))};
       return Grads{g - exp(y) * sum(g, {d}, true)};
     })->save(y, /*is_output=*/true);
@@ -74,6 +85,29 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1), "graft: linear: input of shape ",
         x.defined() ? Dims(x.sizes()) : Dims(), " does not match the weight ", w.sizes(), ": its last dim must be ",
         w.size(1), " (in_features)");
+  check(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "graft: linear: the bias must be [", w.size(0),
+        "] (out_features), got ", b.defined() ? Dims(b.sizes()) : Dims());
+  if (x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()) && x.device() == w.device()) {
+    Tensor x2 = x.reshape({-1, w.size(1)});
+    Attrs a;
+    a.i[0] = b.defined();
+    Tensor y = b.defined() ? dispatch::try_run(OpId::linear, {x2, w, b}, a) : dispatch::try_run(OpId::linear, {x2, w}, a);
+    if (y.defined()) {
+      if (autograd::needs_grad(x2, w, b)) {
+        Node* n = autograd::record("LinearBackward", {&x2, &w, &b}, y, [](Node& n, const Tensor& g) {
+          Tensor x = n.saved(0), w = n.saved(1);
+          return Grads{if_needed(n, 0, [&] { return matmul(g, w); }),
+                       if_needed(n, 1, [&] { return matmul(g.t(), x); }),
+                       if_needed(n, 2, [&] { return g.sum({0}); })};
+        });
+        n->save(x2);
+        n->save(w);
+      }
+      Dims shape(x.sizes());
+      shape.back() = w.size(0);
+      return y.view(shape);
+    }
+  }
   Tensor y = matmul(x, w.t());
   return b.defined() ? y + b : y;
 }
@@ -118,6 +152,13 @@ namespace dispatch {
 void define_nn_ops(Registry& r) {
   r.define(OpId::softmax, {"softmax", 1, 1, "i0: dim", softmax_rule});
   r.define(OpId::log_softmax, {"log_softmax", 1, 1, "i0: dim", softmax_rule});
+  r.define(OpId::softmax_backward, {"softmax_backward", 1, 2,
+                                    "inputs grad, y (the forward's output), one shape; i0: dim, i1: 1 for "
+                                    "log_softmax",
+                                    like_first_rule, true});
+  r.define(OpId::linear, {"linear", 1, 3,
+                          "inputs x [M, K], weight [N, K], and a bias [N] when i0 = 1; output x weight^T + bias",
+                          linear_rule, true});
 }
 }  // namespace dispatch
 

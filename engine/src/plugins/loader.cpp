@@ -110,6 +110,8 @@ int32_t host_add_kernel(graft_host* host, const graft_kernel* kernel, char* mess
   return GRAFT_OK;
 }
 
+int32_t host_num_threads() { return get_num_threads(); }
+
 void host_log(graft_host* host, const char* line) {
   auto& s = *static_cast<Staging*>(host->impl);
   std::cerr << "graft: [" << s.name << "] " << (line ? line : "") << "\n";
@@ -169,9 +171,10 @@ void commit(Staging& s) {
 // commits what it added. Returns why it failed, or "" (info gets its fields).
 std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::string& path, PluginInfo& info) {
   if (!p) return GRAFT_PLUGIN_ENTRY_SYMBOL "() returned no plugin description";
-  if (p->abi_version != GRAFT_PLUGIN_ABI_VERSION)
-    return "built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft speaks version " +
-           std::to_string(GRAFT_PLUGIN_ABI_VERSION) + "; rebuild the plugin against this graft's plugin.h";
+  if (p->abi_version < GRAFT_PLUGIN_ABI_OLDEST || p->abi_version > GRAFT_PLUGIN_ABI_VERSION)
+    return "built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft speaks versions " +
+           std::to_string(GRAFT_PLUGIN_ABI_OLDEST) + " to " + std::to_string(GRAFT_PLUGIN_ABI_VERSION) +
+           "; rebuild the plugin against this graft's plugin.h";
   if (!p->name || !*p->name || !p->init) return "its description lacks a name or an init function";
   info.name = p->name;
   info.version = p->version ? p->version : "";
@@ -183,7 +186,7 @@ std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::stri
     return "graft already has " + std::to_string(backends.size()) + " backends, the most it takes";
 
   Staging staging{&r, info.name, path, {}, {}, {}, {}, {}};
-  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging, host_add_device_type, host_add_kernel, host_log};
+  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging, host_add_device_type, host_add_kernel, host_log, host_num_threads};
   char message[1024] = "";
   int32_t status = p->init(&host, message, sizeof message);
   message[sizeof message - 1] = '\0';  // whatever the plugin wrote

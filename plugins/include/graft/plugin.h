@@ -28,7 +28,9 @@
 extern "C" {
 #endif
 
-#define GRAFT_PLUGIN_ABI_VERSION 1
+/* Version 2 added graft_host.num_threads; graft still loads version 1 plugins. */
+#define GRAFT_PLUGIN_ABI_VERSION 2
+#define GRAFT_PLUGIN_ABI_OLDEST 1
 #define GRAFT_PLUGIN_ENTRY_SYMBOL "graft_plugin_entry"
 #define GRAFT_DL_BOOL 6
 
@@ -123,6 +125,10 @@ struct graft_host {
   int32_t (*add_device_type)(graft_host* host, const graft_device_type* device, char* message, size_t message_size);
   int32_t (*add_kernel)(graft_host* host, const graft_kernel* kernel, char* message, size_t message_size);
   void (*log)(graft_host* host, const char* line);
+  /* graft's thread count (graft::set_num_threads; default: all cores), for a
+   * backend with threads of its own. Unlike the rest of graft_host, this
+   * function may be kept and called at any time, from any thread. */
+  int32_t (*num_threads)(void);
 };
 
 typedef struct {

@@ -1,0 +1,281 @@
+// oneDNN kernels for convolution (forward, backward data, backward weights),
+// max and average pooling, and batch normalization, forward and backward.
+// Convolutions let oneDNN pick its layouts (blocked ones on AVX-512) and
+// convert graft's NCHW tensors at the boundary (Note [Primitive cache]).
+#include "backends/onednn/common.h"
+
+namespace graft_onednn {
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+using tag = memory::format_tag;
+
+enum Kind : int64_t { kConv = 100, kConvData, kConvWeights, kPool, kPoolBackward, kNorm, kNormBackward };
+
+bool all_contiguous(const Call& c) {
+  for (int i = 0; i < c.args->n_inputs; ++i)
+    if (!is_contiguous(c.in(i))) return false;
+  return is_contiguous(c.out());
+}
+
+// ---- convolution: i0 stride, i1 padding, i2 dilation, i3 groups ----
+
+struct ConvShape {
+  Dims src, weights, dst, strides, dilation, padding;
+  memory::desc src_md() const { return plain(src, tag::nchw); }
+  memory::desc dst_md() const { return plain(dst, tag::nchw); }
+  memory::desc weights_md() const { return plain(weights, weights.size() == 5 ? tag::goihw : tag::oihw); }
+  static memory::desc any(const Dims& d) { return memory::desc(d, memory::data_type::f32, tag::any); }
+};
+
+// x [N, C, H, W], weight [O, C / g, kh, kw] and y [N, O, Ho, Wo] as oneDNN sees them.
+ConvShape conv_shape(const Call& c, const DLTensor& x, const DLTensor& w, const DLTensor& y) {
+  int64_t s = c.i(0), p = c.i(1), d = c.i(2), g = c.i(3);
+  ConvShape cs;
+  cs.src = dims_of(x);
+  cs.dst = dims_of(y);
+  cs.weights = g == 1 ? dims_of(w) : Dims{g, w.shape[0] / g, w.shape[1], w.shape[2], w.shape[3]};
+  cs.strides = {s, s};
+  cs.dilation = {d - 1, d - 1};
+  cs.padding = {p, p};
+  return cs;
+}
+
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvShape& s, bool bias) {
+  auto src = ConvShape::any(s.src), wei = ConvShape::any(s.weights), dst = ConvShape::any(s.dst);
+  auto d = bias ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
+                                                  wei, plain({s.dst[1]}), dst, s.strides, s.dilation, s.padding,
+                                                  s.padding)
+                : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
+                                                  wei, dst, s.strides, s.dilation, s.padding, s.padding);
+  return dnnl::convolution_forward::primitive_desc(d, engine());
+}
+
+struct ConvForward {
+  ConvShape shape;
+  dnnl::convolution_forward prim;
+  Reordered src, weights, dst;
+};
+
+void conv2d(const Call& c) {
+  bool bias = c.args->n_inputs == 3;
+  ConvForward& e = cached<ConvForward>(Key(kConv).add(c), [&] {
+    ConvShape s = conv_shape(c, c.in(0), c.in(1), c.out());
+    auto pd = conv_forward_pd(s, bias);
+    return std::make_shared<ConvForward>(ConvForward{s, dnnl::convolution_forward(pd),
+                                                     Reordered::make(s.src_md(), pd.src_desc(), false),
+                                                     Reordered::make(s.weights_md(), pd.weights_desc(), false),
+                                                     Reordered::make(s.dst_md(), pd.dst_desc(), true)});
+  });
+  memory dst = e.dst.needed ? e.dst.out(2) : mem(e.shape.dst_md(), c.out().data);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.in(e.shape.src_md(), c.in(0).data, 0)},
+                                       {DNNL_ARG_WEIGHTS, e.weights.in(e.shape.weights_md(), c.in(1).data, 1)},
+                                       {DNNL_ARG_DST, dst}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(plain({e.shape.dst[1]}), c.in(2).data));
+  e.prim.execute(stream(), args);
+  e.dst.finish_out(dst, e.shape.dst_md(), c.out().data);
+}
+
+struct ConvData {
+  ConvShape shape;
+  dnnl::convolution_backward_data prim;
+  Reordered diff_dst, weights, diff_src;
+};
+
+// inputs grad [N, O, Ho, Wo], weight; output [N, C, H, W].
+void conv2d_backward_input(const Call& c) {
+  ConvData& e = cached<ConvData>(Key(kConvData).add(c), [&] {
+    ConvShape s = conv_shape(c, c.out(), c.in(1), c.in(0));
+    auto hint = conv_forward_pd(s, false);
+    dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, ConvShape::any(s.src),
+                                            ConvShape::any(s.weights), ConvShape::any(s.dst), s.strides, s.dilation,
+                                            s.padding, s.padding);
+    dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
+    return std::make_shared<ConvData>(ConvData{s, dnnl::convolution_backward_data(pd),
+                                               Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
+                                               Reordered::make(s.weights_md(), pd.weights_desc(), false),
+                                               Reordered::make(s.src_md(), pd.diff_src_desc(), true)});
+  });
+  memory diff_src = e.diff_src.needed ? e.diff_src.out(2) : mem(e.shape.src_md(), c.out().data);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.in(e.shape.dst_md(), c.in(0).data, 0)},
+                            {DNNL_ARG_WEIGHTS, e.weights.in(e.shape.weights_md(), c.in(1).data, 1)},
+                            {DNNL_ARG_DIFF_SRC, diff_src}});
+  e.diff_src.finish_out(diff_src, e.shape.src_md(), c.out().data);
+}
+
+struct ConvWeights {
+  ConvShape shape;
+  dnnl::convolution_backward_weights prim;
+  Reordered diff_dst, src, diff_weights;
+};
+
+// inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / g, kh, kw].
+void conv2d_backward_weight(const Call& c) {
+  ConvWeights& e = cached<ConvWeights>(Key(kConvWeights).add(c), [&] {
+    ConvShape s = conv_shape(c, c.in(1), c.out(), c.in(0));
+    auto hint = conv_forward_pd(s, false);
+    dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, ConvShape::any(s.src),
+                                               ConvShape::any(s.weights), ConvShape::any(s.dst), s.strides,
+                                               s.dilation, s.padding, s.padding);
+    dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
+    return std::make_shared<ConvWeights>(ConvWeights{s, dnnl::convolution_backward_weights(pd),
+                                                     Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
+                                                     Reordered::make(s.src_md(), pd.src_desc(), false),
+                                                     Reordered::make(s.weights_md(), pd.diff_weights_desc(), true)});
+  });
+  memory diff_w = e.diff_weights.needed ? e.diff_weights.out(2) : mem(e.shape.weights_md(), c.out().data);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.in(e.shape.dst_md(), c.in(0).data, 0)},
+                            {DNNL_ARG_SRC, e.src.in(e.shape.src_md(), c.in(1).data, 1)},
+                            {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
+  e.diff_weights.finish_out(diff_w, e.shape.weights_md(), c.out().data);
+}
+
+bool conv_ok(const Call& c) { return c.i(3) >= 1 && all_contiguous(c); }
+
+// ---- pooling: i0 kernel, i1 stride, i2 padding, i3 dilation (max only) ----
+
+struct PoolShape {
+  Dims src, dst, kernel, strides, dilation, padding;
+};
+
+PoolShape pool_shape(const Call& c, const DLTensor& x, const DLTensor& y) {
+  int64_t k = c.i(0), s = c.i(1), p = c.i(2), d = c.ctx == static_cast<intptr_t>(algorithm::pooling_max) ? c.i(3) : 1;
+  return {dims_of(x), dims_of(y), {k, k}, {s, s}, {d - 1, d - 1}, {p, p}};
+}
+
+dnnl::pooling_v2_forward::primitive_desc pool_forward_pd(const PoolShape& s, algorithm alg, prop_kind prop) {
+  dnnl::pooling_v2_forward::desc d(prop, alg, plain(s.src, tag::nchw), plain(s.dst, tag::nchw), s.strides, s.kernel,
+                                   s.dilation, s.padding, s.padding);
+  return dnnl::pooling_v2_forward::primitive_desc(d, engine());
+}
+
+struct Pool {
+  PoolShape shape;
+  dnnl::primitive forward, backward;
+  memory::desc workspace;
+};
+
+void pool(const Call& c) {
+  auto alg = static_cast<algorithm>(c.ctx);
+  Pool& e = cached<Pool>(Key(kPool).add(c), [&] {
+    PoolShape s = pool_shape(c, c.in(0), c.out());
+    auto pd = pool_forward_pd(s, alg, prop_kind::forward_inference);
+    return std::make_shared<Pool>(Pool{s, dnnl::pooling_v2_forward(pd), {}, {}});
+  });
+  e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(plain(e.shape.src, tag::nchw), c.in(0).data)},
+                               {DNNL_ARG_DST, mem(plain(e.shape.dst, tag::nchw), c.out().data)}});
+}
+
+// Max: inputs grad, x (the forward runs again for its workspace, the indices
+// of the maxima); average: input grad, i4 H, i5 W. Output [N, C, H, W].
+void pool_backward(const Call& c) {
+  auto alg = static_cast<algorithm>(c.ctx);
+  bool is_max = alg == algorithm::pooling_max;
+  Pool& e = cached<Pool>(Key(kPoolBackward).add(c), [&] {
+    PoolShape s = pool_shape(c, c.out(), c.in(0));
+    auto hint = pool_forward_pd(s, alg, prop_kind::forward_training);
+    dnnl::pooling_v2_backward::desc d(alg, plain(s.src, tag::nchw), plain(s.dst, tag::nchw), s.strides, s.kernel,
+                                      s.dilation, s.padding, s.padding);
+    dnnl::pooling_v2_backward::primitive_desc pd(d, engine(), hint);
+    return std::make_shared<Pool>(
+        Pool{s, dnnl::pooling_v2_forward(hint), dnnl::pooling_v2_backward(pd), hint.workspace_desc()});
+  });
+  memory::desc src = plain(e.shape.src, tag::nchw), dst = plain(e.shape.dst, tag::nchw);
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, mem(dst, c.in(0).data)},
+                                       {DNNL_ARG_DIFF_SRC, mem(src, c.out().data)}};
+  if (is_max) {
+    memory ws(e.workspace, engine(), scratch(1, e.workspace.get_size()));
+    e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(src, c.in(1).data)},
+                                 {DNNL_ARG_DST, memory(dst, engine(), scratch(0, dst.get_size()))},
+                                 {DNNL_ARG_WORKSPACE, ws}});
+    args.emplace(DNNL_ARG_WORKSPACE, ws);
+  }
+  e.backward.execute(stream(), args);
+}
+
+bool pool_ok(const Call& c) { return c.in(0).ndim == 4 && all_contiguous(c); }
+
+// ---- batch normalization; f0: eps ----
+
+struct Norm {
+  dnnl::primitive prim;
+  memory::desc data, channels;
+};
+
+const auto kScaleShift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+
+// inputs x, affine [2, C] (weight; bias) and, with i0 = 0, stats [2, C] (mean;
+// variance). i0 = 1: output [x.numel + 2 C] = y, mean, biased variance.
+void batch_norm(const Call& c) {
+  bool training = c.i(0) != 0;
+  const DLTensor& x = c.in(0);
+  Norm& e = cached<Norm>(Key(kNorm).add(c), [&] {
+    memory::desc data = md_of(x);
+    auto flags = training ? kScaleShift : kScaleShift | dnnl::normalization_flags::use_global_stats;
+    dnnl::batch_normalization_forward::desc d(training ? prop_kind::forward_training : prop_kind::forward_inference,
+                                              data, float(c.f(0)), flags);
+    dnnl::batch_normalization_forward::primitive_desc pd(d, engine());
+    return std::make_shared<Norm>(Norm{dnnl::batch_normalization_forward(pd), data, plain({x.shape[1]})});
+  });
+  int64_t ch = x.shape[1];
+  auto* affine = static_cast<const float*>(c.in(1).data);
+  const float* stats = training ? static_cast<float*>(c.out().data) + numel(x) : static_cast<float*>(c.in(2).data);
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, mem(e.data, x.data)},
+                            {DNNL_ARG_DST, mem(e.data, c.out().data)},
+                            {DNNL_ARG_SCALE, mem(e.channels, affine)},
+                            {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
+                            {DNNL_ARG_MEAN, mem(e.channels, stats)},
+                            {DNNL_ARG_VARIANCE, mem(e.channels, stats + ch)}});
+}
+
+// inputs grad, x, saved [3, C] (mean; biased variance; weight); output
+// [x.numel + 2 C] = the gradients of x, weight and bias.
+void batch_norm_backward(const Call& c) {
+  const DLTensor& x = c.in(1);
+  Norm& e = cached<Norm>(Key(kNormBackward).add(c), [&] {
+    memory::desc data = md_of(x);
+    dnnl::batch_normalization_forward::primitive_desc hint(
+        dnnl::batch_normalization_forward::desc(prop_kind::forward_training, data, float(c.f(0)), kScaleShift),
+        engine());
+    dnnl::batch_normalization_backward::desc d(prop_kind::backward, data, data, float(c.f(0)), kScaleShift);
+    dnnl::batch_normalization_backward::primitive_desc pd(d, engine(), hint);
+    return std::make_shared<Norm>(Norm{dnnl::batch_normalization_backward(pd), data, plain({x.shape[1]})});
+  });
+  int64_t ch = x.shape[1];
+  auto* saved = static_cast<const float*>(c.in(2).data);
+  auto* out = static_cast<float*>(c.out().data);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, mem(e.data, c.in(0).data)},
+                            {DNNL_ARG_SRC, mem(e.data, x.data)},
+                            {DNNL_ARG_MEAN, mem(e.channels, saved)},
+                            {DNNL_ARG_VARIANCE, mem(e.channels, saved + ch)},
+                            {DNNL_ARG_SCALE, mem(e.channels, saved + 2 * ch)},
+                            {DNNL_ARG_SHIFT, mem(e.channels, saved + 2 * ch)},  // read by no formula here
+                            {DNNL_ARG_DIFF_SRC, mem(e.data, out)},
+                            {DNNL_ARG_DIFF_SCALE, mem(e.channels, out + numel(x))},
+                            {DNNL_ARG_DIFF_SHIFT, mem(e.channels, out + numel(x) + ch)}});
+}
+
+bool norm_ok(const Call& c) {
+  const DLTensor& x = c.in(0);  // x, or the gradient of its shape
+  return x.ndim >= 2 && x.ndim <= 5 && all_contiguous(c);
+}
+
+}  // namespace
+
+void add_conv_kernels(const AddKernel& add) {
+  add("conv2d", run<conv2d>, supports<conv_ok>, 0);
+  add("conv2d_backward_input", run<conv2d_backward_input>, supports<conv_ok>, 0);
+  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports<conv_ok>, 0);
+  auto max = static_cast<intptr_t>(algorithm::pooling_max);
+  auto avg = static_cast<intptr_t>(algorithm::pooling_avg_include_padding);
+  add("max_pool2d", run<pool>, supports<pool_ok>, max);
+  add("avg_pool2d", run<pool>, supports<pool_ok>, avg);
+  add("max_pool2d_backward", run<pool_backward>, supports<pool_ok>, max);
+  add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok>, avg);
+  add("batch_norm", run<batch_norm>, supports<norm_ok>, 0);
+  add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok>, 0);
+}
+
+}  // namespace graft_onednn

@@ -1,0 +1,276 @@
+// oneDNN kernels for matmul, linear, binary and eltwise ops (forward and
+// backward), reductions, softmax and strided copies.
+#include <cfloat>
+
+#include "backends/onednn/common.h"
+
+namespace graft_onednn {
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+
+// A built primitive with the memory descriptors of its arguments.
+struct Built {
+  dnnl::primitive prim;
+  std::vector<memory::desc> mds;
+};
+
+template <class Make>
+Built& built(const Key& key, Make make) {
+  return cached<Built>(key, [&] { return std::make_shared<Built>(make()); });
+}
+
+void execute(const Built& b, std::unordered_map<int, memory> args) { b.prim.execute(stream(), args); }
+
+enum Kind : int64_t { kMatmul, kLinear, kBinary, kEltwise, kEltwiseBackward, kReduce, kSoftmax, kSoftmaxBackward, kCopy };
+
+// ---- matmul and linear ----
+
+// One of the two last dims must be unit-stride for oneDNN's fast paths.
+bool plain_2d(const DLTensor& t) {
+  int n = t.ndim;
+  return t.strides[n - 1] == 1 || t.shape[n - 1] == 1 || t.strides[n - 2] == 1 || t.shape[n - 2] == 1;
+}
+
+// A batched operand [B, R, C]; a batch stride of 0 becomes oneDNN's broadcast.
+memory::desc operand_md(const DLTensor& t) {
+  Dims d = dims_of(t), s = strides_of(t);
+  if (t.strides[0] == 0) d[0] = 1;
+  return memory::desc(d, memory::data_type::f32, s);
+}
+
+bool matmul_ok(const Call& c) { return plain_2d(c.in(0)) && plain_2d(c.in(1)) && is_contiguous(c.out()); }
+
+void matmul(const Call& c) {
+  Built& b = built(Key(kMatmul).add(c), [&] {
+    std::vector<memory::desc> mds{operand_md(c.in(0)), operand_md(c.in(1)), md_of(c.out())};
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mds[0], mds[1], mds[2]), engine());
+    return Built{dnnl::matmul(pd), mds};
+  });
+  execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)},
+              {DNNL_ARG_WEIGHTS, mem(b.mds[1], c.in(1).data)},
+              {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
+}
+
+// x [M, K] times weight [N, K] transposed, plus a bias [N] when i0 = 1.
+bool linear_ok(const Call& c) { return plain_2d(c.in(0)) && plain_2d(c.in(1)) && is_contiguous(c.out()); }
+
+void linear(const Call& c) {
+  bool bias = c.i(0) != 0;
+  Built& b = built(Key(kLinear).add(c), [&] {
+    const DLTensor& w = c.in(1);
+    memory::desc wt({w.shape[1], w.shape[0]}, memory::data_type::f32, {w.strides[1], w.strides[0]});
+    std::vector<memory::desc> mds{md_of(c.in(0)), wt, md_of(c.out())};
+    if (bias) mds.push_back(memory::desc({1, w.shape[0]}, memory::data_type::f32, {0, c.in(2).strides[0]}));
+    dnnl::matmul::desc d = bias ? dnnl::matmul::desc(mds[0], mds[1], mds[3], mds[2])
+                                : dnnl::matmul::desc(mds[0], mds[1], mds[2]);
+    return Built{dnnl::matmul(dnnl::matmul::primitive_desc(d, engine())), mds};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)},
+                                       {DNNL_ARG_WEIGHTS, mem(b.mds[1], c.in(1).data)},
+                                       {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(b.mds[3], c.in(2).data));
+  execute(b, std::move(args));
+}
+
+// ---- binary ops with broadcasting ----
+
+// True when t, aligned to out's last dims, has out's full shape.
+bool full_shape(const DLTensor& t, const DLTensor& out) {
+  Dims d = dims_of(t, out.ndim), o = dims_of(out);
+  return d == o;
+}
+
+bool commutes(algorithm a) {
+  return a == algorithm::binary_add || a == algorithm::binary_mul || a == algorithm::binary_max ||
+         a == algorithm::binary_min;
+}
+
+// oneDNN broadcasts the second operand only; a commutative op may swap.
+bool binary_ok(const Call& c) {
+  if (!is_contiguous(c.out()) || c.out().ndim > 6) return false;
+  if (full_shape(c.in(0), c.out())) return true;
+  return commutes(static_cast<algorithm>(c.ctx)) && full_shape(c.in(1), c.out());
+}
+
+void binary(const Call& c) {
+  auto alg = static_cast<algorithm>(c.ctx);
+  bool swap = !full_shape(c.in(0), c.out());
+  const DLTensor &a = c.in(swap ? 1 : 0), &b2 = c.in(swap ? 0 : 1);
+  int rank = std::max(c.out().ndim, 1);
+  Built& b = built(Key(kBinary).add(c).add(swap), [&] {
+    std::vector<memory::desc> mds{md_of(a, rank), md_of(b2, rank), md_of(c.out(), rank)};
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, mds[0], mds[1], mds[2]), engine());
+    return Built{dnnl::binary(pd), mds};
+  });
+  execute(b, {{DNNL_ARG_SRC_0, mem(b.mds[0], a.data)},
+              {DNNL_ARG_SRC_1, mem(b.mds[1], b2.data)},
+              {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
+}
+
+// ---- eltwise, forward and backward ----
+
+struct Eltwise {
+  algorithm alg;
+  float alpha, beta;
+};
+// Forward ops, by ctx: relu, exp, tanh, sigmoid, sqrt, abs, neg.
+constexpr Eltwise kForward[] = {{algorithm::eltwise_relu, 0, 0},     {algorithm::eltwise_exp, 0, 0},
+                                {algorithm::eltwise_tanh, 0, 0},     {algorithm::eltwise_logistic, 0, 0},
+                                {algorithm::eltwise_sqrt, 0, 0},     {algorithm::eltwise_abs, 0, 0},
+                                {algorithm::eltwise_linear, -1, 0}};
+// eltwise_backward's codes (graft's schema): relu, sigmoid, tanh, exp (from
+// y); log (from x); sqrt (from y); abs (from x).
+struct Backward {
+  algorithm alg;
+  bool from_output;
+};
+constexpr Backward kBackward[] = {{algorithm::eltwise_relu_use_dst_for_bwd, true},
+                                  {algorithm::eltwise_logistic_use_dst_for_bwd, true},
+                                  {algorithm::eltwise_tanh_use_dst_for_bwd, true},
+                                  {algorithm::eltwise_exp_use_dst_for_bwd, true},
+                                  {algorithm::eltwise_log, false},
+                                  {algorithm::eltwise_sqrt_use_dst_for_bwd, true},
+                                  {algorithm::eltwise_abs, false}};
+
+bool dense_ok(const Call& c) {
+  for (int i = 0; i < c.args->n_inputs; ++i)
+    if (!is_contiguous(c.in(i))) return false;
+  return is_contiguous(c.out());
+}
+
+Eltwise eltwise_of(const Call& c) {
+  if (c.ctx >= 0) return kForward[c.ctx];
+  // clamp: i0 has min, i1 has max, f0 min, f1 max.
+  return {algorithm::eltwise_clip_v2, c.i(0) ? float(c.f(0)) : -FLT_MAX, c.i(1) ? float(c.f(1)) : FLT_MAX};
+}
+
+memory::desc flat_md(const DLTensor& t) { return plain({numel(t)}); }
+
+void eltwise(const Call& c) {
+  Eltwise e = eltwise_of(c);
+  Built& b = built(Key(kEltwise).add(c), [&] {
+    memory::desc md = flat_md(c.out());
+    dnnl::eltwise_forward::desc d(prop_kind::forward_inference, e.alg, md, e.alpha, e.beta);
+    return Built{dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(d, engine())), {md}};
+  });
+  execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[0], c.out().data)}});
+}
+
+bool eltwise_backward_ok(const Call& c) {
+  return c.i(0) >= 0 && c.i(0) < int64_t(std::size(kBackward)) && dense_ok(c);
+}
+
+void eltwise_backward(const Call& c) {
+  Backward e = kBackward[c.i(0)];
+  Built& b = built(Key(kEltwiseBackward).add(c.i(0)).add(numel(c.out())), [&] {
+    memory::desc md = flat_md(c.out());
+    dnnl::eltwise_forward::primitive_desc hint(
+        dnnl::eltwise_forward::desc(prop_kind::forward_training, e.alg, md, 0.f, 0.f), engine());
+    dnnl::eltwise_backward::desc d(e.alg, md, md, 0.f, 0.f);
+    return Built{dnnl::eltwise_backward(dnnl::eltwise_backward::primitive_desc(d, engine(), hint)), {md}};
+  });
+  execute(b, {{DNNL_ARG_DIFF_DST, mem(b.mds[0], c.in(0).data)},
+              {e.from_output ? DNNL_ARG_DST : DNNL_ARG_SRC, mem(b.mds[0], c.in(1).data)},
+              {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
+}
+
+// ---- reductions ----
+
+// sum, amax, amin over the dims in mask i0 (i1: keepdim does not change memory).
+bool reduce_ok(const Call& c) {
+  const DLTensor& x = c.in(0);
+  if (!is_contiguous(x) || x.ndim == 0 || x.ndim > 6) return false;
+  for (int d = 0; d < x.ndim; ++d)
+    if ((c.i(0) >> d & 1) && x.shape[d] > 1) return true;
+  return false;  // oneDNN refuses a reduction that reduces nothing
+}
+
+void reduce(const Call& c) {
+  Built& b = built(Key(kReduce).add(c), [&] {
+    const DLTensor& x = c.in(0);
+    Dims out = dims_of(x);
+    for (int d = 0; d < x.ndim; ++d)
+      if (c.i(0) >> d & 1) out[d] = 1;
+    std::vector<memory::desc> mds{md_of(x), plain(out)};
+    dnnl::reduction::desc d(static_cast<algorithm>(c.ctx), mds[0], mds[1], 0.f, 0.f);
+    return Built{dnnl::reduction(dnnl::reduction::primitive_desc(d, engine())), mds};
+  });
+  execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[1], c.out().data)}});
+}
+
+// ---- softmax and log-softmax along i0 ----
+
+algorithm softmax_alg(bool log) { return log ? algorithm::softmax_log : algorithm::softmax_accurate; }
+
+bool softmax_ok(const Call& c) { return c.in(0).ndim > 0 && c.in(0).ndim <= 6 && dense_ok(c); }
+
+void softmax(const Call& c) {
+  Built& b = built(Key(kSoftmax).add(c), [&] {
+    memory::desc md = md_of(c.in(0));
+    dnnl::softmax_v2_forward::desc d(prop_kind::forward_inference, softmax_alg(c.ctx), md, md, int(c.i(0)));
+    return Built{dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(d, engine())), {md}};
+  });
+  execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[0], c.out().data)}});
+}
+
+// inputs grad, y; i0: dim, i1: log-softmax.
+void softmax_backward(const Call& c) {
+  Built& b = built(Key(kSoftmaxBackward).add(c), [&] {
+    memory::desc md = md_of(c.in(0));
+    algorithm alg = softmax_alg(c.i(1) != 0);
+    int axis = int(c.i(0));
+    dnnl::softmax_v2_forward::primitive_desc hint(
+        dnnl::softmax_v2_forward::desc(prop_kind::forward_training, alg, md, md, axis), engine());
+    dnnl::softmax_v2_backward::desc d(alg, md, md, md, axis);
+    return Built{dnnl::softmax_v2_backward(dnnl::softmax_v2_backward::primitive_desc(d, engine(), hint)), {md}};
+  });
+  execute(b, {{DNNL_ARG_DIFF_DST, mem(b.mds[0], c.in(0).data)},
+              {DNNL_ARG_DST, mem(b.mds[0], c.in(1).data)},
+              {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
+}
+
+// ---- copies between layouts (no broadcasting) ----
+
+bool copy_ok(const DLTensor& in, const DLTensor& out) {
+  if (in.ndim != out.ndim || in.ndim > 6) return false;
+  for (int d = 0; d < in.ndim; ++d)
+    if (in.shape[d] != out.shape[d] || (in.shape[d] > 1 && in.strides[d] == 0)) return false;
+  return true;
+}
+bool copy_ok(const Call& c) { return copy_ok(c.in(0), c.out()) && !is_contiguous(c.in(0)); }
+
+void copy(const Call& c) {
+  Built& b = built(Key(kCopy).add(c.in(0)).add(c.out()), [&] {
+    std::vector<memory::desc> mds{md_of(c.in(0)), md_of(c.out())};
+    return Built{dnnl::reorder(dnnl::reorder::primitive_desc(engine(), mds[0], engine(), mds[1])), mds};
+  });
+  execute(b, {{DNNL_ARG_FROM, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_TO, mem(b.mds[1], c.out().data)}});
+}
+
+}  // namespace
+
+void add_dense_kernels(const AddKernel& add) {
+  add("matmul", run<matmul>, supports<matmul_ok>, 0);
+  add("linear", run<linear>, supports<linear_ok>, 0);
+  const std::pair<const char*, algorithm> binaries[] = {
+      {"add", algorithm::binary_add}, {"sub", algorithm::binary_sub},     {"mul", algorithm::binary_mul},
+      {"div", algorithm::binary_div}, {"maximum", algorithm::binary_max}, {"minimum", algorithm::binary_min}};
+  for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok>, static_cast<intptr_t>(alg));
+  // Not log: oneDNN 2.6's is off by about 1.4e-6 absolute, so log(1.001) has 0.1% error.
+  const char* unaries[] = {"relu", "exp", "tanh", "sigmoid", "sqrt", "abs", "neg"};
+  for (size_t k = 0; k < std::size(unaries); ++k) add(unaries[k], run<eltwise>, supports<dense_ok>, intptr_t(k));
+  add("clamp", run<eltwise>, supports<dense_ok>, -1);
+  add("eltwise_backward", run<eltwise_backward>, supports<eltwise_backward_ok>, 0);
+  add("sum", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_sum));
+  add("amax", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_max));
+  add("amin", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_min));
+  add("softmax", run<softmax>, supports<softmax_ok>, 0);
+  add("log_softmax", run<softmax>, supports<softmax_ok>, 1);
+  add("softmax_backward", run<softmax_backward>, supports<softmax_ok>, 0);
+  add("copy", run<copy>, supports<copy_ok>, 0);
+}
+
+}  // namespace graft_onednn

@@ -1,0 +1,226 @@
+// The graft-onednn plugin: graft's CPU kernels through oneDNN primitives.
+// It registers float32 kernels for "cpu" above the reference backend, so it
+// is the default wherever it loads; what oneDNN cannot do (other dtypes,
+// geometries a supports check refuses) stays with the reference kernels.
+#include <omp.h>
+
+#include <cstring>
+#include <exception>
+
+#include "backends/onednn/common.h"
+
+namespace graft_onednn {
+
+namespace {
+int32_t (*graft_threads)(void) = nullptr;
+std::atomic<uint64_t> built{0};
+}  // namespace
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+void sync_threads() {
+  // OpenMP's thread count is per thread: set it on each calling thread.
+  int want = graft_threads ? graft_threads() : 0;
+  if (want > 0 && omp_get_max_threads() != want) omp_set_num_threads(want);
+}
+
+bool is_f32(const DLTensor& t) { return t.dtype.code == kDLFloat && t.dtype.bits == 32 && t.dtype.lanes == 1; }
+
+int64_t numel(const DLTensor& t) {
+  int64_t n = 1;
+  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
+  return n;
+}
+
+bool is_contiguous(const DLTensor& t) {
+  int64_t expect = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
+    expect *= t.shape[d];
+  }
+  return true;
+}
+
+Dims dims_of(const DLTensor& t, int rank) {
+  Dims d(t.shape, t.shape + t.ndim);
+  if (d.empty()) d.push_back(1);
+  while (static_cast<int>(d.size()) < rank) d.insert(d.begin(), 1);
+  return d;
+}
+
+Dims strides_of(const DLTensor& t, int rank) {
+  Dims s(t.strides, t.strides + t.ndim);
+  if (s.empty()) s.push_back(1);
+  // Size-1 dims may carry any stride; oneDNN wants them consistent.
+  for (size_t d = 0; d < s.size(); ++d)
+    if (t.ndim > 0 && t.shape[d] == 1) s[d] = 0;
+  while (static_cast<int>(s.size()) < rank) s.insert(s.begin(), 0);
+  return s;
+}
+
+memory::desc md_of(const DLTensor& t, int rank) {
+  return memory::desc(dims_of(t, rank), memory::data_type::f32, strides_of(t, rank));
+}
+
+memory::desc plain(const Dims& dims, memory::format_tag tag) {
+  if (tag == memory::format_tag::undef) {
+    Dims strides(dims.size(), 1);
+    for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) strides[d] = strides[d + 1] * dims[d + 1];
+    return memory::desc(dims, memory::data_type::f32, strides);
+  }
+  return memory::desc(dims, memory::data_type::f32, tag);
+}
+
+memory mem(const memory::desc& md, const void* data) { return memory(md, engine(), const_cast<void*>(data)); }
+
+Key& Key::add(const DLTensor& t) {
+  v.push_back(t.ndim);
+  for (int d = 0; d < t.ndim; ++d) {
+    v.push_back(t.shape[d]);
+    v.push_back(t.shape[d] == 1 ? 0 : t.strides[d]);
+  }
+  return *this;
+}
+
+Key& Key::add(const Call& c) {
+  v.push_back(c.ctx);
+  for (int i = 0; i < c.args->n_inputs; ++i) add(c.in(i));
+  add(c.out());
+  for (int a = 0; a < c.args->n_attrs; ++a) {
+    v.push_back(c.args->attrs[a].i);
+    double f = c.args->attrs[a].f;
+    int64_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    v.push_back(bits);
+  }
+  return *this;
+}
+
+size_t KeyHash::operator()(const Key& k) const {
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t x : k.v) h = (h ^ static_cast<uint64_t>(x)) * 1099511628211ull;
+  return h;
+}
+
+std::unordered_map<Key, Entry, KeyHash>& cache() {
+  thread_local std::unordered_map<Key, Entry, KeyHash> c;
+  return c;
+}
+
+void count_built() { built.fetch_add(1, std::memory_order_relaxed); }
+uint64_t primitives_built() { return built.load(std::memory_order_relaxed); }
+
+void* scratch(int slot, size_t bytes) {
+  thread_local std::vector<std::vector<char>> buffers(4);
+  std::vector<char>& b = buffers.at(static_cast<size_t>(slot));
+  if (b.size() < bytes) b.resize(bytes);
+  return b.data();
+}
+
+Reordered Reordered::make(const memory::desc& user, const memory::desc& want, bool is_output) {
+  Reordered r;
+  r.want = want;
+  r.needed = user != want;
+  if (r.needed)
+    r.to_want = is_output ? dnnl::reorder(dnnl::reorder::primitive_desc(engine(), want, engine(), user))
+                          : dnnl::reorder(dnnl::reorder::primitive_desc(engine(), user, engine(), want));
+  return r;
+}
+
+memory Reordered::in(const memory::desc& user, const void* data, int slot) {
+  memory u = mem(user, data);
+  if (!needed) return u;
+  memory w(want, engine(), scratch(slot, want.get_size()));
+  to_want.execute(stream(), u, w);
+  return w;
+}
+
+memory Reordered::out(int slot) { return memory(want, engine(), scratch(slot, want.get_size())); }
+
+void Reordered::finish_out(memory m, const memory::desc& user, void* data) {
+  if (!needed) return;
+  memory u = mem(user, data);
+  to_want.execute(stream(), m, u);
+}
+
+bool all_f32_nonempty(const graft_kernel_args* a) {
+  for (int i = 0; i < a->n_inputs; ++i)
+    if (!is_f32(a->inputs[i]) || numel(a->inputs[i]) == 0) return false;
+  return is_f32(*a->output) && numel(*a->output) > 0;
+}
+
+namespace {
+void write(char* message, size_t size, const std::string& text) {
+  if (!message || size == 0) return;
+  std::strncpy(message, text.c_str(), size - 1);
+  message[size - 1] = '\0';
+}
+}  // namespace
+
+int32_t guarded(char* message, size_t size, const std::function<void()>& body) {
+  try {
+    sync_threads();
+    body();
+    return GRAFT_OK;
+  } catch (const dnnl::error& e) {
+    write(message, size, std::string("oneDNN: ") + e.what() + " (status " + dnnl_status2str(e.status) + ")");
+    return e.status == dnnl_out_of_memory ? GRAFT_OUT_OF_MEMORY : GRAFT_INVALID;
+  } catch (const std::bad_alloc&) {
+    write(message, size, "graft-onednn: out of host memory");
+    return GRAFT_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    write(message, size, std::string("graft-onednn: ") + e.what());
+  } catch (...) {
+    write(message, size, "graft-onednn: unknown error");
+  }
+  return GRAFT_ERROR;
+}
+
+namespace {
+
+int32_t init(graft_host* host, char* message, size_t size) {
+  return guarded(message, size, [&] {
+    if (host->abi_version >= 2) graft_threads = host->num_threads;
+    engine();  // fails here, not in a kernel, when oneDNN has no CPU engine
+    char reason[512] = "";
+    AddKernel add = [&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx) {
+      // Above the reference backend (priority 0): the default for CPU tensors.
+      graft_kernel k{op, 1, "cpu", GRAFT_DTYPE_FLOAT32, 10, run, supports, reinterpret_cast<void*>(ctx)};
+      if (host->add_kernel(host, &k, reason, sizeof reason) == GRAFT_OK) return true;
+      throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
+    };
+    add_dense_kernels(add);
+    add_conv_kernels(add);
+  });
+}
+
+}  // namespace
+}  // namespace graft_onednn
+
+extern "C" {
+__attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_entry(void) {
+  // The version names the oneDNN library this process loaded.
+  static const std::string version = [] {
+    const dnnl_version_t* v = dnnl_version();
+    return "0.1.0 (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+           std::to_string(v->patch) + ")";
+  }();
+  static const graft_plugin_info info = {GRAFT_PLUGIN_ABI_VERSION, "onednn", version.c_str(),
+                                         "CPU kernels through oneDNN: matmul, linear, convolution, pooling, batch "
+                                         "norm, softmax, eltwise, binary, reductions, copies (float32)",
+                                         graft_onednn::init};
+  return &info;
+}
+// How many primitives the plugin has built (Note [Primitive cache]); for tests.
+__attribute__((visibility("default"))) uint64_t graft_onednn_primitives_built(void) {
+  return graft_onednn::primitives_built();
+}
+}
