@@ -2,6 +2,9 @@
 // backend and device, forward and backward, against the reference backend on
 // the host, with guard regions after every allocation (GRAFT_CHECK_BOUNDS=1,
 // set by tests/CMakeLists.txt). A new backend is tested here without new code.
+#include <algorithm>
+#include <set>
+
 #include "core/storage.h"
 #include "helpers.h"
 #include "opcases.h"
@@ -62,4 +65,26 @@ TEST(Backends, ThePluginsOwnKernelsRanOnItsDevice) {
     EXPECT_TRUE(r.forward_by_backend) << c.name;
     EXPECT_EQ(r.forward_fallbacks, 0u) << c.name;
   }
+}
+
+TEST(Backends, OneDnnRunsTheOpsItHasKernelsFor) {
+  std::vector<std::string> loaded = backends();
+  if (std::find(loaded.begin(), loaded.end(), "onednn") == loaded.end()) GTEST_SKIP() << "graft-onednn not built";
+  const std::set<std::string> ops = {"matmul",  "linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm",
+                                     "softmax", "log_softmax", "relu", "exp",     "tanh",       "sigmoid",
+                                     "sqrt",    "abs",    "neg",    "clamp"};
+  opcases::Target onednn{"onednn", "cpu"};
+  size_t checked = 0;
+  for (const auto& c : opcases::all_cases()) {
+    // Its eltwise and softmax kernels take dense inputs; views go to the reference backend.
+    if (!ops.count(c.op) || c.transposed) continue;
+    opcases::Result r = opcases::run(c, onednn, kFloat32);
+    ASSERT_TRUE(r.ran) << c.name << ": " << r.error;
+    EXPECT_TRUE(r.forward_by_backend) << c.name;
+    if (c.differentiable) {
+      EXPECT_GT(r.backward_calls_by_backend, 0u) << c.name;
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 40u);
 }

@@ -30,7 +30,7 @@ struct Args {
   double lr_decay = -1;  // per epoch after the first; -1: the model's default (mlp 1, cnn 0.3)
   std::string optimizer = "adam";
   uint64_t seed = 0;
-  std::string backend = "reference";
+  std::string backend;  // empty: every loaded backend
   std::string device = "cpu";
   std::string checkpoint, resume, graph;
   int64_t limit = 0, test_limit = 0;
@@ -106,13 +106,19 @@ int run(Args args) {
   if (args.epochs == 0) args.epochs = args.model == "mlp" ? 10 : 3;
   if (args.lr_decay < 0) args.lr_decay = args.model == "mlp" ? 1.0 : 0.3;
   std::vector<std::string> known = graft::backends();
-  graft::check(std::find(known.begin(), known.end(), args.backend) != known.end(), "graft-train: backend '", args.backend,
-        "' is not loaded (loaded: ", [&] {
-          std::string s;
-          for (const auto& b : known) s += (s.empty() ? "" : ", ") + b;
-          return s;
-        }(), "); see graft-info");
-  graft::set_backend_order({args.backend});
+  std::string loaded;
+  for (const auto& b : known) loaded += (loaded.empty() ? "" : ", ") + b;
+  // The default: every loaded backend, in their own order of priority.
+  // A named one runs everything it can, and the reference backend the rest.
+  std::optional<graft::BackendGuard> only;
+  if (args.backend.empty()) {
+    args.backend = "default (" + loaded + ")";
+  } else {
+    graft::check(std::find(known.begin(), known.end(), args.backend) != known.end(), "graft-train: backend '",
+                 args.backend, "' is not loaded (loaded: ", loaded, "); see graft-info");
+    graft::set_backend_order({args.backend});
+    only.emplace(std::vector<std::string>{args.backend, "reference"});
+  }
   graft::Device device(args.device);
   std::optional<graft::autograd::DetectAnomalyGuard> anomaly;
   if (args.anomaly) anomaly.emplace();
@@ -203,7 +209,7 @@ int main(int argc, char** argv) {
   app.add_option("--lr-decay", args.lr_decay, "learning rate factor per epoch after the first (default: 1 mlp, 0.3 cnn)");
   app.add_option("--optimizer", args.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   app.add_option("--seed", args.seed)->capture_default_str();
-  app.add_option("--backend", args.backend, "a loaded backend (see graft-info)")->capture_default_str();
+  app.add_option("--backend", args.backend, "a loaded backend (see graft-info); default: all, by priority");
   app.add_option("--device", args.device, "where the model and batches live")->capture_default_str();
   app.add_option("--checkpoint", args.checkpoint, "save model, optimizer and progress here after every epoch");
   app.add_option("--resume", args.resume, "continue from a checkpoint");

@@ -179,13 +179,19 @@ void eltwise_backward(const Call& c) {
 
 // ---- reductions ----
 
-// sum, amax, amin over the dims in mask i0 (i1: keepdim does not change memory).
+// sum, amax, amin over the dims in mask i0 (i1: keepdim does not change
+// memory). oneDNN 2.6 has a fast kernel only for reducing the innermost dims
+// (a suffix); others go to the reference backend.
 bool reduce_ok(const Call& c) {
   const DLTensor& x = c.in(0);
   if (!is_contiguous(x) || x.ndim == 0 || x.ndim > 6) return false;
-  for (int d = 0; d < x.ndim; ++d)
-    if ((c.i(0) >> d & 1) && x.shape[d] > 1) return true;
-  return false;  // oneDNN refuses a reduction that reduces nothing
+  bool reduces = false, suffix = true;
+  for (int d = 0; d < x.ndim; ++d) {
+    bool r = (c.i(0) >> d & 1) && x.shape[d] > 1;
+    if (!r && reduces && x.shape[d] > 1) suffix = false;
+    reduces = reduces || r;
+  }
+  return reduces && suffix;  // oneDNN refuses a reduction that reduces nothing
 }
 
 void reduce(const Call& c) {

@@ -4,6 +4,7 @@
 // geometries a supports check refuses) stays with the reference kernels.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 
@@ -57,12 +58,17 @@ Dims dims_of(const DLTensor& t, int rank) {
 }
 
 Dims strides_of(const DLTensor& t, int rank) {
+  // A size-1 dim may carry any stride. oneDNN recognizes its plain layouts
+  // (and picks its fast kernels) only when such a dim has the stride a dense
+  // tensor would give it: the extent of the dims after it.
   Dims s(t.strides, t.strides + t.ndim);
+  int64_t extent = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    if (t.shape[d] == 1) s[d] = extent;
+    else extent = std::max(extent, t.strides[d] * t.shape[d]);
+  }
   if (s.empty()) s.push_back(1);
-  // Size-1 dims may carry any stride; oneDNN wants them consistent.
-  for (size_t d = 0; d < s.size(); ++d)
-    if (t.ndim > 0 && t.shape[d] == 1) s[d] = 0;
-  while (static_cast<int>(s.size()) < rank) s.insert(s.begin(), 0);
+  while (static_cast<int>(s.size()) < rank) s.insert(s.begin(), extent);
   return s;
 }
 

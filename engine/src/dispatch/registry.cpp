@@ -229,14 +229,17 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
 // for a backend's kernel first (oneDNN registers its own) and otherwise
 // computes them from the primitive ops, which every device can run (through
 // the host fallback if need be). A composite is therefore never mirrored to
-// the host whole, and a backend that leaves one out loses nothing.
+// the host whole, and a backend that leaves one out loses nothing. Their
+// kernels always see contiguous inputs.
 Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   Registry& r = Registry::get();
-  const Tensor* in = inputs.begin();
   int n = static_cast<int>(inputs.size());
-  Device device = in[0].device();
+  Device device = inputs.begin()->device();
   const Registry::KernelList* list = r.kernels(op, device.type());
   if (!list) return Tensor();
+  std::array<Tensor, kMaxInputs> dense;
+  for (int i = 0; i < n; ++i) dense[i] = inputs.begin()[i].contiguous();
+  const Tensor* in = dense.data();
   OutMeta meta = r.schema(op).infer(op, in, n, attrs);
   std::array<KTensor, kMaxInputs> views;
   views_of(op, in, n, device, views.data());

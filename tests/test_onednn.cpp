@@ -1,0 +1,119 @@
+// The graft-onednn plugin as a user meets it: loaded by default beside
+// libgraft, the default for float32 CPU tensors, no primitive built after a
+// training loop's first step, oneDNN's threads following graft's setting,
+// and oneDNN's refusals as graft::Error. (Its numbers are checked against
+// the reference backend by the cross-backend suite.)
+#include <dlfcn.h>
+#include <omp.h>
+
+#include "dispatch/registry.h"
+#include "helpers.h"
+
+using namespace graft;
+
+namespace {
+
+const PluginInfo* onednn() {
+  static std::vector<PluginInfo> list = plugins();
+  for (const PluginInfo& p : list)
+    if (p.name == "onednn") return &p;
+  return nullptr;
+}
+
+// The plugin's count of primitives built (Note [Primitive cache]).
+uint64_t primitives_built() {
+  void* handle = dlopen(onednn()->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return ~uint64_t{0};
+  auto fn = reinterpret_cast<uint64_t (*)()>(dlsym(handle, "graft_onednn_primitives_built"));
+  dlclose(handle);  // drops only the reference taken here
+  return fn ? fn() : ~uint64_t{0};
+}
+
+uint64_t calls(const std::string& op, const std::string& backend) {
+  for (const OpStats& s : dispatch_stats())
+    if (s.op == op)
+      for (const auto& [b, n] : s.calls)
+        if (b == backend) return n;
+  return 0;
+}
+
+class Onednn : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(onednn(), nullptr) << "graft-onednn is built beside libgraft and loads by default";
+    ASSERT_TRUE(onednn()->loaded) << onednn()->error;
+  }
+};
+
+}  // namespace
+
+TEST_F(Onednn, IsTheDefaultForFloat32OnTheCpu) {
+  EXPECT_NE(onednn()->version.find("oneDNN 2."), std::string::npos) << onednn()->version;
+  reset_dispatch_stats();
+  Tensor a = randn({8, 16}), b = randn({16, 4});
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = a.matmul(b);
+  }
+  expect_near(a.matmul(b).to_vector<double>(), want.to_vector<double>(), 1e-5);
+  EXPECT_EQ(calls("matmul", "onednn"), 1u);
+  EXPECT_EQ(calls("matmul", "reference"), 1u);
+  // float64 is not oneDNN's: the reference backend takes it.
+  a.to(kFloat64).matmul(b.to(kFloat64));
+  EXPECT_EQ(calls("matmul", "reference"), 2u);
+  EXPECT_EQ(calls("matmul", "onednn"), 1u);
+}
+
+TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {
+  manual_seed(1);
+  nn::Sequential model{nn::Conv2d(1, 4, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(4), nn::ReLU(),
+                       nn::MaxPool2d(2), nn::Conv2d(4, 8, 3, nn::Conv2dOptions{.stride = 2}), nn::ReLU(),
+                       nn::AvgPool2d(2), nn::Flatten(), nn::Linear(32, 16), nn::ReLU(), nn::Linear(16, 3)};
+  optim::Adam adam(model.parameters(), {.lr = 1e-2});
+  Tensor x = randn({6, 1, 20, 20});
+  Tensor y = tensor({0, 1, 2, 0, 1, 2}, {6}, kInt64);
+  auto step = [&] {
+    Tensor loss = F::cross_entropy(model(x), y);
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+    return loss.item<double>();
+  };
+  reset_dispatch_stats();
+  double first = step();
+  uint64_t built = primitives_built();
+  ASSERT_NE(built, ~uint64_t{0}) << "graft_onednn_primitives_built not found";
+  EXPECT_GT(built, 10u);
+  double last = first;
+  for (int i = 0; i < 5; ++i) last = step();
+  EXPECT_EQ(primitives_built(), built) << "steps after the first built primitives";
+  EXPECT_LT(last, first);
+  for (const char* op : {"conv2d", "conv2d_backward_input", "conv2d_backward_weight", "batch_norm",
+                         "batch_norm_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d",
+                         "avg_pool2d_backward", "linear", "matmul", "log_softmax", "softmax_backward",
+                         "eltwise_backward"})
+    EXPECT_GT(calls(op, "onednn"), 0u) << op << " did not run on oneDNN";
+}
+
+TEST_F(Onednn, OpenMpThreadsFollowGraftsSetting) {
+  int threads = get_num_threads();
+  Tensor a = randn({64, 64});
+  for (int n : {1, 2, 1}) {
+    set_num_threads(n);
+    a.matmul(a);
+    EXPECT_EQ(omp_get_max_threads(), n);
+  }
+  set_num_threads(threads);
+}
+
+TEST_F(Onednn, ARejectedCallNamesOneDnnsStatus) {
+  // Through the registry with inner sizes that disagree (the front end would
+  // refuse them first): oneDNN rejects the matmul, graft reports why.
+  Tensor a = randn({1, 2, 3}), b = randn({1, 4, 5}), out = empty({1, 2, 5});
+  Tensor in[] = {a, b};
+  EXPECT_GRAFT_ERROR(dispatch::call(dispatch::OpId::matmul, in, 2, out), "op 'matmul' failed in backend 'onednn'",
+                     "libgraft-onednn.so", "oneDNN", "invalid_arguments");
+  // graft goes on working afterwards.
+  expect_values(randn({2, 3}).matmul(zeros({3, 2})), {0, 0, 0, 0});
+}
