@@ -1,6 +1,8 @@
 // oneDNN kernels for matmul, linear, binary and eltwise ops (forward and
 // backward), reductions, softmax and strided copies.
+#include <algorithm>
 #include <cfloat>
+#include <cstdlib>
 
 #include "backends/onednn/common.h"
 
@@ -23,6 +25,16 @@ Built& built(const Key& key, Make make) {
 }
 
 void execute(const Built& b, std::unordered_map<int, memory> args) { b.prim.execute(stream(), args); }
+
+// Below this many output elements a memory-bound op costs less on the
+// reference backend, inline on the calling thread, than a oneDNN primitive
+// with its OpenMP fork and join. GRAFT_ONEDNN_MIN_ELEMENTS sets it (the
+// cross-backend tests set 1, so that every kernel here meets small cases).
+const int64_t kMinElements = [] {
+  const char* env = std::getenv("GRAFT_ONEDNN_MIN_ELEMENTS");
+  return env && *env ? std::max<int64_t>(1, std::atoll(env)) : int64_t{1} << 15;
+}();
+bool big(const Call& c) { return numel(c.out()) >= kMinElements; }
 
 enum Kind : int64_t { kMatmul, kLinear, kBinary, kEltwise, kEltwiseBackward, kReduce, kSoftmax, kSoftmaxBackward, kCopy };
 
@@ -90,7 +102,7 @@ bool commutes(algorithm a) {
 
 // oneDNN broadcasts the second operand only; a commutative op may swap.
 bool binary_ok(const Call& c) {
-  if (!is_contiguous(c.out()) || c.out().ndim > 6) return false;
+  if (!big(c) || !is_contiguous(c.out()) || c.out().ndim > 6) return false;
   if (full_shape(c.in(0), c.out())) return true;
   return commutes(static_cast<algorithm>(c.ctx)) && full_shape(c.in(1), c.out());
 }
@@ -136,6 +148,7 @@ constexpr Backward kBackward[] = {{algorithm::eltwise_relu_use_dst_for_bwd, true
                                   {algorithm::eltwise_abs, false}};
 
 bool dense_ok(const Call& c) {
+  if (!big(c)) return false;
   for (int i = 0; i < c.args->n_inputs; ++i)
     if (!is_contiguous(c.in(i))) return false;
   return is_contiguous(c.out());
@@ -184,7 +197,7 @@ void eltwise_backward(const Call& c) {
 // (a suffix); others go to the reference backend.
 bool reduce_ok(const Call& c) {
   const DLTensor& x = c.in(0);
-  if (!is_contiguous(x) || x.ndim == 0 || x.ndim > 6) return false;
+  if (numel(x) < kMinElements || !is_contiguous(x) || x.ndim == 0 || x.ndim > 6) return false;
   bool reduces = false, suffix = true;
   for (int d = 0; d < x.ndim; ++d) {
     bool r = (c.i(0) >> d & 1) && x.shape[d] > 1;
@@ -246,7 +259,7 @@ bool copy_ok(const DLTensor& in, const DLTensor& out) {
     if (in.shape[d] != out.shape[d] || (in.shape[d] > 1 && in.strides[d] == 0)) return false;
   return true;
 }
-bool copy_ok(const Call& c) { return copy_ok(c.in(0), c.out()) && !is_contiguous(c.in(0)); }
+bool copy_ok(const Call& c) { return big(c) && copy_ok(c.in(0), c.out()) && !is_contiguous(c.in(0)); }
 
 void copy(const Call& c) {
   Built& b = built(Key(kCopy).add(c.in(0)).add(c.out()), [&] {
