@@ -194,20 +194,54 @@ void eltwise_backward(const Call& c) {
 
 // sum, amax, amin over the dims in mask i0 (i1: keepdim does not change
 // memory). oneDNN 2.6 has a fast kernel only for reducing the innermost dims
-// (a suffix); others go to the reference backend.
+// (a suffix of the dims of size > 1). A sum over the outermost dims (a
+// prefix; a bias's gradient) is a product with a row of ones instead. Other
+// patterns go to the reference backend.
+enum class Pattern { kNone, kSuffix, kPrefix };
+Pattern pattern(const Call& c, int64_t* rows) {
+  const DLTensor& x = c.in(0);
+  bool suffix = true, prefix = true, seen_kept = false, seen_reduced = false;
+  *rows = 1;
+  for (int d = 0; d < x.ndim; ++d) {
+    if (x.shape[d] == 1) continue;
+    bool r = c.i(0) >> d & 1;
+    if (r) *rows *= x.shape[d];
+    if (r && seen_kept) prefix = false;
+    if (!r && seen_reduced) suffix = false;
+    (r ? seen_reduced : seen_kept) = true;
+  }
+  if (!seen_reduced) return Pattern::kNone;  // oneDNN refuses a reduction that reduces nothing
+  if (suffix) return Pattern::kSuffix;
+  return prefix && c.ctx == static_cast<intptr_t>(algorithm::reduction_sum) ? Pattern::kPrefix : Pattern::kNone;
+}
+
 bool reduce_ok(const Call& c) {
   const DLTensor& x = c.in(0);
-  if (numel(x) < kMinElements || !is_contiguous(x) || x.ndim == 0 || x.ndim > 6) return false;
-  bool reduces = false, suffix = true;
-  for (int d = 0; d < x.ndim; ++d) {
-    bool r = (c.i(0) >> d & 1) && x.shape[d] > 1;
-    if (!r && reduces && x.shape[d] > 1) suffix = false;
-    reduces = reduces || r;
-  }
-  return reduces && suffix;  // oneDNN refuses a reduction that reduces nothing
+  int64_t rows;
+  return numel(x) >= kMinElements && is_contiguous(x) && x.ndim > 0 && x.ndim <= 6 &&
+         pattern(c, &rows) != Pattern::kNone;
+}
+
+const float* ones(int64_t n) {
+  thread_local std::vector<float> v;
+  if (static_cast<int64_t>(v.size()) < n) v.assign(n, 1.f);
+  return v.data();
 }
 
 void reduce(const Call& c) {
+  int64_t rows;
+  if (pattern(c, &rows) == Pattern::kPrefix) {
+    int64_t cols = numel(c.in(0)) / rows;
+    Built& b = built(Key(kReduce).add(c), [&] {
+      std::vector<memory::desc> mds{plain({1, rows}), plain({rows, cols}), plain({1, cols})};
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mds[0], mds[1], mds[2]), engine());
+      return Built{dnnl::matmul(pd), mds};
+    });
+    execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], ones(rows))},
+                {DNNL_ARG_WEIGHTS, mem(b.mds[1], c.in(0).data)},
+                {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
+    return;
+  }
   Built& b = built(Key(kReduce).add(c), [&] {
     const DLTensor& x = c.in(0);
     Dims out = dims_of(x);
