@@ -13,6 +13,11 @@ using namespace graft;
 
 namespace {
 
+// oneDNN's kernels meet the small cases too: below GRAFT_ONEDNN_MIN_ELEMENTS
+// the plugin would leave them to the reference backend. Set before the
+// plugin loads (on the first use of the registry).
+const int kSmallOpsOnOneDnn = setenv("GRAFT_ONEDNN_MIN_ELEMENTS", "1", 1);
+
 class Backends : public ::testing::TestWithParam<DType> {
  protected:
   static void SetUpTestSuite() { load_plugin(GRAFT_EXAMPLE_PLUGIN); }

@@ -13,6 +13,9 @@ using namespace graft;
 
 namespace {
 
+// Its kernels take the small tensors of these tests too (set before the plugin loads).
+const int kSmallOpsOnOneDnn = setenv("GRAFT_ONEDNN_MIN_ELEMENTS", "1", 1);
+
 const PluginInfo* onednn() {
   static std::vector<PluginInfo> list = plugins();
   for (const PluginInfo& p : list)
