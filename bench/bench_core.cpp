@@ -63,6 +63,7 @@ BENCHMARK(BM_ForwardChain100);
 // One SGD training step of the MLP 784-256-256-10 (ReLU, cross entropy) on
 // the reference backend; the argument is the batch size.
 void BM_MLPTrainStep(benchmark::State& state) {
+  graft::BackendGuard only("reference");  // graft-onednn's figures are bench_onednn's
   namespace nn = graft::nn;
   int64_t batch = state.range(0);
   graft::manual_seed(0);
@@ -86,6 +87,7 @@ BENCHMARK(BM_MLPTrainStep)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond);
 // conv2d forward + backward at the CNN's two shapes, batch 64: args are
 // in channels, out channels, image size.
 void BM_Conv2dForwardBackward(benchmark::State& state) {
+  graft::BackendGuard only("reference");  // graft-onednn's figures are bench_onednn's
   int64_t c = state.range(0), o = state.range(1), hw = state.range(2);
   graft::manual_seed(0);
   Tensor x = graft::randn({64, c, hw, hw}).requires_grad_();
@@ -106,6 +108,7 @@ BENCHMARK(BM_Conv2dForwardBackward)->Args({1, 32, 28})->Args({32, 64, 14})->Unit
 
 // One Adam step of graft-train's CNN at batch 64.
 void BM_CNNTrainStep(benchmark::State& state) {
+  graft::BackendGuard only("reference");  // graft-onednn's figures are bench_onednn's
   namespace nn = graft::nn;
   graft::manual_seed(0);
   nn::Sequential model{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(32), nn::ReLU(),
@@ -126,6 +129,7 @@ BENCHMARK(BM_CNNTrainStep)->Unit(benchmark::kMillisecond);
 
 // The reference matmul alone, square sizes.
 void BM_ReferenceMatmul(benchmark::State& state) {
+  graft::BackendGuard only("reference");  // graft-onednn's figures are bench_onednn's
   int64_t n = state.range(0);
   Tensor a = graft::randn({n, n}), b = graft::randn({n, n});
   graft::NoGradGuard no_grad;

@@ -49,11 +49,14 @@ void print_devices(bool md) {
 
 void print_ops(bool md) {
   const auto& r = graft::dispatch::Registry::get();
-  std::cout << (md ? "## Ops\n\n| op | version | inputs | attributes |\n|---|---|---|---|\n" : "Ops (name, version, inputs, attributes):\n");
+  std::cout << (md ? "## Ops\n\nComposite ops have no reference kernel: where no backend has one, graft computes "
+                     "them from the other ops.\n\n| op | version | inputs | kind | attributes |\n|---|---|---|---|---|\n"
+                   : "Ops (name, version, inputs, kind, attributes):\n");
   for (size_t i = 0; i < graft::dispatch::kNumOps; ++i) {
     const auto& s = r.schema(static_cast<graft::dispatch::OpId>(i));
-    if (md) std::cout << "| " << s.name << " | " << s.version << " | " << s.n_inputs << " | " << s.attrs << " |\n";
-    else std::cout << "  " << s.name << " v" << s.version << "  inputs " << s.n_inputs << "  " << s.attrs << "\n";
+    const char* kind = s.composite ? "composite" : "primitive";
+    if (md) std::cout << "| " << s.name << " | " << s.version << " | " << s.n_inputs << " | " << kind << " | " << s.attrs << " |\n";
+    else std::cout << "  " << s.name << " v" << s.version << "  inputs " << s.n_inputs << "  " << kind << "  " << s.attrs << "\n";
   }
   std::cout << "\n";
 }
@@ -98,7 +101,8 @@ void print_coverage(bool md) {
   if (!md) std::cout << "\n";
   if (md) {
     std::cout << "Forward / backward: `yes` when the backend ran the op itself in every case (no host fallback), "
-                 "`no` when never, `k/n` for some shapes; backward counts every op of the backward pass.\n\n| op |";
+                 "`no` when never, `k/n` for some shapes; backward counts every op of the backward pass. A composite op "
+                 "(conv2d, pooling, batch_norm, linear) is `no` where it is computed from other ops.\n\n| op |";
     for (const auto& t : targets) std::cout << " " << t.backend << " @ " << t.device << " |";
     std::cout << "\n|---|";
     for (size_t i = 0; i < targets.size(); ++i) std::cout << "---|";

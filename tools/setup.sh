@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build                     # compiler and build
   libdlpack-dev                             # tensors across the plugin ABI
+  libdnnl-dev                               # the graft-onednn CPU backend
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
   libgtest-dev libbenchmark-dev             # tests and benchmarks
