@@ -10,6 +10,7 @@ packages=(
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
   libgtest-dev libbenchmark-dev             # tests and benchmarks
+  gnuplot-nox                               # graft-bench's chart
   clang-19 libclang-rt-19-dev               # libFuzzer targets (tools/run-fuzzers.sh)
 )
 

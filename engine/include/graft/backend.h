@@ -39,6 +39,11 @@ struct DeviceInfo {
 };
 std::vector<DeviceInfo> device_info();
 
+// Waits until device has finished the work queued on it (kernels may return
+// before an asynchronous device is done); a no-op on the CPU. Host reads
+// (item, to_vector, .cpu()) synchronize by themselves.
+void synchronize(const std::string& device);
+
 // The backends with kernels in the registry: "reference" first.
 std::vector<std::string> backends();
 

@@ -9,6 +9,7 @@
 
 #include "core/storage.h"
 #include "dispatch/registry.h"
+#include "graft/backend.h"
 #include "graft/error.h"
 
 namespace graft {
@@ -232,6 +233,11 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   DeviceBackend& backend = device_backend(device);
   void* p = backend.allocate(nbytes, device.index());
   return std::make_shared<Storage>(p, nbytes, device, &backend);
+}
+
+void synchronize(const std::string& device) {
+  Device d(device);
+  device_backend(d).synchronize(d.index());
 }
 
 }  // namespace graft
