@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -60,36 +61,45 @@ double nmse(const Tensor& got, const Tensor& want) {
   return err == 0 ? 0 : err / std::max(norm, 1e-30);
 }
 
-// Runs f on a CPU target with its backend's kernels first and the reference
-// backend for the rest; on a device, with whatever has kernels there.
+// Runs f on a CPU target with its backend and the reference backend for what
+// it leaves out (a plugin's kernels outrank the reference ones); on a device,
+// with whatever has kernels there.
 template <class F>
 auto on(const Target& t, F f) {
   if (t.device != "cpu") return f();
-  graft::set_backend_order({t.backend});
   graft::BackendGuard only(std::vector<std::string>{t.backend, "reference"});
   return f();
 }
 
-void run_case(benchmark::State& state, const Case& c, const Target& t) {
-  // Checked once, before timing, against the reference backend on the host.
-  Tensor want;
-  {
-    graft::BackendGuard only("reference");
-    want = c.prepare("cpu").run().cpu();
-  }
+// Whether case c on target t matches the reference backend: "" or why not.
+// Computed once per (case, target), though Google Benchmark calls a
+// benchmark several times.
+const std::string& check(const Case& c, const Target& t) {
+  static std::map<std::string, Tensor> wanted;
+  static std::map<std::string, std::string> verdicts;
+  std::string key = c.name + "|" + t.label();
+  if (auto it = verdicts.find(key); it != verdicts.end()) return it->second;
   std::string problem;
-  graft::bench::Prepared p;
   try {
+    Tensor& want = wanted[c.name];
+    if (!want.defined()) {
+      graft::BackendGuard only("reference");
+      want = c.prepare("cpu").run().cpu();
+    }
     double error = on(t, [&] { return nmse(c.prepare(t.device).run().cpu(), want); });
     if (!(error <= kTolerance)) problem = "does not match the reference backend (NMSE " + std::to_string(error) + ")";
-    else p = on(t, [&] { return c.prepare(t.device); });
   } catch (const graft::Error& e) {
     problem = e.what();
   }
-  if (!problem.empty()) {
+  return verdicts[key] = problem;
+}
+
+void run_case(benchmark::State& state, const Case& c, const Target& t) {
+  if (const std::string& problem = check(c, t); !problem.empty()) {
     state.SkipWithError(problem.c_str());
     return;
   }
+  graft::bench::Prepared p = on(t, [&] { return c.prepare(t.device); });
   on(t, [&] {
     p.run();  // warm: caches, primitives, allocator
     graft::reset_dispatch_stats();
@@ -111,7 +121,11 @@ void run_case(benchmark::State& state, const Case& c, const Target& t) {
   if (reference_calls > 0) state.counters["ref_calls"] = double(reference_calls) / iters;
 }
 
-std::string shell_quote(const std::string& s) { return "'" + s + "'"; }
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
 
 std::string format_time(double seconds) {
   std::ostringstream os;
@@ -138,7 +152,7 @@ double to_seconds(const json& b) {
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    if (line.rfind("model name", 0) == 0 && line.find(": ") != std::string::npos) return line.substr(line.find(": ") + 2);
   return "unknown CPU";
 }
 
@@ -164,16 +178,16 @@ void write_markdown(const Report& r, const fs::path& out, const std::string& com
   md << "## Time per call\n\nWall time per call of each case on each backend (the reference backend takes what a "
         "backend leaves out; the median of --benchmark_repetitions when given). Each case was first checked against "
         "the reference backend. Ratios above 1 mean faster than the reference backend, or than PyTorch.\n\n| case |";
-  std::vector<std::string> labels;
+  std::vector<std::string> labels, header;
   for (const Target& t : r.targets) labels.push_back(t.label());
-  for (const auto& l : labels) md << " " << l << " |";
-  md << " PyTorch |";
+  header = labels;
+  header.push_back("PyTorch");
   for (const auto& l : labels)
-    if (l != "reference") md << " " << l << " vs reference |";
-  for (const auto& l : labels) md << " " << l << " vs PyTorch |";
+    if (l != "reference") header.push_back(l + " vs reference");
+  for (const auto& l : labels) header.push_back(l + " vs PyTorch");
+  for (const auto& h : header) md << " " << h << " |";
   md << "\n|---|";
-  size_t columns = labels.size() * 2 + 1 + (labels.size() - 1);
-  for (size_t i = 0; i < columns; ++i) md << "---|";
+  for (size_t i = 0; i < header.size(); ++i) md << "---|";
   md << "\n";
   auto cell = [&](const std::string& c, const std::string& l) -> std::string {
     if (auto it = r.problems.find(c); it != r.problems.end() && it->second.count(l)) return "error";
@@ -281,30 +295,38 @@ int main(int argc, char** argv) try {
   r.targets = targets();
   for (const Case& c : graft::bench::all_cases())
     if (!quick || c.quick) r.cases.push_back(c);
+  std::map<std::string, std::pair<std::string, std::string>> registered;  // name -> (case, target label)
   for (const Case& c : r.cases)
-    for (const Target& t : r.targets)
-      benchmark::RegisterBenchmark((c.name + "|" + t.label()).c_str(),
-                                   [c, t](benchmark::State& s) { run_case(s, c, t); })
+    for (const Target& t : r.targets) {
+      std::string name = c.name + "|" + t.label();
+      registered[name] = {c.name, t.label()};
+      benchmark::RegisterBenchmark(name.c_str(), [c, t](benchmark::State& s) { run_case(s, c, t); })
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+    }
   benchmark::Initialize(&n, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(n, rest.data())) return 2;
   benchmark::AddCustomContext("graft threads", std::to_string(graft::get_num_threads()));
   benchmark::AddCustomContext("cpu model", cpu_model());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 
-  // Google Benchmark writes NaN (not JSON) for some aggregates of counters.
+  // Google Benchmark writes NaN and Infinity (not JSON) for some aggregates
+  // of counters: as values they become null.
   std::ifstream in(out / "graft.json");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (size_t at = text.find("NaN"); at != std::string::npos; at = text.find("NaN", at)) text.replace(at, 3, "null");
+  for (const char* bad : {": NaN", ": -NaN", ": Infinity", ": -Infinity", ": inf", ": -inf"})
+    for (size_t at = text.find(bad); at != std::string::npos; at = text.find(bad, at))
+      text.replace(at, std::strlen(bad), ": null");
   json results = json::parse(text);
   // One time per (case, target): the median when --benchmark_repetitions
-  // made one, else the single run's.
+  // made one, else the single run's. A run is named after its benchmark,
+  // with Google Benchmark's suffixes ("/real_time").
   for (const json& b : results.at("benchmarks")) {
     std::string name = b.at("run_name").get<std::string>();
-    size_t bar = name.find('|'), slash = name.rfind("/real_time");
-    if (bar == std::string::npos) continue;
-    std::string c = name.substr(0, bar), label = name.substr(bar + 1, slash == std::string::npos ? slash : slash - bar - 1);
+    auto it = registered.upper_bound(name);
+    if (it == registered.begin() || name.rfind((--it)->first, 0) != 0) continue;
+    const auto& [c, label] = it->second;
     bool aggregate = b.value("run_type", "iteration") == "aggregate";
     if (b.value("error_occurred", false)) r.problems[c][label] = b.value("error_message", "error");
     else if (!aggregate ? !r.seconds[c].count(label) : b.value("aggregate_name", "") == "median")
@@ -320,13 +342,16 @@ int main(int argc, char** argv) try {
     std::cout << "graft-bench: " << cmd << std::endl;
     int rc = std::system(cmd.c_str());
     std::ifstream tin(torch_json);
+    r.torch_note = "not run: " + torch_script + " failed (exit status " + std::to_string(rc) + ")";
     if (rc == 0 && tin) {
-      json t = json::parse(tin);
-      r.torch_note = t.value("note", std::string());
-      json cases = t.value("cases", json::object());
-      for (const auto& [name, seconds] : cases.items()) r.torch[name] = seconds.get<double>();
-    } else {
-      r.torch_note = "not run: " + torch_script + " failed (exit status " + std::to_string(rc) + ")";
+      try {
+        json t = json::parse(tin);
+        json cases = t.value("cases", json::object());
+        for (const auto& [name, seconds] : cases.items()) r.torch[name] = seconds.get<double>();
+        r.torch_note = t.value("note", std::string());
+      } catch (const json::exception& e) {
+        r.torch_note = "not read: " + torch_json.string() + ": " + e.what();
+      }
     }
   }
   write_markdown(r, out, command);

@@ -6,6 +6,9 @@
 #include <dlfcn.h>
 #include <omp.h>
 
+#include <cmath>
+#include <optional>
+
 #include "dispatch/registry.h"
 #include "helpers.h"
 
@@ -119,4 +122,50 @@ TEST_F(Onednn, ARejectedCallNamesOneDnnsStatus) {
                      "libgraft-onednn.so", "oneDNN", "invalid_arguments");
   // graft goes on working afterwards.
   expect_values(randn({2, 3}).matmul(zeros({3, 2})), {0, 0, 0, 0});
+}
+
+TEST_F(Onednn, NanIsNeverDroppedOnTheWayToTheOptimizer) {
+  // oneDNN's max and min drop NaN; graft leaves those ops to the reference
+  // backend, so NaN still wins and a NaN gradient still stops the step.
+  Tensor x = randn({40000});
+  x.data<float>()[12345] = NAN;
+  EXPECT_TRUE(std::isnan(x.max().item<float>()));
+  EXPECT_TRUE(std::isnan(maximum(x, zeros({40000})).data<float>()[12345]));
+  Tensor p = zeros({40000}).requires_grad_();
+  p.set_grad(x);
+  optim::SGD sgd({p}, {.lr = 0.1});
+  EXPECT_GRAFT_ERROR(sgd.step(), "parameter 0", "NaN");
+  EXPECT_EQ(p.abs().sum().item<float>(), 0.f) << "nothing was applied";
+}
+
+TEST_F(Onednn, EdgeCasesMatchTheReferenceBackend) {
+  auto both = [](auto f) {
+    Tensor got = f(), want;
+    {
+      BackendGuard only("reference");
+      want = f();
+    }
+    expect_near(got.template to_vector<double>(), want.template to_vector<double>(), 1e-5);
+  };
+  // One bound of clamp: -inf stays -inf.
+  both([] { return tensor({-INFINITY, -1.f, 2.f, 7.f}).clamp(std::nullopt, 5); });
+  // Both batch dims broadcast: the reference backend takes it.
+  both([] {
+    manual_seed(3);
+    return randn({1, 3, 4}).expand({5, 3, 4}).matmul(randn({1, 4, 2}).expand({5, 4, 2}));
+  });
+  // Max pooling sends a window's gradient to its first maximum, with or
+  // without a graph for second derivatives.
+  for (bool create_graph : {false, true}) {
+    both([create_graph] {
+      Tensor x = ones({1, 1, 4, 4}).requires_grad_();
+      Tensor y = F::max_pool2d(x, {2});
+      autograd::GradOptions o;
+      o.create_graph = create_graph;
+      return autograd::grad({y.sum()}, {x}, o)[0].detach();
+    });
+  }
+  Tensor x = ones({1, 1, 2, 2}).requires_grad_();
+  F::max_pool2d(x, {2}).sum().backward();
+  expect_values(x.grad().flatten(), {1, 0, 0, 0});
 }

@@ -47,6 +47,27 @@ memory::desc md_of(const DLTensor& t, int rank = 0);
 memory::desc plain(const Dims& dims, memory::format_tag tag = memory::format_tag::undef);
 memory mem(const memory::desc& md, const void* data);
 
+// What each kernel builds and caches; a Key starts with one of these, which
+// also fixes the type behind the cache's pointer.
+enum Kind : int64_t {
+  kMatmul,
+  kLinear,
+  kBinary,
+  kEltwise,
+  kEltwiseBackward,
+  kReduce,
+  kSoftmax,
+  kSoftmaxBackward,
+  kCopy,
+  kConv,
+  kConvData,
+  kConvWeights,
+  kPool,
+  kPoolBackward,
+  kNorm,
+  kNormBackward
+};
+
 // Note [Primitive cache]
 // Creating a primitive descriptor walks oneDNN's implementation list, which
 // costs far more than a small op. Every kernel keys what it built by the op,
@@ -55,7 +76,7 @@ memory mem(const memory::desc& md, const void* data);
 // library-managed scratchpad are not to be run by two threads at once.
 struct Key {
   std::vector<int64_t> v;
-  explicit Key(int64_t kind) { v.push_back(kind); }
+  explicit Key(Kind kind) { v.push_back(kind); }
   Key& add(int64_t x) {
     v.push_back(x);
     return *this;
@@ -68,12 +89,7 @@ struct KeyHash {
   size_t operator()(const Key& k) const;
 };
 
-// A cached entry: what a kernel built, behind a type-erased pointer.
-struct Entry {
-  std::shared_ptr<void> state;
-};
-
-std::unordered_map<Key, Entry, KeyHash>& cache();
+std::unordered_map<Key, std::shared_ptr<void>, KeyHash>& cache();
 void count_built();
 uint64_t primitives_built();
 
@@ -85,25 +101,29 @@ T& cached(const Key& key, Make make) {
   if (it == c.end()) {
     std::shared_ptr<T> fresh = make();
     count_built();
-    it = c.emplace(key, Entry{fresh}).first;
+    it = c.emplace(key, std::move(fresh)).first;
   }
-  return *static_cast<T*>(it->second.state.get());
+  return *static_cast<T*>(it->second.get());
 }
 
 // Scratch memory of this thread, for layouts oneDNN prefers over graft's.
 void* scratch(int slot, size_t bytes);
 
-// Runs a primitive whose user memory may need converting: src in, dst out.
+// One argument of a primitive that wants a layout (want) other than graft's
+// (user): converted on the way in, or on the way out for an output.
 struct Reordered {
   memory::desc want;      // what the primitive takes
   bool needed = false;    // user layout differs
-  dnnl::reorder to_want;  // user -> want (inputs) or want -> user (outputs)
+  dnnl::reorder convert;  // user -> want for an input, want -> user for an output
   static Reordered make(const memory::desc& user, const memory::desc& want, bool is_output);
-  // The memory to hand the primitive; converts an input now.
-  memory in(const memory::desc& user, const void* data, int slot);
-  memory out(int slot);
-  void finish_out(memory m, const memory::desc& user, void* data);
+  // An input as the primitive takes it: user memory, or a converted copy in scratch slot.
+  memory input(const memory::desc& user, const void* data, int slot);
+  // An output's memory: user memory, or scratch to convert into user memory afterwards (write_back).
+  memory output(const memory::desc& user, void* data, int slot);
+  void write_back(memory m, const memory::desc& user, void* data);
 };
+
+bool all_contiguous(const Call& c);
 
 // Turns oneDNN's and our exceptions into a status and message.
 int32_t guarded(char* message, size_t size, const std::function<void()>& body);

@@ -12,14 +12,6 @@ using dnnl::algorithm;
 using dnnl::prop_kind;
 using tag = memory::format_tag;
 
-enum Kind : int64_t { kConv = 100, kConvData, kConvWeights, kPool, kPoolBackward, kNorm, kNormBackward };
-
-bool all_contiguous(const Call& c) {
-  for (int i = 0; i < c.args->n_inputs; ++i)
-    if (!is_contiguous(c.in(i))) return false;
-  return is_contiguous(c.out());
-}
-
 // ---- convolution: i0 stride, i1 padding, i2 dilation, i3 groups ----
 
 struct ConvShape {
@@ -69,13 +61,13 @@ void conv2d(const Call& c) {
                                                      Reordered::make(s.weights_md(), pd.weights_desc(), false),
                                                      Reordered::make(s.dst_md(), pd.dst_desc(), true)});
   });
-  memory dst = e.dst.needed ? e.dst.out(2) : mem(e.shape.dst_md(), c.out().data);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.in(e.shape.src_md(), c.in(0).data, 0)},
-                                       {DNNL_ARG_WEIGHTS, e.weights.in(e.shape.weights_md(), c.in(1).data, 1)},
+  memory dst = e.dst.output(e.shape.dst_md(), c.out().data, 2);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.input(e.shape.src_md(), c.in(0).data, 0)},
+                                       {DNNL_ARG_WEIGHTS, e.weights.input(e.shape.weights_md(), c.in(1).data, 1)},
                                        {DNNL_ARG_DST, dst}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(plain({e.shape.dst[1]}), c.in(2).data));
   e.prim.execute(stream(), args);
-  e.dst.finish_out(dst, e.shape.dst_md(), c.out().data);
+  e.dst.write_back(dst, e.shape.dst_md(), c.out().data);
 }
 
 struct ConvData {
@@ -98,11 +90,11 @@ void conv2d_backward_input(const Call& c) {
                                                Reordered::make(s.weights_md(), pd.weights_desc(), false),
                                                Reordered::make(s.src_md(), pd.diff_src_desc(), true)});
   });
-  memory diff_src = e.diff_src.needed ? e.diff_src.out(2) : mem(e.shape.src_md(), c.out().data);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.in(e.shape.dst_md(), c.in(0).data, 0)},
-                            {DNNL_ARG_WEIGHTS, e.weights.in(e.shape.weights_md(), c.in(1).data, 1)},
+  memory diff_src = e.diff_src.output(e.shape.src_md(), c.out().data, 2);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.shape.dst_md(), c.in(0).data, 0)},
+                            {DNNL_ARG_WEIGHTS, e.weights.input(e.shape.weights_md(), c.in(1).data, 1)},
                             {DNNL_ARG_DIFF_SRC, diff_src}});
-  e.diff_src.finish_out(diff_src, e.shape.src_md(), c.out().data);
+  e.diff_src.write_back(diff_src, e.shape.src_md(), c.out().data);
 }
 
 struct ConvWeights {
@@ -125,14 +117,12 @@ void conv2d_backward_weight(const Call& c) {
                                                      Reordered::make(s.src_md(), pd.src_desc(), false),
                                                      Reordered::make(s.weights_md(), pd.diff_weights_desc(), true)});
   });
-  memory diff_w = e.diff_weights.needed ? e.diff_weights.out(2) : mem(e.shape.weights_md(), c.out().data);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.in(e.shape.dst_md(), c.in(0).data, 0)},
-                            {DNNL_ARG_SRC, e.src.in(e.shape.src_md(), c.in(1).data, 1)},
+  memory diff_w = e.diff_weights.output(e.shape.weights_md(), c.out().data, 2);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.shape.dst_md(), c.in(0).data, 0)},
+                            {DNNL_ARG_SRC, e.src.input(e.shape.src_md(), c.in(1).data, 1)},
                             {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
-  e.diff_weights.finish_out(diff_w, e.shape.weights_md(), c.out().data);
+  e.diff_weights.write_back(diff_w, e.shape.weights_md(), c.out().data);
 }
-
-bool conv_ok(const Call& c) { return c.i(3) >= 1 && all_contiguous(c); }
 
 // ---- pooling: i0 kernel, i1 stride, i2 padding, i3 dilation (max only) ----
 
@@ -179,8 +169,9 @@ void pool_backward(const Call& c) {
     dnnl::pooling_v2_backward::desc d(alg, plain(s.src, tag::nchw), plain(s.dst, tag::nchw), s.strides, s.kernel,
                                       s.dilation, s.padding, s.padding);
     dnnl::pooling_v2_backward::primitive_desc pd(d, engine(), hint);
-    return std::make_shared<Pool>(
-        Pool{s, dnnl::pooling_v2_forward(hint), dnnl::pooling_v2_backward(pd), hint.workspace_desc()});
+    dnnl::primitive forward;  // max pooling's, for the workspace
+    if (is_max) forward = dnnl::pooling_v2_forward(hint);
+    return std::make_shared<Pool>(Pool{s, forward, dnnl::pooling_v2_backward(pd), hint.workspace_desc()});
   });
   memory::desc src = plain(e.shape.src, tag::nchw), dst = plain(e.shape.dst, tag::nchw);
   std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, mem(dst, c.in(0).data)},
@@ -204,7 +195,7 @@ bool pool_ok(const Call& c) { return c.in(0).ndim == 4 && all_contiguous(c); }
 struct Norm {
   dnnl::primitive prim;
   memory::desc data, channels;
-  Reordered in, grad_in, out;
+  Reordered src, diff_dst, dst;  // dst: y forward, the gradient of x backward
 };
 
 memory::desc norm_layout(const DLTensor& x) {
@@ -231,14 +222,14 @@ void batch_norm(const Call& c) {
   int64_t ch = x.shape[1];
   auto* affine = static_cast<const float*>(c.in(1).data);
   const float* stats = training ? static_cast<float*>(c.out().data) + numel(x) : static_cast<float*>(c.in(2).data);
-  memory dst = e.out.needed ? e.out.out(2) : mem(e.data, c.out().data);
-  e.prim.execute(stream(), {{DNNL_ARG_SRC, e.in.in(e.data, x.data, 0)},
+  memory dst = e.dst.output(e.data, c.out().data, 2);
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, e.src.input(e.data, x.data, 0)},
                             {DNNL_ARG_DST, dst},
                             {DNNL_ARG_SCALE, mem(e.channels, affine)},
                             {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
                             {DNNL_ARG_MEAN, mem(e.channels, stats)},
                             {DNNL_ARG_VARIANCE, mem(e.channels, stats + ch)}});
-  e.out.finish_out(dst, e.data, c.out().data);
+  e.dst.write_back(dst, e.data, c.out().data);
 }
 
 // inputs grad, x, saved [3, C] (mean; biased variance; weight); output
@@ -259,9 +250,9 @@ void batch_norm_backward(const Call& c) {
   int64_t ch = x.shape[1];
   auto* saved = static_cast<const float*>(c.in(2).data);
   auto* out = static_cast<float*>(c.out().data);
-  memory diff_src = e.out.needed ? e.out.out(2) : mem(e.data, out);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.grad_in.in(e.data, c.in(0).data, 1)},
-                            {DNNL_ARG_SRC, e.in.in(e.data, x.data, 0)},
+  memory diff_src = e.dst.output(e.data, out, 2);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.data, c.in(0).data, 1)},
+                            {DNNL_ARG_SRC, e.src.input(e.data, x.data, 0)},
                             {DNNL_ARG_MEAN, mem(e.channels, saved)},
                             {DNNL_ARG_VARIANCE, mem(e.channels, saved + ch)},
                             {DNNL_ARG_SCALE, mem(e.channels, saved + 2 * ch)},
@@ -269,7 +260,7 @@ void batch_norm_backward(const Call& c) {
                             {DNNL_ARG_DIFF_SRC, diff_src},
                             {DNNL_ARG_DIFF_SCALE, mem(e.channels, out + numel(x))},
                             {DNNL_ARG_DIFF_SHIFT, mem(e.channels, out + numel(x) + ch)}});
-  e.out.finish_out(diff_src, e.data, out);
+  e.dst.write_back(diff_src, e.data, out);
 }
 
 bool norm_ok(const Call& c) {
@@ -280,9 +271,9 @@ bool norm_ok(const Call& c) {
 }  // namespace
 
 void add_conv_kernels(const AddKernel& add) {
-  add("conv2d", run<conv2d>, supports<conv_ok>, 0);
-  add("conv2d_backward_input", run<conv2d_backward_input>, supports<conv_ok>, 0);
-  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports<conv_ok>, 0);
+  add("conv2d", run<conv2d>, supports<all_contiguous>, 0);
+  add("conv2d_backward_input", run<conv2d_backward_input>, supports<all_contiguous>, 0);
+  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports<all_contiguous>, 0);
   auto max = static_cast<intptr_t>(algorithm::pooling_max);
   auto avg = static_cast<intptr_t>(algorithm::pooling_avg_include_padding);
   add("max_pool2d", run<pool>, supports<pool_ok>, max);

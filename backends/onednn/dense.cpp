@@ -1,7 +1,7 @@
 // oneDNN kernels for matmul, linear, binary and eltwise ops (forward and
 // backward), reductions, softmax and strided copies.
 #include <algorithm>
-#include <cfloat>
+#include <cmath>
 #include <cstdlib>
 
 #include "backends/onednn/common.h"
@@ -36,7 +36,6 @@ const int64_t kMinElements = [] {
 }();
 bool big(const Call& c) { return numel(c.out()) >= kMinElements; }
 
-enum Kind : int64_t { kMatmul, kLinear, kBinary, kEltwise, kEltwiseBackward, kReduce, kSoftmax, kSoftmaxBackward, kCopy };
 
 // ---- matmul and linear ----
 
@@ -53,7 +52,11 @@ memory::desc operand_md(const DLTensor& t) {
   return memory::desc(d, memory::data_type::f32, s);
 }
 
-bool matmul_ok(const Call& c) { return plain_2d(c.in(0)) && plain_2d(c.in(1)) && is_contiguous(c.out()); }
+// oneDNN broadcasts one operand's batch, not both (both expanded: reference).
+bool matmul_ok(const Call& c) {
+  bool both_broadcast = c.in(0).strides[0] == 0 && c.in(1).strides[0] == 0 && c.out().shape[0] > 1;
+  return !both_broadcast && plain_2d(c.in(0)) && plain_2d(c.in(1)) && is_contiguous(c.out());
+}
 
 void matmul(const Call& c) {
   Built& b = built(Key(kMatmul).add(c), [&] {
@@ -66,16 +69,15 @@ void matmul(const Call& c) {
               {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
 }
 
-// x [M, K] times weight [N, K] transposed, plus a bias [N] when i0 = 1.
-bool linear_ok(const Call& c) { return plain_2d(c.in(0)) && plain_2d(c.in(1)) && is_contiguous(c.out()); }
-
+// x [M, K] times weight [N, K] transposed, plus a bias [N] when i0 = 1; all
+// contiguous (composite ops' kernels get contiguous inputs).
 void linear(const Call& c) {
   bool bias = c.i(0) != 0;
   Built& b = built(Key(kLinear).add(c), [&] {
-    const DLTensor& w = c.in(1);
-    memory::desc wt({w.shape[1], w.shape[0]}, memory::data_type::f32, {w.strides[1], w.strides[0]});
-    std::vector<memory::desc> mds{md_of(c.in(0)), wt, md_of(c.out())};
-    if (bias) mds.push_back(memory::desc({1, w.shape[0]}, memory::data_type::f32, {0, c.in(2).strides[0]}));
+    int64_t n = c.in(1).shape[0], k = c.in(1).shape[1];
+    std::vector<memory::desc> mds{md_of(c.in(0)), memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba),
+                                  md_of(c.out())};
+    if (bias) mds.push_back(plain({1, n}));
     dnnl::matmul::desc d = bias ? dnnl::matmul::desc(mds[0], mds[1], mds[3], mds[2])
                                 : dnnl::matmul::desc(mds[0], mds[1], mds[2]);
     return Built{dnnl::matmul(dnnl::matmul::primitive_desc(d, engine())), mds};
@@ -95,10 +97,7 @@ bool full_shape(const DLTensor& t, const DLTensor& out) {
   return d == o;
 }
 
-bool commutes(algorithm a) {
-  return a == algorithm::binary_add || a == algorithm::binary_mul || a == algorithm::binary_max ||
-         a == algorithm::binary_min;
-}
+bool commutes(algorithm a) { return a == algorithm::binary_add || a == algorithm::binary_mul; }
 
 // oneDNN broadcasts the second operand only; a commutative op may swap.
 bool binary_ok(const Call& c) {
@@ -112,7 +111,7 @@ void binary(const Call& c) {
   bool swap = !full_shape(c.in(0), c.out());
   const DLTensor &a = c.in(swap ? 1 : 0), &b2 = c.in(swap ? 0 : 1);
   int rank = std::max(c.out().ndim, 1);
-  Built& b = built(Key(kBinary).add(c).add(swap), [&] {
+  Built& b = built(Key(kBinary).add(c), [&] {
     std::vector<memory::desc> mds{md_of(a, rank), md_of(b2, rank), md_of(c.out(), rank)};
     dnnl::binary::primitive_desc pd(dnnl::binary::desc(alg, mds[0], mds[1], mds[2]), engine());
     return Built{dnnl::binary(pd), mds};
@@ -147,17 +146,12 @@ constexpr Backward kBackward[] = {{algorithm::eltwise_relu_use_dst_for_bwd, true
                                   {algorithm::eltwise_sqrt_use_dst_for_bwd, true},
                                   {algorithm::eltwise_abs, false}};
 
-bool dense_ok(const Call& c) {
-  if (!big(c)) return false;
-  for (int i = 0; i < c.args->n_inputs; ++i)
-    if (!is_contiguous(c.in(i))) return false;
-  return is_contiguous(c.out());
-}
+bool dense_ok(const Call& c) { return big(c) && all_contiguous(c); }
 
 Eltwise eltwise_of(const Call& c) {
   if (c.ctx >= 0) return kForward[c.ctx];
   // clamp: i0 has min, i1 has max, f0 min, f1 max.
-  return {algorithm::eltwise_clip_v2, c.i(0) ? float(c.f(0)) : -FLT_MAX, c.i(1) ? float(c.f(1)) : FLT_MAX};
+  return {algorithm::eltwise_clip_v2, c.i(0) ? float(c.f(0)) : -INFINITY, c.i(1) ? float(c.f(1)) : INFINITY};
 }
 
 memory::desc flat_md(const DLTensor& t) { return plain({numel(t)}); }
@@ -192,8 +186,7 @@ void eltwise_backward(const Call& c) {
 
 // ---- reductions ----
 
-// sum, amax, amin over the dims in mask i0 (i1: keepdim does not change
-// memory). oneDNN 2.6 has a fast kernel only for reducing the innermost dims
+// sum over the dims in mask i0 (i1: keepdim does not change memory). oneDNN 2.6 has a fast kernel only for reducing the innermost dims
 // (a suffix of the dims of size > 1). A sum over the outermost dims (a
 // prefix; a bias's gradient) is a product with a row of ones instead. Other
 // patterns go to the reference backend.
@@ -212,7 +205,7 @@ Pattern pattern(const Call& c, int64_t* rows) {
   }
   if (!seen_reduced) return Pattern::kNone;  // oneDNN refuses a reduction that reduces nothing
   if (suffix) return Pattern::kSuffix;
-  return prefix && c.ctx == static_cast<intptr_t>(algorithm::reduction_sum) ? Pattern::kPrefix : Pattern::kNone;
+  return prefix ? Pattern::kPrefix : Pattern::kNone;
 }
 
 bool reduce_ok(const Call& c) {
@@ -248,7 +241,7 @@ void reduce(const Call& c) {
     for (int d = 0; d < x.ndim; ++d)
       if (c.i(0) >> d & 1) out[d] = 1;
     std::vector<memory::desc> mds{md_of(x), plain(out)};
-    dnnl::reduction::desc d(static_cast<algorithm>(c.ctx), mds[0], mds[1], 0.f, 0.f);
+    dnnl::reduction::desc d(algorithm::reduction_sum, mds[0], mds[1], 0.f, 0.f);
     return Built{dnnl::reduction(dnnl::reduction::primitive_desc(d, engine())), mds};
   });
   execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[1], c.out().data)}});
@@ -307,19 +300,20 @@ void copy(const Call& c) {
 
 void add_dense_kernels(const AddKernel& add) {
   add("matmul", run<matmul>, supports<matmul_ok>, 0);
-  add("linear", run<linear>, supports<linear_ok>, 0);
-  const std::pair<const char*, algorithm> binaries[] = {
-      {"add", algorithm::binary_add}, {"sub", algorithm::binary_sub},     {"mul", algorithm::binary_mul},
-      {"div", algorithm::binary_div}, {"maximum", algorithm::binary_max}, {"minimum", algorithm::binary_min}};
+  add("linear", run<linear>, supports<all_contiguous>, 0);
+  // Not maximum, minimum, amax or amin: oneDNN's drop NaN where graft's (and
+  // PyTorch's) propagate it, and the optimizers rely on that.
+  const std::pair<const char*, algorithm> binaries[] = {{"add", algorithm::binary_add},
+                                                        {"sub", algorithm::binary_sub},
+                                                        {"mul", algorithm::binary_mul},
+                                                        {"div", algorithm::binary_div}};
   for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok>, static_cast<intptr_t>(alg));
   // Not log: oneDNN 2.6's is off by about 1.4e-6 absolute, so log(1.001) has 0.1% error.
   const char* unaries[] = {"relu", "exp", "tanh", "sigmoid", "sqrt", "abs", "neg"};
   for (size_t k = 0; k < std::size(unaries); ++k) add(unaries[k], run<eltwise>, supports<dense_ok>, intptr_t(k));
   add("clamp", run<eltwise>, supports<dense_ok>, -1);
   add("eltwise_backward", run<eltwise_backward>, supports<eltwise_backward_ok>, 0);
-  add("sum", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_sum));
-  add("amax", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_max));
-  add("amin", run<reduce>, supports<reduce_ok>, static_cast<intptr_t>(algorithm::reduction_min));
+  add("sum", run<reduce>, supports<reduce_ok>, 0);
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);
   add("softmax_backward", run<softmax_backward>, supports<softmax_ok>, 0);

@@ -5,6 +5,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -116,8 +118,8 @@ size_t KeyHash::operator()(const Key& k) const {
   return h;
 }
 
-std::unordered_map<Key, Entry, KeyHash>& cache() {
-  thread_local std::unordered_map<Key, Entry, KeyHash> c;
+std::unordered_map<Key, std::shared_ptr<void>, KeyHash>& cache() {
+  thread_local std::unordered_map<Key, std::shared_ptr<void>, KeyHash> c;
   return c;
 }
 
@@ -125,10 +127,25 @@ void count_built() { built.fetch_add(1, std::memory_order_relaxed); }
 uint64_t primitives_built() { return built.load(std::memory_order_relaxed); }
 
 void* scratch(int slot, size_t bytes) {
-  thread_local std::vector<std::vector<char>> buffers(4);
-  std::vector<char>& b = buffers.at(static_cast<size_t>(slot));
-  if (b.size() < bytes) b.resize(bytes);
-  return b.data();
+  // 64-byte aligned, grown (never shrunk) per slot and thread.
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  thread_local std::array<std::pair<std::unique_ptr<void, Free>, size_t>, 4> buffers;
+  auto& [block, size] = buffers.at(static_cast<size_t>(slot));
+  if (size < bytes) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    block.reset(std::aligned_alloc(64, rounded));
+    if (!block) throw std::bad_alloc();
+    size = rounded;
+  }
+  return block.get();
+}
+
+bool all_contiguous(const Call& c) {
+  for (int i = 0; i < c.args->n_inputs; ++i)
+    if (!is_contiguous(c.in(i))) return false;
+  return is_contiguous(c.out());
 }
 
 Reordered Reordered::make(const memory::desc& user, const memory::desc& want, bool is_output) {
@@ -136,25 +153,27 @@ Reordered Reordered::make(const memory::desc& user, const memory::desc& want, bo
   r.want = want;
   r.needed = user != want;
   if (r.needed)
-    r.to_want = is_output ? dnnl::reorder(dnnl::reorder::primitive_desc(engine(), want, engine(), user))
+    r.convert = is_output ? dnnl::reorder(dnnl::reorder::primitive_desc(engine(), want, engine(), user))
                           : dnnl::reorder(dnnl::reorder::primitive_desc(engine(), user, engine(), want));
   return r;
 }
 
-memory Reordered::in(const memory::desc& user, const void* data, int slot) {
+memory Reordered::input(const memory::desc& user, const void* data, int slot) {
   memory u = mem(user, data);
   if (!needed) return u;
   memory w(want, engine(), scratch(slot, want.get_size()));
-  to_want.execute(stream(), u, w);
+  convert.execute(stream(), u, w);
   return w;
 }
 
-memory Reordered::out(int slot) { return memory(want, engine(), scratch(slot, want.get_size())); }
+memory Reordered::output(const memory::desc& user, void* data, int slot) {
+  return needed ? memory(want, engine(), scratch(slot, want.get_size())) : mem(user, data);
+}
 
-void Reordered::finish_out(memory m, const memory::desc& user, void* data) {
+void Reordered::write_back(memory m, const memory::desc& user, void* data) {
   if (!needed) return;
   memory u = mem(user, data);
-  to_want.execute(stream(), m, u);
+  convert.execute(stream(), m, u);
 }
 
 bool all_f32_nonempty(const graft_kernel_args* a) {
@@ -200,8 +219,8 @@ int32_t init(graft_host* host, char* message, size_t size) {
     AddKernel add = [&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx) {
       // Above the reference backend (priority 0): the default for CPU tensors.
       graft_kernel k{op, 1, "cpu", GRAFT_DTYPE_FLOAT32, 10, run, supports, reinterpret_cast<void*>(ctx)};
-      if (host->add_kernel(host, &k, reason, sizeof reason) == GRAFT_OK) return true;
-      throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
+      if (host->add_kernel(host, &k, reason, sizeof reason) != GRAFT_OK)
+        throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
     };
     add_dense_kernels(add);
     add_conv_kernels(add);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/tensor_impl.h"
+#include "graft/autograd.h"
 #include "graft/error.h"
 
 namespace graft::dispatch {
@@ -174,11 +175,12 @@ void set_allowed_backends(uint64_t mask) { tls_allowed_backends = mask; }
 
 namespace {
 
-void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, KTensor* views) {
+// against: what the device must match, for errors ("the output", "input 0").
+void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views) {
   for (int i = 0; i < n_inputs; ++i) {
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
-                   " but the output is on ", device, "; move tensors to one device with .to(device) first");
+                   " but ", against, " is on ", device, "; move tensors to one device with .to(device) first");
     views[i] = view_of(inputs[i]);
   }
 }
@@ -199,7 +201,7 @@ const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
   Device device = out.device();
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, inputs, n_inputs, device, views.data());
+  views_of(op, inputs, n_inputs, device, "the output", views.data());
   KTensor out_view = view_of(out);
   KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs};
   Registry& r = Registry::get();
@@ -231,18 +233,28 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
 // the host fallback if need be). A composite is therefore never mirrored to
 // the host whole, and a backend that leaves one out loses nothing. Their
 // kernels always see contiguous inputs.
+bool has_kernels(OpId op, Device device) {
+  if (const Registry::KernelList* list = Registry::get().kernels(op, device.type()))
+    for (const Kernel& k : list->kernels)
+      if (tls_allowed_backends >> k.backend & 1) return true;
+  return false;
+}
+
 Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   Registry& r = Registry::get();
   int n = static_cast<int>(inputs.size());
   Device device = inputs.begin()->device();
+  if (!has_kernels(op, device)) return Tensor();
   const Registry::KernelList* list = r.kernels(op, device.type());
-  if (!list) return Tensor();
   std::array<Tensor, kMaxInputs> dense;
-  for (int i = 0; i < n; ++i) dense[i] = inputs.begin()[i].contiguous();
+  {
+    NoGradGuard no_grad;  // the caller records the composite; these copies are not part of it
+    for (int i = 0; i < n; ++i) dense[i] = inputs.begin()[i].contiguous();
+  }
   const Tensor* in = dense.data();
   OutMeta meta = r.schema(op).infer(op, in, n, attrs);
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, in, n, device, views.data());
+  views_of(op, in, n, device, "input 0", views.data());
   // The supports check sees the output's geometry before it is allocated.
   Dims strides = contiguous_strides(meta.shape);
   KTensor out_view{nullptr, meta.dtype, static_cast<int32_t>(meta.shape.size()), meta.shape.data(), strides.data(),

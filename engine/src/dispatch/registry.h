@@ -224,6 +224,9 @@ void load_discovered_plugins(Registry& r);
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
 // Runs op: applies its shape rule, allocates the output on the inputs' device, calls.
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+// Whether a kernel allowed on this thread (BackendGuard) exists for op on
+// device; it may still refuse a particular call.
+bool has_kernels(OpId op, Device device);
 // Runs a composite op when a kernel on the inputs' device takes the call;
 // otherwise returns an undefined tensor and the caller computes it from other ops.
 Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});

@@ -242,10 +242,12 @@ Tensor planes(const Tensor& x) { return x.reshape({x.size(0) * x.size(1), 1, x.s
 Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const Pool2dOptions& o) {
   if (!autograd::needs_grad(g, x))
     if (Tensor r = dispatch::try_run(OpId::max_pool2d_backward, {g, x}, pool_attrs(o)); r.defined()) return r;
-  // Each window's gradient goes to its maximum, split evenly between ties.
-  Tensor cols = unfold(planes(x), pool_unfold(o, -INFINITY));  // [N C, k k, L]
-  Tensor hit = cols == amax(cols, {1}, true);
-  Tensor share = g.reshape({cols.size(0), 1, cols.size(2)}) / hit.sum({1}, true).to(g.dtype());
+  // Each window's gradient goes to its first maximum, as in PyTorch and oneDNN.
+  Tensor cols = unfold(planes(x.detach()), pool_unfold(o, -INFINITY));  // [N C, k k, L]
+  int64_t k = cols.size(1);
+  Tensor window = arange(0, k, 1, TensorOptions().dtype(kInt64).device(x.device())).view({1, k, 1});
+  Tensor hit = window == cols.argmax(1, /*keepdim=*/true);
+  Tensor share = g.reshape({cols.size(0), 1, cols.size(2)});
   return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), pool_unfold(o, 0)).view(x.sizes());
 }
 
@@ -273,17 +275,18 @@ Tensor pool(const char* op, const Tensor& x, Pool2dOptions o, bool is_max) {
         ", padding ", o.padding, ") does not fit the input ", x.sizes(), "; the output would be ", ho, "x", wo);
   Tensor y = dispatch::try_run(is_max ? OpId::max_pool2d : OpId::avg_pool2d, {x}, pool_attrs(o));
   if (!y.defined()) {
+    NoGradGuard no_grad;  // the gradient is the node below, as with a kernel
     Tensor cols = unfold(planes(x), u);  // [N C, k k, L]
-    return (is_max ? amax(cols, {1}) : cols.mean({1})).view({x.size(0), x.size(1), ho, wo});
+    y = (is_max ? amax(cols, {1}) : cols.mean({1})).view({x.size(0), x.size(1), ho, wo});
   }
   if (autograd::needs_grad(x)) {
+    int64_t h = x.size(2), w = x.size(3);
     Node* node = autograd::record(is_max ? "MaxPool2dBackward" : "AvgPool2dBackward", {&x}, y,
-                                  [o, is_max](Node& n, const Tensor& g) {
-                                    const Tensor& x = n.saved(0);
-                                    return Grads{is_max ? max_pool2d_backward(g, x, o)
-                                                        : avg_pool2d_backward(g, x.size(2), x.size(3), o)};
+                                  [o, is_max, h, w](Node& n, const Tensor& g) {
+                                    return Grads{is_max ? max_pool2d_backward(g, n.saved(0), o)
+                                                        : avg_pool2d_backward(g, h, w, o)};
                                   });
-    node->save(is_max ? x : x.detach());  // average pooling needs only the input's size
+    if (is_max) node->save(x);
   }
   return y;
 }
@@ -339,29 +342,40 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
     rv.mul_(1 - o.momentum).add_(var.reshape({c}).to(rv.dtype()) * (double(count) / double(count - 1)), o.momentum);
   };
 
-  // A backend's kernel takes the weight and bias as one [2, C] tensor.
-  Tensor affine, packed;
-  auto affine_of = [&] {
+  // A backend's kernel (Note [Composite ops]) takes the weight and bias as
+  // one [2, C] tensor.
+  bool recording = autograd::needs_grad(x, o.weight, o.bias);
+  Tensor packed;
+  if (dispatch::has_kernels(OpId::batch_norm, x.device())) {
     NoGradGuard no_grad;
     TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
-    return stack({o.weight.defined() ? o.weight.detach().to(x.dtype()) : ones({c}, opts),
-                  o.bias.defined() ? o.bias.detach().to(x.dtype()) : zeros({c}, opts)});
-  };
-  Attrs a;
-  a.i[0] = batch_stats;
-  a.f[0] = o.eps;
-  if (dispatch::Registry::get().kernels(OpId::batch_norm, x.device().type())) {
-    affine = affine_of();
-    if (batch_stats) {
-      packed = dispatch::try_run(OpId::batch_norm, {x, affine}, a);
-    } else {
-      NoGradGuard no_grad;
-      Tensor stats = stack({running_mean.detach().to(x.dtype()), running_var.detach().to(x.dtype())});
-      packed = dispatch::try_run(OpId::batch_norm, {x, affine, stats}, a);
-    }
+    Tensor affine = stack({o.weight.defined() ? o.weight.to(x.dtype()) : ones({c}, opts),
+                           o.bias.defined() ? o.bias.to(x.dtype()) : zeros({c}, opts)});
+    Attrs a;
+    a.i[0] = batch_stats;
+    a.f[0] = o.eps;
+    packed = batch_stats ? dispatch::try_run(OpId::batch_norm, {x, affine}, a)
+                         : dispatch::try_run(OpId::batch_norm,
+                                             {x, affine, stack({running_mean.to(x.dtype()), running_var.to(x.dtype())})},
+                                             a);
   }
-  if (!packed.defined() || !batch_stats) {
-    // From other ops (or, with running statistics, with other ops' gradients).
+  if (packed.defined() && !batch_stats) {
+    // With running statistics the gradient is a few elementwise ops.
+    if (recording) {
+      Node* node = autograd::record("BatchNormBackward", {&x, &o.weight, &o.bias}, packed,
+                                    [eps = o.eps, shape, dims](Node& n, const Tensor& g) {
+        Tensor x = n.saved(0), weight = n.saved(3);
+        Tensor invstd = (n.saved(2).view(shape) + eps).pow(-0.5);
+        return Grads{if_needed(n, 0, [&] { return weight.defined() ? g * (weight.view(shape) * invstd) : g * invstd; }),
+                     if_needed(n, 1, [&] { return (g * (x - n.saved(1).view(shape)) * invstd).sum(dims); }),
+                     if_needed(n, 2, [&] { return g.sum(dims); })};
+      });
+      for (const Tensor* t : std::initializer_list<const Tensor*>{&x, &running_mean, &running_var, &o.weight})
+        node->save(*t);
+    }
+    return packed;
+  }
+  if (!packed.defined()) {
     Tensor mean, var;
     if (batch_stats) {
       mean = x.mean(dims, true);
@@ -372,32 +386,35 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
       mean = running_mean.view(shape);
       var = running_var.view(shape);
     }
-    if (packed.defined() && !autograd::needs_grad(x, o.weight, o.bias)) return packed;
     Tensor y = (x - mean) / sqrt(var + o.eps);
     if (o.weight.defined()) y = y * o.weight.view(shape);
     if (o.bias.defined()) y = y + o.bias.view(shape);
     return y;
   }
   // The kernel's output holds y, then the batch's mean and biased variance.
+  // y is its head; the statistics are copied out here and the tail is never
+  // read again, so y is no view of anything a user can reach.
   int64_t numel = x.numel();
   Tensor y = make_view(packed, x.sizes(), contiguous_strides(x.sizes()), 0);
-  y.impl()->is_view = false;  // nothing else sees the storage it shares with the statistics
+  y.impl()->is_view = false;
   Tensor stats = make_view(packed, {2, c}, {c, 1}, numel).clone();
   update_running(stats.slice(0, 0, 1), stats.slice(0, 1, 2));
-  if (autograd::needs_grad(x, o.weight, o.bias)) {
+  if (recording) {
     Node* node = autograd::record("BatchNormBackward", {&x, &o.weight, &o.bias}, y,
                                   [eps = o.eps, shape, dims, c](Node& n, const Tensor& g) {
       Tensor x = n.saved(0), stats = n.saved(1), weight = n.saved(2);
       if (!autograd::needs_grad(g, x, weight)) {
         Attrs a;
         a.f[0] = eps;
-        Tensor saved = cat({stats, weight.defined() ? weight.view({1, c}) : ones({1, c}, TensorOptions().dtype(
-                                                                   x.dtype()).device(x.device()))});
-        if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g.contiguous(), x, saved}, a); r.defined()) {
+        TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
+        Tensor saved = cat({stats, weight.defined() ? weight.to(x.dtype()).view({1, c}) : ones({1, c}, opts)});
+        if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g, x, saved}, a); r.defined()) {
+          // The [C] gradients are copied out, so that they do not hold x's.
           int64_t numel = x.numel();
+          Tensor gw = make_view(r, {c}, {1}, numel);
           return Grads{if_needed(n, 0, [&] { return make_view(r, x.sizes(), contiguous_strides(x.sizes()), 0); }),
-                       if_needed(n, 1, [&] { return make_view(r, {c}, {1}, numel); }),
-                       if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c); })};
+                       if_needed(n, 1, [&] { return gw.dtype() == weight.dtype() ? gw.clone() : gw.to(weight.dtype()); }),
+                       if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c).clone(); })};
         }
       }
       return batch_norm_grads(n, g, x, weight, eps, shape, dims);
@@ -450,7 +467,7 @@ void define_conv_ops(Registry& r) {
   r.define(OpId::max_pool2d_backward,
            {"max_pool2d_backward", 1, 2,
             "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; attributes as max_pool2d; each window's "
-            "gradient goes to its maximum (ties split evenly in the reference)",
+            "gradient goes to its first maximum",
             like_input_1_rule, true});
   r.define(OpId::avg_pool2d, {"avg_pool2d", 1, 1,
                               "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding (averages include "

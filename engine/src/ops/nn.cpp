@@ -87,7 +87,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         w.size(1), " (in_features)");
   check(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "graft: linear: the bias must be [", w.size(0),
         "] (out_features), got ", b.defined() ? Dims(b.sizes()) : Dims());
-  if (x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()) && x.device() == w.device()) {
+  if (x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()) && x.device() == w.device() &&
+      w.size(1) > 0) {
     Tensor x2 = x.reshape({-1, w.size(1)});
     Attrs a;
     a.i[0] = b.defined();
