@@ -36,7 +36,6 @@ const int64_t kMinElements = [] {
 }();
 bool big(const Call& c) { return numel(c.out()) >= kMinElements; }
 
-
 // ---- matmul and linear ----
 
 // One of the two last dims must be unit-stride for oneDNN's fast paths.
