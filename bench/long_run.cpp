@@ -6,7 +6,9 @@
 #include <graft/graft.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -25,16 +27,24 @@ double resident_mib() {
 int main(int argc, char** argv) {
   namespace nn = graft::nn;
   int steps = argc > 1 ? std::stoi(argv[1]) : 10000;
-  std::vector<std::pair<std::string, std::string>> runs = {{"reference", "cpu"}};
+  // Each CPU backend (with the reference backend for what it leaves out),
+  // then each plugin device.
+  std::vector<std::pair<std::string, std::string>> runs, device_runs;
   for (const auto& d : graft::devices())
     if (d != "cpu")
       for (const auto& p : graft::plugins())
-        if (p.loaded && d.rfind(p.name, 0) == 0) runs.emplace_back(p.name, d);
+        if (p.loaded && d.rfind(p.name, 0) == 0) device_runs.emplace_back(p.name, d);
+  for (const auto& b : graft::backends())
+    if (std::none_of(device_runs.begin(), device_runs.end(), [&](const auto& r) { return r.first == b; }))
+      runs.emplace_back(b, "cpu");
+  runs.insert(runs.end(), device_runs.begin(), device_runs.end());
   std::printf("%-12s %-12s %10s %14s %14s %10s\n", "backend", "device", "steps", "RSS@1000 MiB", "RSS@end MiB",
               "ms/step");
   for (const auto& [backend, device_name] : runs) {
     graft::Device device(device_name);
     graft::set_backend_order({backend});
+    std::optional<graft::BackendGuard> only;
+    if (device.is_cpu()) only.emplace(std::vector<std::string>{backend, "reference"});
     graft::manual_seed(0);
     nn::Sequential model{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10)};
     model.to(device);
