@@ -5,6 +5,8 @@
 #include <benchmark/benchmark.h>
 #include <graft/graft.h>
 
+#include "models.h"
+
 namespace {
 
 using graft::Tensor;
@@ -67,7 +69,7 @@ void BM_MLPTrainStep(benchmark::State& state) {
   namespace nn = graft::nn;
   int64_t batch = state.range(0);
   graft::manual_seed(0);
-  nn::Sequential model{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 256), nn::ReLU(), nn::Linear(256, 10)};
+  nn::Sequential model = graft::models::mlp(256, 256);
   graft::optim::SGD optimizer(model.parameters(), {.lr = 0.01, .momentum = 0.9});
   Tensor x = graft::randn({batch, 784});
   Tensor y = (graft::rand({batch}) * 10).to(graft::kInt64);
@@ -111,10 +113,7 @@ void BM_CNNTrainStep(benchmark::State& state) {
   graft::BackendGuard only("reference");  // graft-onednn's figures are bench_onednn's
   namespace nn = graft::nn;
   graft::manual_seed(0);
-  nn::Sequential model{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(32), nn::ReLU(),
-                       nn::MaxPool2d(2), nn::Conv2d(32, 64, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(64),
-                       nn::ReLU(), nn::MaxPool2d(2), nn::Flatten(), nn::Linear(3136, 128), nn::ReLU(),
-                       nn::Linear(128, 10)};
+  nn::Sequential model = graft::models::cnn();
   graft::optim::Adam optimizer(model.parameters(), {.lr = 1e-3});
   Tensor x = graft::randn({64, 1, 28, 28});
   Tensor y = (graft::rand({64}) * 10).to(graft::kInt64);

@@ -19,6 +19,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
+#include "models.h"
+
 using graft::Tensor;
 namespace F = graft::F;
 namespace nn = graft::nn;
@@ -154,60 +156,40 @@ std::vector<std::string> backend_set(int64_t onednn) {
   return onednn ? std::vector<std::string>{"onednn", "reference"} : std::vector<std::string>{"reference"};
 }
 
-void BM_MLPStep(benchmark::State& state) {
-  int64_t batch = state.range(0);
-  graft::BackendGuard only(backend_set(state.range(1)));
-  graft::manual_seed(0);
-  nn::Sequential model{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 256), nn::ReLU(), nn::Linear(256, 10)};
-  graft::optim::SGD sgd(model.parameters(), {.lr = 0.01, .momentum = 0.9});
-  Tensor x = graft::randn({batch, 784});
-  Tensor y = (graft::rand({batch}) * 10).to(graft::kInt64);
+// Training steps on random data: oneDNN (state arg onednn = 1) or the
+// reference backend alone, with the ops oneDNN left to the reference backend.
+template <class Optimizer, class Options>
+void train_steps(benchmark::State& state, nn::Sequential model, Options options, std::vector<int64_t> input,
+                 bool onednn) {
+  graft::BackendGuard only(backend_set(onednn));
+  Optimizer opt(model.parameters(), options);
+  Tensor x = graft::randn(input);
+  Tensor y = (graft::rand({input[0]}) * 10).to(graft::kInt64);
   auto step = [&] {
     Tensor loss = F::cross_entropy(model(x), y);
     loss.backward();
-    sgd.step();
-    sgd.zero_grad();
+    opt.step();
+    opt.zero_grad();
   };
   step();
   graft::reset_dispatch_stats();
   for (auto _ : state) step();
   state.counters["ref_calls/step"] = double(reference_calls()) / double(state.iterations());
+}
+
+void BM_MLPStep(benchmark::State& state) {
+  int64_t batch = state.range(0);
+  graft::manual_seed(0);
+  train_steps<graft::optim::SGD>(state, graft::models::mlp(256, 256), graft::optim::SGDOptions{.lr = 0.01, .momentum = 0.9},
+                                 {batch, 784}, state.range(1));
   if (state.range(1)) state.counters["roofline_ms"] = 1e3 * mlp_roofline_seconds(batch, triad_bytes_per_s());
 }
 BENCHMARK(BM_MLPStep)->ArgsProduct({{64, 256}, {1, 0}})->ArgNames({"batch", "onednn"})->Unit(benchmark::kMillisecond)->UseRealTime();
 
-nn::Sequential cnn() {
-  return nn::Sequential{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(32),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Conv2d(32, 64, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(64),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Flatten(),
-                        nn::Linear(3136, 128),
-                        nn::ReLU(),
-                        nn::Linear(128, 10)};
-}
-
 void BM_CNNStep(benchmark::State& state) {
-  graft::BackendGuard only(backend_set(state.range(0)));
   graft::manual_seed(0);
-  nn::Sequential model = cnn();
-  graft::optim::Adam adam(model.parameters(), {.lr = 1e-3});
-  Tensor x = graft::randn({64, 1, 28, 28});
-  Tensor y = (graft::rand({64}) * 10).to(graft::kInt64);
-  auto step = [&] {
-    Tensor loss = F::cross_entropy(model(x), y);
-    loss.backward();
-    adam.step();
-    adam.zero_grad();
-  };
-  step();
-  graft::reset_dispatch_stats();
-  for (auto _ : state) step();
-  state.counters["ref_calls/step"] = double(reference_calls()) / double(state.iterations());
+  train_steps<graft::optim::Adam>(state, graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3}, {64, 1, 28, 28},
+                                  state.range(0));
 }
 BENCHMARK(BM_CNNStep)->Arg(1)->Arg(0)->ArgName("onednn")->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -223,7 +205,7 @@ void BM_CNNEpoch(benchmark::State& state) {
   }
   for (auto _ : state) {
     graft::manual_seed(0);
-    nn::Sequential model = cnn();
+    nn::Sequential model = graft::models::cnn();
     graft::optim::Adam adam(model.parameters(), {.lr = 1e-3});
     graft::data::DataLoader loader(train, {.batch_size = 64, .shuffle = true, .seed = 0});
     for (int64_t i = 0; i < loader.size(); ++i) {

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <string>
 
+#include "models.h"
+
 namespace {
 
 double resident_mib() {
@@ -46,7 +48,7 @@ int main(int argc, char** argv) {
     std::optional<graft::BackendGuard> only;
     if (device.is_cpu()) only.emplace(std::vector<std::string>{backend, "reference"});
     graft::manual_seed(0);
-    nn::Sequential model{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10)};
+    nn::Sequential model = graft::models::mlp();
     model.to(device);
     graft::optim::SGD opt(model.parameters(), {.lr = 0.01, .momentum = 0.9});
     graft::Tensor x = graft::randn({64, 784}).to(device);

@@ -1,5 +1,7 @@
 #include "suites.h"
 
+#include "models.h"
+
 namespace graft::bench {
 
 namespace {
@@ -24,25 +26,6 @@ std::string dims(std::initializer_list<int64_t> d) {
 
 // A chain of 8 elementwise ops: what a fusing backend does in one pass.
 Tensor chain(const Tensor& x) { return (((x * 1.5 + 0.5).relu() * x - 0.25).tanh() * 2.0 + x).sigmoid(); }
-
-nn::Sequential mlp() {
-  return nn::Sequential{nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 256), nn::ReLU(), nn::Linear(256, 10)};
-}
-
-nn::Sequential cnn() {
-  return nn::Sequential{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(32),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Conv2d(32, 64, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(64),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Flatten(),
-                        nn::Linear(3136, 128),
-                        nn::ReLU(),
-                        nn::Linear(128, 10)};
-}
 
 // One training step (forward, backward, optimizer); returns the loss.
 Prepared training_step(nn::Sequential model, bool adam, std::vector<int64_t> shape, const std::string& device,
@@ -151,13 +134,13 @@ std::vector<Case> all_cases() {
   for (int64_t b : {64, 256})
     c.push_back({"training step", "MLP step b" + std::to_string(b), true, [b, mlp_flops](const std::string& d) {
                    manual_seed(0);
-                   return training_step(mlp(), false, {b, 784}, d, mlp_flops * b);
+                   return training_step(models::mlp(256, 256), false, {b, 784}, d, mlp_flops * b);
                  }});
   c.push_back({"training step", "CNN step b64", true, [](const std::string& d) {
                  manual_seed(0);
                  double conv = 2.0 * 64 * (32 * 784 * 9 + 64 * 196 * 32 * 9);
                  double fc = 2.0 * 64 * (3136 * 128 + 128 * 10);
-                 return training_step(cnn(), true, {64, 1, 28, 28}, d, 3 * (conv + fc));
+                 return training_step(models::cnn(), true, {64, 1, 28, 28}, d, 3 * (conv + fc));
                }});
   return c;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""bench_onednn's training cases run with PyTorch (Debian's python3-torch):
-the MLP 784-256-256-10 SGD step, the graft-train CNN Adam step at batch 64,
-and one CNN epoch over Fashion-MNIST, with as many threads as graft uses.
+"""bench_onednn's CNN cases run with PyTorch (Debian's python3-torch): the
+graft-train CNN Adam step at batch 64 and one CNN epoch over Fashion-MNIST,
+with as many threads as graft uses. (The MLP steps are graft-bench's, whose
+PyTorch side is bench/torch_bench.py.)
 
     /usr/bin/python3 bench/torch_cnn.py [threads]
 Never a build or test dependency; says so and exits when torch is missing.
@@ -31,21 +32,6 @@ def per_call(fn, min_time=1.0):
     return (time.perf_counter() - start) / n
 
 
-def mlp_step(batch):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.randn(batch, 784), (torch.rand(batch) * 10).long()
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    return per_call(step)
-
-
 def cnn():
     nn = torch.nn
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
@@ -68,9 +54,6 @@ def read_idx(path):
     shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
     return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
 
-
-for batch in (64, 256):
-    print(f"MLP SGD step, batch {batch}:      {mlp_step(batch) * 1e3:8.2f} ms")
 
 torch.manual_seed(0)
 model = cnn()

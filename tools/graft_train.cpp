@@ -15,6 +15,8 @@
 #include <optional>
 #include <sstream>
 
+#include "models.h"
+
 namespace nn = graft::nn;
 namespace F = graft::F;
 using graft::Tensor;
@@ -37,23 +39,7 @@ struct Args {
   bool anomaly = false;
 };
 
-nn::Sequential make_model(const std::string& kind) {
-  if (kind == "mlp")
-    return nn::Sequential{nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(),
-                          nn::Linear(128, 10)};
-  return nn::Sequential{nn::Conv2d(1, 32, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(32),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Conv2d(32, 64, 3, nn::Conv2dOptions{.padding = 1}),
-                        nn::BatchNorm2d(64),
-                        nn::ReLU(),
-                        nn::MaxPool2d(2),
-                        nn::Flatten(),
-                        nn::Linear(3136, 128),
-                        nn::ReLU(),
-                        nn::Linear(128, 10)};
-}
+nn::Sequential make_model(const std::string& kind) { return kind == "mlp" ? graft::models::mlp() : graft::models::cnn(); }
 
 // Keys of dict that start with prefix, with the prefix removed.
 graft::StateDict part(const graft::StateDict& dict, const std::string& prefix) {

@@ -233,19 +233,23 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
 // the host fallback if need be). A composite is therefore never mirrored to
 // the host whole, and a backend that leaves one out loses nothing. Their
 // kernels always see contiguous inputs.
-bool has_kernels(OpId op, Device device) {
-  if (const Registry::KernelList* list = Registry::get().kernels(op, device.type()))
+namespace {
+bool any_allowed(const Registry::KernelList* list) {
+  if (list)
     for (const Kernel& k : list->kernels)
       if (tls_allowed_backends >> k.backend & 1) return true;
   return false;
 }
+}  // namespace
+
+bool has_kernels(OpId op, Device device) { return any_allowed(Registry::get().kernels(op, device.type())); }
 
 Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   Registry& r = Registry::get();
   int n = static_cast<int>(inputs.size());
   Device device = inputs.begin()->device();
-  if (!has_kernels(op, device)) return Tensor();
   const Registry::KernelList* list = r.kernels(op, device.type());
+  if (!any_allowed(list)) return Tensor();
   std::array<Tensor, kMaxInputs> dense;
   {
     NoGradGuard no_grad;  // the caller records the composite; these copies are not part of it

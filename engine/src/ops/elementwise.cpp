@@ -16,7 +16,6 @@ OutMeta broadcast_rule(OpId op, const Tensor* in, int n, const Attrs&) {
   return {shape, compare ? kBool : in[n - 1].dtype()};
 }
 
-OutMeta same_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[0].sizes()), in[0].dtype()}; }
 
 // Arithmetic does not compute in bool (as in PyTorch, except add, which we keep simple).
 DType arithmetic_type(const Tensor& a, const Tensor& b, const char* op) {

@@ -14,7 +14,6 @@ OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a) {
   return {Dims(in[0].sizes()), in[0].dtype()};
 }
 
-OutMeta like_first_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[0].sizes()), in[0].dtype()}; }
 OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&) {
   return {Dims{in[0].size(0), in[1].size(0)}, in[0].dtype()};
 }
@@ -156,7 +155,7 @@ void define_nn_ops(Registry& r) {
   r.define(OpId::softmax_backward, {"softmax_backward", 1, 2,
                                     "inputs grad, y (the forward's output), one shape; i0: dim, i1: 1 for "
                                     "log_softmax",
-                                    like_first_rule, true});
+                                    same_rule, true});
   r.define(OpId::linear, {"linear", 1, 3,
                           "inputs x [M, K], weight [N, K], and a bias [N] when i0 = 1; output x weight^T + bias",
                           linear_rule, true});
