@@ -33,7 +33,7 @@ struct Args {
   std::string optimizer = "adam";
   uint64_t seed = 0;
   std::string backend;  // empty: every loaded backend
-  std::string device = "cpu";
+  std::string device;  // empty: the backend's own device when it adds one (vulkan:0), else cpu
   std::string checkpoint, resume, graph;
   int64_t limit = 0, test_limit = 0;
   bool anomaly = false;
@@ -104,6 +104,12 @@ int run(Args args) {
                  args.backend, "' is not loaded (loaded: ", loaded, "); see graft-info");
     graft::set_backend_order({args.backend});
     only.emplace(std::vector<std::string>{args.backend, "reference"});
+  }
+  if (args.device.empty()) {
+    // A backend with a device of its own (vulkan) trains there.
+    std::vector<std::string> all = graft::devices();
+    bool own = std::find(all.begin(), all.end(), args.backend + ":0") != all.end();
+    args.device = own ? args.backend + ":0" : "cpu";
   }
   graft::Device device(args.device);
   std::optional<graft::autograd::DetectAnomalyGuard> anomaly;
@@ -196,7 +202,8 @@ int main(int argc, char** argv) {
   app.add_option("--optimizer", args.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   app.add_option("--seed", args.seed)->capture_default_str();
   app.add_option("--backend", args.backend, "a loaded backend (see graft-info); default: all, by priority");
-  app.add_option("--device", args.device, "where the model and batches live")->capture_default_str();
+  app.add_option("--device", args.device,
+                 "where the model and batches live (default: the backend's own device, such as vulkan:0, else cpu)");
   app.add_option("--checkpoint", args.checkpoint, "save model, optimizer and progress here after every epoch");
   app.add_option("--resume", args.resume, "continue from a checkpoint");
   app.add_option("--graph", args.graph, "write the first step's graph as Graphviz dot");

@@ -1,0 +1,524 @@
+#include "backends/vulkan/device.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace graft_vulkan {
+
+namespace {
+constexpr size_t kMaxBlock = size_t{256} << 20;  // device memory is taken in blocks of at most this
+constexpr size_t kAlign = 256;                    // every allocation starts on this, above any offset rule
+constexpr size_t kArenaBytes = size_t{4} << 20;   // host-visible memory per batch, grown on demand
+constexpr uint32_t kBatchCommands = 256;          // a batch is submitted (not waited for) at this size
+constexpr size_t kBatches = 3;                    // batches in flight
+constexpr uint32_t kSetsPerPool = 256;
+
+size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+bool overlaps(const Access& a, const Access& b) { return a.begin < b.end && b.begin < a.end; }
+}  // namespace
+
+const char* result_name(VkResult r) {
+  switch (r) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    default: return "an unknown VkResult";
+  }
+}
+
+void check(VkResult r, const char* what) {
+  if (r == VK_SUCCESS) return;
+  bool oom = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY;
+  throw Failure(oom ? 2 : 1, std::string(what) + " failed: " + result_name(r));
+}
+
+Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
+  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceMaintenance3Properties maintenance3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
+                                                      &subgroup};
+  VkPhysicalDeviceProperties2 props2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &maintenance3};
+  vkGetPhysicalDeviceProperties2(physical, &props2);
+  props_ = props2.properties;
+  name_ = props_.deviceName;
+  if (subgroup.subgroupSize > 0) subgroup_size_ = subgroup.subgroupSize;
+  vkGetPhysicalDeviceMemoryProperties(physical, &memory_props_);
+
+  uint32_t families = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(physical, &families, nullptr);
+  std::vector<VkQueueFamilyProperties> family(families);
+  vkGetPhysicalDeviceQueueFamilyProperties(physical, &families, family.data());
+  queue_family_ = families;
+  for (uint32_t i = 0; i < families && queue_family_ == families; ++i)
+    if (family[i].queueFlags & VK_QUEUE_COMPUTE_BIT) queue_family_ = i;
+  if (queue_family_ == families) throw Failure(1, name_ + " has no compute queue");
+
+  float priority = 1.0f;
+  VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+  queue_info.queueFamilyIndex = queue_family_;
+  queue_info.queueCount = 1;
+  queue_info.pQueuePriorities = &priority;
+  VkPhysicalDeviceVulkan12Features features12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  features12.storageBuffer8BitAccess = VK_TRUE;  // bool tensors
+  features12.shaderInt8 = VK_TRUE;
+  VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features12};
+  info.queueCreateInfoCount = 1;
+  info.pQueueCreateInfos = &queue_info;
+  check(vkCreateDevice(physical, &info, nullptr, &device_), "vkCreateDevice");
+  volkLoadDeviceTable(&vk_, device_);
+  vk_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+
+  VkCommandPoolCreateInfo pool_info{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pool_info.queueFamilyIndex = queue_family_;
+  check(vk_.vkCreateCommandPool(device_, &pool_info, nullptr, &command_pool_), "vkCreateCommandPool");
+  VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+  check(vk_.vkCreatePipelineCache(device_, &cache_info, nullptr, &pipeline_cache_), "vkCreatePipelineCache");
+
+  // Which memory types the blocks and the staging buffers come from: ask a
+  // probe buffer which types storage buffers may use.
+  VkBufferCreateInfo probe{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  probe.size = kAlign;
+  probe.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  VkBuffer buffer;
+  check(vk_.vkCreateBuffer(device_, &probe, nullptr, &buffer), "vkCreateBuffer");
+  VkMemoryRequirements req;
+  vk_.vkGetBufferMemoryRequirements(device_, buffer, &req);
+  vk_.vkDestroyBuffer(device_, buffer, nullptr);
+  device_memory_type_ = find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+  host_memory_type_ = find_memory_type(
+      req.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
+  heap_size_ = memory_props_.memoryHeaps[memory_props_.memoryTypes[device_memory_type_].heapIndex].size;
+  block_size_ = std::min<size_t>({kMaxBlock, props_.limits.maxStorageBufferRange,
+                                  static_cast<size_t>(maintenance3.maxMemoryAllocationSize), heap_size_ / 4});
+  block_size_ = block_size_ / kAlign * kAlign;
+
+  batches_.resize(kBatches);
+  for (Batch& b : batches_) {
+    VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    alloc.commandPool = command_pool_;
+    alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    alloc.commandBufferCount = 1;
+    check(vk_.vkAllocateCommandBuffers(device_, &alloc, &b.cmd), "vkAllocateCommandBuffers");
+    VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    check(vk_.vkCreateFence(device_, &fence, nullptr, &b.fence), "vkCreateFence");
+  }
+}
+
+uint32_t Device::find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const {
+  // Prefer a type with exactly what is wanted (no host-visible device
+  // memory when plain device memory exists), then any type that has it.
+  for (int pass = 0; pass < 2; ++pass)
+    for (uint32_t i = 0; i < memory_props_.memoryTypeCount; ++i) {
+      VkMemoryPropertyFlags f = memory_props_.memoryTypes[i].propertyFlags;
+      if (!(bits & (1u << i)) || (f & want) != want || (f & avoid)) continue;
+      if (pass == 0 && want == VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT && (f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT))
+        continue;
+      return i;
+    }
+  if (want & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) throw Failure(1, name_ + " has no host-visible memory");
+  return find_memory_type(bits, 0, avoid);  // a device without a device-local type: take any
+}
+
+// ---- memory ----
+
+void* Device::allocate(size_t nbytes) {
+  std::lock_guard lock(mutex_);
+  size_t n = round_up(std::max<size_t>(nbytes, 1), kAlign);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    Block& b = blocks_[i];
+    for (auto it = b.free.begin(); it != b.free.end(); ++it) {
+      if (it->second < n) continue;
+      size_t offset = it->first, left = it->second - n;
+      b.free.erase(it);
+      if (left > 0) b.free.emplace(offset + n, left);
+      return reinterpret_cast<void*>(((i + 1) << kOffsetBits) | offset);
+    }
+  }
+  if (n > props_.limits.maxStorageBufferRange)
+    throw Failure(2, std::to_string(nbytes) + " bytes is more than one buffer of " + name_ +
+                         " can hold (maxStorageBufferRange " +
+                         std::to_string(props_.limits.maxStorageBufferRange) + " bytes)");
+  Block b;
+  b.size = std::max(n, block_size_);
+  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  info.size = b.size;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  check(vk_.vkCreateBuffer(device_, &info, nullptr, &b.buffer), "vkCreateBuffer");
+  VkMemoryRequirements req;
+  vk_.vkGetBufferMemoryRequirements(device_, b.buffer, &req);
+  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+  alloc.allocationSize = req.size;
+  alloc.memoryTypeIndex = device_memory_type_;
+  VkResult r = vk_.vkAllocateMemory(device_, &alloc, nullptr, &b.memory);
+  if (r != VK_SUCCESS) {
+    vk_.vkDestroyBuffer(device_, b.buffer, nullptr);
+    throw Failure(2, "allocating " + std::to_string(nbytes) + " bytes on " + name_ + " failed (" + result_name(r) +
+                         ", a block of " + std::to_string(b.size) + " bytes; " + std::to_string(allocated_) +
+                         " bytes in use of " + std::to_string(heap_size_) + ")");
+  }
+  check(vk_.vkBindBufferMemory(device_, b.buffer, b.memory, 0), "vkBindBufferMemory");
+  allocated_ += b.size;
+  if (b.size > n) b.free.emplace(n, b.size - n);
+  // Reuse the number of a block given back, else take a new one.
+  size_t i = 0;
+  while (i < blocks_.size() && blocks_[i].buffer != VK_NULL_HANDLE) ++i;
+  if (i == blocks_.size()) blocks_.emplace_back();
+  blocks_[i] = std::move(b);
+  return reinterpret_cast<void*>((uint64_t{i + 1} << kOffsetBits));
+}
+
+Device::Block& Device::block_of(uint64_t pointer, size_t nbytes, const char* what) {
+  uint64_t number = pointer >> kOffsetBits;
+  if (number == 0 || number > blocks_.size() || blocks_[number - 1].buffer == VK_NULL_HANDLE ||
+      (pointer & kOffsetMask) + nbytes > blocks_[number - 1].size)
+    throw Failure(3, std::string(what) + ": the pointer " + std::to_string(pointer) + " is not memory of " + name_);
+  return blocks_[number - 1];
+}
+
+void Device::deallocate(void* ptr, size_t nbytes) {
+  std::lock_guard lock(mutex_);
+  uint64_t p = reinterpret_cast<uint64_t>(ptr);
+  Block& b = block_of(p, nbytes, "deallocate");
+  size_t offset = p & kOffsetMask, n = round_up(std::max<size_t>(nbytes, 1), kAlign);
+  if (b.size > block_size_) {
+    // A block of its own (a tensor larger than a block): give it back, once
+    // no command in flight uses it.
+    submit();
+    wait_all();
+    vk_.vkDestroyBuffer(device_, b.buffer, nullptr);
+    vk_.vkFreeMemory(device_, b.memory, nullptr);
+    allocated_ -= b.size;
+    b = Block();
+    return;
+  }
+  auto next = b.free.lower_bound(offset);
+  if (next != b.free.end() && next->first == offset + n) {
+    n += next->second;
+    next = b.free.erase(next);
+  }
+  if (next != b.free.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      prev->second += n;
+      return;
+    }
+  }
+  b.free.emplace(offset, n);
+}
+
+void Device::memory(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard lock(mutex_);
+  size_t in_blocks = 0;
+  for (const Block& b : blocks_)
+    for (const auto& [offset, size] : b.free) in_blocks += size;
+  *total_bytes = heap_size_;
+  *free_bytes = heap_size_ - std::min(heap_size_, allocated_) + in_blocks;
+}
+
+Counters Device::counters() {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+// ---- host-visible buffers ----
+
+Device::HostBuffer Device::make_host_buffer(size_t nbytes) {
+  HostBuffer h;
+  h.size = nbytes;
+  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+  info.size = nbytes;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  check(vk_.vkCreateBuffer(device_, &info, nullptr, &h.buffer), "vkCreateBuffer (staging)");
+  VkMemoryRequirements req;
+  vk_.vkGetBufferMemoryRequirements(device_, h.buffer, &req);
+  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+  alloc.allocationSize = req.size;
+  alloc.memoryTypeIndex = host_memory_type_;
+  VkResult r = vk_.vkAllocateMemory(device_, &alloc, nullptr, &h.memory);
+  if (r != VK_SUCCESS) {
+    vk_.vkDestroyBuffer(device_, h.buffer, nullptr);
+    check(r, "vkAllocateMemory (staging)");
+  }
+  check(vk_.vkBindBufferMemory(device_, h.buffer, h.memory, 0), "vkBindBufferMemory (staging)");
+  void* mapped = nullptr;
+  check(vk_.vkMapMemory(device_, h.memory, 0, VK_WHOLE_SIZE, 0, &mapped), "vkMapMemory");
+  h.mapped = static_cast<unsigned char*>(mapped);
+  return h;
+}
+
+void Device::destroy(HostBuffer& h) {
+  vk_.vkDestroyBuffer(device_, h.buffer, nullptr);
+  vk_.vkFreeMemory(device_, h.memory, nullptr);
+  h = HostBuffer();
+}
+
+std::pair<const Device::HostBuffer*, size_t> Device::arena_take(Arena& arena, size_t nbytes, size_t align) {
+  size_t at = round_up(arena.used, align);
+  if (arena.buffers.empty() || at + nbytes > arena.buffers.back().size) {
+    arena.buffers.push_back(make_host_buffer(std::max(kArenaBytes, round_up(nbytes, kAlign))));
+    at = 0;
+  }
+  arena.used = at + nbytes;
+  return {&arena.buffers.back(), at};
+}
+
+// ---- batches ----
+
+Device::Batch& Device::recording() {
+  Batch& b = batches_[current_];
+  if (b.recording) return b;
+  if (b.submitted) {
+    check(vk_.vkWaitForFences(device_, 1, &b.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    ++counters_.waits;
+    b.submitted = false;
+  }
+  // The batch has finished: its descriptor sets and host memory are free.
+  for (VkDescriptorPool pool : b.pools) vk_.vkResetDescriptorPool(device_, pool, 0);
+  b.pool = 0;
+  for (Arena* a : {&b.params, &b.staging}) {
+    while (a->buffers.size() > 1) {
+      destroy(a->buffers.back());
+      a->buffers.pop_back();
+    }
+    a->used = 0;
+  }
+  VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(vk_.vkBeginCommandBuffer(b.cmd, &begin), "vkBeginCommandBuffer");
+  b.recording = true;
+  b.commands = 0;
+  return b;
+}
+
+void Device::submit() {
+  Batch& b = batches_[current_];
+  if (!b.recording) return;
+  check(vk_.vkEndCommandBuffer(b.cmd), "vkEndCommandBuffer");
+  b.recording = false;
+  check(vk_.vkResetFences(device_, 1, &b.fence), "vkResetFences");
+  VkSubmitInfo info{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  info.commandBufferCount = 1;
+  info.pCommandBuffers = &b.cmd;
+  check(vk_.vkQueueSubmit(queue_, 1, &info, b.fence), "vkQueueSubmit");
+  b.submitted = true;
+  ++counters_.submits;
+  current_ = (current_ + 1) % batches_.size();
+}
+
+void Device::wait_all() {
+  for (Batch& b : batches_) {
+    if (!b.submitted) continue;
+    check(vk_.vkWaitForFences(device_, 1, &b.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    ++counters_.waits;
+    b.submitted = false;
+  }
+}
+
+void Device::synchronize() {
+  std::lock_guard lock(mutex_);
+  submit();
+  wait_all();
+}
+
+// Note [Barriers]: commands run in submission order on one queue but may
+// overlap. A barrier goes in only where a command reads what an earlier one
+// wrote, or writes what an earlier one read or wrote, since the last barrier
+// (the ranges carry over from batch to batch: a barrier orders everything
+// submitted before it on the queue).
+void Device::track(std::span<const Access> accesses) {
+  bool hazard = reads_.size() + writes_.size() > 256;  // a long list costs more than a barrier
+  for (const Access& a : accesses) {
+    for (const Access& w : writes_) hazard = hazard || overlaps(a, w);
+    if (a.write)
+      for (const Access& r : reads_) hazard = hazard || overlaps(a, r);
+  }
+  if (hazard) {
+    VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    barrier.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    barrier.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                            VK_ACCESS_TRANSFER_WRITE_BIT;
+    VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+    vk_.vkCmdPipelineBarrier(batches_[current_].cmd, stages, stages, 0, 1, &barrier, 0, nullptr, 0, nullptr);
+    ++counters_.barriers;
+    reads_.clear();
+    writes_.clear();
+  }
+  for (const Access& a : accesses) (a.write ? writes_ : reads_).push_back(a);
+}
+
+// ---- transfers ----
+
+void Device::upload(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  std::lock_guard lock(mutex_);
+  uint64_t p = reinterpret_cast<uint64_t>(dst);
+  Block& block = block_of(p, nbytes, "copy_from_host");
+  Batch& b = recording();
+  auto [staging, at] = arena_take(b.staging, nbytes, 16);
+  std::memcpy(staging->mapped + at, src, nbytes);
+  Access access{p, p + nbytes, true};
+  track({&access, 1});
+  VkBufferCopy region{at, p & kOffsetMask, nbytes};
+  vk_.vkCmdCopyBuffer(b.cmd, staging->buffer, block.buffer, 1, &region);
+  ++counters_.uploads;
+  if (++b.commands >= kBatchCommands) submit();
+}
+
+void Device::download(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  std::lock_guard lock(mutex_);
+  uint64_t p = reinterpret_cast<uint64_t>(src);
+  Block& block = block_of(p, nbytes, "copy_to_host");
+  Batch& b = recording();
+  auto [staging, at] = arena_take(b.staging, nbytes, 16);
+  Access access{p, p + nbytes, false};
+  track({&access, 1});
+  VkBufferCopy region{p & kOffsetMask, at, nbytes};
+  vk_.vkCmdCopyBuffer(b.cmd, block.buffer, staging->buffer, 1, &region);
+  VkMemoryBarrier to_host{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  to_host.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+  to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  vk_.vkCmdPipelineBarrier(b.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0,
+                           nullptr, 0, nullptr);
+  const unsigned char* from = staging->mapped + at;  // stays mapped until the batch records again
+  submit();
+  wait_all();
+  std::memcpy(dst, from, nbytes);
+  ++counters_.downloads;
+}
+
+void Device::copy(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  std::lock_guard lock(mutex_);
+  uint64_t d = reinterpret_cast<uint64_t>(dst), s = reinterpret_cast<uint64_t>(src);
+  Block& to = block_of(d, nbytes, "copy_on_device");
+  Block& from = block_of(s, nbytes, "copy_on_device");
+  Batch& b = recording();
+  Access accesses[] = {{s, s + nbytes, false}, {d, d + nbytes, true}};
+  track(accesses);
+  VkBufferCopy region{s & kOffsetMask, d & kOffsetMask, nbytes};
+  vk_.vkCmdCopyBuffer(b.cmd, from.buffer, to.buffer, 1, &region);
+  if (++b.commands >= kBatchCommands) submit();
+}
+
+// ---- dispatches ----
+
+const Device::Pipeline& Device::pipeline(const Shader& shader, std::span<const int32_t> spec) {
+  std::vector<int32_t> key(spec.begin(), spec.end());
+  auto& by_shader = pipelines_[key];
+  auto found = by_shader.find(&shader);
+  if (found != by_shader.end()) return found->second;
+
+  Pipeline p;
+  VkDescriptorSetLayout& set_layout = set_layouts_[shader.buffers];
+  if (set_layout == VK_NULL_HANDLE) {
+    std::vector<VkDescriptorSetLayoutBinding> bindings(shader.buffers + 1);
+    for (uint32_t i = 0; i < bindings.size(); ++i)
+      bindings[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+    VkDescriptorSetLayoutCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
+    info.bindingCount = static_cast<uint32_t>(bindings.size());
+    info.pBindings = bindings.data();
+    check(vk_.vkCreateDescriptorSetLayout(device_, &info, nullptr, &set_layout), "vkCreateDescriptorSetLayout");
+  }
+  p.set_layout = set_layout;
+  VkPipelineLayoutCreateInfo layout_info{VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
+  layout_info.setLayoutCount = 1;
+  layout_info.pSetLayouts = &set_layout;
+  check(vk_.vkCreatePipelineLayout(device_, &layout_info, nullptr, &p.layout), "vkCreatePipelineLayout");
+
+  VkShaderModuleCreateInfo module_info{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
+  module_info.codeSize = shader.bytes;
+  module_info.pCode = shader.code;
+  VkShaderModule module;
+  check(vk_.vkCreateShaderModule(device_, &module_info, nullptr, &module), "vkCreateShaderModule");
+  std::vector<VkSpecializationMapEntry> entries(spec.size());
+  for (uint32_t i = 0; i < entries.size(); ++i) entries[i] = {i, 4 * i, 4};
+  VkSpecializationInfo spec_info{static_cast<uint32_t>(entries.size()), entries.data(), spec.size_bytes(),
+                                 spec.data()};
+  VkComputePipelineCreateInfo info{VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
+  info.stage = {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO};
+  info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  info.stage.module = module;
+  info.stage.pName = "main";
+  info.stage.pSpecializationInfo = &spec_info;
+  info.layout = p.layout;
+  VkResult r = vk_.vkCreateComputePipelines(device_, pipeline_cache_, 1, &info, nullptr, &p.pipeline);
+  vk_.vkDestroyShaderModule(device_, module, nullptr);
+  if (r != VK_SUCCESS) {
+    vk_.vkDestroyPipelineLayout(device_, p.layout, nullptr);
+    throw Failure(1, std::string("creating the pipeline of shader '") + shader.name + "' failed: " + result_name(r));
+  }
+  ++counters_.pipelines;
+  return by_shader[&shader] = p;
+}
+
+VkDescriptorSet Device::descriptor_set(Batch& b, VkDescriptorSetLayout layout) {
+  for (;; ++b.pool) {
+    if (b.pool == b.pools.size()) {
+      VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 6};
+      VkDescriptorPoolCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+      info.maxSets = kSetsPerPool;
+      info.poolSizeCount = 1;
+      info.pPoolSizes = &size;
+      VkDescriptorPool pool;
+      check(vk_.vkCreateDescriptorPool(device_, &info, nullptr, &pool), "vkCreateDescriptorPool");
+      b.pools.push_back(pool);
+    }
+    VkDescriptorSetAllocateInfo alloc{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+    alloc.descriptorPool = b.pools[b.pool];
+    alloc.descriptorSetCount = 1;
+    alloc.pSetLayouts = &layout;
+    VkDescriptorSet set;
+    VkResult r = vk_.vkAllocateDescriptorSets(device_, &alloc, &set);
+    if (r == VK_SUCCESS) return set;
+    if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL) check(r, "vkAllocateDescriptorSets");
+  }
+}
+
+void Device::dispatch(const Shader& shader, std::span<const int32_t> spec, std::span<const uint32_t> params,
+                      std::span<const Access> buffers, uint64_t groups) {
+  if (groups == 0) return;
+  uint64_t max_x = props_.limits.maxComputeWorkGroupCount[0], max_y = props_.limits.maxComputeWorkGroupCount[1];
+  uint64_t x = std::min(groups, max_x), y = (groups + x - 1) / x;
+  if (y > max_y) throw Failure(3, std::string("shader '") + shader.name + "': too many workgroups");
+  if (buffers.size() != shader.buffers) throw Failure(3, std::string("shader '") + shader.name + "': wrong bindings");
+  std::lock_guard lock(mutex_);
+  std::vector<VkDescriptorBufferInfo> infos;
+  for (const Access& a : buffers) infos.push_back({block_of(a.begin, a.end - a.begin, shader.name).buffer, 0, VK_WHOLE_SIZE});
+  const Pipeline& p = pipeline(shader, spec);
+  Batch& b = recording();
+  auto [host, at] = arena_take(b.params, params.size_bytes(), props_.limits.minStorageBufferOffsetAlignment);
+  std::memcpy(host->mapped + at, params.data(), params.size_bytes());
+  infos.insert(infos.begin(), VkDescriptorBufferInfo{host->buffer, at, std::max<size_t>(params.size_bytes(), 4)});
+
+  VkDescriptorSet set = descriptor_set(b, p.set_layout);
+  VkWriteDescriptorSet write{VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+  write.dstSet = set;
+  write.dstBinding = 0;
+  write.descriptorCount = static_cast<uint32_t>(infos.size());
+  write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+  write.pBufferInfo = infos.data();
+  vk_.vkUpdateDescriptorSets(device_, 1, &write, 0, nullptr);
+
+  track(buffers);
+  vk_.vkCmdBindPipeline(b.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
+  vk_.vkCmdBindDescriptorSets(b.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
+  vk_.vkCmdDispatch(b.cmd, static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1);
+  ++counters_.dispatches;
+  if (++b.commands >= kBatchCommands) submit();
+}
+
+}  // namespace graft_vulkan

@@ -1,0 +1,152 @@
+// One Vulkan device as graft sees it: memory sub-allocated from large blocks,
+// commands recorded into batched command buffers, compute pipelines created
+// on first use. Every public member locks the device, so graft may call it
+// from any thread.
+#pragma once
+
+#include <volk.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace graft_vulkan {
+
+// What a failing call throws; plugin.cpp turns it into a status and message.
+struct Failure : std::runtime_error {
+  Failure(int32_t status, const std::string& what) : std::runtime_error(what), status(status) {}
+  int32_t status;
+};
+
+// Throws a Failure naming `what` and Vulkan's result, unless r is VK_SUCCESS.
+void check(VkResult r, const char* what);
+const char* result_name(VkResult r);
+
+// A compiled shader: SPIR-V embedded at build time, and how many storage
+// buffers it binds after its parameter block.
+struct Shader {
+  const char* name;
+  const uint32_t* code;
+  size_t bytes;
+  uint32_t buffers;
+};
+
+// Device pointers handed to graft encode (block, byte offset): the block's
+// number in the top bits, so graft's byte arithmetic on views stays valid.
+constexpr int kOffsetBits = 40;
+constexpr uint64_t kOffsetMask = (uint64_t{1} << kOffsetBits) - 1;
+inline uint64_t pointer_offset(const void* p) { return reinterpret_cast<uint64_t>(p) & kOffsetMask; }
+
+// One buffer a dispatch touches: bytes [begin, end) in graft's pointer space.
+struct Access {
+  uint64_t begin, end;
+  bool write;
+};
+
+struct Counters {
+  uint64_t submits = 0, waits = 0, dispatches = 0, barriers = 0, pipelines = 0, uploads = 0, downloads = 0;
+};
+
+class Device {
+ public:
+  // Devices live until the process ends, as plugins do: nothing is torn
+  // down at exit, when the driver's own threads may already be gone.
+  Device(VkInstance instance, VkPhysicalDevice physical);
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  const std::string& name() const { return name_; }
+  const VkPhysicalDeviceLimits& limits() const { return props_.limits; }
+  uint32_t subgroup_size() const { return subgroup_size_; }
+
+  void* allocate(size_t nbytes);
+  void deallocate(void* ptr, size_t nbytes);
+  void upload(void* dst, const void* src, size_t nbytes);
+  void download(void* dst, const void* src, size_t nbytes);
+  void copy(void* dst, const void* src, size_t nbytes);
+  void synchronize();
+  void memory(size_t* free_bytes, size_t* total_bytes);
+  Counters counters();
+
+  // Records one dispatch of `shader`, specialized by spec (constant 0 is the
+  // workgroup size), with `params` as its parameter block and `buffers` as
+  // bindings 1...; `groups` workgroups (split into 2-D when over the limit).
+  void dispatch(const Shader& shader, std::span<const int32_t> spec, std::span<const uint32_t> params,
+                std::span<const Access> buffers, uint64_t groups);
+
+ private:
+  struct Block {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    size_t size = 0;
+    std::map<size_t, size_t> free;  // offset -> size, coalesced
+  };
+  struct HostBuffer {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    size_t size = 0;
+    unsigned char* mapped = nullptr;
+  };
+  // Host-visible memory handed out linearly while a batch records and
+  // reclaimed once it has finished.
+  struct Arena {
+    std::vector<HostBuffer> buffers;
+    size_t used = 0;  // in buffers.back()
+  };
+  struct Batch {
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+    std::vector<VkDescriptorPool> pools;
+    size_t pool = 0;  // the pool sets come from now
+    Arena params, staging;
+    bool recording = false, submitted = false;
+    uint32_t commands = 0;
+  };
+  struct Pipeline {
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    VkPipelineLayout layout = VK_NULL_HANDLE;
+    VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+  };
+
+  uint32_t find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const;
+  HostBuffer make_host_buffer(size_t nbytes);
+  void destroy(HostBuffer& b);
+  std::pair<const HostBuffer*, size_t> arena_take(Arena& arena, size_t nbytes, size_t align);
+  Block& block_of(uint64_t pointer, size_t nbytes, const char* what);
+  Batch& recording();
+  void submit();
+  void wait_all();
+  void track(std::span<const Access> accesses);
+  const Pipeline& pipeline(const Shader& shader, std::span<const int32_t> spec);
+  VkDescriptorSet descriptor_set(Batch& batch, VkDescriptorSetLayout layout);
+
+  std::mutex mutex_;
+  std::string name_;
+  VkPhysicalDevice physical_;
+  VkPhysicalDeviceProperties props_{};
+  VkPhysicalDeviceMemoryProperties memory_props_{};
+  uint32_t subgroup_size_ = 32;
+  VolkDeviceTable vk_{};
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  uint32_t queue_family_ = 0;
+  VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
+  uint32_t device_memory_type_ = 0, host_memory_type_ = 0;
+  size_t block_size_ = 0, heap_size_ = 0, allocated_ = 0;
+  std::vector<Block> blocks_;  // index + 1 is the block's number in pointers
+  std::vector<Batch> batches_;
+  size_t current_ = 0;  // the batch that records next
+  std::vector<Access> reads_, writes_;  // since the last barrier
+  std::map<std::vector<int32_t>, std::map<const Shader*, Pipeline>> pipelines_;
+  std::map<uint32_t, VkDescriptorSetLayout> set_layouts_;  // by buffer count
+  Counters counters_;
+};
+
+}  // namespace graft_vulkan

@@ -1,0 +1,472 @@
+#include "backends/vulkan/kernels.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backends/vulkan/shaders/elementwise.h"
+#include "backends/vulkan/shaders/fold.h"
+#include "backends/vulkan/shaders/matmul.h"
+#include "backends/vulkan/shaders/reduce.h"
+#include "backends/vulkan/shaders/softmax.h"
+#include "backends/vulkan/shaders/unfold.h"
+
+namespace graft_vulkan {
+
+namespace {
+
+#define SHADER(NAME, BUFFERS) const Shader NAME{#NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS}
+SHADER(elementwise, 4);
+SHADER(reduce, 2);
+SHADER(matmul, 3);
+SHADER(softmax, 2);
+SHADER(unfold, 2);
+SHADER(fold, 2);
+#undef SHADER
+
+constexpr uint32_t kGroup = 256;  // invocations per workgroup of the 1-D shaders
+constexpr int kMaxRank = 6;       // dims a shader indexes, after collapsing
+
+// Storage types, as the shaders number them (common.glsl).
+enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, UNSUPPORTED = -1 };
+
+Type type_of(const DLTensor& t) {
+  if (t.dtype.lanes != 1) return UNSUPPORTED;
+  if (t.dtype.code == kDLFloat && t.dtype.bits == 32) return F32;
+  if (t.dtype.code == kDLInt && t.dtype.bits == 32) return I32;
+  if (t.dtype.code == kDLInt && t.dtype.bits == 64) return I64;
+  if (t.dtype.code == GRAFT_DL_BOOL && t.dtype.bits == 8) return BOOL;
+  return UNSUPPORTED;
+}
+
+uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : 4; }
+
+int64_t numel(const DLTensor& t) {
+  int64_t n = 1;
+  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
+  return n;
+}
+
+bool is_contiguous(const DLTensor& t) {
+  int64_t expect = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
+    expect *= t.shape[d];
+  }
+  return true;
+}
+
+// Shaders index with 32-bit words: element offsets, strides and counts must fit.
+bool fits(int64_t v) { return v >= 0 && v <= int64_t{0xffffffff}; }
+
+// Where t's elements start in its block, counted in its elements.
+uint32_t element_offset(const DLTensor& t) {
+  return static_cast<uint32_t>(pointer_offset(t.data) / size_of(type_of(t)));
+}
+
+// The bytes a view spans, for Note [Barriers].
+Access access_of(const DLTensor& t, bool write) {
+  uint64_t begin = reinterpret_cast<uint64_t>(t.data), last = 0;
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] > 0) last += static_cast<uint64_t>(t.shape[d] - 1) * static_cast<uint64_t>(t.strides[d]);
+  return {begin, begin + (last + 1) * size_of(type_of(t)), write};
+}
+
+bool strides_usable(const DLTensor& t) {
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] != 1 && !fits(t.strides[d])) return false;
+  return fits(numel(t));
+}
+
+// ---- dims collapsed for indexing ----
+
+// Tensors broadcast to one shape, with the dims that every tensor walks
+// contiguously merged and size-1 dims dropped: most calls end up with one
+// or two dims, whatever their rank.
+struct Layout {
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides;  // per tensor
+};
+
+Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector<int64_t>>& strides) {
+  Layout l;
+  l.strides.resize(strides.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !l.shape.empty();
+    for (size_t t = 0; t < strides.size() && merge; ++t)
+      merge = l.strides[t].back() == strides[t][d] * shape[d];
+    if (merge) {
+      l.shape.back() *= shape[d];
+      for (size_t t = 0; t < strides.size(); ++t) l.strides[t].back() = strides[t][d];
+    } else {
+      l.shape.push_back(shape[d]);
+      for (size_t t = 0; t < strides.size(); ++t) l.strides[t].push_back(strides[t][d]);
+    }
+  }
+  return l;
+}
+
+// t's strides seen from a shape of `rank` dims it broadcasts to.
+std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
+  std::vector<int64_t> s(static_cast<size_t>(rank), 0);
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] != 1) s[static_cast<size_t>(rank - t.ndim + d)] = t.strides[d];
+  return s;
+}
+
+// A float attribute (slot k after the integer ones), and a float's bits.
+double float_attr(const graft_kernel_args* a, int k) { return a->attrs[GRAFT_ATTR_INT_SLOTS + k].f; }
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+uint64_t groups_for(uint64_t n) { return (n + kGroup - 1) / kGroup; }
+
+// ---- elementwise ----
+
+// Op codes of elementwise.comp.
+enum class Ew : int32_t {
+  neg = 1, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, sign, clamp,
+  add = 20, sub, mul, div, pow, maximum, minimum,
+  eq = 30, ne, lt, le, gt, ge,
+  where = 40, copy, fill
+};
+
+struct EwKernel {
+  const char* op;
+  Ew code;
+};
+
+bool is_float_math(Ew op) { return op < Ew::eq; }
+bool is_compare(Ew op) { return op >= Ew::eq && op < Ew::where; }
+
+int32_t ew_supports(void* ctx, const graft_kernel_args* a) {
+  Ew op = static_cast<const EwKernel*>(ctx)->code;
+  const DLTensor& out = *a->output;
+  Type o = type_of(out);
+  if (o == UNSUPPORTED || !strides_usable(out) || out.ndim > kMaxRank) return 0;
+  for (int i = 0; i < a->n_inputs; ++i)
+    if (type_of(a->inputs[i]) == UNSUPPORTED || !strides_usable(a->inputs[i])) return 0;
+  if (is_float_math(op)) {
+    for (int i = 0; i < a->n_inputs; ++i)
+      if (type_of(a->inputs[i]) != F32) return 0;
+    return o == F32;
+  }
+  if (is_compare(op)) return o == BOOL && type_of(a->inputs[0]) == type_of(a->inputs[1]);
+  if (op == Ew::where)
+    return type_of(a->inputs[0]) == BOOL && type_of(a->inputs[1]) == o && type_of(a->inputs[2]) == o;
+  return 1;  // copy (any of the types to any) and fill
+}
+
+int32_t ew_run(Device& dev, Ew op, const graft_kernel_args* a) {
+  const DLTensor& out = *a->output;
+  int64_t n = numel(out);
+  if (n == 0) return GRAFT_OK;
+  if (!fits(n)) throw Failure(GRAFT_INVALID, "more than 2^32 elements");
+  std::vector<const DLTensor*> tensors{&out};
+  for (int i = 0; i < a->n_inputs; ++i) tensors.push_back(&a->inputs[i]);
+  std::vector<int64_t> shape(out.shape, out.shape + out.ndim);
+  std::vector<std::vector<int64_t>> strides;
+  for (const DLTensor* t : tensors) strides.push_back(broadcast_strides(*t, out.ndim));
+  Layout l = collapse(shape, strides);
+
+  std::vector<uint32_t> p(42, 0);
+  p[0] = static_cast<uint32_t>(n);
+  p[1] = static_cast<uint32_t>(l.shape.size());
+  for (size_t d = 0; d < l.shape.size(); ++d) p[2 + d] = static_cast<uint32_t>(l.shape[d]);
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    p[8 + 7 * t] = element_offset(*tensors[t]);
+    for (size_t d = 0; d < l.shape.size(); ++d) p[8 + 7 * t + 1 + d] = static_cast<uint32_t>(l.strides[t][d]);
+  }
+  if (op == Ew::clamp) {
+    p[36] = bits(static_cast<float>(float_attr(a, 0)));
+    p[37] = bits(static_cast<float>(float_attr(a, 1)));
+    p[40] = a->attrs[0].i != 0;
+    p[41] = a->attrs[1].i != 0;
+  }
+  if (op == Ew::fill) {
+    p[36] = bits(static_cast<float>(float_attr(a, 0)));
+    auto v = static_cast<uint64_t>(type_of(out) == BOOL ? a->attrs[0].i != 0 || float_attr(a, 0) != 0
+                                                        : a->attrs[0].i);
+    p[38] = static_cast<uint32_t>(v);
+    p[39] = static_cast<uint32_t>(v >> 32);
+  }
+  // Unused bindings repeat the output, so that every binding is valid.
+  std::array<Access, 4> buffers;
+  buffers.fill(access_of(out, true));
+  for (int i = 0; i < a->n_inputs; ++i) buffers[static_cast<size_t>(i) + 1] = access_of(a->inputs[i], false);
+  Type in = a->n_inputs == 0 ? type_of(out) : type_of(a->inputs[op == Ew::where ? 1 : 0]);
+  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), type_of(out), in};
+  dev.dispatch(elementwise, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
+  return GRAFT_OK;
+}
+
+// ---- reductions ----
+
+enum class Red : int32_t { sum = 0, amax = 1, amin = 2, argmax = 3 };
+
+struct RedKernel {
+  const char* op;
+  Red code;
+};
+
+int32_t reduce_supports(void* ctx, const graft_kernel_args* a) {
+  Red op = static_cast<const RedKernel*>(ctx)->code;
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  if (type_of(x) != F32 || type_of(out) != (op == Red::argmax ? I64 : F32)) return 0;
+  return is_contiguous(out) && strides_usable(x) && strides_usable(out) && x.ndim <= kMaxRank;
+}
+
+int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  uint64_t mask = static_cast<uint64_t>(a->attrs[0].i);
+  std::vector<int64_t> kept, kept_strides, red, red_strides;
+  for (int d = 0; d < x.ndim; ++d) {
+    bool reduced = (mask >> d) & 1;
+    (reduced ? red : kept).push_back(x.shape[d]);
+    (reduced ? red_strides : kept_strides).push_back(x.strides[d]);
+  }
+  Layout k = collapse(kept, {kept_strides}), r = collapse(red, {red_strides});
+  int64_t outputs = numel(out), count = 1;
+  for (int64_t s : red) count *= s;
+  if (outputs == 0) return GRAFT_OK;
+  std::vector<uint32_t> p(30, 0);
+  p[0] = static_cast<uint32_t>(outputs);
+  p[1] = static_cast<uint32_t>(count);
+  p[2] = static_cast<uint32_t>(k.shape.size());
+  p[3] = static_cast<uint32_t>(r.shape.size());
+  for (size_t d = 0; d < k.shape.size(); ++d) {
+    p[4 + d] = static_cast<uint32_t>(k.shape[d]);
+    p[10 + d] = static_cast<uint32_t>(k.strides[0][d]);
+  }
+  for (size_t d = 0; d < r.shape.size(); ++d) {
+    p[16 + d] = static_cast<uint32_t>(r.shape[d]);
+    p[22 + d] = static_cast<uint32_t>(r.strides[0][d]);
+  }
+  p[28] = element_offset(x);
+  p[29] = element_offset(out);
+  Access buffers[] = {access_of(out, true), access_of(x, false)};
+  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), static_cast<int32_t>(kGroup)};
+  dev.dispatch(reduce, spec, p, buffers, static_cast<uint64_t>(outputs));
+  return GRAFT_OK;
+}
+
+// ---- matmul ----
+
+int32_t matmul_supports(void*, const graft_kernel_args* a) {
+  for (int i = 0; i < 2; ++i)
+    if (type_of(a->inputs[i]) != F32 || a->inputs[i].ndim != 3 || !strides_usable(a->inputs[i])) return 0;
+  return type_of(*a->output) == F32 && a->output->ndim == 3 && strides_usable(*a->output);
+}
+
+// Tile sizes from the device's limits: 64 x 64 tiles of 4 x 4 blocks where
+// 256 invocations and 8 KiB of shared memory fit, smaller tiles elsewhere.
+std::array<int32_t, 6> matmul_tiles(const Device& dev) {
+  const VkPhysicalDeviceLimits& l = dev.limits();
+  if (l.maxComputeWorkGroupInvocations >= 256 && l.maxComputeSharedMemorySize >= 2 * 16 * 64 * 4)
+    return {256, 64, 64, 16, 4, 4};
+  return {128, 32, 32, 8, 4, 2};
+}
+
+int32_t matmul_run(Device& dev, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& y = a->inputs[1];
+  const DLTensor& out = *a->output;
+  int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
+  if (numel(out) == 0) return GRAFT_OK;
+  auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
+  std::vector<uint32_t> p = {
+      static_cast<uint32_t>(M),           static_cast<uint32_t>(N),           static_cast<uint32_t>(K),
+      static_cast<uint32_t>(batch),       element_offset(x),                  static_cast<uint32_t>(batch_stride(x)),
+      static_cast<uint32_t>(x.strides[1]), static_cast<uint32_t>(x.strides[2]), element_offset(y),
+      static_cast<uint32_t>(batch_stride(y)), static_cast<uint32_t>(y.strides[1]), static_cast<uint32_t>(y.strides[2]),
+      element_offset(out),                static_cast<uint32_t>(out.strides[0]), static_cast<uint32_t>(out.strides[1]),
+      static_cast<uint32_t>(out.strides[2])};
+  if (K == 0) {
+    // No products to sum: the output is zeros.
+    graft_attr attrs[GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS] = {};
+    graft_kernel_args fill{"fill", 1, 0, nullptr, &out, GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS, attrs};
+    return ew_run(dev, Ew::fill, &fill);
+  }
+  std::array<int32_t, 6> spec = matmul_tiles(dev);
+  uint64_t tiles = static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
+  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
+  dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
+  return GRAFT_OK;
+}
+
+// ---- softmax ----
+
+// t as [outer, n, inner] around dim, when its other dims merge that way.
+bool around_dim(const DLTensor& t, int dim, std::array<int64_t, 3>& strides) {
+  std::vector<int64_t> before, before_s, after, after_s;
+  for (int d = 0; d < t.ndim; ++d) {
+    if (d == dim) continue;
+    (d < dim ? before : after).push_back(t.shape[d]);
+    (d < dim ? before_s : after_s).push_back(t.strides[d]);
+  }
+  Layout b = collapse(before, {before_s}), a = collapse(after, {after_s});
+  if (b.shape.size() > 1 || a.shape.size() > 1) return false;
+  strides = {b.shape.empty() ? 0 : b.strides[0][0], t.strides[dim], a.shape.empty() ? 0 : a.strides[0][0]};
+  return true;
+}
+
+int32_t softmax_supports(void*, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  int dim = static_cast<int>(a->attrs[0].i);
+  std::array<int64_t, 3> s;
+  return type_of(x) == F32 && type_of(out) == F32 && x.ndim > 0 && dim >= 0 && dim < x.ndim &&
+         strides_usable(x) && strides_usable(out) && around_dim(x, dim, s) && around_dim(out, dim, s);
+}
+
+int32_t softmax_run(Device& dev, bool log, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  int dim = static_cast<int>(a->attrs[0].i);
+  int64_t n = x.shape[dim], inner = 1;
+  for (int d = dim + 1; d < x.ndim; ++d) inner *= x.shape[d];
+  int64_t rows = n == 0 ? 0 : numel(x) / n;
+  if (rows == 0) return GRAFT_OK;
+  std::array<int64_t, 3> xs, os;
+  around_dim(x, dim, xs);
+  around_dim(out, dim, os);
+  std::vector<uint32_t> p = {static_cast<uint32_t>(rows), static_cast<uint32_t>(n), static_cast<uint32_t>(inner),
+                             element_offset(x), static_cast<uint32_t>(xs[0]), static_cast<uint32_t>(xs[1]),
+                             static_cast<uint32_t>(xs[2]), element_offset(out), static_cast<uint32_t>(os[0]),
+                             static_cast<uint32_t>(os[1]), static_cast<uint32_t>(os[2])};
+  Access buffers[] = {access_of(out, true), access_of(x, false)};
+  int32_t spec[] = {static_cast<int32_t>(kGroup), log ? 1 : 0, static_cast<int32_t>(kGroup)};
+  dev.dispatch(softmax, spec, p, buffers, static_cast<uint64_t>(rows));
+  return GRAFT_OK;
+}
+
+// ---- unfold and fold ----
+
+int32_t im2col_supports(void*, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  return type_of(x) == F32 && type_of(out) == F32 && is_contiguous(x) && is_contiguous(out) && strides_usable(x) &&
+         strides_usable(out);
+}
+
+// unfold: x [N, C, H, W] -> [N, C kh kw, L]; fold: [N, C kh kw, L] -> [N, C, H, W].
+int32_t im2col_run(Device& dev, bool fold_back, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& out = *a->output;
+  const DLTensor& image = fold_back ? out : x;
+  int64_t kh = a->attrs[0].i, kw = a->attrs[1].i, stride = a->attrs[2].i, pad = a->attrs[3].i, dil = a->attrs[4].i;
+  int64_t H = image.shape[2], W = image.shape[3];
+  int64_t Ho = (H + 2 * pad - dil * (kh - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
+  int64_t n = numel(out);
+  if (n == 0) return GRAFT_OK;
+  std::vector<uint32_t> p = {static_cast<uint32_t>(n),  static_cast<uint32_t>(image.shape[1]),
+                             static_cast<uint32_t>(H),  static_cast<uint32_t>(W),
+                             static_cast<uint32_t>(kh), static_cast<uint32_t>(kw),
+                             static_cast<uint32_t>(stride), static_cast<uint32_t>(pad),
+                             static_cast<uint32_t>(dil), static_cast<uint32_t>(Ho),
+                             static_cast<uint32_t>(Wo), element_offset(x),
+                             element_offset(out),       bits(static_cast<float>(float_attr(a, 0)))};
+  Access buffers[] = {access_of(out, true), access_of(x, false)};
+  int32_t spec[] = {static_cast<int32_t>(kGroup)};
+  dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
+  return GRAFT_OK;
+}
+
+// ---- the ABI side ----
+
+void write(char* message, size_t size, const std::string& text) {
+  if (!message || size == 0) return;
+  std::strncpy(message, text.c_str(), size - 1);
+  message[size - 1] = '\0';
+}
+
+// Runs f on the call's device, turning exceptions into a status.
+template <class F>
+int32_t guarded(const graft_kernel_args* a, char* message, size_t size, F f) {
+  try {
+    return f(device(a->output->device.device_id));
+  } catch (const Failure& e) {
+    write(message, size, e.what());
+    return e.status;
+  } catch (const std::exception& e) {
+    write(message, size, e.what());
+  } catch (...) {
+    write(message, size, "unknown error");
+  }
+  return GRAFT_ERROR;
+}
+
+const EwKernel kEw[] = {{"neg", Ew::neg},   {"exp", Ew::exp},         {"log", Ew::log},
+                        {"sqrt", Ew::sqrt}, {"abs", Ew::abs},         {"relu", Ew::relu},
+                        {"sigmoid", Ew::sigmoid}, {"tanh", Ew::tanh}, {"sin", Ew::sin},
+                        {"cos", Ew::cos},   {"sign", Ew::sign},       {"clamp", Ew::clamp},
+                        {"add", Ew::add},   {"sub", Ew::sub},         {"mul", Ew::mul},
+                        {"div", Ew::div},   {"pow", Ew::pow},         {"maximum", Ew::maximum},
+                        {"minimum", Ew::minimum}, {"eq", Ew::eq},     {"ne", Ew::ne},
+                        {"lt", Ew::lt},     {"le", Ew::le},           {"gt", Ew::gt},
+                        {"ge", Ew::ge},     {"where", Ew::where},     {"copy", Ew::copy},
+                        {"fill", Ew::fill}};
+const RedKernel kRed[] = {{"sum", Red::sum}, {"amax", Red::amax}, {"amin", Red::amin}, {"argmax", Red::argmax}};
+
+constexpr uint32_t kFloat = GRAFT_DTYPE_FLOAT32;
+constexpr uint32_t kAny = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
+
+}  // namespace
+
+bool add_kernels(graft_host* host, char* message, size_t message_size) {
+  std::vector<graft_kernel> kernels;
+  auto add = [&](const char* op, uint32_t dtypes, graft_kernel_fn run, graft_supports_fn supports, const void* ctx) {
+    kernels.push_back({op, 1, "vulkan", dtypes, 10, run, supports, const_cast<void*>(ctx)});
+  };
+  for (const EwKernel& k : kEw)
+    add(k.op, is_float_math(k.code) ? kFloat : kAny,
+        [](void* ctx, const graft_kernel_args* a, char* m, size_t s) {
+          return guarded(a, m, s, [&](Device& d) { return ew_run(d, static_cast<const EwKernel*>(ctx)->code, a); });
+        },
+        ew_supports, &k);
+  for (const RedKernel& k : kRed)
+    add(k.op, kFloat,
+        [](void* ctx, const graft_kernel_args* a, char* m, size_t s) {
+          return guarded(a, m, s,
+                         [&](Device& d) { return reduce_run(d, static_cast<const RedKernel*>(ctx)->code, a); });
+        },
+        reduce_supports, &k);
+  add("matmul", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return matmul_run(d, a); });
+      },
+      matmul_supports, nullptr);
+  add("softmax", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return softmax_run(d, false, a); });
+      },
+      softmax_supports, nullptr);
+  add("log_softmax", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return softmax_run(d, true, a); });
+      },
+      softmax_supports, nullptr);
+  add("unfold", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return im2col_run(d, false, a); });
+      },
+      im2col_supports, nullptr);
+  add("fold", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return im2col_run(d, true, a); });
+      },
+      im2col_supports, nullptr);
+  for (const graft_kernel& k : kernels)
+    if (host->add_kernel(host, &k, message, message_size) != GRAFT_OK) return false;
+  return true;
+}
+
+}  // namespace graft_vulkan

@@ -1,0 +1,17 @@
+// graft's ops as compute shaders: what each kernel takes (supports) and how
+// it fills the shader's parameter block.
+#pragma once
+
+#include <graft/plugin.h>
+
+#include "backends/vulkan/device.h"
+
+namespace graft_vulkan {
+
+// graft's device vulkan:index, created on first use.
+Device& device(int32_t index);
+
+// Adds every kernel to graft; false (with the message written) on failure.
+bool add_kernels(graft_host* host, char* message, size_t message_size);
+
+}  // namespace graft_vulkan

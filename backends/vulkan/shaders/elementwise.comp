@@ -1,0 +1,190 @@
+#version 450
+// Every elementwise op: unary, binary, comparisons, where, copy (with casts)
+// and fill, over up to 6 collapsed dims with any strides (broadcast dims have
+// stride 0). OP and the dtypes are specialization constants, so each pipeline
+// keeps only its own branch.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(constant_id = 1) const int OP = 0;
+layout(constant_id = 2) const int OUT_T = F32;
+layout(constant_id = 3) const int IN_T = F32;   // inputs a and b (where: b and c)
+
+DECLARE_BUFFER(1, o)
+DECLARE_BUFFER(2, a)
+DECLARE_BUFFER(3, b)
+DECLARE_BUFFER(4, c)
+
+// Op codes (host: kernels.cpp, enum class Ew).
+#define NEG 1
+#define EXP 2
+#define LOG 3
+#define SQRT 4
+#define ABS 5
+#define RELU 6
+#define SIGMOID 7
+#define TANH 8
+#define SIN 9
+#define COS 10
+#define SIGN 11
+#define CLAMP 12
+#define ADD 20
+#define SUB 21
+#define MUL 22
+#define DIV 23
+#define POW 24
+#define MAXIMUM 25
+#define MINIMUM 26
+#define EQ 30
+#define NE 31
+#define LT 32
+#define LE 33
+#define GT 34
+#define GE 35
+#define WHERE 40
+#define COPY 41
+#define FILL 42
+
+// Parameters: [0] numel, [1] rank, [2..7] shape; tensor t (0 out, 1 a, 2 b,
+// 3 c) at 8 + 7 t: offset, then 6 strides; [36] f0, [37] f1, [38] i0 low
+// word, [39] i0 high word, [40] has min, [41] has max.
+#define SHAPE 2
+#define TENSOR(t) (8 + 7 * (t))
+
+// Integers compare exactly: 64-bit ones by (signed high, unsigned low) words.
+int compare_int(uvec2 x, uvec2 y) {
+  if (x == y) return 0;
+  if (x.y != y.y) return int(x.y) < int(y.y) ? -1 : 1;
+  return x.x < y.x ? -1 : 1;
+}
+uvec2 a_int(uint i) {
+  if (IN_T == I64) return a_l[i];
+  if (IN_T == I32) return uvec2(a_u[i], int(a_u[i]) < 0 ? 0xffffffffu : 0u);
+  return uvec2(uint(a_b[i]), 0u);
+}
+uvec2 b_int(uint i) {
+  if (IN_T == I64) return b_l[i];
+  if (IN_T == I32) return uvec2(b_u[i], int(b_u[i]) < 0 ? 0xffffffffu : 0u);
+  return uvec2(uint(b_b[i]), 0u);
+}
+
+bool compare(uint ia, uint ib) {
+  int r;
+  if (IN_T == F32) {
+    float x = a_f[ia], y = b_f[ib];
+    if (OP == EQ) return x == y;
+    if (OP == NE) return x != y;  // true for NaN, as in C++
+    if (OP == LT) return x < y;
+    if (OP == LE) return x <= y;
+    if (OP == GT) return x > y;
+    return x >= y;
+  }
+  r = compare_int(a_int(ia), b_int(ib));
+  if (OP == EQ) return r == 0;
+  if (OP == NE) return r != 0;
+  if (OP == LT) return r < 0;
+  if (OP == LE) return r <= 0;
+  if (OP == GT) return r > 0;
+  return r >= 0;
+}
+
+float unary(float x) {
+  if (OP == NEG) return -x;
+  if (OP == EXP) return exp(x);
+  if (OP == LOG) return log(x);
+  if (OP == SQRT) return sqrt(x);
+  if (OP == ABS) return abs(x);
+  if (OP == RELU) return x > 0.0 ? x : (isnan(x) ? x : 0.0);
+  if (OP == SIGMOID) return 1.0 / (1.0 + exp(-x));
+  if (OP == TANH) {
+    // tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow.
+    float e = exp(-2.0 * abs(x));
+    return sign(x) * (1.0 - e) / (1.0 + e);
+  }
+  if (OP == SIN) return sin(x);
+  if (OP == COS) return cos(x);
+  if (OP == SIGN) return isnan(x) ? x : sign(x);
+  // CLAMP: NaN stays NaN.
+  float y = x;
+  if (p[40] != 0u && y < pf(36)) y = pf(36);
+  if (p[41] != 0u && y > pf(37)) y = pf(37);
+  return y;
+}
+
+float binary(float x, float y) {
+  if (OP == ADD) return x + y;
+  if (OP == SUB) return x - y;
+  if (OP == MUL) return x * y;
+  if (OP == DIV) return x / y;
+  if (OP == POW) {
+    if (y == 0.0) return 1.0;
+    if (x < 0.0 && y == trunc(y)) {
+      float m = pow(-x, y);
+      return mod(y, 2.0) == 0.0 ? m : -m;
+    }
+    return pow(x, y);
+  }
+  if (isnan(x) || isnan(y)) return x + y;  // maximum and minimum propagate NaN
+  return OP == MAXIMUM ? max(x, y) : min(x, y);
+}
+
+void store_int(uint i, uvec2 v) {
+  if (OUT_T == I64) o_l[i] = v;
+  else if (OUT_T == I32) o_u[i] = v.x;
+  else if (OUT_T == BOOL) o_b[i] = uint8_t(v != uvec2(0u) ? 1u : 0u);
+  else o_f[i] = float(int(v.y)) * 4294967296.0 + float(v.x);
+}
+
+void store_float(uint i, float v) {
+  if (OUT_T == F32) {
+    o_f[i] = v;
+  } else if (OUT_T == BOOL) {
+    o_b[i] = uint8_t(v != 0.0 ? 1u : 0u);
+  } else {
+    float t = trunc(v);
+    float hi = floor(t / 4294967296.0);
+    store_int(i, uvec2(uint(t - hi * 4294967296.0), uint(int(hi))));
+  }
+}
+
+void main() {
+  uint i = global_index();
+  if (i >= p[0]) return;
+  uint rank = p[1];
+  uint off[4];
+  for (int t = 0; t < 4; ++t) off[t] = p[TENSOR(t)];
+  uint rest = i;
+  for (int d = int(rank) - 1; d >= 0; --d) {
+    uint n = p[SHAPE + d];
+    uint k = rest % n;
+    rest /= n;
+    for (int t = 0; t < 4; ++t) off[t] += k * p[TENSOR(t) + 1 + d];
+  }
+
+  if (OP == FILL) {
+    if (OUT_T == F32) o_f[off[0]] = pf(36);
+    else store_int(off[0], uvec2(p[38], p[39]));
+  } else if (OP == COPY) {
+    if (IN_T == OUT_T) {
+      if (OUT_T == BOOL) o_b[off[0]] = a_b[off[1]];
+      else if (OUT_T == I64) o_l[off[0]] = a_l[off[1]];
+      else o_u[off[0]] = a_u[off[1]];
+    } else if (IN_T == F32) {
+      store_float(off[0], a_f[off[1]]);
+    } else {
+      store_int(off[0], a_int(off[1]));
+    }
+  } else if (OP == WHERE) {
+    // a is the bool condition; b and c the values (IN_T), out the same type.
+    bool cond = uint(a_b[off[1]]) != 0u;
+    if (OUT_T == BOOL) o_b[off[0]] = cond ? b_b[off[2]] : c_b[off[3]];
+    else if (OUT_T == I64) o_l[off[0]] = cond ? b_l[off[2]] : c_l[off[3]];
+    else o_u[off[0]] = cond ? b_u[off[2]] : c_u[off[3]];
+  } else if (OP >= EQ) {
+    o_b[off[0]] = uint8_t(compare(off[1], off[2]) ? 1u : 0u);
+  } else if (OP >= ADD) {
+    o_f[off[0]] = binary(a_f[off[1]], b_f[off[2]]);
+  } else {
+    o_f[off[0]] = unary(a_f[off[1]]);
+  }
+}

@@ -1,0 +1,59 @@
+#version 450
+// softmax and log-softmax along one dim: one workgroup per row (every index
+// of the other dims), in three passes over the row: its maximum, the sum of
+// exponentials, the output.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(constant_id = 1) const bool LOG_SOFTMAX = false;
+layout(constant_id = 2) const uint WG = 256;
+
+DECLARE_BUFFER(1, o)
+DECLARE_BUFFER(2, a)
+
+// Parameters: [0] rows, [1] the dim's size, [2] inner extent (rows are
+// outer x inner), [3] input offset, [4..6] input strides (outer, dim,
+// inner), [7] output offset, [8..10] output strides.
+shared float partial[WG];
+
+float max_nan(float x, float y) { return isnan(x) || isnan(y) ? x + y : max(x, y); }
+
+float combine(float x, bool is_max) {
+  uint lane = gl_LocalInvocationID.x;
+  partial[lane] = x;
+  barrier();
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (lane < s) partial[lane] = is_max ? max_nan(partial[lane], partial[lane + s]) : partial[lane] + partial[lane + s];
+    barrier();
+  }
+  float r = partial[0];
+  barrier();
+  return r;
+}
+
+void main() {
+  uint row = group_index();
+  if (row >= p[0]) return;
+  uint outer = row / p[2], inner = row % p[2];
+  uint in_base = p[3] + outer * p[4] + inner * p[6];
+  uint out_base = p[7] + outer * p[8] + inner * p[10];
+  uint n = p[1];
+  uint lane = gl_LocalInvocationID.x;
+  float m = uintBitsToFloat(0xff800000u);
+  bool nan_seen = false;
+  for (uint k = lane; k < n; k += WG) {
+    float v = a_f[in_base + k * p[5]];
+    nan_seen = nan_seen || isnan(v);
+    m = max(m, v);
+  }
+  m = combine(nan_seen ? uintBitsToFloat(0x7fc00000u) : m, true);
+  // A row holding NaN (or only -inf) gives NaN, as the reference does.
+  float s = 0.0;
+  for (uint k = lane; k < n; k += WG) s += exp(a_f[in_base + k * p[5]] - m);
+  s = combine(s, false);
+  float log_s = log(s);
+  for (uint k = lane; k < n; k += WG) {
+    float v = a_f[in_base + k * p[5]] - m;
+    o_f[out_base + k * p[9]] = LOG_SOFTMAX ? v - log_s : exp(v) / s;
+  }
+}
