@@ -43,14 +43,11 @@ void check(VkResult r, const char* what) {
 }
 
 Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
-  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
-  VkPhysicalDeviceMaintenance3Properties maintenance3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
-                                                      &subgroup};
+  VkPhysicalDeviceMaintenance3Properties maintenance3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
   VkPhysicalDeviceProperties2 props2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &maintenance3};
   vkGetPhysicalDeviceProperties2(physical, &props2);
   props_ = props2.properties;
   name_ = props_.deviceName;
-  if (subgroup.subgroupSize > 0) subgroup_size_ = subgroup.subgroupSize;
   vkGetPhysicalDeviceMemoryProperties(physical, &memory_props_);
 
   uint32_t families = 0;

@@ -63,7 +63,7 @@ class Device {
 
   const std::string& name() const { return name_; }
   const VkPhysicalDeviceLimits& limits() const { return props_.limits; }
-  uint32_t subgroup_size() const { return subgroup_size_; }
+  bool is_cpu() const { return props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
 
   void* allocate(size_t nbytes);
   void deallocate(void* ptr, size_t nbytes);
@@ -131,7 +131,6 @@ class Device {
   VkPhysicalDevice physical_;
   VkPhysicalDeviceProperties props_{};
   VkPhysicalDeviceMemoryProperties memory_props_{};
-  uint32_t subgroup_size_ = 32;
   VolkDeviceTable vk_{};
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;

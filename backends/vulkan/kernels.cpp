@@ -201,8 +201,14 @@ int32_t ew_run(Device& dev, Ew op, const graft_kernel_args* a) {
   buffers.fill(access_of(out, true));
   for (int i = 0; i < a->n_inputs; ++i) buffers[static_cast<size_t>(i) + 1] = access_of(a->inputs[i], false);
   Type in = a->n_inputs == 0 ? type_of(out) : type_of(a->inputs[op == Ew::where ? 1 : 0]);
-  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), type_of(out), in};
-  dev.dispatch(elementwise, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
+  // Float math over one dim with unit strides (or 0: a broadcast scalar) and
+  // offsets on whole vec4s goes 4 elements per invocation.
+  bool vec4 = is_float_math(op) && l.shape.size() == 1;
+  for (size_t t = 0; t < tensors.size() && vec4; ++t)
+    vec4 = l.strides[t][0] == 0 || (l.strides[t][0] == 1 && p[8 + 7 * t] % 4 == 0);
+  vec4 = vec4 && l.strides[0][0] == 1;
+  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), type_of(out), in, vec4};
+  dev.dispatch(elementwise, spec, p, buffers, groups_for(static_cast<uint64_t>(vec4 ? (n + 3) / 4 : n)));
   return GRAFT_OK;
 }
 
@@ -223,6 +229,37 @@ int32_t reduce_supports(void* ctx, const graft_kernel_args* a) {
   return is_contiguous(out) && strides_usable(x) && strides_usable(out) && x.ndim <= kMaxRank;
 }
 
+// One reduce.comp dispatch: outputs [outputs] at out_offset from the input at
+// in_offset, walking kept and reduced dims, each output's elements split in
+// `chunks` (then the output holds outputs x chunks partial results).
+void reduce_dispatch(Device& dev, Red op, const Layout& kept, const Layout& red, int64_t outputs, int64_t count,
+                     uint32_t in_offset, uint32_t out_offset, int64_t chunks, Access out, Access in) {
+  std::vector<uint32_t> p(32, 0);
+  p[0] = static_cast<uint32_t>(outputs);
+  p[1] = static_cast<uint32_t>(count);
+  p[2] = static_cast<uint32_t>(kept.shape.size());
+  p[3] = static_cast<uint32_t>(red.shape.size());
+  for (size_t d = 0; d < kept.shape.size(); ++d) {
+    p[4 + d] = static_cast<uint32_t>(kept.shape[d]);
+    p[10 + d] = static_cast<uint32_t>(kept.strides[0][d]);
+  }
+  for (size_t d = 0; d < red.shape.size(); ++d) {
+    p[16 + d] = static_cast<uint32_t>(red.shape[d]);
+    p[22 + d] = static_cast<uint32_t>(red.strides[0][d]);
+  }
+  p[28] = in_offset;
+  p[29] = out_offset;
+  p[30] = static_cast<uint32_t>(chunks);
+  p[31] = static_cast<uint32_t>((count + chunks - 1) / chunks);
+  Access buffers[] = {out, in};
+  // A workgroup per output wastes its invocations (and a CPU driver's
+  // barriers) on outputs of few elements, as pooling's windows are.
+  bool serial = chunks == 1 && (count <= 64 || outputs >= 65536);
+  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), static_cast<int32_t>(kGroup), serial};
+  uint64_t groups = serial ? groups_for(static_cast<uint64_t>(outputs)) : static_cast<uint64_t>(outputs * chunks);
+  dev.dispatch(reduce, spec, p, buffers, groups);
+}
+
 int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
@@ -237,24 +274,24 @@ int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
   int64_t outputs = numel(out), count = 1;
   for (int64_t s : red) count *= s;
   if (outputs == 0) return GRAFT_OK;
-  std::vector<uint32_t> p(30, 0);
-  p[0] = static_cast<uint32_t>(outputs);
-  p[1] = static_cast<uint32_t>(count);
-  p[2] = static_cast<uint32_t>(k.shape.size());
-  p[3] = static_cast<uint32_t>(r.shape.size());
-  for (size_t d = 0; d < k.shape.size(); ++d) {
-    p[4 + d] = static_cast<uint32_t>(k.shape[d]);
-    p[10 + d] = static_cast<uint32_t>(k.strides[0][d]);
+  // Few outputs over many elements would leave most of the device idle:
+  // reduce chunks of about 4096 elements first, then the chunks' results.
+  int64_t chunks = op == Red::argmax || outputs >= 256 ? 1 : std::min<int64_t>((count + 4095) / 4096, 1024);
+  if (chunks == 1) {
+    reduce_dispatch(dev, op, k, r, outputs, count, element_offset(x), element_offset(out), 1, access_of(out, true),
+                    access_of(x, false));
+    return GRAFT_OK;
   }
-  for (size_t d = 0; d < r.shape.size(); ++d) {
-    p[16 + d] = static_cast<uint32_t>(r.shape[d]);
-    p[22 + d] = static_cast<uint32_t>(r.strides[0][d]);
-  }
-  p[28] = element_offset(x);
-  p[29] = element_offset(out);
-  Access buffers[] = {access_of(out, true), access_of(x, false)};
-  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), static_cast<int32_t>(kGroup)};
-  dev.dispatch(reduce, spec, p, buffers, static_cast<uint64_t>(outputs));
+  size_t bytes = static_cast<size_t>(outputs * chunks) * 4;
+  void* partial = dev.allocate(bytes);
+  auto at = reinterpret_cast<uint64_t>(partial);
+  auto partial_offset = static_cast<uint32_t>(pointer_offset(partial) / 4);
+  reduce_dispatch(dev, op, k, r, outputs, count, element_offset(x), partial_offset, chunks, {at, at + bytes, true},
+                  access_of(x, false));
+  Layout kept2{{outputs}, {{chunks}}}, red2{{chunks}, {{1}}};
+  reduce_dispatch(dev, op, kept2, red2, outputs, chunks, partial_offset, element_offset(out), 1, access_of(out, true),
+                  {at, at + bytes, false});
+  dev.deallocate(partial, bytes);  // Note [Barriers] orders any later use after these reads
   return GRAFT_OK;
 }
 
@@ -266,13 +303,19 @@ int32_t matmul_supports(void*, const graft_kernel_args* a) {
   return type_of(*a->output) == F32 && a->output->ndim == 3 && strides_usable(*a->output);
 }
 
-// Tile sizes from the device's limits: 64 x 64 tiles of 4 x 4 blocks where
-// 256 invocations and 8 KiB of shared memory fit, smaller tiles elsewhere.
-std::array<int32_t, 6> matmul_tiles(const Device& dev) {
+// Tile sizes {invocations, BM, BN, BK, TM, TN} from the device's limits and
+// the problem: 128 x 128 tiles of 8 x 8 blocks per invocation where the
+// output has enough of them to fill the device (always on a CPU driver,
+// where larger blocks per invocation pay most), else 64 x 64 tiles of
+// 4 x 4; smaller tiles where the device allows fewer invocations or less
+// shared memory.
+std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
   const VkPhysicalDeviceLimits& l = dev.limits();
-  if (l.maxComputeWorkGroupInvocations >= 256 && l.maxComputeSharedMemorySize >= 2 * 16 * 64 * 4)
-    return {256, 64, 64, 16, 4, 4};
-  return {128, 32, 32, 8, 4, 2};
+  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 64 * 4)
+    return {128, 32, 32, 8, 4, 2};
+  bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();
+  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 128 * 4) return {256, 128, 128, 16, 8, 8};
+  return {256, 64, 64, 16, 4, 4};
 }
 
 int32_t matmul_run(Device& dev, const graft_kernel_args* a) {
@@ -295,7 +338,7 @@ int32_t matmul_run(Device& dev, const graft_kernel_args* a) {
     graft_kernel_args fill{"fill", 1, 0, nullptr, &out, GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS, attrs};
     return ew_run(dev, Ew::fill, &fill);
   }
-  std::array<int32_t, 6> spec = matmul_tiles(dev);
+  std::array<int32_t, 6> spec = matmul_tiles(dev, M, N, batch);
   uint64_t tiles = static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
   Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
   dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));

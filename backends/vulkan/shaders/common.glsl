@@ -23,4 +23,5 @@ uint global_index() { return group_index() * gl_WorkGroupSize.x + gl_LocalInvoca
   layout(std430, set = 0, binding = B) buffer NAME##_f32 { float NAME##_f[]; }; \
   layout(std430, set = 0, binding = B) buffer NAME##_u32 { uint NAME##_u[]; };  \
   layout(std430, set = 0, binding = B) buffer NAME##_u64 { uvec2 NAME##_l[]; }; \
-  layout(std430, set = 0, binding = B) buffer NAME##_u8 { uint8_t NAME##_b[]; };
+  layout(std430, set = 0, binding = B) buffer NAME##_u8 { uint8_t NAME##_b[]; };  \
+  layout(std430, set = 0, binding = B) buffer NAME##_v4 { vec4 NAME##_v[]; };

@@ -2,6 +2,7 @@
 // fold (col2im). conv2d is unfold followed by a batched matmul; max pooling
 // is unfold followed by amax; average pooling by mean. Each backward is in
 // graft ops, so all of them are differentiable twice.
+#include <algorithm>
 #include <cmath>
 
 #include "graft/nn/functional.h"
@@ -137,6 +138,9 @@ Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, UnfoldOptions 
 
 namespace {
 
+// The most elements conv2d's decomposition unfolds at once: 64 MiB of float32.
+constexpr int64_t kMaxColumns = int64_t{1} << 24;
+
 // x's columns per group for a product over the whole batch: [g, C/g kh kw, N L].
 Tensor conv_columns(const Tensor& x, const UnfoldOptions& u, int64_t groups) {
   Tensor cols = unfold(x, u);  // [N, C kh kw, L]
@@ -200,8 +204,17 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o
   Tensor y = b.defined() ? dispatch::try_run(OpId::conv2d, {x, w, b}, a) : dispatch::try_run(OpId::conv2d, {x, w}, a);
   if (!y.defined()) {
     // From other ops: one product per group over the whole batch, so the
-    // weight's gradient is one product too rather than N summed ones.
+    // weight's gradient is one product too rather than N summed ones. A
+    // batch whose columns would pass kMaxColumns goes in slices (evaluating
+    // a thousand images at once), so no device meets a buffer larger than
+    // it can hold.
     int64_t n = x.size(0), out = w.size(0);
+    int64_t per_image = std::max<int64_t>(1, x.size(1) * u.kernel_h * u.kernel_w * ho * wo);
+    if (int64_t slice = std::max<int64_t>(1, kMaxColumns / per_image); n > slice) {
+      std::vector<Tensor> parts;
+      for (int64_t i = 0; i < n; i += slice) parts.push_back(conv2d(x.slice(0, i, std::min(n, i + slice)), w, b, o));
+      return cat(parts, 0);
+    }
     y = matmul(w.reshape({o.groups, out / o.groups, -1}), conv_columns(x, u, o.groups));  // [g, O/g, N L]
     y = y.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
     return b.defined() ? y + b.view({1, out, 1, 1}) : y;

@@ -36,13 +36,28 @@ void Optimizer::set_lr(double lr) {
 
 bool Optimizer::gradients_finite() {
   NoGradGuard no_grad;
+  // Finite sums mean finite values. All gradients' sums on one device add up
+  // to one value there, so a step reads one number per device, not one per
+  // parameter; only when that is not finite (or overflowed) does the exact
+  // test run, per parameter.
+  std::vector<std::pair<Device, Tensor>> totals;
+  for (Group& g : groups_)
+    for (Tensor& p : g.params) {
+      Tensor grad = p.grad();
+      if (!grad.defined() || grad.numel() == 0) continue;
+      Tensor s = grad.sum();
+      auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& t) { return t.first == grad.device(); });
+      if (it == totals.end()) totals.emplace_back(grad.device(), s);
+      else it->second = it->second + s;
+    }
+  bool finite = std::all_of(totals.begin(), totals.end(),
+                            [](const std::pair<Device, Tensor>& t) { return std::isfinite(t.second.item<double>()); });
+  if (finite) return true;
   size_t index = 0;
   for (Group& g : groups_)
     for (Tensor& p : g.params) {
       Tensor grad = p.grad();
-      // A finite sum means finite values; only when the sum is not finite
-      // (or overflowed) does the exact test run.
-      if (grad.defined() && grad.numel() > 0 && !std::isfinite(grad.sum().item<double>())) {
+      if (grad.defined() && grad.numel() > 0) {
         double largest = grad.abs().max().item<double>();  // NaN propagates through max
         if (!std::isfinite(largest)) {
           if (nonfinite_ == NonFinite::Skip) {
