@@ -131,23 +131,35 @@ float binary(float x, float y) {
   return OP == MAXIMUM ? max(x, y) : min(x, y);
 }
 
+// Two's complement negation of a 64-bit integer in (low, high) words.
+uvec2 negate(uvec2 v) { return uvec2(~v.x + 1u, ~v.y + (v.x == 0u ? 1u : 0u)); }
+
+float int64_to_float(uvec2 v) {
+  bool negative = int(v.y) < 0;
+  if (negative) v = negate(v);
+  float f = float(v.y) * 4294967296.0 + float(v.x);
+  return negative ? -f : f;
+}
+
+// Truncates toward zero, as C++ does; exact for every float that fits.
+uvec2 float_to_int64(float v) {
+  float m = trunc(abs(v));
+  uint hi = uint(m / 4294967296.0);
+  uvec2 r = uvec2(uint(m - float(hi) * 4294967296.0), hi);
+  return v < 0.0 ? negate(r) : r;
+}
+
 void store_int(uint i, uvec2 v) {
   if (OUT_T == I64) o_l[i] = v;
   else if (OUT_T == I32) o_u[i] = v.x;
   else if (OUT_T == BOOL) o_b[i] = uint8_t(v != uvec2(0u) ? 1u : 0u);
-  else o_f[i] = float(int(v.y)) * 4294967296.0 + float(v.x);
+  else o_f[i] = int64_to_float(v);
 }
 
 void store_float(uint i, float v) {
-  if (OUT_T == F32) {
-    o_f[i] = v;
-  } else if (OUT_T == BOOL) {
-    o_b[i] = uint8_t(v != 0.0 ? 1u : 0u);
-  } else {
-    float t = trunc(v);
-    float hi = floor(t / 4294967296.0);
-    store_int(i, uvec2(uint(t - hi * 4294967296.0), uint(int(hi))));
-  }
+  if (OUT_T == F32) o_f[i] = v;
+  else if (OUT_T == BOOL) o_b[i] = uint8_t(v != 0.0 ? 1u : 0u);
+  else store_int(i, float_to_int64(v));
 }
 
 // An input with stride 0 (a broadcast scalar) is read once.

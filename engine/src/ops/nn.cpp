@@ -41,14 +41,15 @@ Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
   return y;
 }
 
-// Checks labels for nll_loss: int64, shape [N] against [N, C], values in [0, C).
-void check_labels(const Tensor& logp, const Tensor& labels, const char* op) {
+// Checks labels for nll_loss: int64, shape [N] against [N, C], and (unless
+// only the shapes are asked for) values in [0, C).
+void check_labels(const Tensor& logp, const Tensor& labels, const char* op, bool values = true) {
   check(labels.defined() && logp.defined(), "graft: ", op, " with an undefined tensor");
   check(labels.dtype() == kInt64, "graft: ", op, ": labels must be int64 class indices, got ", labels.dtype(),
         labels.sizes(), "; convert them with .to(graft::kInt64)");
   check(logp.dim() == 2 && labels.dim() == 1 && labels.size(0) == logp.size(0), "graft: ", op,
         ": expected input [N, C] and labels [N], got input ", logp.sizes(), " and labels ", labels.sizes());
-  if (labels.numel() == 0) return;
+  if (!values || labels.numel() == 0) return;
   // One read from the labels' device, whichever it is; the range for the
   // message only when some label is out of it.
   int64_t classes = logp.size(1);
@@ -139,7 +140,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions opt
   check(logits.defined(), "graft: cross_entropy with undefined logits");
   int64_t class_dim = logits.dim() == 1 ? 0 : 1;
   if (labels.defined() && labels.dtype() == kInt64 && logits.dim() == 2)
-    check_labels(logits, labels, "cross_entropy");  // before the softmax, so errors name this op
+    check_labels(logits, labels, "cross_entropy", false);  // before the softmax; nll checks the values
   return nll(log_softmax(logits, class_dim), labels, options, "cross_entropy");
 }
 

@@ -1,0 +1,125 @@
+// The graft-vulkan plugin as a user meets it: loaded by default beside
+// libgraft with a device vulkan:0 (Mesa's lavapipe on a machine without a
+// GPU), a training step that stays on the device in a handful of submits,
+// ordering between dependent dispatches across many batches, out-of-memory
+// as graft::Error, and no report from the validation layer (ctest turns it
+// on). Its numbers are checked against the reference backend by the
+// cross-backend suite.
+#include <dlfcn.h>
+
+#include <cstdlib>
+
+#include "helpers.h"
+#include "tools/models.h"
+
+using namespace graft;
+
+namespace {
+
+const PluginInfo* vulkan() {
+  static std::vector<PluginInfo> list = plugins();
+  for (const PluginInfo& p : list)
+    if (p.name == "vulkan") return &p;
+  return nullptr;
+}
+
+// One of the plugin's counters for vulkan:0 (graft_vulkan_stat).
+uint64_t stat(const char* name) {
+  void* handle = dlopen(vulkan()->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return ~uint64_t{0};
+  auto fn = reinterpret_cast<uint64_t (*)(int32_t, const char*)>(dlsym(handle, "graft_vulkan_stat"));
+  dlclose(handle);  // drops only the reference taken here
+  return fn ? fn(0, name) : ~uint64_t{0};
+}
+
+uint64_t fallbacks() {
+  uint64_t n = 0;
+  for (const OpStats& s : dispatch_stats()) n += s.fallbacks;
+  return n;
+}
+
+class Vulkan : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(vulkan(), nullptr) << "graft-vulkan is built beside libgraft and loads by default";
+    ASSERT_TRUE(vulkan()->loaded) << vulkan()->error;
+    device_ = Device("vulkan:0");
+  }
+  void TearDown() override {
+    synchronize("vulkan:0");
+    EXPECT_EQ(stat("validation_errors"), 0u) << "see the validation layer's messages above";
+  }
+  Device device_ = kCPU;
+};
+
+}  // namespace
+
+TEST_F(Vulkan, RunsWithTheValidationLayerOn) {
+  const char* v = std::getenv("GRAFT_VULKAN_VALIDATION");
+  EXPECT_TRUE(v && std::string(v) == "1") << "ctest runs this suite under GRAFT_VULKAN_VALIDATION=1";
+  std::vector<DeviceInfo> info = device_info();
+  bool listed = false;
+  for (const DeviceInfo& d : info)
+    if (d.device == "vulkan:0") listed = !d.name.empty() && d.total_bytes > 0;
+  EXPECT_TRUE(listed);
+}
+
+TEST_F(Vulkan, ATrainingStepStaysOnTheDeviceInAFewSubmits) {
+  manual_seed(3);
+  nn::Sequential model = models::mlp();
+  model.to(device_);
+  optim::Adam opt(model.parameters(), {.lr = 1e-3});
+  Tensor x = randn({64, 1, 28, 28}), y = (rand({64}) * 10).to(kInt64);
+  auto step = [&] {
+    opt.zero_grad();
+    Tensor loss = F::cross_entropy(model(x.to(device_)), y.to(device_));
+    loss.backward();
+    opt.step();
+    return loss.item<double>();
+  };
+  double first = step();
+  reset_dispatch_stats();
+  uint64_t submits = stat("submits"), waits = stat("waits"), downloads = stat("downloads");
+  double last = first;
+  const int steps = 5;
+  for (int i = 0; i < steps; ++i) last = step();
+  EXPECT_LT(last, first);
+  EXPECT_EQ(fallbacks(), 0u) << "every op of the step has a Vulkan kernel";
+  // Reads per step: the label check, the optimizer's finiteness check and the loss.
+  EXPECT_EQ(stat("downloads") - downloads, 3u * steps);
+  EXPECT_LE(stat("submits") - submits, 8u * steps);
+  EXPECT_LE(stat("waits") - waits, 8u * steps);
+  for (const Tensor& p : model.parameters()) EXPECT_EQ(p.device(), device_);
+}
+
+TEST_F(Vulkan, DependentDispatchesAcrossManyBatchesKeepTheirOrder) {
+  // More dispatches than one batch holds, each reading what the one before
+  // wrote, in place and through freed and reused memory.
+  Tensor host = randn({1000});
+  Tensor dev = host.to(device_);
+  for (int i = 0; i < 300; ++i) {
+    host = host * 0.99 + 0.5;
+    dev = dev * 0.99 + 0.5;
+    if (i % 50 == 0) {
+      host.add_(host.slice(0, 0, 1));
+      dev.add_(dev.slice(0, 0, 1));
+    }
+  }
+  EXPECT_LT((dev.cpu() - host).abs().max().item<double>(), 1e-4 * host.abs().max().item<double>());
+}
+
+TEST_F(Vulkan, TheDeviceRunsEveryDtypeItStores) {
+  Tensor labels = tensor(std::vector<int64_t>{3, -1, 5000000000, 0}, {4}).to(device_);
+  Tensor big = labels > 4000000000LL;
+  expect_values(big.cpu().to(kInt64), {0, 0, 1, 0});
+  expect_values((labels == 3).cpu().to(kInt64), {1, 0, 0, 0});
+  expect_values(labels.to(kFloat32).cpu(), {3, -1, 5e9, 0});
+  expect_values(tensor({2.7f, -2.7f}).to(device_).to(kInt64).cpu(), {2, -2});
+  expect_values(where(big, labels, zeros_like(labels)).cpu(), {0, 0, 5e9, 0});
+  expect_values(full({3}, 7, TensorOptions().dtype(kInt32).device(device_)).cpu(), {7, 7, 7});
+}
+
+TEST_F(Vulkan, ATensorLargerThanTheDeviceCanBindIsAnError) {
+  EXPECT_GRAFT_ERROR(empty({int64_t{1} << 40}, TensorOptions().device(device_)), "vulkan:0", "out of memory");
+  expect_values((ones({2}, TensorOptions().device(device_)) + 1).cpu(), {2, 2});  // still working
+}
