@@ -8,6 +8,8 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <functional>
+#include <memory>
 
 #include "helpers.h"
 #include "tools/models.h"
@@ -122,4 +124,49 @@ TEST_F(Vulkan, TheDeviceRunsEveryDtypeItStores) {
 TEST_F(Vulkan, ATensorLargerThanTheDeviceCanBindIsAnError) {
   EXPECT_GRAFT_ERROR(empty({int64_t{1} << 40}, TensorOptions().device(device_)), "vulkan:0", "out of memory");
   expect_values((ones({2}, TensorOptions().device(device_)) + 1).cpu(), {2, 2});  // still working
+}
+
+TEST_F(Vulkan, FusedOptimizerUpdatesMatchTheOpsOnTheHost) {
+  // Each configuration: three steps on vulkan:0 (one sgd_update or
+  // adam_update dispatch per parameter) and on the CPU (graft ops).
+  auto run = [&](Device device, const std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>& make) {
+    manual_seed(11);
+    Tensor w = randn({300, 7}).to(device).requires_grad_(true);
+    std::unique_ptr<optim::Optimizer> opt = make({w});
+    for (int step = 0; step < 3; ++step) {
+      opt->zero_grad();
+      Tensor g = randn({300, 7}).to(device);
+      (w * g).sum().backward();
+      opt->step();
+    }
+    return w.detach().cpu();
+  };
+  std::vector<std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>> configs = {
+      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9}); },
+      [](auto p) {
+        return std::make_unique<optim::SGD>(
+            p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+      },
+      [](auto p) {
+        return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3});
+      },
+      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1}); },
+      [](auto p) { return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01}); },
+      [](auto p) {
+        return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
+      },
+      [](auto p) { return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1}); },
+  };
+  for (size_t i = 0; i < configs.size(); ++i) {
+    SCOPED_TRACE("configuration " + std::to_string(i));
+    Tensor want = run(kCPU, configs[i]);
+    reset_dispatch_stats();
+    Tensor got = run(device_, configs[i]);
+    uint64_t fused = 0;
+    for (const OpStats& s : dispatch_stats())
+      if (s.op == "sgd_update" || s.op == "adam_update")
+        for (const auto& [backend, n] : s.calls) fused += backend == "vulkan" ? n : 0;
+    EXPECT_EQ(fused, 3u);
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+  }
 }

@@ -7,6 +7,8 @@ packages=(
   g++ cmake ninja-build                     # compiler and build
   libdlpack-dev                             # tensors across the plugin ABI
   libdnnl-dev                               # the graft-onednn CPU backend
+  libvulkan-volk-dev libvulkan-dev glslang-tools  # the graft-vulkan backend and its shaders
+  mesa-vulkan-drivers vulkan-validationlayers     # lavapipe (Vulkan on the CPU) and the validation layer
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
   libgtest-dev libbenchmark-dev             # tests and benchmarks

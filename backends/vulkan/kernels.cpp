@@ -9,6 +9,7 @@
 #include "backends/vulkan/shaders/elementwise.h"
 #include "backends/vulkan/shaders/fold.h"
 #include "backends/vulkan/shaders/matmul.h"
+#include "backends/vulkan/shaders/optim.h"
 #include "backends/vulkan/shaders/reduce.h"
 #include "backends/vulkan/shaders/softmax.h"
 #include "backends/vulkan/shaders/unfold.h"
@@ -24,6 +25,7 @@ SHADER(matmul, 3);
 SHADER(softmax, 2);
 SHADER(unfold, 2);
 SHADER(fold, 2);
+SHADER(optim, 5);
 #undef SHADER
 
 constexpr uint32_t kGroup = 256;  // invocations per workgroup of the 1-D shaders
@@ -423,6 +425,39 @@ int32_t im2col_run(Device& dev, bool fold_back, const graft_kernel_args* a) {
   return GRAFT_OK;
 }
 
+// ---- optimizer updates ----
+
+// sgd_update and adam_update: the parameter (the output) and every input
+// contiguous float32 of one size.
+int32_t update_supports(void*, const graft_kernel_args* a) {
+  const DLTensor& out = *a->output;
+  if (type_of(out) != F32 || !is_contiguous(out) || !fits(numel(out))) return 0;
+  for (int i = 0; i < a->n_inputs; ++i)
+    if (type_of(a->inputs[i]) != F32 || !is_contiguous(a->inputs[i]) || numel(a->inputs[i]) != numel(out)) return 0;
+  return 1;
+}
+
+int32_t update_run(Device& dev, bool adam, const graft_kernel_args* a) {
+  const DLTensor& out = *a->output;
+  int64_t n = numel(out);
+  if (n == 0) return GRAFT_OK;
+  std::vector<uint32_t> p(12, 0);
+  p[0] = static_cast<uint32_t>(n);
+  p[1] = element_offset(out);
+  std::array<Access, 5> buffers;
+  buffers.fill(access_of(out, true));
+  for (int i = 0; i < a->n_inputs; ++i) {
+    p[2 + i] = element_offset(a->inputs[i]);
+    buffers[static_cast<size_t>(i) + 1] = access_of(a->inputs[i], i > 0);  // the state is written
+  }
+  for (int k = 0; k < 4; ++k) p[6 + k] = bits(static_cast<float>(float_attr(a, k)));
+  p[10] = a->attrs[0].i != 0;
+  p[11] = a->attrs[1].i != 0;
+  int32_t spec[] = {static_cast<int32_t>(kGroup), adam ? 1 : 0};
+  dev.dispatch(optim, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
+  return GRAFT_OK;
+}
+
 // ---- the ABI side ----
 
 void write(char* message, size_t size, const std::string& text) {
@@ -507,6 +542,16 @@ bool add_kernels(graft_host* host, char* message, size_t message_size) {
         return guarded(a, m, s, [&](Device& d) { return im2col_run(d, true, a); });
       },
       im2col_supports, nullptr);
+  add("sgd_update", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return update_run(d, false, a); });
+      },
+      update_supports, nullptr);
+  add("adam_update", kFloat,
+      [](void*, const graft_kernel_args* a, char* m, size_t s) {
+        return guarded(a, m, s, [&](Device& d) { return update_run(d, true, a); });
+      },
+      update_supports, nullptr);
   for (const graft_kernel& k : kernels)
     if (host->add_kernel(host, &k, message, message_size) != GRAFT_OK) return false;
   return true;

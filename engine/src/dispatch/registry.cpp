@@ -58,6 +58,7 @@ Registry::Registry() {
   define_linalg_ops(*this);
   define_nn_ops(*this);
   define_conv_ops(*this);
+  define_optim_ops(*this);
   for (size_t i = 0; i < kNumOps; ++i)
     if (!schemas_[i].infer) detail::fail("graft internal error: op #", i, " has no schema");
   register_reference_kernels(*this);
@@ -271,6 +272,25 @@ Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs
   r.count_call(op, k->backend);
   k->run(kc, k->ctx);
   return out;
+}
+
+bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, const Attrs& attrs) {
+  Registry& r = Registry::get();
+  Device device = out.device();
+  for (const Tensor& t : inputs)
+    if (t.device() != device || !t.is_contiguous()) return false;
+  const Registry::KernelList* list = r.kernels(op, device.type());
+  if (!out.is_contiguous() || !any_allowed(list)) return false;
+  int n = static_cast<int>(inputs.size());
+  std::array<KTensor, kMaxInputs> views;
+  views_of(op, inputs.begin(), n, device, "the output", views.data());
+  KTensor out_view = view_of(out);
+  KernelCall kc{op, n, views.data(), &out_view, &attrs};
+  const Kernel* k = find_kernel(list, kc);
+  if (!k) return false;
+  r.count_call(op, k->backend);
+  k->run(kc, k->ctx);
+  return true;
 }
 
 }  // namespace graft::dispatch

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "graft/device.h"
+#include "graft/error.h"
 #include "graft/dtype.h"
 #include "graft/shape.h"
 
@@ -87,6 +88,9 @@ enum class OpId : uint16_t {
   batch_norm_backward,
   softmax_backward,
   eltwise_backward,
+  // optimizer updates, in place (Note [Fused updates])
+  sgd_update,
+  adam_update,
   count_
 };
 inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
@@ -108,7 +112,7 @@ struct KTensor {
   Device device;
 };
 
-inline constexpr int kMaxInputs = 3;
+inline constexpr int kMaxInputs = 4;  // adam_update has the most
 
 struct KernelCall {
   OpId op;
@@ -158,6 +162,7 @@ void define_reduce_ops(Registry& r);
 void define_linalg_ops(Registry& r);
 void define_nn_ops(Registry& r);
 void define_conv_ops(Registry& r);
+void define_optim_ops(Registry& r);
 void register_reference_kernels(Registry& r);
 
 class Registry {
@@ -166,7 +171,10 @@ class Registry {
   static Registry& get();
 
   const OpSchema& schema(OpId op) const { return schemas_[static_cast<size_t>(op)]; }
-  void define(OpId op, const OpSchema& schema) { schemas_[static_cast<size_t>(op)] = schema; }
+  void define(OpId op, const OpSchema& schema) {
+    check(schema.n_inputs <= kMaxInputs, "graft: op '", schema.name, "' has more inputs than kMaxInputs");
+    schemas_[static_cast<size_t>(op)] = schema;
+  }
   // The op with this stable name and a version at least as new; false when none.
   bool find_op(std::string_view name, int version, OpId* op) const;
 
@@ -230,6 +238,10 @@ bool has_kernels(OpId op, Device device);
 // Runs a composite op when a kernel on the inputs' device takes the call;
 // otherwise returns an undefined tensor and the caller computes it from other ops.
 Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
+// The same for an op whose output is given (and updated in place): true when
+// a kernel took the call. Every tensor must be contiguous and on one device,
+// else it returns false without looking further.
+bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, const Attrs& attrs = {});
 
 // For a call on a device where no kernel takes it: runs it on the host with
 // the CPU kernels, copying in and out (dispatch/fallback.cpp).

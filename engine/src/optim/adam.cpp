@@ -3,6 +3,7 @@
 #include "graft/autograd.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
+#include "optim/fused.h"
 
 namespace graft::optim {
 
@@ -65,14 +66,19 @@ void Adam::step() {
         else
           g = g + p * wd;
       }
-      m.mul_(b1).add_(g, 1 - b1);
-      v.mul_(b2).add_(g * g, 1 - b2);
+      Tensor* vmax = amsgrad ? find(state, "max_exp_avg_sq") : nullptr;
+      check(!amsgrad || vmax != nullptr,
+            "graft: Adam: amsgrad state missing for a parameter (state loaded without it?)");
       double step_size = lr / (1 - std::pow(b1, t));
       double bias2_sqrt = std::sqrt(1 - std::pow(b2, t));
+      dispatch::Attrs a;
+      a.f = {b1, b2, step_size * bias2_sqrt, eps * bias2_sqrt};
+      a.i[0] = amsgrad;
+      if (detail::fused_update(dispatch::OpId::adam_update, {g, m, v, vmax ? *vmax : v}, p, a)) continue;
+      m.mul_(b1).add_(g, 1 - b1);
+      v.mul_(b2).add_(g * g, 1 - b2);
       Tensor second = v;
       if (amsgrad) {
-        Tensor* vmax = find(state, "max_exp_avg_sq");
-        check(vmax != nullptr, "graft: Adam: amsgrad state missing for a parameter (state loaded without it?)");
         vmax->copy_(maximum(*vmax, v));
         second = *vmax;
       }

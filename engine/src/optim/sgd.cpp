@@ -1,6 +1,7 @@
 #include "graft/autograd.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
+#include "optim/fused.h"
 
 namespace graft::optim {
 
@@ -39,16 +40,28 @@ void SGD::step() {
     for (Tensor& p : group.params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
-      Tensor d = wd != 0 ? g + p * wd : g;
+      Tensor* buf = nullptr;
+      bool fresh = false;
       if (momentum != 0) {
         ParamState& state = state_of(p);
-        Tensor* buf = find(state, "momentum_buffer");
+        buf = find(state, "momentum_buffer");
         if (!buf) {
-          state.emplace_back("momentum_buffer", d.clone());
+          state.emplace_back("momentum_buffer", zeros_like(p));
           buf = &state.back().second;
-        } else {
-          buf->mul_(momentum).add_(d, 1 - dampening);
+          fresh = true;
         }
+      }
+      dispatch::Attrs a;
+      a.f = {lr, momentum, dampening, wd};
+      a.i[0] = fresh;
+      a.i[1] = nesterov;
+      if (detail::fused_update(dispatch::OpId::sgd_update, {g, buf ? *buf : g}, p, a)) continue;
+      Tensor d = wd != 0 ? g + p * wd : g;
+      if (buf) {
+        if (fresh)
+          buf->copy_(d);
+        else
+          buf->mul_(momentum).add_(d, 1 - dampening);
         d = nesterov ? d + *buf * momentum : *buf;
       }
       p.add_(d, -lr);
