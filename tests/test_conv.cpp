@@ -68,6 +68,23 @@ TEST_F(Conv, MatchesDirectConvolution) {
   EXPECT_GRAFT_ERROR(F::conv2d(zeros({1, 1, 4, 4}), zeros({1, 1, 3, 3}), {}, {.stride = 0}), "stride");
 }
 
+TEST_F(Conv, ABatchTooLargeToUnfoldAtOnceGoesInSlices) {
+  // Each image unfolds to 2 x 9 x 700 x 700 elements, over half of the
+  // decomposition's limit, so these three go one at a time (and cat).
+  Tensor x = randn({3, 2, 700, 700}, kFloat64), w = randn({1, 2, 3, 3}, kFloat64).requires_grad_();
+  Tensor y = F::conv2d(x, w, Tensor(), {.padding = 1});
+  ASSERT_EQ(Dims(y.sizes()), (Dims{3, 1, 700, 700}));
+  expect_near(y.to_vector<double>(), conv_direct(x, w.detach(), 1, 1, 1, 1), 1e-9);
+  y.sum().backward();
+  Tensor want = zeros({1, 2, 3, 3}, kFloat64);
+  for (int64_t i = 0; i < 3; ++i) {
+    Tensor wi = w.detach().clone().requires_grad_();
+    F::conv2d(x.slice(0, i, i + 1), wi, Tensor(), {.padding = 1}).sum().backward();
+    want = want + wi.grad();
+  }
+  expect_near(w.grad().to_vector<double>(), want.to_vector<double>(), 1e-7);
+}
+
 TEST_F(Conv, Gradients) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return F::unfold(v[0], {2, 3, 1, 1, 1, 0.0}); }, {p({1, 2, 4, 5})}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return F::fold(v[0], 4, 5, {2, 3, 1, 1, 1, 0.0}); }, {p({1, 12, 25})}));

@@ -1,0 +1,62 @@
+// graft_vulkan_peak: the arithmetic rate and memory bandwidth a device
+// reaches with the simplest shaders (shaders/peak.comp), measured, so that
+// benchmarks can give graft's kernels as a share of them.
+#include <algorithm>
+#include <chrono>
+
+#include "backends/vulkan/kernels.h"
+#include "backends/vulkan/shaders/peak.h"
+
+namespace graft_vulkan {
+namespace {
+
+const Shader peak{"peak", peak_spv, sizeof(peak_spv), 2};
+
+// Best seconds of `reps` timed runs of f (after one untimed), each waited for.
+template <class F>
+double best_seconds(Device& dev, int reps, F f) {
+  f();
+  dev.synchronize();
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    dev.synchronize();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+}  // namespace
+}  // namespace graft_vulkan
+
+// Writes vulkan:index's multiply-add rate (GFLOP/s) and copy bandwidth (GB/s,
+// bytes read plus written). GRAFT_OK, or an error status with nothing written.
+extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int32_t index, double* gflops,
+                                                                             double* gbps) {
+  using namespace graft_vulkan;
+  try {
+    Device& dev = device(index);
+    const uint32_t group = 256, rounds = 256;
+    size_t bytes = std::min<size_t>(size_t{64} << 20, dev.limits().maxStorageBufferRange) / 16 * 16;
+    auto n = static_cast<uint32_t>(bytes / 16);  // vec4s
+    void* src = dev.allocate(bytes);
+    void* dst = dev.allocate(bytes);
+    auto s = reinterpret_cast<uint64_t>(src), d = reinterpret_cast<uint64_t>(dst);
+    Access buffers[] = {{d, d + bytes, true}, {s, s + bytes, false}};
+    auto at_dst = static_cast<uint32_t>(pointer_offset(dst) / 16), at_src = static_cast<uint32_t>(pointer_offset(src) / 16);
+    uint32_t copy_params[] = {n, 0, at_dst, at_src};
+    int32_t copy_spec[] = {static_cast<int32_t>(group), 1};
+    double copy = best_seconds(dev, 5, [&] { dev.dispatch(peak, copy_spec, copy_params, buffers, (n + group - 1) / group); });
+    uint32_t fma_params[] = {n, rounds, at_dst, at_src};
+    int32_t fma_spec[] = {static_cast<int32_t>(group), 0};
+    double fma = best_seconds(dev, 5, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (n + group - 1) / group); });
+    dev.deallocate(src, bytes);
+    dev.deallocate(dst, bytes);
+    *gbps = 2.0 * static_cast<double>(bytes) / copy / 1e9;
+    *gflops = static_cast<double>(n) * rounds * 8 * 4 * 2 / fma / 1e9;
+    return GRAFT_OK;
+  } catch (const std::exception&) {
+    return GRAFT_ERROR;
+  }
+}

@@ -1,0 +1,197 @@
+// graft-vulkan against the limits of its device and against the CPU
+// backends, in one run:
+//   - the device's peak, measured by the plugin's simplest shaders
+//     (graft_vulkan_peak): vec4 multiply-adds and a vec4 copy;
+//   - matmul (GFLOP/s and share of that peak) and a 16M-element add (GB/s of
+//     necessary traffic and share of the copy bandwidth), on vulkan:0, on
+//     graft-onednn and on the reference backend;
+//   - the MLP 784-256-256-10 SGD step (batch 64 and 256) and graft-train's
+//     CNN step (batch 64, Adam) on each, with the Vulkan submits and waits
+//     per step and any op that fell back to the host.
+// Each timed iteration ends with graft::synchronize, so a device's queued
+// work is inside the time.
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+#include <graft/graft.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models.h"
+
+using graft::Tensor;
+namespace F = graft::F;
+namespace nn = graft::nn;
+
+namespace {
+
+enum Target : int64_t { kVulkan = 0, kOnednn = 1, kReference = 2 };
+
+const graft::PluginInfo* vulkan_plugin() {
+  static std::vector<graft::PluginInfo> list = graft::plugins();
+  for (const graft::PluginInfo& p : list)
+    if (p.name == "vulkan" && p.loaded) return &p;
+  return nullptr;
+}
+
+template <class Fn>
+Fn* plugin_symbol(const char* name) {
+  const graft::PluginInfo* p = vulkan_plugin();
+  if (!p) return nullptr;
+  void* handle = dlopen(p->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return nullptr;
+  auto* fn = reinterpret_cast<Fn*>(dlsym(handle, name));
+  dlclose(handle);
+  return fn;
+}
+
+uint64_t vulkan_stat(const char* name) {
+  auto* fn = plugin_symbol<uint64_t(int32_t, const char*)>("graft_vulkan_stat");
+  return fn ? fn(0, name) : 0;
+}
+
+// The device's measured peak: {GFLOP/s, GB/s}, once per run.
+std::pair<double, double> peak() {
+  static std::pair<double, double> p = [] {
+    std::pair<double, double> r{0, 0};
+    if (auto* fn = plugin_symbol<int32_t(int32_t, double*, double*)>("graft_vulkan_peak")) fn(0, &r.first, &r.second);
+    return r;
+  }();
+  return p;
+}
+
+// Where a target runs, and the backends it may use.
+struct On {
+  graft::Device device;
+  std::optional<graft::BackendGuard> guard;
+  explicit On(int64_t target) : device(target == kVulkan ? "vulkan:0" : "cpu") {
+    if (target == kOnednn) guard.emplace(std::vector<std::string>{"onednn", "reference"});
+    if (target == kReference) guard.emplace(std::vector<std::string>{"reference"});
+  }
+  void sync() const { graft::synchronize(device.str()); }
+};
+
+bool skip(benchmark::State& state, int64_t target) {
+  if (target == kVulkan && !vulkan_plugin()) {
+    state.SkipWithError("graft-vulkan is not loaded (see graft-info)");
+    return true;
+  }
+  return false;
+}
+
+uint64_t fallbacks() {
+  uint64_t n = 0;
+  for (const graft::OpStats& s : graft::dispatch_stats()) n += s.fallbacks;
+  return n;
+}
+
+void BM_DevicePeak(benchmark::State& state) {
+  if (skip(state, kVulkan)) return;
+  for (auto _ : state) benchmark::DoNotOptimize(peak());
+  state.counters["FMA_GFLOP/s"] = peak().first;
+  state.counters["copy_GB/s"] = peak().second;
+}
+BENCHMARK(BM_DevicePeak)->Iterations(1);
+
+void BM_Matmul(benchmark::State& state) {
+  int64_t n = state.range(0), target = state.range(1);
+  if (skip(state, target)) return;
+  On on(target);
+  Tensor a = graft::full({n, n}, 0.5).to(on.device), b = graft::full({n, n}, 0.25).to(on.device);
+  benchmark::DoNotOptimize(a.matmul(b).impl());
+  on.sync();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(a.matmul(b).impl());
+    on.sync();
+  }
+  double flops = 2.0 * double(n) * double(n) * double(n);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  if (target == kVulkan && peak().first > 0)  // a share of the device's multiply-add peak
+    state.counters["of_peak"] = benchmark::Counter(flops * double(state.iterations()) / 1e9 / peak().first,
+                                                   benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Matmul)
+    ->ArgsProduct({{256, 512, 1024, 2048}, {kVulkan, kOnednn, kReference}})
+    ->ArgNames({"n", "target"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_Add16M(benchmark::State& state) {
+  int64_t target = state.range(0);
+  if (skip(state, target)) return;
+  On on(target);
+  const int64_t n = int64_t{1} << 24;
+  Tensor a = graft::randn({n}).to(on.device), b = graft::randn({n}).to(on.device);
+  benchmark::DoNotOptimize((a + b).impl());
+  on.sync();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize((a + b).impl());
+    on.sync();
+  }
+  double bytes = 12.0 * double(n) * double(state.iterations());  // read a and b, write the sum
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+  if (target == kVulkan && peak().second > 0)  // a share of the device's copy bandwidth
+    state.counters["of_peak"] = benchmark::Counter(bytes / 1e9 / peak().second, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+template <class Optimizer, class Options>
+void train_steps(benchmark::State& state, int64_t target, nn::Sequential model, Options options,
+                 std::vector<int64_t> input) {
+  if (skip(state, target)) return;
+  On on(target);
+  model.to(on.device);
+  Optimizer opt(model.parameters(), options);
+  Tensor x = graft::randn(input).to(on.device);
+  Tensor y = (graft::rand({input[0]}) * 10).to(graft::kInt64).to(on.device);
+  auto step = [&] {
+    Tensor loss = F::cross_entropy(model(x), y);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    on.sync();
+  };
+  step();
+  graft::reset_dispatch_stats();
+  uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits");
+  for (auto _ : state) step();
+  auto per_step = [&](double v) { return v / double(state.iterations()); };
+  state.counters["fallbacks/step"] = per_step(double(fallbacks()));
+  if (target == kVulkan) {
+    state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
+    state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
+  }
+}
+
+void BM_MLPStep(benchmark::State& state) {
+  graft::manual_seed(0);
+  train_steps<graft::optim::SGD>(state, state.range(1), graft::models::mlp(256, 256),
+                                 graft::optim::SGDOptions{.lr = 0.01, .momentum = 0.9}, {state.range(0), 784});
+}
+BENCHMARK(BM_MLPStep)
+    ->ArgsProduct({{64, 256}, {kVulkan, kOnednn, kReference}})
+    ->ArgNames({"batch", "target"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_CNNStep(benchmark::State& state) {
+  graft::manual_seed(0);
+  train_steps<graft::optim::Adam>(state, state.range(0), graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3},
+                                  {64, 1, 28, 28});
+}
+BENCHMARK(BM_CNNStep)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("graft threads", std::to_string(graft::get_num_threads()));
+  for (const graft::DeviceInfo& d : graft::device_info())
+    if (d.device == "vulkan:0") benchmark::AddCustomContext("vulkan:0", d.name);
+  benchmark::AddCustomContext("targets", "0 vulkan:0, 1 graft-onednn, 2 reference");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
