@@ -49,6 +49,9 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   props_ = props2.properties;
   name_ = props_.deviceName;
   vkGetPhysicalDeviceMemoryProperties(physical, &memory_props_);
+  while (group_size_ > props_.limits.maxComputeWorkGroupInvocations ||
+         group_size_ > props_.limits.maxComputeWorkGroupSize[0])
+    group_size_ /= 2;
 
   uint32_t families = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(physical, &families, nullptr);
@@ -148,24 +151,11 @@ void* Device::allocate(size_t nbytes) {
                          std::to_string(props_.limits.maxStorageBufferRange) + " bytes)");
   Block b;
   b.size = std::max(n, block_size_);
-  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-  info.size = b.size;
-  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-  check(vk_.vkCreateBuffer(device_, &info, nullptr, &b.buffer), "vkCreateBuffer");
-  VkMemoryRequirements req;
-  vk_.vkGetBufferMemoryRequirements(device_, b.buffer, &req);
-  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
-  alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex = device_memory_type_;
-  VkResult r = vk_.vkAllocateMemory(device_, &alloc, nullptr, &b.memory);
-  if (r != VK_SUCCESS) {
-    vk_.vkDestroyBuffer(device_, b.buffer, nullptr);
+  VkResult r = make_buffer(b.size, device_memory_type_, &b.buffer, &b.memory);
+  if (r != VK_SUCCESS)
     throw Failure(2, "allocating " + std::to_string(nbytes) + " bytes on " + name_ + " failed (" + result_name(r) +
                          ", a block of " + std::to_string(b.size) + " bytes; " + std::to_string(allocated_) +
                          " bytes in use of " + std::to_string(heap_size_) + ")");
-  }
-  check(vk_.vkBindBufferMemory(device_, b.buffer, b.memory, 0), "vkBindBufferMemory");
   allocated_ += b.size;
   if (b.size > n) b.free.emplace(n, b.size - n);
   // Reuse the number of a block given back, else take a new one.
@@ -231,27 +221,38 @@ Counters Device::counters() {
 
 // ---- host-visible buffers ----
 
-Device::HostBuffer Device::make_host_buffer(size_t nbytes) {
-  HostBuffer h;
-  h.size = nbytes;
+VkResult Device::make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buffer, VkDeviceMemory* memory) {
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   info.size = nbytes;
   info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-  check(vk_.vkCreateBuffer(device_, &info, nullptr, &h.buffer), "vkCreateBuffer (staging)");
+  VkResult r = vk_.vkCreateBuffer(device_, &info, nullptr, buffer);
+  if (r != VK_SUCCESS) return r;
   VkMemoryRequirements req;
-  vk_.vkGetBufferMemoryRequirements(device_, h.buffer, &req);
+  vk_.vkGetBufferMemoryRequirements(device_, *buffer, &req);
   VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex = host_memory_type_;
-  VkResult r = vk_.vkAllocateMemory(device_, &alloc, nullptr, &h.memory);
+  alloc.memoryTypeIndex = memory_type;
+  r = vk_.vkAllocateMemory(device_, &alloc, nullptr, memory);
+  if (r != VK_SUCCESS) *memory = VK_NULL_HANDLE;  // nothing to free
+  else r = vk_.vkBindBufferMemory(device_, *buffer, *memory, 0);
   if (r != VK_SUCCESS) {
-    vk_.vkDestroyBuffer(device_, h.buffer, nullptr);
-    check(r, "vkAllocateMemory (staging)");
+    vk_.vkDestroyBuffer(device_, *buffer, nullptr);
+    if (*memory != VK_NULL_HANDLE) vk_.vkFreeMemory(device_, *memory, nullptr);
+    *buffer = VK_NULL_HANDLE;
+    *memory = VK_NULL_HANDLE;
   }
-  check(vk_.vkBindBufferMemory(device_, h.buffer, h.memory, 0), "vkBindBufferMemory (staging)");
+  return r;
+}
+
+Device::HostBuffer Device::make_host_buffer(size_t nbytes) {
+  HostBuffer h;
+  h.size = nbytes;
+  check(make_buffer(nbytes, host_memory_type_, &h.buffer, &h.memory), "allocating staging memory");
   void* mapped = nullptr;
-  check(vk_.vkMapMemory(device_, h.memory, 0, VK_WHOLE_SIZE, 0, &mapped), "vkMapMemory");
+  VkResult r = vk_.vkMapMemory(device_, h.memory, 0, VK_WHOLE_SIZE, 0, &mapped);
+  if (r != VK_SUCCESS) destroy(h);
+  check(r, "vkMapMemory");
   h.mapped = static_cast<unsigned char*>(mapped);
   return h;
 }

@@ -64,6 +64,9 @@ class Device {
   const std::string& name() const { return name_; }
   const VkPhysicalDeviceLimits& limits() const { return props_.limits; }
   bool is_cpu() const { return props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU; }
+  // Invocations per workgroup of the 1-D shaders: 256, or the largest power
+  // of two the device allows (the shaders' tree reductions need a power of two).
+  uint32_t group_size() const { return group_size_; }
 
   void* allocate(size_t nbytes);
   void deallocate(void* ptr, size_t nbytes);
@@ -115,6 +118,8 @@ class Device {
   };
 
   uint32_t find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const;
+  // A buffer bound to new memory of the type; on failure nothing is left.
+  VkResult make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buffer, VkDeviceMemory* memory);
   HostBuffer make_host_buffer(size_t nbytes);
   void destroy(HostBuffer& b);
   std::pair<const HostBuffer*, size_t> arena_take(Arena& arena, size_t nbytes, size_t align);
@@ -139,6 +144,7 @@ class Device {
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
   uint32_t device_memory_type_ = 0, host_memory_type_ = 0;
   size_t block_size_ = 0, heap_size_ = 0, allocated_ = 0;
+  uint32_t group_size_ = 256;
   std::vector<Block> blocks_;  // index + 1 is the block's number in pointers
   std::vector<Batch> batches_;
   size_t current_ = 0;  // the batch that records next

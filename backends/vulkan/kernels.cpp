@@ -28,7 +28,6 @@ SHADER(fold, 2);
 SHADER(optim, 5);
 #undef SHADER
 
-constexpr uint32_t kGroup = 256;  // invocations per workgroup of the 1-D shaders
 constexpr int kMaxRank = 6;       // dims a shader indexes, after collapsing
 
 // Storage types, as the shaders number them (common.glsl).
@@ -127,7 +126,8 @@ uint32_t bits(float f) {
   return u;
 }
 
-uint64_t groups_for(uint64_t n) { return (n + kGroup - 1) / kGroup; }
+// Workgroups of the 1-D shaders for n invocations.
+uint64_t groups_for(const Device& dev, uint64_t n) { return (n + dev.group_size() - 1) / dev.group_size(); }
 
 // ---- elementwise ----
 
@@ -139,16 +139,11 @@ enum class Ew : int32_t {
   where = 40, copy, fill
 };
 
-struct EwKernel {
-  const char* op;
-  Ew code;
-};
-
 bool is_float_math(Ew op) { return op < Ew::eq; }
 bool is_compare(Ew op) { return op >= Ew::eq && op < Ew::where; }
 
-int32_t ew_supports(void* ctx, const graft_kernel_args* a) {
-  Ew op = static_cast<const EwKernel*>(ctx)->code;
+int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
+  auto op = static_cast<Ew>(code);
   const DLTensor& out = *a->output;
   Type o = type_of(out);
   if (o == UNSUPPORTED || !strides_usable(out) || out.ndim > kMaxRank) return 0;
@@ -165,10 +160,11 @@ int32_t ew_supports(void* ctx, const graft_kernel_args* a) {
   return 1;  // copy (any of the types to any) and fill
 }
 
-int32_t ew_run(Device& dev, Ew op, const graft_kernel_args* a) {
+void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
+  auto op = static_cast<Ew>(code);
   const DLTensor& out = *a->output;
   int64_t n = numel(out);
-  if (n == 0) return GRAFT_OK;
+  if (n == 0) return;
   if (!fits(n)) throw Failure(GRAFT_INVALID, "more than 2^32 elements");
   std::vector<const DLTensor*> tensors{&out};
   for (int i = 0; i < a->n_inputs; ++i) tensors.push_back(&a->inputs[i]);
@@ -209,22 +205,16 @@ int32_t ew_run(Device& dev, Ew op, const graft_kernel_args* a) {
   for (size_t t = 0; t < tensors.size() && vec4; ++t)
     vec4 = l.strides[t][0] == 0 || (l.strides[t][0] == 1 && p[8 + 7 * t] % 4 == 0);
   vec4 = vec4 && l.strides[0][0] == 1;
-  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), type_of(out), in, vec4};
-  dev.dispatch(elementwise, spec, p, buffers, groups_for(static_cast<uint64_t>(vec4 ? (n + 3) / 4 : n)));
-  return GRAFT_OK;
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), static_cast<int32_t>(op), type_of(out), in, vec4};
+  dev.dispatch(elementwise, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(vec4 ? (n + 3) / 4 : n)));
 }
 
 // ---- reductions ----
 
 enum class Red : int32_t { sum = 0, amax = 1, amin = 2, argmax = 3 };
 
-struct RedKernel {
-  const char* op;
-  Red code;
-};
-
-int32_t reduce_supports(void* ctx, const graft_kernel_args* a) {
-  Red op = static_cast<const RedKernel*>(ctx)->code;
+int32_t reduce_supports(int32_t code, const graft_kernel_args* a) {
+  auto op = static_cast<Red>(code);
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   if (type_of(x) != F32 || type_of(out) != (op == Red::argmax ? I64 : F32)) return 0;
@@ -257,12 +247,13 @@ void reduce_dispatch(Device& dev, Red op, const Layout& kept, const Layout& red,
   // A workgroup per output wastes its invocations (and a CPU driver's
   // barriers) on outputs of few elements, as pooling's windows are.
   bool serial = chunks == 1 && (count <= 64 || outputs >= 65536);
-  int32_t spec[] = {static_cast<int32_t>(kGroup), static_cast<int32_t>(op), static_cast<int32_t>(kGroup), serial};
-  uint64_t groups = serial ? groups_for(static_cast<uint64_t>(outputs)) : static_cast<uint64_t>(outputs * chunks);
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), static_cast<int32_t>(op), static_cast<int32_t>(dev.group_size()), serial};
+  uint64_t groups = serial ? groups_for(dev, static_cast<uint64_t>(outputs)) : static_cast<uint64_t>(outputs * chunks);
   dev.dispatch(reduce, spec, p, buffers, groups);
 }
 
-int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
+void reduce_run(Device& dev, int32_t code, const graft_kernel_args* a) {
+  auto op = static_cast<Red>(code);
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   uint64_t mask = static_cast<uint64_t>(a->attrs[0].i);
@@ -275,14 +266,14 @@ int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
   Layout k = collapse(kept, {kept_strides}), r = collapse(red, {red_strides});
   int64_t outputs = numel(out), count = 1;
   for (int64_t s : red) count *= s;
-  if (outputs == 0) return GRAFT_OK;
+  if (outputs == 0) return;
   // Few outputs over many elements would leave most of the device idle:
   // reduce chunks of about 4096 elements first, then the chunks' results.
   int64_t chunks = op == Red::argmax || outputs >= 256 ? 1 : std::min<int64_t>((count + 4095) / 4096, 1024);
   if (chunks == 1) {
     reduce_dispatch(dev, op, k, r, outputs, count, element_offset(x), element_offset(out), 1, access_of(out, true),
                     access_of(x, false));
-    return GRAFT_OK;
+    return;
   }
   size_t bytes = static_cast<size_t>(outputs * chunks) * 4;
   void* partial = dev.allocate(bytes);
@@ -294,12 +285,11 @@ int32_t reduce_run(Device& dev, Red op, const graft_kernel_args* a) {
   reduce_dispatch(dev, op, kept2, red2, outputs, chunks, partial_offset, element_offset(out), 1, access_of(out, true),
                   {at, at + bytes, false});
   dev.deallocate(partial, bytes);  // Note [Barriers] orders any later use after these reads
-  return GRAFT_OK;
 }
 
 // ---- matmul ----
 
-int32_t matmul_supports(void*, const graft_kernel_args* a) {
+int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
   for (int i = 0; i < 2; ++i)
     if (type_of(a->inputs[i]) != F32 || a->inputs[i].ndim != 3 || !strides_usable(a->inputs[i])) return 0;
   return type_of(*a->output) == F32 && a->output->ndim == 3 && strides_usable(*a->output);
@@ -320,12 +310,12 @@ std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int
   return {256, 64, 64, 16, 4, 4};
 }
 
-int32_t matmul_run(Device& dev, const graft_kernel_args* a) {
+void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& y = a->inputs[1];
   const DLTensor& out = *a->output;
   int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
-  if (numel(out) == 0) return GRAFT_OK;
+  if (numel(out) == 0) return;
   auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
   std::vector<uint32_t> p = {
       static_cast<uint32_t>(M),           static_cast<uint32_t>(N),           static_cast<uint32_t>(K),
@@ -338,64 +328,68 @@ int32_t matmul_run(Device& dev, const graft_kernel_args* a) {
     // No products to sum: the output is zeros.
     graft_attr attrs[GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS] = {};
     graft_kernel_args fill{"fill", 1, 0, nullptr, &out, GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS, attrs};
-    return ew_run(dev, Ew::fill, &fill);
+    ew_run(dev, static_cast<int32_t>(Ew::fill), &fill);
+    return;
   }
   std::array<int32_t, 6> spec = matmul_tiles(dev, M, N, batch);
   uint64_t tiles = static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
   Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
   dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
-  return GRAFT_OK;
 }
 
 // ---- softmax ----
 
-// t as [outer, n, inner] around dim, when its other dims merge that way.
-bool around_dim(const DLTensor& t, int dim, std::array<int64_t, 3>& strides) {
-  std::vector<int64_t> before, before_s, after, after_s;
-  for (int d = 0; d < t.ndim; ++d) {
+// x and out's dims other than dim, collapsed together.
+Layout other_dims(const DLTensor& x, const DLTensor& out, int dim) {
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides(2);
+  for (int d = 0; d < x.ndim; ++d) {
     if (d == dim) continue;
-    (d < dim ? before : after).push_back(t.shape[d]);
-    (d < dim ? before_s : after_s).push_back(t.strides[d]);
+    shape.push_back(x.shape[d]);
+    strides[0].push_back(x.strides[d]);
+    strides[1].push_back(out.strides[d]);
   }
-  Layout b = collapse(before, {before_s}), a = collapse(after, {after_s});
-  if (b.shape.size() > 1 || a.shape.size() > 1) return false;
-  strides = {b.shape.empty() ? 0 : b.strides[0][0], t.strides[dim], a.shape.empty() ? 0 : a.strides[0][0]};
-  return true;
+  return collapse(shape, strides);
 }
 
-int32_t softmax_supports(void*, const graft_kernel_args* a) {
+int32_t softmax_supports(int32_t, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   int dim = static_cast<int>(a->attrs[0].i);
-  std::array<int64_t, 3> s;
-  return type_of(x) == F32 && type_of(out) == F32 && x.ndim > 0 && dim >= 0 && dim < x.ndim &&
-         strides_usable(x) && strides_usable(out) && around_dim(x, dim, s) && around_dim(out, dim, s);
+  return type_of(x) == F32 && type_of(out) == F32 && strides_usable(x) && strides_usable(out) &&
+         (x.ndim == 0 || (dim >= 0 && dim < x.ndim && other_dims(x, out, dim).shape.size() <= kMaxRank));
 }
 
-int32_t softmax_run(Device& dev, bool log, const graft_kernel_args* a) {
+// code 1: log-softmax.
+void softmax_run(Device& dev, int32_t log, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   int dim = static_cast<int>(a->attrs[0].i);
-  int64_t n = x.shape[dim], inner = 1;
-  for (int d = dim + 1; d < x.ndim; ++d) inner *= x.shape[d];
+  int64_t n = x.ndim == 0 ? 1 : x.shape[dim];
   int64_t rows = n == 0 ? 0 : numel(x) / n;
-  if (rows == 0) return GRAFT_OK;
-  std::array<int64_t, 3> xs, os;
-  around_dim(x, dim, xs);
-  around_dim(out, dim, os);
-  std::vector<uint32_t> p = {static_cast<uint32_t>(rows), static_cast<uint32_t>(n), static_cast<uint32_t>(inner),
-                             element_offset(x), static_cast<uint32_t>(xs[0]), static_cast<uint32_t>(xs[1]),
-                             static_cast<uint32_t>(xs[2]), element_offset(out), static_cast<uint32_t>(os[0]),
-                             static_cast<uint32_t>(os[1]), static_cast<uint32_t>(os[2])};
+  if (rows == 0) return;
+  Layout l = x.ndim == 0 ? Layout{{}, {{}, {}}} : other_dims(x, out, dim);
+  std::vector<uint32_t> p(25, 0);
+  p[0] = static_cast<uint32_t>(rows);
+  p[1] = static_cast<uint32_t>(n);
+  p[2] = static_cast<uint32_t>(l.shape.size());
+  for (size_t d = 0; d < l.shape.size(); ++d) {
+    p[3 + d] = static_cast<uint32_t>(l.shape[d]);
+    p[9 + d] = static_cast<uint32_t>(l.strides[0][d]);
+    p[15 + d] = static_cast<uint32_t>(l.strides[1][d]);
+  }
+  p[21] = element_offset(x);
+  p[22] = element_offset(out);
+  p[23] = x.ndim == 0 ? 0 : static_cast<uint32_t>(x.strides[dim]);
+  p[24] = x.ndim == 0 ? 0 : static_cast<uint32_t>(out.strides[dim]);
   Access buffers[] = {access_of(out, true), access_of(x, false)};
-  int32_t spec[] = {static_cast<int32_t>(kGroup), log ? 1 : 0, static_cast<int32_t>(kGroup)};
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), log, static_cast<int32_t>(dev.group_size())};
   dev.dispatch(softmax, spec, p, buffers, static_cast<uint64_t>(rows));
-  return GRAFT_OK;
 }
 
 // ---- unfold and fold ----
 
-int32_t im2col_supports(void*, const graft_kernel_args* a) {
+int32_t im2col_supports(int32_t, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   return type_of(x) == F32 && type_of(out) == F32 && is_contiguous(x) && is_contiguous(out) && strides_usable(x) &&
@@ -403,7 +397,7 @@ int32_t im2col_supports(void*, const graft_kernel_args* a) {
 }
 
 // unfold: x [N, C, H, W] -> [N, C kh kw, L]; fold: [N, C kh kw, L] -> [N, C, H, W].
-int32_t im2col_run(Device& dev, bool fold_back, const graft_kernel_args* a) {
+void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   const DLTensor& image = fold_back ? out : x;
@@ -411,7 +405,7 @@ int32_t im2col_run(Device& dev, bool fold_back, const graft_kernel_args* a) {
   int64_t H = image.shape[2], W = image.shape[3];
   int64_t Ho = (H + 2 * pad - dil * (kh - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
   int64_t n = numel(out);
-  if (n == 0) return GRAFT_OK;
+  if (n == 0) return;
   std::vector<uint32_t> p = {static_cast<uint32_t>(n),  static_cast<uint32_t>(image.shape[1]),
                              static_cast<uint32_t>(H),  static_cast<uint32_t>(W),
                              static_cast<uint32_t>(kh), static_cast<uint32_t>(kw),
@@ -420,16 +414,15 @@ int32_t im2col_run(Device& dev, bool fold_back, const graft_kernel_args* a) {
                              static_cast<uint32_t>(Wo), element_offset(x),
                              element_offset(out),       bits(static_cast<float>(float_attr(a, 0)))};
   Access buffers[] = {access_of(out, true), access_of(x, false)};
-  int32_t spec[] = {static_cast<int32_t>(kGroup)};
-  dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
-  return GRAFT_OK;
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
+  dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
 }
 
 // ---- optimizer updates ----
 
 // sgd_update and adam_update: the parameter (the output) and every input
 // contiguous float32 of one size.
-int32_t update_supports(void*, const graft_kernel_args* a) {
+int32_t update_supports(int32_t, const graft_kernel_args* a) {
   const DLTensor& out = *a->output;
   if (type_of(out) != F32 || !is_contiguous(out) || !fits(numel(out))) return 0;
   for (int i = 0; i < a->n_inputs; ++i)
@@ -437,10 +430,11 @@ int32_t update_supports(void*, const graft_kernel_args* a) {
   return 1;
 }
 
-int32_t update_run(Device& dev, bool adam, const graft_kernel_args* a) {
+// code 1: Adam.
+void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
   const DLTensor& out = *a->output;
   int64_t n = numel(out);
-  if (n == 0) return GRAFT_OK;
+  if (n == 0) return;
   std::vector<uint32_t> p(12, 0);
   p[0] = static_cast<uint32_t>(n);
   p[1] = element_offset(out);
@@ -453,107 +447,67 @@ int32_t update_run(Device& dev, bool adam, const graft_kernel_args* a) {
   for (int k = 0; k < 4; ++k) p[6 + k] = bits(static_cast<float>(float_attr(a, k)));
   p[10] = a->attrs[0].i != 0;
   p[11] = a->attrs[1].i != 0;
-  int32_t spec[] = {static_cast<int32_t>(kGroup), adam ? 1 : 0};
-  dev.dispatch(optim, spec, p, buffers, groups_for(static_cast<uint64_t>(n)));
-  return GRAFT_OK;
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), adam ? 1 : 0};
+  dev.dispatch(optim, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
 }
 
 // ---- the ABI side ----
 
-void write(char* message, size_t size, const std::string& text) {
-  if (!message || size == 0) return;
-  std::strncpy(message, text.c_str(), size - 1);
-  message[size - 1] = '\0';
-}
-
-// Runs f on the call's device, turning exceptions into a status.
-template <class F>
-int32_t guarded(const graft_kernel_args* a, char* message, size_t size, F f) {
-  try {
-    return f(device(a->output->device.device_id));
-  } catch (const Failure& e) {
-    write(message, size, e.what());
-    return e.status;
-  } catch (const std::exception& e) {
-    write(message, size, e.what());
-  } catch (...) {
-    write(message, size, "unknown error");
-  }
-  return GRAFT_ERROR;
-}
-
-const EwKernel kEw[] = {{"neg", Ew::neg},   {"exp", Ew::exp},         {"log", Ew::log},
-                        {"sqrt", Ew::sqrt}, {"abs", Ew::abs},         {"relu", Ew::relu},
-                        {"sigmoid", Ew::sigmoid}, {"tanh", Ew::tanh}, {"sin", Ew::sin},
-                        {"cos", Ew::cos},   {"sign", Ew::sign},       {"clamp", Ew::clamp},
-                        {"add", Ew::add},   {"sub", Ew::sub},         {"mul", Ew::mul},
-                        {"div", Ew::div},   {"pow", Ew::pow},         {"maximum", Ew::maximum},
-                        {"minimum", Ew::minimum}, {"eq", Ew::eq},     {"ne", Ew::ne},
-                        {"lt", Ew::lt},     {"le", Ew::le},           {"gt", Ew::gt},
-                        {"ge", Ew::ge},     {"where", Ew::where},     {"copy", Ew::copy},
-                        {"fill", Ew::fill}};
-const RedKernel kRed[] = {{"sum", Red::sum}, {"amax", Red::amax}, {"amin", Red::amin}, {"argmax", Red::argmax}};
+// One kernel of the plugin, the ctx of its graft_kernel: one ABI function
+// pair serves them all.
+struct Entry {
+  const char* op;
+  uint32_t dtypes;
+  int32_t code;  // the shader's op code, or which variant
+  void (*run)(Device&, int32_t code, const graft_kernel_args*);
+  int32_t (*supports)(int32_t code, const graft_kernel_args*);
+};
 
 constexpr uint32_t kFloat = GRAFT_DTYPE_FLOAT32;
 constexpr uint32_t kAny = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
 
+constexpr Entry ew(const char* op, Ew code, uint32_t dtypes = kFloat) {
+  return {op, dtypes, static_cast<int32_t>(code), ew_run, ew_supports};
+}
+constexpr Entry red(const char* op, Red code) {
+  return {op, kFloat, static_cast<int32_t>(code), reduce_run, reduce_supports};
+}
+
+const Entry kEntries[] = {
+    ew("neg", Ew::neg), ew("exp", Ew::exp), ew("log", Ew::log), ew("sqrt", Ew::sqrt), ew("abs", Ew::abs),
+    ew("relu", Ew::relu), ew("sigmoid", Ew::sigmoid), ew("tanh", Ew::tanh), ew("sin", Ew::sin),
+    ew("cos", Ew::cos), ew("sign", Ew::sign), ew("clamp", Ew::clamp), ew("add", Ew::add), ew("sub", Ew::sub),
+    ew("mul", Ew::mul), ew("div", Ew::div), ew("pow", Ew::pow), ew("maximum", Ew::maximum),
+    ew("minimum", Ew::minimum), ew("eq", Ew::eq, kAny), ew("ne", Ew::ne, kAny), ew("lt", Ew::lt, kAny),
+    ew("le", Ew::le, kAny), ew("gt", Ew::gt, kAny), ew("ge", Ew::ge, kAny), ew("where", Ew::where, kAny),
+    ew("copy", Ew::copy, kAny), ew("fill", Ew::fill, kAny),
+    red("sum", Red::sum), red("amax", Red::amax), red("amin", Red::amin), red("argmax", Red::argmax),
+    {"matmul", kFloat, 0, matmul_run, matmul_supports},
+    {"softmax", kFloat, 0, softmax_run, softmax_supports},
+    {"log_softmax", kFloat, 1, softmax_run, softmax_supports},
+    {"unfold", kFloat, 0, im2col_run, im2col_supports},
+    {"fold", kFloat, 1, im2col_run, im2col_supports},
+    {"sgd_update", kFloat, 0, update_run, update_supports},
+    {"adam_update", kFloat, 1, update_run, update_supports},
+};
+
+int32_t run_entry(void* ctx, const graft_kernel_args* a, char* message, size_t size) {
+  const Entry& e = *static_cast<const Entry*>(ctx);
+  return on_device(a->output->device.device_id, message, size, [&](Device& d) { e.run(d, e.code, a); });
+}
+
+int32_t supports_entry(void* ctx, const graft_kernel_args* a) {
+  const Entry& e = *static_cast<const Entry*>(ctx);
+  return e.supports(e.code, a);
+}
+
 }  // namespace
 
 bool add_kernels(graft_host* host, char* message, size_t message_size) {
-  std::vector<graft_kernel> kernels;
-  auto add = [&](const char* op, uint32_t dtypes, graft_kernel_fn run, graft_supports_fn supports, const void* ctx) {
-    kernels.push_back({op, 1, "vulkan", dtypes, 10, run, supports, const_cast<void*>(ctx)});
-  };
-  for (const EwKernel& k : kEw)
-    add(k.op, is_float_math(k.code) ? kFloat : kAny,
-        [](void* ctx, const graft_kernel_args* a, char* m, size_t s) {
-          return guarded(a, m, s, [&](Device& d) { return ew_run(d, static_cast<const EwKernel*>(ctx)->code, a); });
-        },
-        ew_supports, &k);
-  for (const RedKernel& k : kRed)
-    add(k.op, kFloat,
-        [](void* ctx, const graft_kernel_args* a, char* m, size_t s) {
-          return guarded(a, m, s,
-                         [&](Device& d) { return reduce_run(d, static_cast<const RedKernel*>(ctx)->code, a); });
-        },
-        reduce_supports, &k);
-  add("matmul", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return matmul_run(d, a); });
-      },
-      matmul_supports, nullptr);
-  add("softmax", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return softmax_run(d, false, a); });
-      },
-      softmax_supports, nullptr);
-  add("log_softmax", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return softmax_run(d, true, a); });
-      },
-      softmax_supports, nullptr);
-  add("unfold", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return im2col_run(d, false, a); });
-      },
-      im2col_supports, nullptr);
-  add("fold", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return im2col_run(d, true, a); });
-      },
-      im2col_supports, nullptr);
-  add("sgd_update", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return update_run(d, false, a); });
-      },
-      update_supports, nullptr);
-  add("adam_update", kFloat,
-      [](void*, const graft_kernel_args* a, char* m, size_t s) {
-        return guarded(a, m, s, [&](Device& d) { return update_run(d, true, a); });
-      },
-      update_supports, nullptr);
-  for (const graft_kernel& k : kernels)
+  for (const Entry& e : kEntries) {
+    graft_kernel k{e.op, 1, "vulkan", e.dtypes, 10, run_entry, supports_entry, const_cast<Entry*>(&e)};
     if (host->add_kernel(host, &k, message, message_size) != GRAFT_OK) return false;
+  }
   return true;
 }
 

@@ -37,7 +37,7 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
   using namespace graft_vulkan;
   try {
     Device& dev = device(index);
-    const uint32_t group = 256, rounds = 256;
+    const uint32_t group = dev.group_size(), rounds = 256;
     size_t bytes = std::min<size_t>(size_t{64} << 20, dev.limits().maxStorageBufferRange) / 16 * 16;
     auto n = static_cast<uint32_t>(bytes / 16);  // vec4s
     void* src = dev.allocate(bytes);

@@ -36,12 +36,6 @@ struct Instance {
 Instance* state = nullptr;  // set by init; lives until the process ends
 std::atomic<uint64_t> validation_errors{0}, validation_warnings{0};
 
-void write(char* message, size_t size, const std::string& text) {
-  if (!message || size == 0) return;
-  std::strncpy(message, text.c_str(), size - 1);
-  message[size - 1] = '\0';
-}
-
 VKAPI_ATTR VkBool32 VKAPI_CALL on_validation(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                              VkDebugUtilsMessageTypeFlagsEXT,
                                              const VkDebugUtilsMessengerCallbackDataEXT* data, void*) {
@@ -130,21 +124,6 @@ std::vector<VkPhysicalDevice> choose(VkInstance instance, std::string& why_none)
   return chosen;
 }
 
-// Runs f on device `index`, turning exceptions into a status and message.
-template <class F>
-int32_t transfer(int32_t index, char* message, size_t size, F f) {
-  try {
-    f(device(index));
-    return GRAFT_OK;
-  } catch (const Failure& e) {
-    write(message, size, e.what());
-    return e.status;
-  } catch (const std::exception& e) {
-    write(message, size, e.what());
-    return GRAFT_ERROR;
-  }
-}
-
 bool has_layer(const char* name) {
   uint32_t n = 0;
   vkEnumerateInstanceLayerProperties(&n, nullptr);
@@ -156,11 +135,11 @@ bool has_layer(const char* name) {
 int32_t init(graft_host* host, char* message, size_t size) {
   try {
     if (volkInitialize() != VK_SUCCESS) {
-      write(message, size, "no Vulkan loader: libvulkan.so.1 could not be opened (install libvulkan1 and a driver)");
+      write_message(message, size, "no Vulkan loader: libvulkan.so.1 could not be opened (install libvulkan1 and a driver)");
       return GRAFT_ERROR;
     }
     if (volkGetInstanceVersion() < VK_API_VERSION_1_2) {
-      write(message, size, "the Vulkan loader is older than Vulkan 1.2");
+      write_message(message, size, "the Vulkan loader is older than Vulkan 1.2");
       return GRAFT_ERROR;
     }
     auto s = std::make_unique<Instance>();
@@ -182,7 +161,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     bool validate = env_on("GRAFT_VULKAN_VALIDATION");
     if (validate) {
       if (!has_layer(layer)) {
-        write(message, size,
+        write_message(message, size,
               "GRAFT_VULKAN_VALIDATION is set but VK_LAYER_KHRONOS_validation is not installed "
               "(Debian: vulkan-validationlayers)");
         return GRAFT_ERROR;
@@ -195,7 +174,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     }
     VkResult r = vkCreateInstance(&info, nullptr, &s->instance);
     if (r != VK_SUCCESS) {
-      write(message, size, std::string("vkCreateInstance failed: ") + result_name(r));
+      write_message(message, size, std::string("vkCreateInstance failed: ") + result_name(r));
       return GRAFT_ERROR;
     }
     volkLoadInstanceOnly(s->instance);
@@ -206,7 +185,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     std::string why_none;
     s->physical = choose(s->instance, why_none);
     if (s->physical.empty()) {
-      write(message, size, "no usable Vulkan device: " + why_none);
+      write_message(message, size, "no usable Vulkan device: " + why_none);
       vkDestroyInstance(s->instance, nullptr);
       return GRAFT_ERROR;
     }
@@ -224,18 +203,8 @@ int32_t init(graft_host* host, char* message, size_t size) {
     type.name = "vulkan";
     type.dl_device_type = kDLVulkan;
     type.count = static_cast<int32_t>(state->physical.size());
-    type.allocate = [](void*, int32_t index, size_t nbytes, void** out, char* m, size_t ms) -> int32_t {
-      try {
-        Device& d = device(index);
-        *out = d.allocate(nbytes);
-        return GRAFT_OK;
-      } catch (const Failure& e) {
-        write(m, ms, e.what());
-        return e.status;
-      } catch (const std::exception& e) {
-        write(m, ms, e.what());
-        return GRAFT_ERROR;
-      }
+    type.allocate = [](void*, int32_t index, size_t nbytes, void** out, char* m, size_t ms) {
+      return on_device(index, m, ms, [&](Device& d) { *out = d.allocate(nbytes); });
     };
     type.deallocate = [](void*, int32_t index, void* ptr, size_t nbytes) {
       try {
@@ -245,38 +214,40 @@ int32_t init(graft_host* host, char* message, size_t size) {
       }
     };
     type.copy_to_host = [](void*, int32_t index, void* dst, const void* src, size_t n, char* m, size_t ms) {
-      return transfer(index, m, ms, [&](Device& d) { d.download(dst, src, n); });
+      return on_device(index, m, ms, [&](Device& d) { d.download(dst, src, n); });
     };
     type.copy_from_host = [](void*, int32_t index, void* dst, const void* src, size_t n, char* m, size_t ms) {
-      return transfer(index, m, ms, [&](Device& d) { d.upload(dst, src, n); });
+      return on_device(index, m, ms, [&](Device& d) { d.upload(dst, src, n); });
     };
     type.copy_on_device = [](void*, int32_t index, void* dst, const void* src, size_t n, char* m, size_t ms) {
-      return transfer(index, m, ms, [&](Device& d) { d.copy(dst, src, n); });
+      return on_device(index, m, ms, [&](Device& d) { d.copy(dst, src, n); });
     };
     type.synchronize = [](void*, int32_t index, char* m, size_t ms) {
-      return transfer(index, m, ms, [&](Device& d) { d.synchronize(); });
+      return on_device(index, m, ms, [&](Device& d) { d.synchronize(); });
     };
     type.memory_info = [](void*, int32_t index, char* name, size_t name_size, size_t* free_bytes,
-                          size_t* total_bytes) -> int32_t {
-      try {
-        Device& d = device(index);
-        write(name, name_size, d.name());
+                          size_t* total_bytes) {
+      // On failure the name says why.
+      return on_device(index, name, name_size, [&](Device& d) {
+        write_message(name, name_size, d.name());
         d.memory(free_bytes, total_bytes);
-        return GRAFT_OK;
-      } catch (const std::exception& e) {
-        write(name, name_size, e.what());
-        return GRAFT_ERROR;
-      }
+      });
     };
     if (host->add_device_type(host, &type, message, size) != GRAFT_OK) return GRAFT_ERROR;
     return add_kernels(host, message, size) ? GRAFT_OK : GRAFT_ERROR;
   } catch (const std::exception& e) {
-    write(message, size, e.what());
+    write_message(message, size, e.what());
     return GRAFT_ERROR;
   }
 }
 
 }  // namespace
+
+void write_message(char* message, size_t size, const std::string& text) {
+  if (!message || size == 0) return;
+  std::strncpy(message, text.c_str(), size - 1);
+  message[size - 1] = '\0';
+}
 
 Device& device(int32_t index) {
   if (!state || index < 0 || static_cast<size_t>(index) >= state->physical.size())

@@ -11,9 +11,10 @@ layout(constant_id = 2) const uint WG = 256;
 DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)
 
-// Parameters: [0] rows, [1] the dim's size, [2] inner extent (rows are
-// outer x inner), [3] input offset, [4..6] input strides (outer, dim,
-// inner), [7] output offset, [8..10] output strides.
+// Parameters: [0] rows, [1] the dim's size, [2] the other dims' rank (after
+// collapsing), [3..8] their shape, [9..14] their input strides, [15..20]
+// their output strides, [21] input offset, [22] output offset, [23] the
+// dim's input stride, [24] its output stride.
 shared float partial[WG];
 
 float max_nan(float x, float y) { return isnan(x) || isnan(y) ? x + y : max(x, y); }
@@ -34,26 +35,30 @@ float combine(float x, bool is_max) {
 void main() {
   uint row = group_index();
   if (row >= p[0]) return;
-  uint outer = row / p[2], inner = row % p[2];
-  uint in_base = p[3] + outer * p[4] + inner * p[6];
-  uint out_base = p[7] + outer * p[8] + inner * p[10];
+  uint in_base = p[21], out_base = p[22], rest = row;
+  for (int d = int(p[2]) - 1; d >= 0; --d) {
+    uint k = rest % p[3 + d];
+    rest /= p[3 + d];
+    in_base += k * p[9 + d];
+    out_base += k * p[15 + d];
+  }
   uint n = p[1];
   uint lane = gl_LocalInvocationID.x;
   float m = uintBitsToFloat(0xff800000u);
   bool nan_seen = false;
   for (uint k = lane; k < n; k += WG) {
-    float v = a_f[in_base + k * p[5]];
+    float v = a_f[in_base + k * p[23]];
     nan_seen = nan_seen || isnan(v);
     m = max(m, v);
   }
   m = combine(nan_seen ? uintBitsToFloat(0x7fc00000u) : m, true);
   // A row holding NaN (or only -inf) gives NaN, as the reference does.
   float s = 0.0;
-  for (uint k = lane; k < n; k += WG) s += exp(a_f[in_base + k * p[5]] - m);
+  for (uint k = lane; k < n; k += WG) s += exp(a_f[in_base + k * p[23]] - m);
   s = combine(s, false);
   float log_s = log(s);
   for (uint k = lane; k < n; k += WG) {
-    float v = a_f[in_base + k * p[5]] - m;
-    o_f[out_base + k * p[9]] = LOG_SOFTMAX ? v - log_s : exp(v) / s;
+    float v = a_f[in_base + k * p[23]] - m;
+    o_f[out_base + k * p[24]] = LOG_SOFTMAX ? v - log_s : exp(v) / s;
   }
 }
