@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "backends/vulkan/shaders/batchnorm.h"
 #include "backends/vulkan/shaders/elementwise.h"
 #include "backends/vulkan/shaders/fold.h"
 #include "backends/vulkan/shaders/matmul.h"
 #include "backends/vulkan/shaders/optim.h"
+#include "backends/vulkan/shaders/pool.h"
 #include "backends/vulkan/shaders/reduce.h"
 #include "backends/vulkan/shaders/softmax.h"
 #include "backends/vulkan/shaders/unfold.h"
@@ -26,6 +28,8 @@ SHADER(softmax, 2);
 SHADER(unfold, 2);
 SHADER(fold, 2);
 SHADER(optim, 5);
+SHADER(pool, 3);
+SHADER(batchnorm, 4);
 #undef SHADER
 
 constexpr int kMaxRank = 6;       // dims a shader indexes, after collapsing
@@ -418,6 +422,76 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
   dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
 }
 
+// ---- pooling and batch norm (composite ops with kernels of their own) ----
+
+// Every tensor float32 and contiguous, the first input of at least min_rank
+// dims (batch norm's packed output is flat).
+int32_t all_dense_f32(const graft_kernel_args* a, int min_rank) {
+  if (type_of(*a->output) != F32 || !is_contiguous(*a->output) || !fits(numel(*a->output))) return 0;
+  for (int i = 0; i < a->n_inputs; ++i)
+    if (type_of(a->inputs[i]) != F32 || !is_contiguous(a->inputs[i]) || !fits(numel(a->inputs[i]))) return 0;
+  return a->inputs[0].ndim >= min_rank;
+}
+
+int32_t pool_supports(int32_t, const graft_kernel_args* a) { return all_dense_f32(a, 4); }
+
+// code: 0 max_pool2d, 1 max_pool2d_backward, 2 avg_pool2d, 3 avg_pool2d_backward.
+void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
+  const DLTensor& out = *a->output;
+  int64_t n = numel(out);
+  if (n == 0) return;
+  bool forward = code == 0 || code == 2;
+  const DLTensor& image = forward ? a->inputs[0] : out;     // [N, C, H, W]
+  const DLTensor& pooled = forward ? out : a->inputs[0];    // [N, C, Ho, Wo]
+  int64_t dilation = code < 2 ? a->attrs[3].i : 1;
+  std::vector<uint32_t> p = {static_cast<uint32_t>(n),
+                             static_cast<uint32_t>(image.shape[2]),
+                             static_cast<uint32_t>(image.shape[3]),
+                             static_cast<uint32_t>(pooled.shape[2]),
+                             static_cast<uint32_t>(pooled.shape[3]),
+                             static_cast<uint32_t>(a->attrs[0].i),
+                             static_cast<uint32_t>(a->attrs[1].i),
+                             static_cast<uint32_t>(a->attrs[2].i),
+                             static_cast<uint32_t>(dilation),
+                             element_offset(out),
+                             element_offset(a->inputs[0]),
+                             element_offset(a->inputs[a->n_inputs - 1])};
+  Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false),
+                      access_of(a->inputs[a->n_inputs - 1], false)};
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), code};
+  dev.dispatch(pool, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
+}
+
+int32_t batch_norm_supports(int32_t, const graft_kernel_args* a) { return all_dense_f32(a, 2); }
+
+// code 0: batch_norm (batch statistics when i0 = 1, else the given ones);
+// code 1: batch_norm_backward. Two dispatches each: per channel, then per element.
+void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[backward ? 1 : 0];
+  const DLTensor& out = *a->output;
+  int64_t c = x.shape[1], s = 1;
+  for (int d = 2; d < x.ndim; ++d) s *= x.shape[d];
+  int64_t n = numel(x);
+  if (n == 0) return;
+  bool batch_stats = backward || a->attrs[0].i == 1;
+  // c: the running statistics (forward, eval), saved ones (backward), or
+  // unused (forward, training: the output stands in).
+  const DLTensor& third = backward || !batch_stats ? a->inputs[2] : out;
+  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(c), static_cast<uint32_t>(s),
+                             element_offset(out), element_offset(a->inputs[0]), element_offset(a->inputs[1]),
+                             element_offset(third), bits(static_cast<float>(float_attr(a, 0))),
+                             batch_stats && !backward ? 1u : 0u};
+  Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false), access_of(a->inputs[1], false),
+                      access_of(third, false)};
+  auto group = static_cast<int32_t>(dev.group_size());
+  if (batch_stats) {
+    int32_t spec[] = {group, backward ? 2 : 0, group};
+    dev.dispatch(batchnorm, spec, p, buffers, static_cast<uint64_t>(c));
+  }
+  int32_t spec[] = {group, backward ? 3 : 1, group};
+  dev.dispatch(batchnorm, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
+}
+
 // ---- optimizer updates ----
 
 // sgd_update and adam_update: the parameter (the output) and every input
@@ -487,6 +561,12 @@ const Entry kEntries[] = {
     {"log_softmax", kFloat, 1, softmax_run, softmax_supports},
     {"unfold", kFloat, 0, im2col_run, im2col_supports},
     {"fold", kFloat, 1, im2col_run, im2col_supports},
+    {"max_pool2d", kFloat, 0, pool_run, pool_supports},
+    {"max_pool2d_backward", kFloat, 1, pool_run, pool_supports},
+    {"avg_pool2d", kFloat, 2, pool_run, pool_supports},
+    {"avg_pool2d_backward", kFloat, 3, pool_run, pool_supports},
+    {"batch_norm", kFloat, 0, batch_norm_run, batch_norm_supports},
+    {"batch_norm_backward", kFloat, 1, batch_norm_run, batch_norm_supports},
     {"sgd_update", kFloat, 0, update_run, update_supports},
     {"adam_update", kFloat, 1, update_run, update_supports},
 };
