@@ -106,6 +106,16 @@ TEST_F(Vulkan, ATrainingStepStaysOnTheDeviceInAFewSubmits) {
   for (int i = 0; i < steps; ++i) last = step();
   EXPECT_LT(last, first);
   EXPECT_EQ(fallbacks(), 0u) << "every op of the step has a Vulkan kernel";
+  // The composites of the step run as kernels of their own (once per step,
+  // per ReLU, per parameter).
+  for (const auto& [op, per_step] : std::vector<std::pair<std::string, uint64_t>>{
+           {"softmax_backward", 1}, {"eltwise_backward", 2}, {"adam_update", 6}}) {
+    uint64_t on_vulkan = 0;
+    for (const OpStats& s : dispatch_stats())
+      if (s.op == op)
+        for (const auto& [backend, n] : s.calls) on_vulkan += backend == "vulkan" ? n : 0;
+    EXPECT_EQ(on_vulkan, per_step * steps) << op;
+  }
   // Reads per step: the label check, the optimizer's finiteness check and the loss.
   EXPECT_EQ(stat("downloads") - downloads, 3u * steps);
   EXPECT_LE(stat("submits") - submits, 8u * steps);

@@ -24,7 +24,7 @@ namespace {
 SHADER(elementwise, 4);
 SHADER(reduce, 2);
 SHADER(matmul, 3);
-SHADER(softmax, 2);
+SHADER(softmax, 3);
 SHADER(unfold, 2);
 SHADER(fold, 2);
 SHADER(optim, 5);
@@ -140,10 +140,11 @@ enum class Ew : int32_t {
   neg = 1, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, sign, clamp,
   add = 20, sub, mul, div, pow, maximum, minimum,
   eq = 30, ne, lt, le, gt, ge,
-  where = 40, copy, fill
+  where = 40, copy, fill,
+  eltwise_backward = 50  // plus the op's i0: relu, sigmoid, tanh, exp, log, sqrt, abs
 };
 
-bool is_float_math(Ew op) { return op < Ew::eq; }
+bool is_float_math(Ew op) { return op < Ew::eq || op >= Ew::eltwise_backward; }
 bool is_compare(Ew op) { return op >= Ew::eq && op < Ew::where; }
 
 int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
@@ -165,6 +166,10 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
 }
 
 void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
+  if (code == static_cast<int32_t>(Ew::eltwise_backward)) {
+    if (a->attrs[0].i < 0 || a->attrs[0].i > 6) throw Failure(GRAFT_INVALID, "eltwise_backward: unknown function code");
+    code += static_cast<int32_t>(a->attrs[0].i);
+  }
   auto op = static_cast<Ew>(code);
   const DLTensor& out = *a->output;
   int64_t n = numel(out);
@@ -356,19 +361,25 @@ Layout other_dims(const DLTensor& x, const DLTensor& out, int dim) {
   return collapse(shape, strides);
 }
 
-int32_t softmax_supports(int32_t, const graft_kernel_args* a) {
+// softmax_backward: its inputs (gradient and output) and out are contiguous,
+// so they share the input's strides.
+int32_t softmax_supports(int32_t code, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   int dim = static_cast<int>(a->attrs[0].i);
+  if (code == 2 && (!is_contiguous(x) || !is_contiguous(a->inputs[1]) || !is_contiguous(out) ||
+                    type_of(a->inputs[1]) != F32))
+    return 0;
   return type_of(x) == F32 && type_of(out) == F32 && strides_usable(x) && strides_usable(out) &&
          (x.ndim == 0 || (dim >= 0 && dim < x.ndim && other_dims(x, out, dim).shape.size() <= kMaxRank));
 }
 
-// code 1: log-softmax.
-void softmax_run(Device& dev, int32_t log, const graft_kernel_args* a) {
+// code 0: softmax, 1: log-softmax, 2: softmax_backward (i1 = 1: of log-softmax).
+void softmax_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   int dim = static_cast<int>(a->attrs[0].i);
+  int32_t log = code == 2 ? static_cast<int32_t>(a->attrs[1].i != 0) : code;
   int64_t n = x.ndim == 0 ? 1 : x.shape[dim];
   int64_t rows = n == 0 ? 0 : numel(x) / n;
   if (rows == 0) return;
@@ -386,8 +397,11 @@ void softmax_run(Device& dev, int32_t log, const graft_kernel_args* a) {
   p[22] = element_offset(out);
   p[23] = x.ndim == 0 ? 0 : static_cast<uint32_t>(x.strides[dim]);
   p[24] = x.ndim == 0 ? 0 : static_cast<uint32_t>(out.strides[dim]);
-  Access buffers[] = {access_of(out, true), access_of(x, false)};
-  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), log, static_cast<int32_t>(dev.group_size())};
+  const DLTensor& y = a->inputs[a->n_inputs - 1];  // the forward's output, for the backward
+  p.push_back(element_offset(y));
+  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), log, static_cast<int32_t>(dev.group_size()),
+                    code == 2};
   dev.dispatch(softmax, spec, p, buffers, static_cast<uint64_t>(rows));
 }
 
@@ -554,11 +568,12 @@ const Entry kEntries[] = {
     ew("mul", Ew::mul), ew("div", Ew::div), ew("pow", Ew::pow), ew("maximum", Ew::maximum),
     ew("minimum", Ew::minimum), ew("eq", Ew::eq, kAny), ew("ne", Ew::ne, kAny), ew("lt", Ew::lt, kAny),
     ew("le", Ew::le, kAny), ew("gt", Ew::gt, kAny), ew("ge", Ew::ge, kAny), ew("where", Ew::where, kAny),
-    ew("copy", Ew::copy, kAny), ew("fill", Ew::fill, kAny),
+    ew("copy", Ew::copy, kAny), ew("fill", Ew::fill, kAny), ew("eltwise_backward", Ew::eltwise_backward),
     red("sum", Red::sum), red("amax", Red::amax), red("amin", Red::amin), red("argmax", Red::argmax),
     {"matmul", kFloat, 0, matmul_run, matmul_supports},
     {"softmax", kFloat, 0, softmax_run, softmax_supports},
     {"log_softmax", kFloat, 1, softmax_run, softmax_supports},
+    {"softmax_backward", kFloat, 2, softmax_run, softmax_supports},
     {"unfold", kFloat, 0, im2col_run, im2col_supports},
     {"fold", kFloat, 1, im2col_run, im2col_supports},
     {"max_pool2d", kFloat, 0, pool_run, pool_supports},

@@ -47,6 +47,14 @@ DECLARE_BUFFER(4, c)
 #define WHERE 40
 #define COPY 41
 #define FILL 42
+// eltwise_backward: g times the derivative, from s (the output y or input x)
+#define RELU_BACKWARD 50  // s = y
+#define SIGMOID_BACKWARD 51  // y
+#define TANH_BACKWARD 52  // y
+#define EXP_BACKWARD 53  // y
+#define LOG_BACKWARD 54  // x
+#define SQRT_BACKWARD 55  // y
+#define ABS_BACKWARD 56  // x
 
 // Parameters: [0] numel, [1] rank, [2..7] shape; tensor t (0 out, 1 a, 2 b,
 // 3 c) at 8 + 7 t: offset, then 6 strides; [36] f0, [37] f1, [38] i0 low
@@ -115,6 +123,16 @@ float unary(float x) {
 }
 
 float binary(float x, float y) {
+  if (OP >= RELU_BACKWARD) {
+    // x is the output's gradient g, y the saved s.
+    if (OP == RELU_BACKWARD) return y > 0.0 ? x : 0.0;
+    if (OP == SIGMOID_BACKWARD) return x * y * (1.0 - y);
+    if (OP == TANH_BACKWARD) return x * (1.0 - y * y);
+    if (OP == EXP_BACKWARD) return x * y;
+    if (OP == LOG_BACKWARD) return x / y;
+    if (OP == SQRT_BACKWARD) return x / (2.0 * y);
+    return x * sign(y);
+  }
   if (OP == ADD) return x + y;
   if (OP == SUB) return x - y;
   if (OP == MUL) return x * y;
@@ -223,7 +241,7 @@ void main() {
     if (OUT_T == BOOL) o_b[off[0]] = cond ? b_b[off[2]] : c_b[off[3]];
     else if (OUT_T == I64) o_l[off[0]] = cond ? b_l[off[2]] : c_l[off[3]];
     else o_u[off[0]] = cond ? b_u[off[2]] : c_u[off[3]];
-  } else if (OP >= EQ) {
+  } else if (OP >= EQ && OP < WHERE) {
     o_b[off[0]] = uint8_t(compare(off[1], off[2]) ? 1u : 0u);
   } else if (OP >= ADD) {
     o_f[off[0]] = binary(a_f[off[1]], b_f[off[2]]);

@@ -7,14 +7,19 @@
 
 layout(constant_id = 1) const bool LOG_SOFTMAX = false;
 layout(constant_id = 2) const uint WG = 256;
+// softmax_backward: a is the output's gradient g, b the forward's output y;
+// softmax: g_x = y (g - sum(g y)); log-softmax: g_x = g - exp(y) sum(g).
+layout(constant_id = 3) const bool BACKWARD = false;
 
 DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)
+DECLARE_BUFFER(3, b)
 
 // Parameters: [0] rows, [1] the dim's size, [2] the other dims' rank (after
 // collapsing), [3..8] their shape, [9..14] their input strides, [15..20]
 // their output strides, [21] input offset, [22] output offset, [23] the
-// dim's input stride, [24] its output stride.
+// dim's input stride, [24] its output stride, [25] b's offset (backward;
+// b has a's strides).
 shared float partial[WG];
 
 float max_nan(float x, float y) { return isnan(x) || isnan(y) ? x + y : max(x, y); }
@@ -44,6 +49,20 @@ void main() {
   }
   uint n = p[1];
   uint lane = gl_LocalInvocationID.x;
+  if (BACKWARD) {
+    uint y_base = in_base - p[21] + p[25];
+    float s = 0.0;
+    for (uint k = lane; k < n; k += WG) {
+      float g = a_f[in_base + k * p[23]];
+      s += LOG_SOFTMAX ? g : g * b_f[y_base + k * p[23]];
+    }
+    s = combine(s, false);
+    for (uint k = lane; k < n; k += WG) {
+      float g = a_f[in_base + k * p[23]], y = b_f[y_base + k * p[23]];
+      o_f[out_base + k * p[24]] = LOG_SOFTMAX ? g - exp(y) * s : y * (g - s);
+    }
+    return;
+  }
   float m = uintBitsToFloat(0xff800000u);
   bool nan_seen = false;
   for (uint k = lane; k < n; k += WG) {
