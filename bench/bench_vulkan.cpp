@@ -161,13 +161,14 @@ void train_steps(benchmark::State& state, int64_t target, nn::Sequential model, 
   };
   step();
   graft::reset_dispatch_stats();
-  uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits");
+  uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits"), dispatches = vulkan_stat("dispatches");
   for (auto _ : state) step();
   auto per_step = [&](double v) { return v / double(state.iterations()); };
   state.counters["fallbacks/step"] = per_step(double(fallbacks()));
   if (target == kVulkan) {
     state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
     state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
+    state.counters["dispatches/step"] = per_step(double(vulkan_stat("dispatches") - dispatches));
   }
 }
 
