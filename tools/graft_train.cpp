@@ -33,7 +33,7 @@ struct Args {
   std::string optimizer = "adam";
   uint64_t seed = 0;
   std::string backend;  // empty: every loaded backend
-  std::string device;  // empty: the backend's own device when it adds one (vulkan:0), else cpu
+  std::string device;   // empty: the backend's own device when it adds one (vulkan:0), else cpu
   std::string checkpoint, resume, graph;
   int64_t limit = 0, test_limit = 0;
   bool anomaly = false;

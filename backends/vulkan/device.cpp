@@ -7,10 +7,10 @@ namespace graft_vulkan {
 
 namespace {
 constexpr size_t kMaxBlock = size_t{256} << 20;  // device memory is taken in blocks of at most this
-constexpr size_t kAlign = 256;                    // every allocation starts on this, above any offset rule
-constexpr size_t kArenaBytes = size_t{4} << 20;   // host-visible memory per batch, grown on demand
-constexpr uint32_t kBatchCommands = 256;          // a batch is submitted (not waited for) at this size
-constexpr size_t kBatches = 3;                    // batches in flight
+constexpr size_t kAlign = 256;                   // every allocation starts on this, above any offset rule
+constexpr size_t kArenaBytes = size_t{4} << 20;  // host-visible memory per batch, grown on demand
+constexpr uint32_t kBatchCommands = 256;         // a batch is submitted (not waited for) at this size
+constexpr size_t kBatches = 3;                   // batches in flight
 constexpr uint32_t kSetsPerPool = 256;
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -20,19 +20,32 @@ bool overlaps(const Access& a, const Access& b) { return a.begin < b.end && b.be
 
 const char* result_name(VkResult r) {
   switch (r) {
-    case VK_SUCCESS: return "VK_SUCCESS";
-    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
-    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
-    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
-    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
-    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
-    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
-    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
-    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
-    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
-    case VK_TIMEOUT: return "VK_TIMEOUT";
-    default: return "an unknown VkResult";
+    case VK_SUCCESS:
+      return "VK_SUCCESS";
+    case VK_ERROR_OUT_OF_HOST_MEMORY:
+      return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY:
+      return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED:
+      return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST:
+      return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_LAYER_NOT_PRESENT:
+      return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT:
+      return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT:
+      return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER:
+      return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_OUT_OF_POOL_MEMORY:
+      return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    case VK_ERROR_FRAGMENTED_POOL:
+      return "VK_ERROR_FRAGMENTED_POOL";
+    case VK_TIMEOUT:
+      return "VK_TIMEOUT";
+    default:
+      return "an unknown VkResult";
   }
 }
 
@@ -88,16 +101,16 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   // probe buffer which types storage buffers may use.
   VkBufferCreateInfo probe{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   probe.size = kAlign;
-  probe.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  probe.usage =
+      VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   VkBuffer buffer;
   check(vk_.vkCreateBuffer(device_, &probe, nullptr, &buffer), "vkCreateBuffer");
   VkMemoryRequirements req;
   vk_.vkGetBufferMemoryRequirements(device_, buffer, &req);
   vk_.vkDestroyBuffer(device_, buffer, nullptr);
   device_memory_type_ = find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
-  host_memory_type_ = find_memory_type(
-      req.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
+  host_memory_type_ = find_memory_type(req.memoryTypeBits,
+                                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
   heap_size_ = memory_props_.memoryHeaps[memory_props_.memoryTypes[device_memory_type_].heapIndex].size;
   block_size_ = std::min<size_t>({kMaxBlock, props_.limits.maxStorageBufferRange,
                                   static_cast<size_t>(maintenance3.maxMemoryAllocationSize), heap_size_ / 4});
@@ -147,8 +160,8 @@ void* Device::allocate(size_t nbytes) {
   }
   if (n > props_.limits.maxStorageBufferRange)
     throw Failure(2, std::to_string(nbytes) + " bytes is more than one buffer of " + name_ +
-                         " can hold (maxStorageBufferRange " +
-                         std::to_string(props_.limits.maxStorageBufferRange) + " bytes)");
+                         " can hold (maxStorageBufferRange " + std::to_string(props_.limits.maxStorageBufferRange) +
+                         " bytes)");
   Block b;
   b.size = std::max(n, block_size_);
   VkResult r = make_buffer(b.size, device_memory_type_, &b.buffer, &b.memory);
@@ -224,8 +237,7 @@ Counters Device::counters() {
 VkResult Device::make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buffer, VkDeviceMemory* memory) {
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   info.size = nbytes;
-  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-               VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   VkResult r = vk_.vkCreateBuffer(device_, &info, nullptr, buffer);
   if (r != VK_SUCCESS) return r;
   VkMemoryRequirements req;
@@ -234,8 +246,10 @@ VkResult Device::make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buff
   alloc.allocationSize = req.size;
   alloc.memoryTypeIndex = memory_type;
   r = vk_.vkAllocateMemory(device_, &alloc, nullptr, memory);
-  if (r != VK_SUCCESS) *memory = VK_NULL_HANDLE;  // nothing to free
-  else r = vk_.vkBindBufferMemory(device_, *buffer, *memory, 0);
+  if (r != VK_SUCCESS)
+    *memory = VK_NULL_HANDLE;  // nothing to free
+  else
+    r = vk_.vkBindBufferMemory(device_, *buffer, *memory, 0);
   if (r != VK_SUCCESS) {
     vk_.vkDestroyBuffer(device_, *buffer, nullptr);
     if (*memory != VK_NULL_HANDLE) vk_.vkFreeMemory(device_, *memory, nullptr);
@@ -444,8 +458,7 @@ const Device::Pipeline& Device::pipeline(const Shader& shader, std::span<const i
   check(vk_.vkCreateShaderModule(device_, &module_info, nullptr, &module), "vkCreateShaderModule");
   std::vector<VkSpecializationMapEntry> entries(spec.size());
   for (uint32_t i = 0; i < entries.size(); ++i) entries[i] = {i, 4 * i, 4};
-  VkSpecializationInfo spec_info{static_cast<uint32_t>(entries.size()), entries.data(), spec.size_bytes(),
-                                 spec.data()};
+  VkSpecializationInfo spec_info{static_cast<uint32_t>(entries.size()), entries.data(), spec.size_bytes(), spec.data()};
   VkComputePipelineCreateInfo info{VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
   info.stage = {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO};
   info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
@@ -495,7 +508,8 @@ void Device::dispatch(const Shader& shader, std::span<const int32_t> spec, std::
   if (buffers.size() != shader.buffers) throw Failure(3, std::string("shader '") + shader.name + "': wrong bindings");
   std::lock_guard lock(mutex_);
   std::vector<VkDescriptorBufferInfo> infos;
-  for (const Access& a : buffers) infos.push_back({block_of(a.begin, a.end - a.begin, shader.name).buffer, 0, VK_WHOLE_SIZE});
+  for (const Access& a : buffers)
+    infos.push_back({block_of(a.begin, a.end - a.begin, shader.name).buffer, 0, VK_WHOLE_SIZE});
   const Pipeline& p = pipeline(shader, spec);
   Batch& b = recording();
   auto [host, at] = arena_take(b.params, params.size_bytes(), props_.limits.minStorageBufferOffsetAlignment);

@@ -147,7 +147,7 @@ class Device {
   uint32_t group_size_ = 256;
   std::vector<Block> blocks_;  // index + 1 is the block's number in pointers
   std::vector<Batch> batches_;
-  size_t current_ = 0;  // the batch that records next
+  size_t current_ = 0;                  // the batch that records next
   std::vector<Access> reads_, writes_;  // since the last barrier
   std::map<std::vector<int32_t>, std::map<const Shader*, Pipeline>> pipelines_;
   std::map<uint32_t, VkDescriptorSetLayout> set_layouts_;  // by buffer count

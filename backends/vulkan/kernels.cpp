@@ -20,7 +20,8 @@ namespace graft_vulkan {
 
 namespace {
 
-#define SHADER(NAME, BUFFERS) const Shader NAME{#NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS}
+#define SHADER(NAME, BUFFERS) \
+  const Shader NAME { #NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS }
 SHADER(elementwise, 4);
 SHADER(reduce, 2);
 SHADER(matmul, 3);
@@ -32,7 +33,7 @@ SHADER(pool, 3);
 SHADER(batchnorm, 4);
 #undef SHADER
 
-constexpr int kMaxRank = 6;       // dims a shader indexes, after collapsing
+constexpr int kMaxRank = 6;  // dims a shader indexes, after collapsing
 
 // Storage types, as the shaders number them (common.glsl).
 enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, UNSUPPORTED = -1 };
@@ -101,8 +102,7 @@ Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
     bool merge = !l.shape.empty();
-    for (size_t t = 0; t < strides.size() && merge; ++t)
-      merge = l.strides[t].back() == strides[t][d] * shape[d];
+    for (size_t t = 0; t < strides.size() && merge; ++t) merge = l.strides[t].back() == strides[t][d] * shape[d];
     if (merge) {
       l.shape.back() *= shape[d];
       for (size_t t = 0; t < strides.size(); ++t) l.strides[t].back() = strides[t][d];
@@ -137,10 +137,34 @@ uint64_t groups_for(const Device& dev, uint64_t n) { return (n + dev.group_size(
 
 // Op codes of elementwise.comp.
 enum class Ew : int32_t {
-  neg = 1, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, sign, clamp,
-  add = 20, sub, mul, div, pow, maximum, minimum,
-  eq = 30, ne, lt, le, gt, ge,
-  where = 40, copy, fill,
+  neg = 1,
+  exp,
+  log,
+  sqrt,
+  abs,
+  relu,
+  sigmoid,
+  tanh,
+  sin,
+  cos,
+  sign,
+  clamp,
+  add = 20,
+  sub,
+  mul,
+  div,
+  pow,
+  maximum,
+  minimum,
+  eq = 30,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
+  where = 40,
+  copy,
+  fill,
   eltwise_backward = 50  // plus the op's i0: relu, sigmoid, tanh, exp, log, sqrt, abs
 };
 
@@ -160,8 +184,7 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
     return o == F32;
   }
   if (is_compare(op)) return o == BOOL && type_of(a->inputs[0]) == type_of(a->inputs[1]);
-  if (op == Ew::where)
-    return type_of(a->inputs[0]) == BOOL && type_of(a->inputs[1]) == o && type_of(a->inputs[2]) == o;
+  if (op == Ew::where) return type_of(a->inputs[0]) == BOOL && type_of(a->inputs[1]) == o && type_of(a->inputs[2]) == o;
   return 1;  // copy (any of the types to any) and fill
 }
 
@@ -198,8 +221,7 @@ void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   }
   if (op == Ew::fill) {
     p[36] = bits(static_cast<float>(float_attr(a, 0)));
-    auto v = static_cast<uint64_t>(type_of(out) == BOOL ? a->attrs[0].i != 0 || float_attr(a, 0) != 0
-                                                        : a->attrs[0].i);
+    auto v = static_cast<uint64_t>(type_of(out) == BOOL ? a->attrs[0].i != 0 || float_attr(a, 0) != 0 : a->attrs[0].i);
     p[38] = static_cast<uint32_t>(v);
     p[39] = static_cast<uint32_t>(v >> 32);
   }
@@ -256,7 +278,8 @@ void reduce_dispatch(Device& dev, Red op, const Layout& kept, const Layout& red,
   // A workgroup per output wastes its invocations (and a CPU driver's
   // barriers) on outputs of few elements, as pooling's windows are.
   bool serial = chunks == 1 && (count <= 64 || outputs >= 65536);
-  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), static_cast<int32_t>(op), static_cast<int32_t>(dev.group_size()), serial};
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), static_cast<int32_t>(op),
+                    static_cast<int32_t>(dev.group_size()), serial};
   uint64_t groups = serial ? groups_for(dev, static_cast<uint64_t>(outputs)) : static_cast<uint64_t>(outputs * chunks);
   dev.dispatch(reduce, spec, p, buffers, groups);
 }
@@ -326,13 +349,22 @@ void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
   int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
   if (numel(out) == 0) return;
   auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
-  std::vector<uint32_t> p = {
-      static_cast<uint32_t>(M),           static_cast<uint32_t>(N),           static_cast<uint32_t>(K),
-      static_cast<uint32_t>(batch),       element_offset(x),                  static_cast<uint32_t>(batch_stride(x)),
-      static_cast<uint32_t>(x.strides[1]), static_cast<uint32_t>(x.strides[2]), element_offset(y),
-      static_cast<uint32_t>(batch_stride(y)), static_cast<uint32_t>(y.strides[1]), static_cast<uint32_t>(y.strides[2]),
-      element_offset(out),                static_cast<uint32_t>(out.strides[0]), static_cast<uint32_t>(out.strides[1]),
-      static_cast<uint32_t>(out.strides[2])};
+  std::vector<uint32_t> p = {static_cast<uint32_t>(M),
+                             static_cast<uint32_t>(N),
+                             static_cast<uint32_t>(K),
+                             static_cast<uint32_t>(batch),
+                             element_offset(x),
+                             static_cast<uint32_t>(batch_stride(x)),
+                             static_cast<uint32_t>(x.strides[1]),
+                             static_cast<uint32_t>(x.strides[2]),
+                             element_offset(y),
+                             static_cast<uint32_t>(batch_stride(y)),
+                             static_cast<uint32_t>(y.strides[1]),
+                             static_cast<uint32_t>(y.strides[2]),
+                             element_offset(out),
+                             static_cast<uint32_t>(out.strides[0]),
+                             static_cast<uint32_t>(out.strides[1]),
+                             static_cast<uint32_t>(out.strides[2])};
   if (K == 0) {
     // No products to sum: the output is zeros.
     graft_attr attrs[GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS] = {};
@@ -341,7 +373,8 @@ void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
     return;
   }
   std::array<int32_t, 6> spec = matmul_tiles(dev, M, N, batch);
-  uint64_t tiles = static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
+  uint64_t tiles =
+      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
   Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
   dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
 }
@@ -367,8 +400,8 @@ int32_t softmax_supports(int32_t code, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   int dim = static_cast<int>(a->attrs[0].i);
-  if (code == 2 && (!is_contiguous(x) || !is_contiguous(a->inputs[1]) || !is_contiguous(out) ||
-                    type_of(a->inputs[1]) != F32))
+  if (code == 2 &&
+      (!is_contiguous(x) || !is_contiguous(a->inputs[1]) || !is_contiguous(out) || type_of(a->inputs[1]) != F32))
     return 0;
   return type_of(x) == F32 && type_of(out) == F32 && strides_usable(x) && strides_usable(out) &&
          (x.ndim == 0 || (dim >= 0 && dim < x.ndim && other_dims(x, out, dim).shape.size() <= kMaxRank));
@@ -400,8 +433,7 @@ void softmax_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor& y = a->inputs[a->n_inputs - 1];  // the forward's output, for the backward
   p.push_back(element_offset(y));
   Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
-  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), log, static_cast<int32_t>(dev.group_size()),
-                    code == 2};
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size()), log, static_cast<int32_t>(dev.group_size()), code == 2};
   dev.dispatch(softmax, spec, p, buffers, static_cast<uint64_t>(rows));
 }
 
@@ -424,13 +456,13 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
   int64_t Ho = (H + 2 * pad - dil * (kh - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
   int64_t n = numel(out);
   if (n == 0) return;
-  std::vector<uint32_t> p = {static_cast<uint32_t>(n),  static_cast<uint32_t>(image.shape[1]),
-                             static_cast<uint32_t>(H),  static_cast<uint32_t>(W),
-                             static_cast<uint32_t>(kh), static_cast<uint32_t>(kw),
+  std::vector<uint32_t> p = {static_cast<uint32_t>(n),      static_cast<uint32_t>(image.shape[1]),
+                             static_cast<uint32_t>(H),      static_cast<uint32_t>(W),
+                             static_cast<uint32_t>(kh),     static_cast<uint32_t>(kw),
                              static_cast<uint32_t>(stride), static_cast<uint32_t>(pad),
-                             static_cast<uint32_t>(dil), static_cast<uint32_t>(Ho),
-                             static_cast<uint32_t>(Wo), element_offset(x),
-                             element_offset(out),       bits(static_cast<float>(float_attr(a, 0)))};
+                             static_cast<uint32_t>(dil),    static_cast<uint32_t>(Ho),
+                             static_cast<uint32_t>(Wo),     element_offset(x),
+                             element_offset(out),           bits(static_cast<float>(float_attr(a, 0)))};
   Access buffers[] = {access_of(out, true), access_of(x, false)};
   int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
   dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
@@ -455,8 +487,8 @@ void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   int64_t n = numel(out);
   if (n == 0) return;
   bool forward = code == 0 || code == 2;
-  const DLTensor& image = forward ? a->inputs[0] : out;     // [N, C, H, W]
-  const DLTensor& pooled = forward ? out : a->inputs[0];    // [N, C, Ho, Wo]
+  const DLTensor& image = forward ? a->inputs[0] : out;   // [N, C, H, W]
+  const DLTensor& pooled = forward ? out : a->inputs[0];  // [N, C, Ho, Wo]
   int64_t dilation = code < 2 ? a->attrs[3].i : 1;
   std::vector<uint32_t> p = {static_cast<uint32_t>(n),
                              static_cast<uint32_t>(image.shape[2]),
@@ -491,9 +523,14 @@ void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   // c: the running statistics (forward, eval), saved ones (backward), or
   // unused (forward, training: the output stands in).
   const DLTensor& third = backward || !batch_stats ? a->inputs[2] : out;
-  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(c), static_cast<uint32_t>(s),
-                             element_offset(out), element_offset(a->inputs[0]), element_offset(a->inputs[1]),
-                             element_offset(third), bits(static_cast<float>(float_attr(a, 0))),
+  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]),
+                             static_cast<uint32_t>(c),
+                             static_cast<uint32_t>(s),
+                             element_offset(out),
+                             element_offset(a->inputs[0]),
+                             element_offset(a->inputs[1]),
+                             element_offset(third),
+                             bits(static_cast<float>(float_attr(a, 0))),
                              batch_stats && !backward ? 1u : 0u};
   Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false), access_of(a->inputs[1], false),
                       access_of(third, false)};
@@ -562,14 +599,39 @@ constexpr Entry red(const char* op, Red code) {
 }
 
 const Entry kEntries[] = {
-    ew("neg", Ew::neg), ew("exp", Ew::exp), ew("log", Ew::log), ew("sqrt", Ew::sqrt), ew("abs", Ew::abs),
-    ew("relu", Ew::relu), ew("sigmoid", Ew::sigmoid), ew("tanh", Ew::tanh), ew("sin", Ew::sin),
-    ew("cos", Ew::cos), ew("sign", Ew::sign), ew("clamp", Ew::clamp), ew("add", Ew::add), ew("sub", Ew::sub),
-    ew("mul", Ew::mul), ew("div", Ew::div), ew("pow", Ew::pow), ew("maximum", Ew::maximum),
-    ew("minimum", Ew::minimum), ew("eq", Ew::eq, kAny), ew("ne", Ew::ne, kAny), ew("lt", Ew::lt, kAny),
-    ew("le", Ew::le, kAny), ew("gt", Ew::gt, kAny), ew("ge", Ew::ge, kAny), ew("where", Ew::where, kAny),
-    ew("copy", Ew::copy, kAny), ew("fill", Ew::fill, kAny), ew("eltwise_backward", Ew::eltwise_backward),
-    red("sum", Red::sum), red("amax", Red::amax), red("amin", Red::amin), red("argmax", Red::argmax),
+    ew("neg", Ew::neg),
+    ew("exp", Ew::exp),
+    ew("log", Ew::log),
+    ew("sqrt", Ew::sqrt),
+    ew("abs", Ew::abs),
+    ew("relu", Ew::relu),
+    ew("sigmoid", Ew::sigmoid),
+    ew("tanh", Ew::tanh),
+    ew("sin", Ew::sin),
+    ew("cos", Ew::cos),
+    ew("sign", Ew::sign),
+    ew("clamp", Ew::clamp),
+    ew("add", Ew::add),
+    ew("sub", Ew::sub),
+    ew("mul", Ew::mul),
+    ew("div", Ew::div),
+    ew("pow", Ew::pow),
+    ew("maximum", Ew::maximum),
+    ew("minimum", Ew::minimum),
+    ew("eq", Ew::eq, kAny),
+    ew("ne", Ew::ne, kAny),
+    ew("lt", Ew::lt, kAny),
+    ew("le", Ew::le, kAny),
+    ew("gt", Ew::gt, kAny),
+    ew("ge", Ew::ge, kAny),
+    ew("where", Ew::where, kAny),
+    ew("copy", Ew::copy, kAny),
+    ew("fill", Ew::fill, kAny),
+    ew("eltwise_backward", Ew::eltwise_backward),
+    red("sum", Red::sum),
+    red("amax", Red::amax),
+    red("amin", Red::amin),
+    red("argmax", Red::argmax),
     {"matmul", kFloat, 0, matmul_run, matmul_supports},
     {"softmax", kFloat, 0, softmax_run, softmax_supports},
     {"log_softmax", kFloat, 1, softmax_run, softmax_supports},

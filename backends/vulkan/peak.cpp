@@ -33,7 +33,7 @@ double best_seconds(Device& dev, int reps, F f) {
 // Writes vulkan:index's multiply-add rate (GFLOP/s) and copy bandwidth (GB/s,
 // bytes read plus written). GRAFT_OK, or an error status with nothing written.
 extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int32_t index, double* gflops,
-                                                                             double* gbps) {
+                                                                            double* gbps) {
   using namespace graft_vulkan;
   try {
     Device& dev = device(index);
@@ -44,14 +44,17 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
     void* dst = dev.allocate(bytes);
     auto s = reinterpret_cast<uint64_t>(src), d = reinterpret_cast<uint64_t>(dst);
     Access buffers[] = {{d, d + bytes, true}, {s, s + bytes, false}};
-    auto at_dst = static_cast<uint32_t>(pointer_offset(dst) / 16), at_src = static_cast<uint32_t>(pointer_offset(src) / 16);
+    auto at_dst = static_cast<uint32_t>(pointer_offset(dst) / 16),
+         at_src = static_cast<uint32_t>(pointer_offset(src) / 16);
     uint32_t copy_params[] = {n, 0, at_dst, at_src};
     int32_t copy_spec[] = {static_cast<int32_t>(group), 1};
-    double copy = best_seconds(dev, 5, [&] { dev.dispatch(peak, copy_spec, copy_params, buffers, (n + group - 1) / group); });
+    double copy =
+        best_seconds(dev, 5, [&] { dev.dispatch(peak, copy_spec, copy_params, buffers, (n + group - 1) / group); });
     uint32_t fma_n = n / 4;  // invocations of the multiply-add run
     uint32_t fma_params[] = {fma_n, rounds, at_dst, at_src};
     int32_t fma_spec[] = {static_cast<int32_t>(group), 0};
-    double fma = best_seconds(dev, 5, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (fma_n + group - 1) / group); });
+    double fma =
+        best_seconds(dev, 5, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (fma_n + group - 1) / group); });
     dev.deallocate(src, bytes);
     dev.deallocate(dst, bytes);
     *gbps = 2.0 * static_cast<double>(bytes) / copy / 1e9;

@@ -63,7 +63,8 @@ std::string unusable(VkPhysicalDevice d) {
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
   VkPhysicalDeviceFeatures2 f{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f12};
   vkGetPhysicalDeviceFeatures2(d, &f);
-  if (!f12.storageBuffer8BitAccess || !f12.shaderInt8) return "lacks 8-bit storage (storageBuffer8BitAccess, shaderInt8)";
+  if (!f12.storageBuffer8BitAccess || !f12.shaderInt8)
+    return "lacks 8-bit storage (storageBuffer8BitAccess, shaderInt8)";
   uint32_t n = 0;
   vkGetPhysicalDeviceQueueFamilyProperties(d, &n, nullptr);
   std::vector<VkQueueFamilyProperties> families(n);
@@ -75,11 +76,16 @@ std::string unusable(VkPhysicalDevice d) {
 
 int rank_of(VkPhysicalDeviceType t) {
   switch (t) {
-    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
-    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
-    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
-    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 4;
-    default: return 3;
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU:
+      return 0;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU:
+      return 1;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU:
+      return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU:
+      return 4;
+    default:
+      return 3;
   }
 }
 
@@ -94,8 +100,10 @@ std::vector<VkPhysicalDevice> choose(VkInstance instance, std::string& why_none)
     VkPhysicalDeviceProperties props;
     vkGetPhysicalDeviceProperties(d, &props);
     std::string reason = unusable(d);
-    if (reason.empty()) usable.emplace_back(d, props);
-    else why_none += std::string(why_none.empty() ? "" : "; ") + props.deviceName + " " + reason;
+    if (reason.empty())
+      usable.emplace_back(d, props);
+    else
+      why_none += std::string(why_none.empty() ? "" : "; ") + props.deviceName + " " + reason;
   }
   std::stable_sort(usable.begin(), usable.end(), [](const auto& a, const auto& b) {
     return rank_of(a.second.deviceType) < rank_of(b.second.deviceType);
@@ -135,7 +143,8 @@ bool has_layer(const char* name) {
 int32_t init(graft_host* host, char* message, size_t size) {
   try {
     if (volkInitialize() != VK_SUCCESS) {
-      write_message(message, size, "no Vulkan loader: libvulkan.so.1 could not be opened (install libvulkan1 and a driver)");
+      write_message(message, size,
+                    "no Vulkan loader: libvulkan.so.1 could not be opened (install libvulkan1 and a driver)");
       return GRAFT_ERROR;
     }
     if (volkGetInstanceVersion() < VK_API_VERSION_1_2) {
@@ -162,8 +171,8 @@ int32_t init(graft_host* host, char* message, size_t size) {
     if (validate) {
       if (!has_layer(layer)) {
         write_message(message, size,
-              "GRAFT_VULKAN_VALIDATION is set but VK_LAYER_KHRONOS_validation is not installed "
-              "(Debian: vulkan-validationlayers)");
+                      "GRAFT_VULKAN_VALIDATION is set but VK_LAYER_KHRONOS_validation is not installed "
+                      "(Debian: vulkan-validationlayers)");
         return GRAFT_ERROR;
       }
       info.enabledLayerCount = 1;
@@ -180,7 +189,8 @@ int32_t init(graft_host* host, char* message, size_t size) {
     volkLoadInstanceOnly(s->instance);
     if (validate) {
       VkDebugUtilsMessengerEXT handle;
-      check(vkCreateDebugUtilsMessengerEXT(s->instance, &messenger, nullptr, &handle), "vkCreateDebugUtilsMessengerEXT");
+      check(vkCreateDebugUtilsMessengerEXT(s->instance, &messenger, nullptr, &handle),
+            "vkCreateDebugUtilsMessengerEXT");
     }
     std::string why_none;
     s->physical = choose(s->instance, why_none);
@@ -225,8 +235,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     type.synchronize = [](void*, int32_t index, char* m, size_t ms) {
       return on_device(index, m, ms, [&](Device& d) { d.synchronize(); });
     };
-    type.memory_info = [](void*, int32_t index, char* name, size_t name_size, size_t* free_bytes,
-                          size_t* total_bytes) {
+    type.memory_info = [](void*, int32_t index, char* name, size_t name_size, size_t* free_bytes, size_t* total_bytes) {
       // On failure the name says why.
       return on_device(index, name, name_size, [&](Device& d) {
         write_message(name, name_size, d.name());
@@ -260,7 +269,8 @@ Device& device(int32_t index) {
     }
   });
   if (!state->devices[index])
-    throw Failure(GRAFT_ERROR, "Vulkan device " + std::to_string(index) + " could not start: " + state->failures[index]);
+    throw Failure(GRAFT_ERROR,
+                  "Vulkan device " + std::to_string(index) + " could not start: " + state->failures[index]);
   return *state->devices[index];
 }
 
@@ -281,10 +291,9 @@ __attribute__((visibility("default"))) uint64_t graft_vulkan_stat(int32_t index,
   if (std::strcmp(name, "validation_errors") == 0) return validation_errors.load();
   try {
     Counters c = device(index).counters();
-    const std::pair<const char*, uint64_t> all[] = {{"submits", c.submits},     {"waits", c.waits},
-                                                     {"dispatches", c.dispatches}, {"barriers", c.barriers},
-                                                     {"pipelines", c.pipelines}, {"uploads", c.uploads},
-                                                     {"downloads", c.downloads}};
+    const std::pair<const char*, uint64_t> all[] = {
+        {"submits", c.submits},     {"waits", c.waits},     {"dispatches", c.dispatches}, {"barriers", c.barriers},
+        {"pipelines", c.pipelines}, {"uploads", c.uploads}, {"downloads", c.downloads}};
     for (const auto& [n, v] : all)
       if (std::strcmp(n, name) == 0) return v;
   } catch (const std::exception&) {

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "graft/device.h"
-#include "graft/error.h"
 #include "graft/dtype.h"
+#include "graft/error.h"
 #include "graft/shape.h"
 
 namespace graft {

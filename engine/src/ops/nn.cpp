@@ -57,8 +57,8 @@ void check_labels(const Tensor& logp, const Tensor& labels, const char* op, bool
   Tensor outside = ((labels < 0).to(kFloat32) + (labels >= classes).to(kFloat32)).sum();
   if (outside.item<double>() == 0) return;
   int64_t lo = amin(labels).item<int64_t>(), hi = amax(labels).item<int64_t>();
-  detail::fail("graft: ", op, ": labels must be in [0, ", classes, ") for ", classes, " classes, but they range over [", lo,
-       ", ", hi, "]");
+  detail::fail("graft: ", op, ": labels must be in [0, ", classes, ") for ", classes, " classes, but they range over [",
+               lo, ", ", hi, "]");
 }
 
 Tensor reduce_loss(const Tensor& per_item, F::Reduction r) {

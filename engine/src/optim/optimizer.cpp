@@ -47,8 +47,10 @@ bool Optimizer::gradients_finite() {
       if (!grad.defined() || grad.numel() == 0) continue;
       Tensor s = grad.sum();
       auto it = std::find_if(totals.begin(), totals.end(), [&](const auto& t) { return t.first == grad.device(); });
-      if (it == totals.end()) totals.emplace_back(grad.device(), s);
-      else it->second = it->second + s;
+      if (it == totals.end())
+        totals.emplace_back(grad.device(), s);
+      else
+        it->second = it->second + s;
     }
   bool finite = std::all_of(totals.begin(), totals.end(),
                             [](const std::pair<Device, Tensor>& t) { return std::isfinite(t.second.item<double>()); });
