@@ -7,9 +7,7 @@
 #include <volk.h>
 
 #include <cstdint>
-#include <deque>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <span>
 #include <stdexcept>
