@@ -44,7 +44,8 @@ TEST(BrokenPlugins, EachFailsWithTheFileAndTheReason) {
   };
   const Case cases[] = {
       {"libgraft-no-entry.so", "exports no symbol 'graft_plugin_entry'"},
-      {"libgraft-bad-abi.so", "ABI version 1002, but this graft speaks versions 1 to 2"},
+      {"libgraft-bad-abi.so", "ABI version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION + 1000) +
+                                  ", but this graft speaks versions 1 to " + std::to_string(GRAFT_PLUGIN_ABI_VERSION)},
       {"libgraft-init-fails.so", "init failed (status 1): the device this plugin drives is not present"},
       {"libgraft-not-a-library.so", "cannot be loaded as a shared library"},
       {"libgraft-does-not-exist.so", "no such file"},

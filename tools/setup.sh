@@ -9,6 +9,7 @@ packages=(
   libdnnl-dev                               # the graft-onednn CPU backend
   libvulkan-volk-dev libvulkan-dev glslang-tools  # the graft-vulkan backend and its shaders
   mesa-vulkan-drivers vulkan-validationlayers     # lavapipe (Vulkan on the CPU) and the validation layer
+  llvm-19-dev                               # the graft-jit backend (libLLVM-19)
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
   libgtest-dev libbenchmark-dev             # tests and benchmarks

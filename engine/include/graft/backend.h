@@ -88,4 +88,12 @@ struct OpStats {
 std::vector<OpStats> dispatch_stats();
 void reset_dispatch_stats();
 
+// ---- fusion ----
+// On a device with a fuser (graft-jit on the CPU), elementwise ops wait and
+// run as one compiled kernel when their values are needed; GRAFT_JIT=0 or a
+// BackendGuard without "jit" turns that off. Counters of the fusion layer
+// ("ops recorded", "flushes", "fused calls", ...) and of the fusers ("jit:
+// kernels compiled", ...), since the start.
+std::vector<std::pair<std::string, double>> fusion_stats();
+
 }  // namespace graft

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/storage.h"
+#include "dispatch/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
@@ -237,6 +238,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
 
 void synchronize(const std::string& device) {
   Device d(device);
+  dispatch::flush();  // pending fused work first (Note [Fusion])
   device_backend(d).synchronize(d.index());
 }
 

@@ -74,6 +74,14 @@ struct Storage {
   DeviceBackend* backend;
   std::atomic<uint32_t> version{0};
   std::atomic<bool> has_graph_views{false};  // a view of it was recorded by autograd
+  // Note [Fusion]: whether pending work reads or writes it (kReadByFusion,
+  // kWrittenByFusion), the node that writes it, and whether its address was
+  // ever handed out (then nothing may write it later than asked).
+  std::atomic<uint8_t> fusion{0};
+  int32_t fusion_node = -1;
+  std::atomic<bool> exposed{false};
 };
+
+inline constexpr uint8_t kReadByFusion = 1, kWrittenByFusion = 2;
 
 }  // namespace graft

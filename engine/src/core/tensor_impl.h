@@ -10,6 +10,9 @@ namespace graft {
 namespace autograd {
 class Node;
 }
+namespace dispatch {
+void flush();  // dispatch/fusion.h
+}
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -31,7 +34,14 @@ struct TensorImpl {
   std::vector<Tensor::Hook> hooks;  // a leaf's hooks; a non-leaf's live on its grad_fn
 
   Device device() const { return storage->device; }
-  void* data() const { return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype)); }
+  // The first element's address; pending work on the memory is computed first
+  // (Note [Fusion]).
+  void* data() const {
+    if (storage->fusion.load(std::memory_order_acquire)) [[unlikely]]
+      dispatch::flush();
+    if (!storage->exposed.load(std::memory_order_relaxed)) storage->exposed.store(true, std::memory_order_relaxed);
+    return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype));
+  }
   uint32_t version() const { return storage->version.load(std::memory_order_relaxed); }
   void bump_version() { storage->version.fetch_add(1, std::memory_order_relaxed); }
 };

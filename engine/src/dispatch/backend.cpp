@@ -1,6 +1,7 @@
 #include "graft/backend.h"
 
 #include "core/storage.h"
+#include "dispatch/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/error.h"
 
@@ -53,6 +54,11 @@ std::vector<OpStats> dispatch_stats() {
 }
 
 void reset_dispatch_stats() { dispatch::Registry::get().reset_counts(); }
+
+std::vector<std::pair<std::string, double>> fusion_stats() {
+  dispatch::Registry::get();  // plugins add fusers
+  return dispatch::fusion_counters();
+}
 
 namespace {
 uint64_t mask_of(const std::vector<std::string>& names) {

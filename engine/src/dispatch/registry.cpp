@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/tensor_impl.h"
+#include "dispatch/fusion.h"
 #include "graft/autograd.h"
 #include "graft/error.h"
 
@@ -81,7 +82,16 @@ uint16_t Registry::add_backend(const std::string& name) {
   check(backends_.size() < kMaxBackends, "graft: too many backends (at most ", kMaxBackends, "), cannot add '", name,
         "'");
   backends_.push_back(name);
+  update_order_mask();
   return static_cast<uint16_t>(backends_.size() - 1);
+}
+
+void Registry::update_order_mask() {
+  uint64_t mask = order_.empty() ? ~uint64_t{0} : 0;
+  for (const std::string& name : order_)
+    for (size_t i = 0; i < backends_.size(); ++i)
+      if (backends_[i] == name) mask |= uint64_t{1} << i;
+  order_mask_.store(mask, std::memory_order_release);
 }
 
 std::vector<std::string> Registry::backend_names() const {
@@ -127,6 +137,7 @@ void Registry::publish(size_t op, size_t device_type, std::vector<Kernel> kernel
 void Registry::set_backend_order(const std::vector<std::string>& order) {
   std::lock_guard lock(mutex_);
   order_ = order;
+  update_order_mask();
   for (size_t op = 0; op < kNumOps; ++op)
     for (size_t d = 0; d < kMaxDeviceTypes; ++d)
       if (const KernelList* list = table_[op][d].load(std::memory_order_acquire)) publish(op, d, list->kernels);
@@ -200,6 +211,7 @@ const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc
 }  // namespace
 
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
+  if (record(op, inputs, n_inputs, out, attrs)) return;  // Note [Fusion]
   Device device = out.device();
   std::array<KTensor, kMaxInputs> views;
   views_of(op, inputs, n_inputs, device, "the output", views.data());
@@ -262,8 +274,8 @@ Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs
   views_of(op, in, n, device, "input 0", views.data());
   // The supports check sees the output's geometry before it is allocated.
   Dims strides = contiguous_strides(meta.shape);
-  KTensor out_view{nullptr, meta.dtype, static_cast<int32_t>(meta.shape.size()), meta.shape.data(), strides.data(),
-                   device};
+  KTensor out_view{nullptr,           meta.dtype,     static_cast<int32_t>(meta.shape.size()),
+                   meta.shape.data(), strides.data(), device};
   KernelCall kc{op, n, views.data(), &out_view, &attrs};
   const Kernel* k = find_kernel(list, kc);
   if (!k) return Tensor();

@@ -189,6 +189,11 @@ class Registry {
     std::lock_guard lock(mutex_);
     return order_;
   }
+  // Whether a backend order is set that leaves this backend out (then it
+  // ranks behind every backend named; the fusion layer stands aside).
+  bool left_out_of_order(uint16_t backend) const {
+    return !(order_mask_.load(std::memory_order_acquire) >> backend & 1);
+  }
 
   // Counters behind graft::dispatch_stats().
   void count_call(OpId op, uint16_t backend) {
@@ -215,6 +220,8 @@ class Registry {
   mutable std::mutex mutex_;
   void publish(size_t op, size_t device_type, std::vector<Kernel> kernels);  // with mutex_ held
   int rank(uint16_t backend) const;                                          // with mutex_ held
+  void update_order_mask();                                                  // with mutex_ held
+  std::atomic<uint64_t> order_mask_{~uint64_t{0}};  // the backends order_ names; all when it is empty
 
   std::vector<std::unique_ptr<KernelList>> retired_;  // old snapshots stay valid for readers
   std::vector<std::string> backends_;

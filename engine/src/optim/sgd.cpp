@@ -1,3 +1,4 @@
+#include "dispatch/fusion.h"
 #include "graft/autograd.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
@@ -67,6 +68,7 @@ void SGD::step() {
       p.add_(d, -lr);
     }
   }
+  dispatch::flush();  // a graph boundary (Note [Fusion])
 }
 
 }  // namespace graft::optim

@@ -14,7 +14,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "core/parallel.h"
 #include "core/storage.h"
+#include "dispatch/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
@@ -42,6 +44,7 @@ struct Staging {
   std::vector<std::unique_ptr<PluginKernel>> kernels;
   std::vector<std::string> kernel_devices;
   std::vector<dispatch::OpId> kernel_ops;
+  std::vector<std::pair<std::string, graft_fuser>> fusers;  // by device type name
   std::vector<std::string> notes;
 };
 
@@ -112,6 +115,30 @@ int32_t host_add_kernel(graft_host* host, const graft_kernel* kernel, char* mess
 
 int32_t host_num_threads() { return get_num_threads(); }
 
+int32_t host_add_fuser(graft_host* host, const graft_fuser* fuser, char* message, size_t size) {
+  auto& s = *static_cast<Staging*>(host->impl);
+  if (!fuser || !fuser->device_type || !fuser->supports || !fuser->run) {
+    write(message, size, "add_fuser: a fuser needs a device type, a supports and a run function");
+    return GRAFT_INVALID;
+  }
+  std::string type = fuser->device_type;
+  if (!device_known(s, type)) {
+    write(message, size, "add_fuser: unknown device type '" + type + "'");
+    return GRAFT_INVALID;
+  }
+  for (const auto& f : s.fusers)
+    if (f.first == type) {
+      write(message, size, "add_fuser: device type '" + type + "' already has a fuser from this plugin");
+      return GRAFT_INVALID;
+    }
+  s.fusers.emplace_back(type, *fuser);
+  return GRAFT_OK;
+}
+
+void host_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, int64_t), void* ctx) {
+  parallel_for(n, grain, [&](int64_t begin, int64_t end) { body(ctx, begin, end); });
+}
+
 void host_log(graft_host* host, const char* line) {
   auto& s = *static_cast<Staging*>(host->impl);
   std::cerr << "graft: [" << s.name << "] " << (line ? line : "") << "\n";
@@ -165,6 +192,12 @@ void commit(Staging& s) {
     kernel.accepts = k->accepts.c_str();
     r.add_kernel(s.kernel_ops[i], type, kernel);
   }
+  for (auto& [device_type, fuser] : s.fusers) {
+    int16_t type = find_device_type(device_type);
+    if (type < 0) continue;
+    fuser.device_type = nullptr;  // the plugin's string; graft keeps the type's number
+    dispatch::add_fuser(type, fuser, backend);
+  }
 }
 
 // Checks a plugin's description, runs its init against a staging area and
@@ -185,8 +218,9 @@ std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::stri
   if (backends.size() >= static_cast<size_t>(dispatch::kMaxBackends))
     return "graft already has " + std::to_string(backends.size()) + " backends, the most it takes";
 
-  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}};
-  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging, host_add_device_type, host_add_kernel, host_log, host_num_threads};
+  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}, {}};
+  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging,       host_add_device_type, host_add_kernel, host_log,
+                  host_num_threads,         host_add_fuser, host_parallel_for};
   char message[1024] = "";
   int32_t status = p->init(&host, message, sizeof message);
   message[sizeof message - 1] = '\0';  // whatever the plugin wrote

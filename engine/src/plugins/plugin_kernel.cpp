@@ -32,6 +32,8 @@ DLDataType dl_dtype(DType t) {
   return {kDLFloat, 32, 1};
 }
 
+}  // namespace
+
 DLTensor dl_view(const dispatch::KTensor& t) {
   DLTensor d;
   d.data = t.data;
@@ -43,6 +45,8 @@ DLTensor dl_view(const dispatch::KTensor& t) {
   d.byte_offset = 0;
   return d;
 }
+
+namespace {
 
 // Everything a kernel call needs, on the stack.
 struct Args {

@@ -28,17 +28,19 @@
 extern "C" {
 #endif
 
-/* Version 2 added graft_host.num_threads; graft still loads version 1 plugins. */
-#define GRAFT_PLUGIN_ABI_VERSION 2
+/* Version 2 added graft_host.num_threads; version 3 added fusers
+ * (graft_host.add_fuser) and graft_host.parallel_for. graft still loads
+ * plugins built for versions 1 and 2. */
+#define GRAFT_PLUGIN_ABI_VERSION 3
 #define GRAFT_PLUGIN_ABI_OLDEST 1
 #define GRAFT_PLUGIN_ENTRY_SYMBOL "graft_plugin_entry"
 #define GRAFT_DL_BOOL 6
 
 typedef enum {
   GRAFT_OK = 0,
-  GRAFT_ERROR = 1,          /* the call failed; the message says why */
-  GRAFT_OUT_OF_MEMORY = 2,  /* an allocation could not be satisfied */
-  GRAFT_INVALID = 3         /* bad arguments (shapes, dtypes, devices) */
+  GRAFT_ERROR = 1,         /* the call failed; the message says why */
+  GRAFT_OUT_OF_MEMORY = 2, /* an allocation could not be satisfied */
+  GRAFT_INVALID = 3        /* bad arguments (shapes, dtypes, devices) */
 } graft_status;
 
 /* dtype bits for graft_kernel.dtypes */
@@ -67,8 +69,8 @@ typedef struct {
 } graft_attr;
 
 typedef struct {
-  const char* op;      /* stable op name */
-  int32_t op_version;  /* the version graft implements */
+  const char* op;     /* stable op name */
+  int32_t op_version; /* the version graft implements */
   int32_t n_inputs;
   const DLTensor* inputs;
   const DLTensor* output; /* allocated by graft on the kernel's device */
@@ -83,11 +85,11 @@ typedef int32_t (*graft_kernel_fn)(void* ctx, const graft_kernel_args* args, cha
 typedef int32_t (*graft_supports_fn)(void* ctx, const graft_kernel_args* args);
 
 typedef struct {
-  const char* op;           /* stable op name, e.g. "add" */
-  int32_t op_version;       /* the op contract version the kernel was written for */
-  const char* device_type;  /* "cpu" or a device type the plugin adds */
-  uint32_t dtypes;          /* GRAFT_DTYPE_* bits it takes, for listings and errors */
-  int32_t priority;         /* among kernels for one (op, device): higher runs first; reference is 0 */
+  const char* op;          /* stable op name, e.g. "add" */
+  int32_t op_version;      /* the op contract version the kernel was written for */
+  const char* device_type; /* "cpu" or a device type the plugin adds */
+  uint32_t dtypes;         /* GRAFT_DTYPE_* bits it takes, for listings and errors */
+  int32_t priority;        /* among kernels for one (op, device): higher runs first; reference is 0 */
   graft_kernel_fn run;
   graft_supports_fn supports; /* NULL: every call whose first input's dtype is in dtypes */
   void* ctx;
@@ -100,9 +102,9 @@ typedef struct {
  * backend whose memory is handles encodes (handle, offset) in the pointer.
  * graft caches freed blocks and reuses them; deallocate runs when it trims. */
 typedef struct {
-  const char* name;        /* "example", "vulkan": devices are NAME:INDEX */
-  int32_t dl_device_type;  /* DLDeviceType that kernels see in DLTensor.device */
-  int32_t count;           /* devices of this type (0: the type is skipped) */
+  const char* name;       /* "example", "vulkan": devices are NAME:INDEX */
+  int32_t dl_device_type; /* DLDeviceType that kernels see in DLTensor.device */
+  int32_t count;          /* devices of this type (0: the type is skipped) */
   void* ctx;
   int32_t (*allocate)(void* ctx, int32_t index, size_t nbytes, void** out, char* message, size_t message_size);
   void (*deallocate)(void* ctx, int32_t index, void* ptr, size_t nbytes);
@@ -118,6 +120,61 @@ typedef struct {
                          size_t* total_bytes);
 } graft_device_type;
 
+/* Fusion (version 3). On a device with a fuser, graft records elementwise
+ * ops instead of running them, and hands the fuser an expression to compute
+ * in one pass when a value is needed (a host read, an op that is not
+ * elementwise, an in-place write). The expression is a list of nodes in
+ * evaluation order: each node reads earlier nodes, an input, or a scalar.
+ * Every input and output is shaped like the loop (the outputs' shape):
+ * a broadcast input has stride 0 along the dims it repeats.
+ *
+ * Node ops are graft's stable op names: the unary and binary elementwise
+ * ops, the comparisons, "where" (condition, then, else), "clamp" and "copy"
+ * (a conversion to the node's dtype), plus two leaves: "input" (value =
+ * inputs[index]) and "scalar" (value = scalars[index], constant over the
+ * loop). Scalars are run-time arguments: a kernel compiled for one
+ * expression serves every value of them. */
+typedef struct {
+  double f;  /* the value for float dtypes */
+  int64_t i; /* the value for integer and bool dtypes */
+} graft_scalar;
+
+typedef struct {
+  const char* op; /* stable op name, "input" or "scalar" */
+  int32_t dtype;  /* GRAFT_DTYPE_* bit: the type of the node's value */
+  int32_t n_args;
+  int32_t args[3]; /* earlier nodes */
+  int32_t index;   /* "input": into inputs; "scalar": into scalars; "clamp": its bounds are scalars
+                      [index] and [index + 1] */
+  int32_t flags;   /* "clamp": bit 0 it has a lower bound, bit 1 an upper one */
+} graft_fused_node;
+
+typedef struct {
+  int32_t n_nodes;
+  const graft_fused_node* nodes;
+  int32_t n_inputs;
+  const DLTensor* inputs;
+  int32_t n_outputs;
+  const DLTensor* outputs;     /* fresh tensors of the loop's shape, written by the kernel */
+  const int32_t* output_nodes; /* the node each output receives */
+  int32_t n_scalars;
+  const graft_scalar* scalars;
+} graft_fused_args;
+
+typedef struct {
+  const char* device_type; /* the device type whose elementwise ops it fuses */
+  void* ctx;
+  /* 1 when the fuser computes op (a stable name, as in graft_fused_node) on
+   * values of dtype (a GRAFT_DTYPE_* bit); graft asks once per op and dtype. */
+  int32_t (*supports)(void* ctx, const char* op, int32_t dtype);
+  /* Computes the expression's outputs. A failure makes graft run the same
+   * ops one by one with the other backends, and report it once. */
+  int32_t (*run)(void* ctx, const graft_fused_args* args, char* message, size_t message_size);
+  /* Counters for graft::fusion_stats(): the index-th counter's name and value;
+   * returns 0 past the last. May be NULL. */
+  int32_t (*stat)(void* ctx, int32_t index, const char** name, double* value);
+} graft_fuser;
+
 typedef struct graft_host graft_host;
 struct graft_host {
   uint32_t abi_version;
@@ -129,6 +186,12 @@ struct graft_host {
    * backend with threads of its own. Unlike the rest of graft_host, this
    * function may be kept and called at any time, from any thread. */
   int32_t (*num_threads)(void);
+  /* Version 3. Registers the plugin's fuser for a device type (one per type). */
+  int32_t (*add_fuser)(graft_host* host, const graft_fuser* fuser, char* message, size_t message_size);
+  /* Version 3. Runs body over [0, n) split into chunks of at least grain on
+   * graft's threads, and returns when every chunk is done. May be kept and
+   * called at any time, from any thread (nested calls run inline). */
+  void (*parallel_for)(int64_t n, int64_t grain, void (*body)(void* ctx, int64_t begin, int64_t end), void* ctx);
 };
 
 typedef struct {

@@ -1,0 +1,452 @@
+// Note [Fusion]
+// A plugin may register a fuser for a device type (graft-jit does for the
+// CPU). On such a device, record() takes an elementwise op whose output is a
+// fresh tensor and, instead of running a kernel, appends a node to the
+// pending expression: the output's memory is allocated, but its value is not
+// computed yet. Its storage is marked as written by pending work, and the
+// storages the node reads as read by it.
+//
+// flush() computes everything pending. It runs when
+//  - memory marked by pending work is touched: TensorImpl::data() is the one
+//    way to a tensor's memory (kernel arguments, host reads, in-place
+//    writes), and it flushes first. So a host read, an op that is not
+//    elementwise, an in-place write to an input of the expression or a view
+//    of a pending value all see computed values;
+//  - the expression grows past kMaxNodes nodes or kMaxOperands inputs;
+//  - a graph boundary is reached: the end of backward() and of an
+//    optimizer's step(), and graft::synchronize.
+//
+// Only values that are still referenced are written: a node whose tensor was
+// destroyed before the flush (a temporary such as the inner terms of
+// a * b + c under no_grad) is computed inside the kernel and never stored.
+// Values of different shapes cannot be written by one loop, so the outputs
+// are grouped by shape into one fused call each; an output read by a group
+// of another shape is computed in an earlier round (its stage) and read back.
+// "fill" nodes are scalars: they enter expressions as kernel arguments, and
+// the ones still referenced are written by the fill kernel.
+//
+// Autograd records ops above this layer, exactly as without it, so backward
+// rules made of elementwise ops fuse too. When the fuser fails, every
+// pending op runs one by one with the other backends, and the failure is
+// reported once.
+#include "dispatch/fusion.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "core/tensor_impl.h"
+#include "graft/backend.h"
+#include "plugins/plugin_kernel.h"
+
+namespace graft::dispatch {
+
+namespace {
+
+constexpr size_t kMaxNodes = 96;
+constexpr size_t kMaxOperands = 24;
+constexpr size_t kNumDTypes = 5;
+
+// The elementwise ops a fuser may take.
+bool fusible(OpId op) { return op <= OpId::fill; }
+
+struct Fuser {
+  graft_fuser api;
+  uint16_t backend;
+  std::array<std::array<bool, kNumDTypes>, kNumOps> supports{};
+};
+
+// An operand of a pending node: a node (>= 0) or an input, -(input + 1).
+struct Input {
+  std::shared_ptr<Storage> storage;
+  Dims sizes, strides;
+  int64_t offset;
+  DType dtype;
+};
+
+struct Node {
+  OpId op;
+  DType dtype;
+  Dims shape;
+  Attrs attrs;
+  int n_args = 0;
+  std::array<int, 3> args{};
+  std::weak_ptr<Storage> out;  // the tensor waiting for the value
+};
+
+struct State {
+  std::mutex mutex;
+  std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
+  Device device{-1, 0};                                             // where the pending work runs
+  std::vector<Node> nodes;
+  std::vector<Input> inputs;
+  bool warned = false;
+  uint64_t recorded = 0, flushes = 0, calls = 0, fallbacks = 0;
+};
+
+State& state() {
+  static auto* s = new State;  // leaked: pending work may outlive static destruction
+  return *s;
+}
+
+thread_local bool tls_flushing = false;
+
+int dtype_index(DType t) { return static_cast<int>(t); }
+
+bool fuser_takes(const Fuser& f, OpId op, DType t) {
+  return f.supports[static_cast<size_t>(op)][static_cast<size_t>(dtype_index(t))];
+}
+
+// A tensor over a storage, as the eager path and groups see it.
+Tensor wrap(const std::shared_ptr<Storage>& storage, IntList sizes, IntList strides, int64_t offset, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = storage;
+  impl->sizes = Dims(sizes);
+  impl->strides = Dims(strides);
+  impl->offset = offset;
+  impl->numel = numel_of(sizes);
+  impl->dtype = dtype;
+  impl->is_view = true;
+  return Tensor(std::move(impl));
+}
+
+Dims broadcast_to(IntList sizes, IntList strides, const Dims& shape) {
+  Dims s;
+  s.resize(shape.size(), 0);
+  size_t lead = shape.size() - sizes.size();
+  for (size_t d = 0; d < sizes.size(); ++d) s[lead + d] = sizes[d] == 1 ? 0 : strides[d];
+  return s;
+}
+
+void clear_marks(State& s) {
+  for (const Input& in : s.inputs) in.storage->fusion.store(0, std::memory_order_release);
+  for (const Node& n : s.nodes)
+    if (auto out = n.out.lock()) out->fusion.store(0, std::memory_order_release);
+  s.nodes.clear();
+  s.inputs.clear();
+  s.device = Device(-1, 0);
+}
+
+// Runs every pending node with the registry's kernels, one by one.
+void run_eagerly(State& s) {
+  std::vector<Tensor> values(s.nodes.size());
+  auto operand = [&](int a) {
+    if (a >= 0) return values[static_cast<size_t>(a)];
+    const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
+    return wrap(in.storage, in.sizes, in.strides, in.offset, in.dtype);
+  };
+  for (size_t i = 0; i < s.nodes.size(); ++i) {
+    const Node& n = s.nodes[i];
+    if (auto out = n.out.lock())
+      values[i] = wrap(out, n.shape, contiguous_strides(n.shape), 0, n.dtype);
+    else
+      values[i] = make_empty(n.shape, n.dtype, s.device);
+    std::array<Tensor, 3> args;
+    for (int k = 0; k < n.n_args; ++k) args[static_cast<size_t>(k)] = operand(n.args[static_cast<size_t>(k)]);
+    call(n.op, args.data(), n.n_args, values[i], n.attrs);
+  }
+}
+
+// One fused call: the outputs of one shape in one stage.
+struct Group {
+  int stage;
+  Dims shape;
+  std::vector<int> outputs;
+};
+
+// Computes the pending nodes with the fuser; false when it failed (message).
+bool run_fused(State& s, const Fuser& f, std::string& message) {
+  size_t n = s.nodes.size();
+  std::vector<std::shared_ptr<Storage>> outs(n);
+  for (size_t i = 0; i < n; ++i) outs[i] = s.nodes[i].out.lock();
+  auto is_output = [&](int i) {
+    return i >= 0 && outs[static_cast<size_t>(i)] && s.nodes[static_cast<size_t>(i)].op != OpId::fill;
+  };
+
+  // Fills still referenced: written by the fill kernel.
+  for (size_t i = 0; i < n; ++i)
+    if (outs[i] && s.nodes[i].op == OpId::fill) {
+      const Node& node = s.nodes[i];
+      call(OpId::fill, nullptr, 0, wrap(outs[i], node.shape, contiguous_strides(node.shape), 0, node.dtype),
+           node.attrs);
+    }
+
+  // stage[i]: the round in which output i can be written (Note [Fusion]).
+  std::vector<int> stage(n, 0);
+  std::vector<Group> groups;
+  for (size_t i = 0; i < n; ++i) {
+    if (!is_output(static_cast<int>(i))) continue;
+    const Dims& shape = s.nodes[i].shape;
+    std::vector<char> seen(n, 0);
+    int st = 0;
+    std::vector<int> todo(s.nodes[i].args.begin(), s.nodes[i].args.begin() + s.nodes[i].n_args);
+    while (!todo.empty()) {
+      int a = todo.back();
+      todo.pop_back();
+      if (a < 0 || seen[static_cast<size_t>(a)]) continue;
+      seen[static_cast<size_t>(a)] = 1;
+      const Node& arg = s.nodes[static_cast<size_t>(a)];
+      if (is_output(a)) {
+        st = std::max(st, stage[static_cast<size_t>(a)] + (arg.shape == shape ? 0 : 1));
+        continue;
+      }
+      todo.insert(todo.end(), arg.args.begin(), arg.args.begin() + arg.n_args);
+    }
+    stage[i] = st;
+    auto g =
+        std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.stage == st && g.shape == shape; });
+    if (g == groups.end()) g = groups.insert(groups.end(), Group{st, shape, {}});
+    g->outputs.push_back(static_cast<int>(i));
+  }
+  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) { return a.stage < b.stage; });
+
+  for (const Group& g : groups) {
+    // The nodes the group needs, in evaluation order.
+    std::vector<char> in_group(n, 0);
+    std::vector<int> todo(g.outputs.begin(), g.outputs.end());
+    for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
+    std::vector<int> reads;  // outputs of other groups and inputs, as operands
+    while (!todo.empty()) {
+      int i = todo.back();
+      todo.pop_back();
+      const Node& node = s.nodes[static_cast<size_t>(i)];
+      for (int k = 0; k < node.n_args; ++k) {
+        int a = node.args[static_cast<size_t>(k)];
+        if (a < 0 || in_group[static_cast<size_t>(a)]) continue;
+        // Another group's output is read from memory; so is every input.
+        bool from_memory = is_output(a) && !(stage[static_cast<size_t>(a)] == g.stage &&
+                                             s.nodes[static_cast<size_t>(a)].shape == g.shape);
+        if (from_memory) continue;
+        in_group[static_cast<size_t>(a)] = 1;
+        todo.push_back(a);
+      }
+    }
+    std::vector<graft_fused_node> nodes;
+    std::vector<DLTensor> inputs;
+    std::deque<Dims> input_strides;  // stable addresses: the DLTensors point into them
+    std::vector<graft_scalar> scalars;
+    std::vector<int> node_of(n, -1);
+    std::map<int, int> operand_node;  // operand (input or output read back) -> its "input" node
+    auto emit = [&](graft_fused_node node) {
+      nodes.push_back(node);
+      return static_cast<int32_t>(nodes.size() - 1);
+    };
+    auto read_operand = [&](int a) -> int32_t {
+      int key = a;
+      if (auto it = operand_node.find(key); it != operand_node.end()) return it->second;
+      dispatch::KTensor v;
+      if (a < 0) {
+        const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
+        input_strides.push_back(broadcast_to(in.sizes, in.strides, g.shape));
+        v = {static_cast<char*>(in.storage->data) + in.offset * static_cast<int64_t>(element_size(in.dtype)),
+             in.dtype,
+             static_cast<int32_t>(g.shape.size()),
+             g.shape.data(),
+             input_strides.back().data(),
+             in.storage->device};
+      } else {
+        const Node& node = s.nodes[static_cast<size_t>(a)];
+        input_strides.push_back(broadcast_to(node.shape, contiguous_strides(node.shape), g.shape));
+        v = {outs[static_cast<size_t>(a)]->data,   node.dtype,
+             static_cast<int32_t>(g.shape.size()), g.shape.data(),
+             input_strides.back().data(),          outs[static_cast<size_t>(a)]->device};
+      }
+      inputs.push_back(plugin::dl_view(v));
+      graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0};
+      leaf.index = static_cast<int32_t>(inputs.size() - 1);
+      return operand_node[key] = emit(leaf);
+    };
+    auto scalar_of = [&](const Node& node) {
+      bool floating = is_floating(node.dtype);
+      double f = node.attrs.f[0];
+      int64_t i = node.attrs.i[0];
+      if (node.dtype == kBool) i = node.attrs.f[0] != 0 || node.attrs.i[0] != 0;
+      scalars.push_back({floating ? f : static_cast<double>(i), i});
+    };
+    for (size_t i = 0; i < n; ++i) {
+      if (!in_group[i]) continue;
+      const Node& node = s.nodes[i];
+      int32_t dtype = static_cast<int32_t>(plugin::dtype_bit(node.dtype));
+      if (node.op == OpId::fill) {
+        scalar_of(node);
+        node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0});
+        continue;
+      }
+      graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0};
+      for (int k = 0; k < node.n_args; ++k) {
+        int a = node.args[static_cast<size_t>(k)];
+        out.args[k] = a >= 0 && in_group[static_cast<size_t>(a)] ? node_of[static_cast<size_t>(a)] : read_operand(a);
+      }
+      if (node.op == OpId::clamp) {
+        out.flags = static_cast<int32_t>((node.attrs.i[0] ? 1 : 0) | (node.attrs.i[1] ? 2 : 0));
+        out.index = static_cast<int32_t>(scalars.size());
+        for (int b = 0; b < 2; ++b)
+          scalars.push_back(
+              {node.attrs.f[static_cast<size_t>(b)], static_cast<int64_t>(node.attrs.f[static_cast<size_t>(b)])});
+      }
+      node_of[i] = emit(out);
+    }
+    Dims out_strides = contiguous_strides(g.shape);
+    std::vector<DLTensor> outputs;
+    std::vector<int32_t> output_nodes;
+    for (int o : g.outputs) {
+      const Node& node = s.nodes[static_cast<size_t>(o)];
+      dispatch::KTensor v{outs[static_cast<size_t>(o)]->data,
+                          node.dtype,
+                          static_cast<int32_t>(g.shape.size()),
+                          g.shape.data(),
+                          out_strides.data(),
+                          outs[static_cast<size_t>(o)]->device};
+      outputs.push_back(plugin::dl_view(v));
+      output_nodes.push_back(node_of[static_cast<size_t>(o)]);
+    }
+    graft_fused_args args{static_cast<int32_t>(nodes.size()),
+                          nodes.data(),
+                          static_cast<int32_t>(inputs.size()),
+                          inputs.data(),
+                          static_cast<int32_t>(outputs.size()),
+                          outputs.data(),
+                          output_nodes.data(),
+                          static_cast<int32_t>(scalars.size()),
+                          scalars.data()};
+    char text[512] = "";
+    int32_t status = f.api.run(f.api.ctx, &args, text, sizeof text);
+    text[sizeof text - 1] = '\0';
+    if (status != GRAFT_OK) {
+      message = *text ? text : "(no message)";
+      return false;
+    }
+    ++s.calls;
+  }
+  return true;
+}
+
+void flush_locked(State& s) {
+  if (s.nodes.empty()) return;
+  tls_flushing = true;
+  struct Reset {
+    State& s;
+    ~Reset() {
+      clear_marks(s);
+      tls_flushing = false;
+    }
+  } reset{s};
+  ++s.flushes;
+  const Fuser& f = *s.fusers[static_cast<size_t>(s.device.type())].load();
+  std::string message;
+  if (run_fused(s, f, message)) return;
+  ++s.fallbacks;
+  if (!s.warned) {
+    s.warned = true;
+    std::cerr << "graft: [" << Registry::get().backend_name(f.backend)
+              << "] fused kernel failed; running its ops one by one instead: " << message << "\n";
+  }
+  run_eagerly(s);
+}
+
+}  // namespace
+
+void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
+  auto* f = new Fuser{api, backend, {}};  // lives as long as the process, like the plugin
+  Registry& r = Registry::get();
+  for (size_t op = 0; op < kNumOps; ++op) {
+    if (!fusible(static_cast<OpId>(op))) continue;
+    for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+      f->supports[op][static_cast<size_t>(dtype_index(t))] =
+          api.supports(api.ctx, r.schema(static_cast<OpId>(op)).name, static_cast<int32_t>(plugin::dtype_bit(t))) != 0;
+  }
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  s.fusers[static_cast<size_t>(device_type)].store(f, std::memory_order_release);
+}
+
+bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
+  State& s = state();
+  Device device = out.device();
+  const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
+  if (!f || tls_flushing || !fusible(op) || !(allowed_backends() >> f->backend & 1) ||
+      Registry::get().left_out_of_order(f->backend))
+    return false;
+  TensorImpl* o = out.impl();
+  // Only a fresh tensor's memory may wait: nothing else may see it.
+  if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || o->storage.use_count() != 1 ||
+      o->storage->exposed.load(std::memory_order_relaxed) || o->storage->fusion.load(std::memory_order_relaxed) ||
+      !fuser_takes(*f, op, o->dtype))
+    return false;
+  for (int i = 0; i < n_inputs; ++i)
+    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype())) return false;
+
+  std::lock_guard lock(s.mutex);
+  // An operand that is a view of a pending value, a full expression or
+  // another device's pending work: compute what is pending first.
+  bool flush_first = s.nodes.size() >= kMaxNodes || s.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
+                     (!s.nodes.empty() && s.device != device);
+  for (int i = 0; i < n_inputs && !flush_first; ++i) {
+    const TensorImpl* in = inputs[i].impl();
+    if (!(in->storage->fusion.load(std::memory_order_relaxed) & kWrittenByFusion)) continue;
+    const Node& producer = s.nodes[static_cast<size_t>(in->storage->fusion_node)];
+    flush_first =
+        in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape || !inputs[i].is_contiguous();
+  }
+  if (flush_first) flush_locked(s);
+
+  Node node{op, o->dtype, o->sizes, attrs, n_inputs, {}, o->storage};
+  for (int i = 0; i < n_inputs; ++i) {
+    const TensorImpl* in = inputs[i].impl();
+    Storage& st = *in->storage;
+    if (st.fusion.load(std::memory_order_relaxed) & kWrittenByFusion) {
+      node.args[static_cast<size_t>(i)] = st.fusion_node;
+      continue;
+    }
+    auto same = [&](const Input& x) {
+      return x.storage.get() == &st && x.offset == in->offset && x.dtype == in->dtype && x.sizes == in->sizes &&
+             x.strides == in->strides;
+    };
+    auto it = std::find_if(s.inputs.begin(), s.inputs.end(), same);
+    if (it == s.inputs.end()) {
+      s.inputs.push_back({in->storage, in->sizes, in->strides, in->offset, in->dtype});
+      it = s.inputs.end() - 1;
+    }
+    node.args[static_cast<size_t>(i)] = -static_cast<int>(it - s.inputs.begin()) - 1;
+    st.fusion.fetch_or(kReadByFusion, std::memory_order_release);
+  }
+  o->storage->fusion_node = static_cast<int32_t>(s.nodes.size());
+  o->storage->fusion.fetch_or(kWrittenByFusion, std::memory_order_release);
+  s.nodes.push_back(std::move(node));
+  s.device = device;
+  ++s.recorded;
+  Registry::get().count_call(op, f->backend);
+  return true;
+}
+
+void flush() {
+  if (tls_flushing) return;
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  flush_locked(s);
+}
+
+std::vector<std::pair<std::string, double>> fusion_counters() {
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  std::vector<std::pair<std::string, double>> out = {{"ops recorded", static_cast<double>(s.recorded)},
+                                                     {"flushes", static_cast<double>(s.flushes)},
+                                                     {"fused calls", static_cast<double>(s.calls)},
+                                                     {"failed flushes run op by op", static_cast<double>(s.fallbacks)}};
+  for (const auto& slot : s.fusers) {
+    const Fuser* f = slot.load();
+    if (!f || !f->api.stat) continue;
+    const char* name = nullptr;
+    double value = 0;
+    for (int32_t i = 0; f->api.stat(f->api.ctx, i, &name, &value); ++i)
+      out.emplace_back(Registry::get().backend_name(f->backend) + ": " + (name ? name : "?"), value);
+  }
+  return out;
+}
+
+}  // namespace graft::dispatch

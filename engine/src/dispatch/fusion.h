@@ -1,0 +1,35 @@
+#pragma once
+// The fusion layer (Note [Fusion]): on a device whose plugin registered a
+// fuser, elementwise ops are recorded as a pending expression instead of
+// running, and computed together when a value is needed.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dispatch/registry.h"
+#include "graft/plugin.h"
+
+namespace graft {
+class Tensor;
+struct Storage;
+}  // namespace graft
+
+namespace graft::dispatch {
+
+// Registers a plugin's fuser for a device type (plugins/loader.cpp).
+void add_fuser(int16_t device_type, const graft_fuser& fuser, uint16_t backend);
+
+// Records op (inputs -> out) as pending when fusion is on for out's device,
+// the fuser computes the op in these dtypes and out is a fresh tensor that
+// nothing else refers to. Returns false when the caller must run it now.
+bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs);
+
+// Computes every pending expression (a no-op when none is pending, and on the
+// thread that is computing them). TensorImpl::data() calls it for memory that
+// pending work reads or writes.
+void flush();
+
+// Counters of the fusion layer and of the fusers, for graft::fusion_stats().
+std::vector<std::pair<std::string, double>> fusion_counters();
+
+}  // namespace graft::dispatch

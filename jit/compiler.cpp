@@ -1,0 +1,441 @@
+#include "jit/compiler.h"
+
+#include <dlfcn.h>
+
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include <llvm/Analysis/TargetLibraryInfo.h>
+#include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+
+namespace graft::jit {
+
+namespace {
+
+using llvm::IRBuilder;
+using llvm::Value;
+
+struct VectorFunction {
+  const char* intrinsic;  // what the IR calls, e.g. llvm.exp.f32
+  const char* name;       // glibc's scalar name, e.g. expf
+  bool two_args;
+};
+
+// The functions glibc's libmvec has in every width: for each, the f32 and
+// f64 intrinsic the loops call.
+constexpr VectorFunction kVectorFunctions[] = {
+    {"llvm.exp.f32", "expf", false},  {"llvm.exp.f64", "exp", false},  {"llvm.log.f32", "logf", false},
+    {"llvm.log.f64", "log", false},   {"llvm.sin.f32", "sinf", false}, {"llvm.sin.f64", "sin", false},
+    {"llvm.cos.f32", "cosf", false},  {"llvm.cos.f64", "cos", false},  {"llvm.tanh.f32", "tanhf", false},
+    {"llvm.tanh.f64", "tanh", false}, {"llvm.pow.f32", "powf", true},  {"llvm.pow.f64", "pow", true},
+};
+
+}  // namespace
+
+struct Compiler::Impl {
+  std::unique_ptr<llvm::orc::LLJIT> jit;
+  std::unique_ptr<llvm::TargetMachine> machine;
+  std::string cpu, features;
+  int vector_bits = 128;
+  std::deque<std::string> names;  // VecDesc keeps references
+  std::vector<llvm::VecDesc> vector_functions;
+  uint64_t next = 0;
+
+  llvm::Type* type_of(llvm::LLVMContext& c, Type t) const {
+    switch (t) {
+      case Type::f32:
+        return llvm::Type::getFloatTy(c);
+      case Type::f64:
+        return llvm::Type::getDoubleTy(c);
+      case Type::i32:
+        return llvm::Type::getInt32Ty(c);
+      case Type::i64:
+        return llvm::Type::getInt64Ty(c);
+      case Type::boolean:
+        return llvm::Type::getInt1Ty(c);
+    }
+    return nullptr;
+  }
+  // How a value of type t is kept in memory (bool as one byte).
+  llvm::Type* memory_type(llvm::LLVMContext& c, Type t) const {
+    return t == Type::boolean ? llvm::Type::getInt8Ty(c) : type_of(c, t);
+  }
+
+  void set_target(llvm::Function* f) const {
+    f->addFnAttr("target-cpu", cpu);
+    f->addFnAttr("target-features", features);
+    f->addFnAttr("prefer-vector-width", std::to_string(vector_bits));
+    f->addFnAttr(llvm::Attribute::NoUnwind);
+  }
+
+  Value* convert(IRBuilder<>& b, Value* v, Type from, Type to) const {
+    llvm::LLVMContext& c = b.getContext();
+    if (from == to) return v;
+    llvm::Type* target = type_of(c, to);
+    if (to == Type::boolean)
+      return is_float(from) ? b.CreateFCmpUNE(v, llvm::ConstantFP::get(v->getType(), 0.0))
+                            : b.CreateICmpNE(v, llvm::ConstantInt::get(v->getType(), 0));
+    if (from == Type::boolean) return is_float(to) ? b.CreateUIToFP(v, target) : b.CreateZExt(v, target);
+    if (is_float(from) && is_float(to)) return b.CreateFPCast(v, target);
+    if (!is_float(from) && !is_float(to)) return b.CreateSExtOrTrunc(v, target);
+    if (!is_float(from)) return b.CreateSIToFP(v, target);
+    // Out of range and NaN saturate, where a plain conversion would be poison.
+    return b.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {target, v->getType()}, {v});
+  }
+
+  Value* unary_call(IRBuilder<>& b, llvm::Intrinsic::ID id, Value* x) const { return b.CreateUnaryIntrinsic(id, x); }
+
+  // The value of node n, from the values of its arguments.
+  Value* compute(IRBuilder<>& b, const Program& p, const Node& n, const std::vector<Value*>& v,
+                 const std::vector<Value*>& bounds) const {
+    auto arg = [&](int k) { return v[static_cast<size_t>(n.args[k])]; };
+    auto arg_type = [&](int k) { return p.nodes[static_cast<size_t>(n.args[k])].type; };
+    bool fp = is_float(n.type);
+    Value* x = n.n_args > 0 ? arg(0) : nullptr;
+    llvm::Type* t = type_of(b.getContext(), n.type);
+    auto zero = [&] { return llvm::Constant::getNullValue(t); };
+    switch (n.op) {
+      case Op::add:
+        return fp ? b.CreateFAdd(x, arg(1)) : b.CreateAdd(x, arg(1));
+      case Op::sub:
+        return fp ? b.CreateFSub(x, arg(1)) : b.CreateSub(x, arg(1));
+      case Op::mul:
+        return fp ? b.CreateFMul(x, arg(1)) : b.CreateMul(x, arg(1));
+      case Op::div:
+        return b.CreateFDiv(x, arg(1));
+      case Op::pow:
+        return b.CreateBinaryIntrinsic(llvm::Intrinsic::pow, x, arg(1));
+      case Op::maximum:
+      case Op::minimum: {
+        Value* y = arg(1);
+        bool max = n.op == Op::maximum;
+        if (!fp) return b.CreateSelect(max ? b.CreateICmpSGT(x, y) : b.CreateICmpSLT(x, y), x, y);
+        // NaN wins, as in the reference kernels.
+        Value* pick = b.CreateSelect(max ? b.CreateFCmpOGT(x, y) : b.CreateFCmpOLT(x, y), x, y);
+        return b.CreateSelect(b.CreateFCmpUNO(x, x), x, b.CreateSelect(b.CreateFCmpUNO(y, y), y, pick));
+      }
+      case Op::eq:
+      case Op::ne:
+      case Op::lt:
+      case Op::le:
+      case Op::gt:
+      case Op::ge: {
+        using P = llvm::CmpInst::Predicate;
+        static constexpr P fcmp[] = {P::FCMP_OEQ, P::FCMP_UNE, P::FCMP_OLT, P::FCMP_OLE, P::FCMP_OGT, P::FCMP_OGE};
+        static constexpr P icmp[] = {P::ICMP_EQ, P::ICMP_NE, P::ICMP_SLT, P::ICMP_SLE, P::ICMP_SGT, P::ICMP_SGE};
+        static constexpr P ucmp[] = {P::ICMP_EQ, P::ICMP_NE, P::ICMP_ULT, P::ICMP_ULE, P::ICMP_UGT, P::ICMP_UGE};
+        size_t k = static_cast<size_t>(n.op) - static_cast<size_t>(Op::eq);
+        Type in = arg_type(0);
+        if (is_float(in)) return b.CreateFCmp(fcmp[k], x, arg(1));
+        return b.CreateICmp(in == Type::boolean ? ucmp[k] : icmp[k], x, arg(1));
+      }
+      case Op::where:
+        return b.CreateSelect(x, arg(1), arg(2));
+      case Op::neg:
+        return fp ? b.CreateFNeg(x) : b.CreateNeg(x);
+      case Op::exp:
+        return unary_call(b, llvm::Intrinsic::exp, x);
+      case Op::log:
+        return unary_call(b, llvm::Intrinsic::log, x);
+      case Op::sqrt:
+        return unary_call(b, llvm::Intrinsic::sqrt, x);
+      case Op::sin:
+        return unary_call(b, llvm::Intrinsic::sin, x);
+      case Op::cos:
+        return unary_call(b, llvm::Intrinsic::cos, x);
+      case Op::tanh:
+        return unary_call(b, llvm::Intrinsic::tanh, x);
+      case Op::sigmoid: {
+        llvm::Constant* one = llvm::ConstantFP::get(t, 1.0);
+        return b.CreateFDiv(one, b.CreateFAdd(one, unary_call(b, llvm::Intrinsic::exp, b.CreateFNeg(x))));
+      }
+      case Op::abs:
+        return fp ? unary_call(b, llvm::Intrinsic::fabs, x)
+                  : b.CreateSelect(b.CreateICmpSLT(x, zero()), b.CreateNeg(x), x);
+      case Op::relu:
+        return b.CreateSelect(fp ? b.CreateFCmpOGT(x, zero()) : b.CreateICmpSGT(x, zero()), x, zero());
+      case Op::sign: {
+        Value* pos = fp ? b.CreateFCmpOGT(x, zero()) : b.CreateICmpSGT(x, zero());
+        Value* neg = fp ? b.CreateFCmpOLT(x, zero()) : b.CreateICmpSLT(x, zero());
+        Value* p1 = fp ? b.CreateUIToFP(pos, t) : b.CreateZExt(pos, t);
+        Value* n1 = fp ? b.CreateUIToFP(neg, t) : b.CreateZExt(neg, t);
+        return fp ? b.CreateFSub(p1, n1) : b.CreateSub(p1, n1);
+      }
+      case Op::clamp: {
+        Value* r = x;
+        if (n.flags & 1) {
+          Value* lo = bounds[0];
+          r = b.CreateSelect(fp ? b.CreateFCmpOLT(r, lo) : b.CreateICmpSLT(r, lo), lo, r);
+        }
+        if (n.flags & 2) {
+          Value* hi = bounds[1];
+          r = b.CreateSelect(fp ? b.CreateFCmpOGT(r, hi) : b.CreateICmpSGT(r, hi), hi, r);
+        }
+        return r;
+      }
+      case Op::copy:
+        return convert(b, x, arg_type(0), n.type);
+      default:
+        return nullptr;
+    }
+  }
+
+  // A scalar slot's value as type t.
+  Value* scalar(IRBuilder<>& b, Value* scalars, int32_t index, Type t) const {
+    llvm::LLVMContext& c = b.getContext();
+    bool fp = is_float(t);
+    Value* at = b.CreateConstGEP1_64(llvm::Type::getInt8Ty(c), scalars,
+                                     static_cast<uint64_t>(index) * sizeof(graft_scalar) + (fp ? 0 : 8));
+    Value* raw = b.CreateLoad(fp ? llvm::Type::getDoubleTy(c) : llvm::Type::getInt64Ty(c), at);
+    if (fp) return convert(b, raw, Type::f64, t);
+    return t == Type::boolean ? b.CreateICmpNE(raw, b.getInt64(0)) : convert(b, raw, Type::i64, t);
+  }
+
+  // The loop itself: void body(i64 n, ptr p0, ..., ptr strides, ptr scalars).
+  llvm::Function* build_body(llvm::Module& m, const Program& p, const std::string& name) const {
+    llvm::LLVMContext& c = m.getContext();
+    size_t operands = p.input_types.size() + p.output_nodes.size();
+    llvm::Type* i64 = llvm::Type::getInt64Ty(c);
+    llvm::Type* ptr = llvm::PointerType::getUnqual(c);
+    std::vector<llvm::Type*> params{i64};
+    params.insert(params.end(), operands + 2, ptr);
+    auto* f = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(c), params, false),
+                                     llvm::Function::InternalLinkage, name + ".body", m);
+    set_target(f);
+    f->addFnAttr(llvm::Attribute::AlwaysInline);
+    if (!p.in_place)
+      for (size_t j = 0; j < operands; ++j) f->addParamAttr(static_cast<unsigned>(1 + j), llvm::Attribute::NoAlias);
+
+    auto* entry = llvm::BasicBlock::Create(c, "entry", f);
+    auto* loop = llvm::BasicBlock::Create(c, "loop", f);
+    auto* exit = llvm::BasicBlock::Create(c, "exit", f);
+    IRBuilder<> b(entry);
+    llvm::FastMathFlags fmf;
+    fmf.setAllowContract();
+    fmf.setApproxFunc();
+    fmf.setNoSignedZeros();
+    b.setFastMathFlags(fmf);
+
+    Value* n = f->getArg(0);
+    auto operand = [&](size_t j) { return f->getArg(static_cast<unsigned>(1 + j)); };
+    Value* strides = f->getArg(static_cast<unsigned>(1 + operands));
+    Value* scalars = f->getArg(static_cast<unsigned>(2 + operands));
+    std::vector<Value*> stride(operands, nullptr);
+    for (size_t j = 0; j < operands; ++j)
+      if (p.strides[j] == Stride::any) stride[j] = b.CreateLoad(i64, b.CreateConstGEP1_64(i64, strides, j));
+    // Scalars and clamp bounds do not change along the loop.
+    std::vector<Value*> v(p.nodes.size(), nullptr);
+    std::vector<std::vector<Value*>> bounds(p.nodes.size());
+    for (size_t k = 0; k < p.nodes.size(); ++k) {
+      const Node& node = p.nodes[k];
+      if (node.op == Op::scalar) v[k] = scalar(b, scalars, node.index, node.type);
+      if (node.op == Op::clamp)
+        bounds[k] = {scalar(b, scalars, node.index, node.type), scalar(b, scalars, node.index + 1, node.type)};
+    }
+    b.CreateCondBr(b.CreateICmpSGT(n, b.getInt64(0)), loop, exit);
+
+    b.SetInsertPoint(loop);
+    llvm::PHINode* i = b.CreatePHI(i64, 2);
+    i->addIncoming(b.getInt64(0), entry);
+    auto address = [&](size_t j, llvm::Type* t) -> Value* {
+      switch (p.strides[j]) {
+        case Stride::zero:
+          return operand(j);
+        case Stride::one:
+          return b.CreateInBoundsGEP(t, operand(j), i);
+        case Stride::any:
+          break;
+      }
+      return b.CreateInBoundsGEP(t, operand(j), b.CreateMul(i, stride[j]));
+    };
+    for (size_t k = 0; k < p.nodes.size(); ++k) {
+      const Node& node = p.nodes[k];
+      if (node.op == Op::scalar) continue;
+      if (node.op == Op::input) {
+        llvm::Type* t = memory_type(c, node.type);
+        Value* x = b.CreateLoad(t, address(static_cast<size_t>(node.index), t));
+        v[k] = node.type == Type::boolean ? b.CreateICmpNE(x, b.getInt8(0)) : x;
+        continue;
+      }
+      v[k] = compute(b, p, node, v, bounds[k]);
+      if (!v[k]) return nullptr;
+    }
+    for (size_t o = 0; o < p.output_nodes.size(); ++o) {
+      const Node& node = p.nodes[static_cast<size_t>(p.output_nodes[o])];
+      Value* x = v[static_cast<size_t>(p.output_nodes[o])];
+      llvm::Type* t = memory_type(c, node.type);
+      if (node.type == Type::boolean) x = b.CreateZExt(x, t);
+      b.CreateStore(x, address(p.input_types.size() + o, t));
+    }
+    Value* next = b.CreateAdd(i, b.getInt64(1), "", true, true);
+    i->addIncoming(next, loop);
+    b.CreateCondBr(b.CreateICmpSLT(next, n), loop, exit);
+    b.SetInsertPoint(exit);
+    b.CreateRetVoid();
+    return f;
+  }
+
+  // The kernel graft calls: loads the operand pointers and runs the body.
+  void build_kernel(llvm::Module& m, const Program& p, const std::string& name, llvm::Function* body) const {
+    llvm::LLVMContext& c = m.getContext();
+    size_t operands = p.input_types.size() + p.output_nodes.size();
+    llvm::Type* i64 = llvm::Type::getInt64Ty(c);
+    llvm::Type* ptr = llvm::PointerType::getUnqual(c);
+    auto* f = llvm::Function::Create(llvm::FunctionType::get(llvm::Type::getVoidTy(c), {i64, ptr, ptr, ptr}, false),
+                                     llvm::Function::ExternalLinkage, name, m);
+    set_target(f);
+    IRBuilder<> b(llvm::BasicBlock::Create(c, "entry", f));
+    std::vector<Value*> args{f->getArg(0)};
+    for (size_t j = 0; j < operands; ++j) args.push_back(b.CreateLoad(ptr, b.CreateConstGEP1_64(ptr, f->getArg(1), j)));
+    args.push_back(f->getArg(2));
+    args.push_back(f->getArg(3));
+    b.CreateCall(body, args);
+    b.CreateRetVoid();
+  }
+
+  void optimize(llvm::Module& m) {
+    llvm::LoopAnalysisManager lam;
+    llvm::FunctionAnalysisManager fam;
+    llvm::CGSCCAnalysisManager cgam;
+    llvm::ModuleAnalysisManager mam;
+    llvm::PipelineTuningOptions tuning;
+    tuning.LoopVectorization = true;
+    tuning.SLPVectorization = true;
+    llvm::PassBuilder pb(machine.get(), tuning);
+    llvm::TargetLibraryInfoImpl library(llvm::Triple(m.getTargetTriple()));
+    library.addVectorizableFunctions(vector_functions);
+    fam.registerPass([&] { return llvm::TargetLibraryAnalysis(library); });  // before the defaults
+    pb.registerModuleAnalyses(mam);
+    pb.registerCGSCCAnalyses(cgam);
+    pb.registerFunctionAnalyses(fam);
+    pb.registerLoopAnalyses(lam);
+    pb.crossRegisterProxies(lam, fam, cgam, mam);
+    pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+  }
+
+  // Maps the libmvec functions of the widths this CPU has, when glibc has them.
+  void map_vector_functions() {
+    void* mvec = dlopen("libmvec.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!mvec) return;
+    struct Isa {
+      char letter;
+      int bits;
+      bool present;
+    };
+    bool avx512 = features.find("+avx512f") != std::string::npos;
+    bool avx2 = features.find("+avx2") != std::string::npos;
+    const Isa isas[] = {{'e', 512, avx512}, {'d', 256, avx2}, {'b', 128, true}};
+    llvm::orc::SymbolMap symbols;
+    for (const Isa& isa : isas) {
+      if (!isa.present) continue;
+      for (const VectorFunction& fn : kVectorFunctions) {
+        bool f32 = llvm::StringRef(fn.intrinsic).ends_with("f32");
+        int lanes = isa.bits / (f32 ? 32 : 64);
+        std::string params = fn.two_args ? "vv" : "v";
+        std::string vector_name =
+            std::string("_ZGV") + isa.letter + "N" + std::to_string(lanes) + params + "_" + fn.name;
+        void* address = dlsym(mvec, vector_name.c_str());
+        if (!address) continue;
+        const std::string& kept = names.emplace_back(vector_name);
+        const std::string& abi = names.emplace_back("_ZGV_LLVM_N" + std::to_string(lanes) + params);
+        vector_functions.emplace_back(fn.intrinsic, kept, llvm::ElementCount::getFixed(static_cast<unsigned>(lanes)),
+                                      false, abi);
+        symbols[jit->mangleAndIntern(kept)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                                               llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
+      }
+    }
+    if (llvm::Error e = jit->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(symbols)))) {
+      llvm::consumeError(std::move(e));
+      vector_functions.clear();
+    }
+  }
+};
+
+Compiler::Compiler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Compiler::~Compiler() = default;
+
+std::unique_ptr<Compiler> Compiler::create(std::string& error) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    llvm::InitializeNativeTargetAsmParser();
+  });
+  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!builder) {
+    error = "cannot describe the host CPU: " + llvm::toString(builder.takeError());
+    return nullptr;
+  }
+  builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  auto impl = std::make_unique<Impl>();
+  impl->cpu = builder->getCPU();
+  impl->features = builder->getFeatures().getString();
+  if (impl->features.find("+avx512f") != std::string::npos)
+    impl->vector_bits = 512;
+  else if (impl->features.find("+avx2") != std::string::npos)
+    impl->vector_bits = 256;
+  auto machine = builder->createTargetMachine();
+  if (!machine) {
+    error = "cannot create a target machine for " + impl->cpu + ": " + llvm::toString(machine.takeError());
+    return nullptr;
+  }
+  impl->machine = std::move(*machine);
+  auto jit = llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(*builder)).create();
+  if (!jit) {
+    error = "cannot start LLJIT: " + llvm::toString(jit.takeError());
+    return nullptr;
+  }
+  impl->jit = std::move(*jit);
+  impl->map_vector_functions();
+  return std::unique_ptr<Compiler>(new Compiler(std::move(impl)));
+}
+
+KernelFn Compiler::compile(const Program& p, std::string& error) {
+  Impl& m = *impl_;
+  auto context = std::make_unique<llvm::LLVMContext>();
+  auto module = std::make_unique<llvm::Module>("graft_fused", *context);
+  module->setDataLayout(m.jit->getDataLayout());
+  module->setTargetTriple(m.jit->getTargetTriple().str());
+  std::string name = "graft_fused_" + std::to_string(m.next++);
+  llvm::Function* body = m.build_body(*module, p, name);
+  if (!body) {
+    error = "an op the compiler does not know";
+    return nullptr;
+  }
+  m.build_kernel(*module, p, name, body);
+  std::string problems;
+  llvm::raw_string_ostream out(problems);
+  if (llvm::verifyModule(*module, &out)) {
+    error = "invalid IR: " + problems;
+    return nullptr;
+  }
+  m.optimize(*module);
+  if (llvm::Error e = m.jit->addIRModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)))) {
+    error = llvm::toString(std::move(e));
+    return nullptr;
+  }
+  auto symbol = m.jit->lookup(name);
+  if (!symbol) {
+    error = llvm::toString(symbol.takeError());
+    return nullptr;
+  }
+  return symbol->toPtr<KernelFn>();
+}
+
+const std::string& Compiler::cpu() const { return impl_->cpu; }
+int Compiler::vector_bits() const { return impl_->vector_bits; }
+bool Compiler::vector_math() const { return !impl_->vector_functions.empty(); }
+
+}  // namespace graft::jit

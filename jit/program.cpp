@@ -1,0 +1,78 @@
+#include "jit/program.h"
+
+#include <cstring>
+
+namespace graft::jit {
+
+namespace {
+constexpr const char* kNames[] = {"input",   "scalar", "add",  "sub",   "mul", "div",  "pow",     "maximum",
+                                  "minimum", "eq",     "ne",   "lt",    "le",  "gt",   "ge",      "where",
+                                  "neg",     "exp",    "log",  "sqrt",  "abs", "relu", "sigmoid", "tanh",
+                                  "sin",     "cos",    "sign", "clamp", "copy"};
+static_assert(sizeof kNames / sizeof kNames[0] == static_cast<size_t>(Op::count_));
+}  // namespace
+
+Op op_named(const char* name) {
+  for (size_t i = 0; i < static_cast<size_t>(Op::count_); ++i)
+    if (std::strcmp(kNames[i], name) == 0) return static_cast<Op>(i);
+  return Op::count_;
+}
+
+const char* op_name(Op op) { return op < Op::count_ ? kNames[static_cast<size_t>(op)] : "?"; }
+
+bool is_float(Type t) { return t == Type::f32 || t == Type::f64; }
+
+int type_bytes(Type t) {
+  switch (t) {
+    case Type::f32:
+    case Type::i32:
+      return 4;
+    case Type::f64:
+    case Type::i64:
+      return 8;
+    case Type::boolean:
+      return 1;
+  }
+  return 0;
+}
+
+std::string Program::key() const {
+  std::string k;
+  k.reserve(nodes.size() * 16 + strides.size() + input_types.size() + 8);
+  auto put = [&](const void* p, size_t n) { k.append(static_cast<const char*>(p), n); };
+  for (const Node& n : nodes) {
+    put(&n.op, 1);
+    put(&n.type, 1);
+    put(&n.n_args, 1);
+    put(&n.flags, 1);
+    put(n.args, sizeof(int32_t) * n.n_args);
+    if (n.op == Op::input || n.op == Op::scalar || n.op == Op::clamp) put(&n.index, sizeof n.index);
+  }
+  k.push_back('|');
+  for (Type t : input_types) k.push_back(static_cast<char>(t));
+  k.push_back('|');
+  put(output_nodes.data(), output_nodes.size() * sizeof(int32_t));
+  k.push_back('|');
+  for (Stride s : strides) k.push_back(static_cast<char>(s));
+  k.push_back(in_place ? 'i' : 'n');
+  return k;
+}
+
+std::string Program::describe() const {
+  static constexpr const char* kTypes[] = {"f32", "f64", "i32", "i64", "bool"};
+  static constexpr const char* kStrides[] = {"0", "1", "n"};
+  std::string out;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    out += (i ? "; %" : "%") + std::to_string(i) + " = " + op_name(n.op) + " " + kTypes[static_cast<int>(n.type)];
+    for (int k = 0; k < n.n_args; ++k) out += (k ? ", %" : " %") + std::to_string(n.args[k]);
+    if (n.op == Op::input && static_cast<size_t>(n.index) < strides.size())
+      out += std::string(" [stride ") + kStrides[static_cast<int>(strides[static_cast<size_t>(n.index)])] + "]";
+  }
+  out += " ->";
+  for (int32_t o : output_nodes) out += " %" + std::to_string(o);
+  if (in_place) out += " (in place)";
+  return out;
+}
+
+}  // namespace graft::jit

@@ -1,0 +1,80 @@
+#pragma once
+// A fused expression as graft-jit compiles it: nodes in evaluation order over
+// typed operands, each operand with the class of its stride along the
+// innermost loop. Two expressions with equal keys share one kernel; scalar
+// values are never part of the key (they are kernel arguments).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace graft::jit {
+
+enum class Op : uint8_t {
+  input,
+  scalar,
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  maximum,
+  minimum,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
+  where,
+  neg,
+  exp,
+  log,
+  sqrt,
+  abs,
+  relu,
+  sigmoid,
+  tanh,
+  sin,
+  cos,
+  sign,
+  clamp,
+  copy,
+  count_
+};
+
+enum class Type : uint8_t { f32, f64, i32, i64, boolean };
+
+// The inner stride of an operand: 0 (repeated), 1 (contiguous) or any.
+enum class Stride : uint8_t { zero, one, any };
+
+struct Node {
+  Op op;
+  Type type;
+  uint8_t n_args = 0;
+  uint8_t flags = 0;  // clamp: bit 0 lower bound, bit 1 upper bound
+  int32_t args[3] = {0, 0, 0};
+  int32_t index = 0;  // input: operand; scalar and clamp: scalar slot
+};
+
+struct Program {
+  std::vector<Node> nodes;
+  std::vector<Type> input_types;
+  std::vector<int32_t> output_nodes;  // outputs are stored in the type of their node
+  // Per operand (inputs, then outputs): the inner stride's class.
+  std::vector<Stride> strides;
+  // Whether an output may share memory with an input (an in-place update):
+  // then pointers are not marked noalias.
+  bool in_place = false;
+
+  std::string key() const;
+  // One line for people: "%0 = input f32 [stride 1]; %1 = exp %0; ... -> %1".
+  std::string describe() const;
+};
+
+// The op with this stable graft name, or Op::count_.
+Op op_named(const char* name);
+const char* op_name(Op op);
+bool is_float(Type t);
+int type_bytes(Type t);
+
+}  // namespace graft::jit

@@ -1,0 +1,286 @@
+// graft-jit and the fusion layer (Note [Fusion]): fused expressions against
+// the reference backend, when pending values are computed, the kernel cache,
+// the fused optimizer updates, and graft-jit beside graft-vulkan.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "helpers.h"
+
+using namespace graft;
+
+namespace {
+
+double stat(const std::string& name) {
+  for (const auto& [n, v] : fusion_stats())
+    if (n == name) return v;
+  ADD_FAILURE() << "no fusion counter '" << name << "'";
+  return -1;
+}
+
+// f on the reference backend alone and with fusion; the results must match.
+void expect_fused_matches(const std::function<Tensor()>& f, double tol = 1e-5) {
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = f();
+  }
+  double before = stat("ops recorded");
+  Tensor got = f();
+  EXPECT_GT(stat("ops recorded"), before) << "nothing was fused";
+  ASSERT_EQ(got.shape(), want.shape());
+  ASSERT_EQ(got.dtype(), want.dtype());
+  std::vector<double> g = got.to(kFloat64).to_vector<double>(), w = want.to(kFloat64).to_vector<double>();
+  for (size_t i = 0; i < w.size(); ++i)
+    if (g[i] != w[i]) {
+      ASSERT_NEAR(g[i], w[i], tol * std::max(1.0, std::abs(w[i]))) << "at element " << i;
+    }
+}
+
+bool loaded(const std::string& backend) {
+  std::vector<std::string> b = backends();
+  return std::find(b.begin(), b.end(), backend) != b.end();
+}
+
+class Jit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(loaded("jit")) << "graft-jit loads beside libgraft";
+    manual_seed(7);
+  }
+};
+
+}  // namespace
+
+TEST_F(Jit, AChainRunsAsOneKernelAndOnlyItsResultIsWritten) {
+  Tensor a = randn({1000}), b = randn({1000});
+  NoGradGuard no_grad;
+  double calls = stat("fused calls"), recorded = stat("ops recorded");
+  Tensor y = (((a * 2.0 + b).exp() - 1.0).relu() / 3.0).tanh();
+  EXPECT_EQ(stat("fused calls"), calls) << "nothing runs before the value is needed";
+  std::vector<float> got = y.to_vector<float>();  // a host read: computed now
+  EXPECT_EQ(stat("fused calls"), calls + 1);
+  EXPECT_EQ(stat("ops recorded"), recorded + 10);  // 7 ops and 3 scalars
+  std::vector<float> x = a.to_vector<float>(), z = b.to_vector<float>();
+  for (size_t i = 0; i < got.size(); ++i) {
+    double want = std::tanh(std::max(0.0, std::exp(x[i] * 2.0 + z[i]) - 1.0) / 3.0);
+    ASSERT_NEAR(got[i], want, 1e-5 * std::max(1.0, std::abs(want))) << "at " << i;
+  }
+}
+
+TEST_F(Jit, BroadcastingStridedViewsAndEveryUnaryOpMatchTheReference) {
+  Tensor a = randn({64, 1}), b = randn({1, 10}), c = randn({10}), t = randn({10, 64});
+  NoGradGuard no_grad;
+  expect_fused_matches([&] { return a * b + c; });
+  expect_fused_matches([&] { return (t.t() * 0.5 - a).sigmoid(); });  // a transposed view
+  expect_fused_matches([&] { return pow(a.abs() + 0.1, b) + maximum(a, b) - minimum(c, a); });
+  expect_fused_matches([&] { return (a.abs() + 1).log() + a.sin() * b.cos() + (a * a).sqrt() + sign(b) - (-c); });
+  expect_fused_matches([&] { return clamp(a * b, -0.5, 0.25) + clamp(c, std::nullopt, 0.0); });
+  expect_fused_matches([&] { return where(a > b, a * 2, b - c); });
+  expect_fused_matches([&] { return (a.exp() + b.tanh()).sum({0}); });  // a reduction reads the result
+}
+
+TEST_F(Jit, IntegerBoolAndCastsMatchTheReference) {
+  Tensor i = arange(-20, 20, 1, TensorOptions().dtype(kInt64)).reshape({8, 5});
+  Tensor j = arange(0, 40, 1, TensorOptions().dtype(kInt32)).reshape({8, 5});
+  Tensor x = randn({8, 5});
+  NoGradGuard no_grad;
+  expect_fused_matches([&] { return (i * 3 - 7).abs() + maximum(i, i * -2) + clamp(i, -5, 9); });
+  expect_fused_matches([&] { return ((j.to(kInt64) + i) > 4).to(kInt32) + j; });
+  expect_fused_matches([&] { return where((x > 0) == (i < 0), x.to(kInt32), j).to(kFloat64) * 0.5; });
+  expect_fused_matches([&] { return (x * 100).to(kInt64).relu() + sign(i); });
+  expect_fused_matches([&] { return ((x > 0) != (x < 0.5)).to(kFloat32) + x.to(kBool).to(kFloat32); });
+}
+
+TEST_F(Jit, AnInPlaceWriteToAnInputComputesWhatReadItFirst) {
+  Tensor x = randn({100});
+  std::vector<float> before = x.to_vector<float>();
+  NoGradGuard no_grad;
+  Tensor y = x * 2.0;  // pending, reads x
+  x.add_(1.0);         // must not change y
+  std::vector<float> got = y.to_vector<float>(), now = x.to_vector<float>();
+  for (size_t k = 0; k < before.size(); ++k) {
+    EXPECT_FLOAT_EQ(got[k], before[k] * 2.0f);
+    EXPECT_FLOAT_EQ(now[k], before[k] + 1.0f);
+  }
+}
+
+TEST_F(Jit, ValuesReadInsideAndOutsideTheExpressionAgree) {
+  Tensor x = randn({32, 16});
+  NoGradGuard no_grad;
+  Tensor want_y, want_z, want_w;
+  {
+    BackendGuard only("reference");
+    Tensor y = x.exp();
+    want_z = y * 2.0;
+    want_w = y.sum({1});
+    want_y = y;
+  }
+  Tensor y = x.exp();      // pending
+  Tensor z = y * 2.0;      // reads y inside the expression
+  Tensor w = y.sum({1});   // and a reduction reads it outside
+  Tensor v = y.t() + 1.0;  // a view of a pending value
+  expect_near(z.to_vector<double>(), want_z.to_vector<double>(), 1e-5);
+  expect_near(w.to_vector<double>(), want_w.to_vector<double>(), 1e-4);
+  expect_near(v.to_vector<double>(), (want_y.t() + 1.0).to_vector<double>(), 1e-5);
+  expect_near(y.to_vector<double>(), want_y.to_vector<double>(), 1e-5);
+}
+
+TEST_F(Jit, OutputsOfDifferentShapesInOneExpression) {
+  Tensor a = randn({16, 1}), b = randn({16, 8});
+  NoGradGuard no_grad;
+  Tensor small, big, both;
+  {
+    BackendGuard only("reference");
+    small = a.exp();
+    big = small * b;
+    both = big + small.tanh();
+  }
+  Tensor s = a.exp();       // [16, 1], kept
+  Tensor g = s * b;         // [16, 8], reads s
+  Tensor h = g + s.tanh();  // reads both again
+  expect_near(h.to_vector<double>(), both.to_vector<double>(), 1e-5);
+  expect_near(g.to_vector<double>(), big.to_vector<double>(), 1e-5);
+  expect_near(s.to_vector<double>(), small.to_vector<double>(), 1e-5);
+}
+
+TEST_F(Jit, BackwardRulesFuseAndGiveTheReferenceGradients) {
+  Tensor x0 = randn({20, 30}), w0 = randn({30}), b0 = randn({20, 1});
+  auto grads = [&](bool fused) {
+    std::unique_ptr<BackendGuard> guard;
+    if (!fused) guard = std::make_unique<BackendGuard>("reference");
+    Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+    Tensor loss = ((x * w + b).tanh() * (x - b).sigmoid() + (w * 0.5).exp()).sum();
+    loss.backward();
+    return std::vector<Tensor>{x.grad(), w.grad(), b.grad()};
+  };
+  std::vector<Tensor> want = grads(false);
+  double recorded = stat("ops recorded");
+  std::vector<Tensor> got = grads(true);
+  EXPECT_GT(stat("ops recorded"), recorded + 10);
+  for (size_t k = 0; k < want.size(); ++k) expect_near(got[k].to_vector<double>(), want[k].to_vector<double>(), 1e-4);
+}
+
+TEST_F(Jit, ScalarValuesNeverCauseARecompile) {
+  Tensor x = randn({4096});
+  x.sum().item<float>();  // x itself was pending (a cast from randn's float64)
+  NoGradGuard no_grad;
+  (x * 0.5 + 1.0).exp().sum().item<float>();  // compiles
+  double compiled = stat("jit: kernels compiled"), hits = stat("jit: cache hits");
+  for (int step = 1; step <= 20; ++step) {
+    float got = (x * (0.5 / step) + step).exp().sum().item<float>();
+    EXPECT_TRUE(std::isfinite(got));
+  }
+  EXPECT_EQ(stat("jit: kernels compiled"), compiled);
+  EXPECT_GE(stat("jit: cache hits"), hits + 20);
+  EXPECT_GT(stat("jit: compile ms"), 0);
+}
+
+TEST_F(Jit, LargeTensorsSplitAcrossThreadsStayExact) {
+  Tensor x = randn({3, 200000}), y = randn({200000});
+  NoGradGuard no_grad;
+  expect_fused_matches([&] { return x * y - y.exp() * 0.25; });
+  expect_fused_matches([&] { return (x.t() + 1.0) * 2.0; });  // a long strided loop
+}
+
+namespace {
+// n steps of opt over fresh copies of the same parameters; returns them.
+template <class Opt, class Options>
+std::vector<Tensor> train(Options options, bool fused, int steps = 3) {
+  std::unique_ptr<BackendGuard> guard;
+  if (!fused) guard = std::make_unique<BackendGuard>("reference");
+  manual_seed(3);
+  std::vector<Tensor> params = {randn({37, 5}).requires_grad_(), randn({11}).requires_grad_()};
+  Opt opt(params, options);
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    Tensor loss = (params[0] * params[0]).sum() * 0.5 + (params[1].tanh() * (s + 1.0)).sum();
+    loss.backward();
+    opt.step();
+  }
+  return params;
+}
+}  // namespace
+
+TEST_F(Jit, OptimizerStepsRunAsOneKernelPerParameterAndMatch) {
+  auto check = [](const std::vector<Tensor>& got, const std::vector<Tensor>& want) {
+    for (size_t k = 0; k < want.size(); ++k) expect_near(got[k].to_vector<double>(), want[k].to_vector<double>(), 1e-5);
+  };
+  auto calls = [](const char* op) {
+    for (const OpStats& s : dispatch_stats())
+      if (s.op == op)
+        for (const auto& [backend, n] : s.calls)
+          if (backend == "jit") return n;
+    return uint64_t{0};
+  };
+  uint64_t adam = calls("adam_update"), sgd = calls("sgd_update");
+  check(train<optim::Adam>(optim::AdamOptions{.lr = 0.01}, true),
+        train<optim::Adam>(optim::AdamOptions{.lr = 0.01}, false));
+  EXPECT_EQ(calls("adam_update"), adam + 6) << "3 steps, 2 parameters";
+  check(train<optim::Adam>(optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, true),
+        train<optim::Adam>(optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, false));
+  check(train<optim::AdamW>(optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1}, true),
+        train<optim::AdamW>(optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1}, false));
+  check(train<optim::SGD>(optim::SGDOptions{.lr = 0.1}, true), train<optim::SGD>(optim::SGDOptions{.lr = 0.1}, false));
+  optim::SGDOptions nesterov{.lr = 0.1, .momentum = 0.9, .dampening = 0, .weight_decay = 0.01, .nesterov = true};
+  check(train<optim::SGD>(nesterov, true), train<optim::SGD>(nesterov, false));
+  optim::SGDOptions damped{.lr = 0.1, .momentum = 0.5, .dampening = 0.3};
+  check(train<optim::SGD>(damped, true), train<optim::SGD>(damped, false));
+  EXPECT_EQ(calls("sgd_update"), sgd + 18);
+}
+
+TEST_F(Jit, AFusedStepOfTrainingLoopsCompilesOnlyInTheFirstStep) {
+  manual_seed(1);
+  nn::Sequential model{nn::Linear(20, 32), nn::ReLU(), nn::Linear(32, 4)};
+  optim::Adam opt(model.parameters(), {.lr = 1e-3});
+  Tensor x = randn({16, 20});
+  Tensor labels = tensor(std::vector<int64_t>{0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3});
+  double compiled = 0;
+  for (int step = 0; step < 4; ++step) {
+    if (step == 1) compiled = stat("jit: kernels compiled");
+    opt.zero_grad();
+    Tensor loss = F::cross_entropy(model(x), labels);
+    loss.backward();
+    opt.step();
+    EXPECT_TRUE(std::isfinite(loss.item<float>()));
+  }
+  EXPECT_EQ(stat("jit: kernels compiled"), compiled) << "steps after the first reuse every kernel";
+}
+
+TEST_F(Jit, RunsBesideVulkanInOneProcess) {
+  if (!loaded("vulkan"))
+    GTEST_SKIP() << "graft-vulkan did not load: " << [] {
+      for (const PluginInfo& p : plugins())
+        if (p.name == "vulkan") return p.error;
+      return std::string("not found");
+    }();
+  Tensor x = randn({256, 64});
+  NoGradGuard no_grad;
+  Tensor on_cpu = ((x * 1.5).exp() + 2.0).log();                           // fused by graft-jit (LLVM 19)
+  Tensor on_gpu = ((x.to("vulkan:0") * 1.5).exp() + 2.0).log().to("cpu");  // lavapipe (its own LLVM)
+  Tensor reference;
+  {
+    BackendGuard only("reference");
+    reference = ((x * 1.5).exp() + 2.0).log();
+  }
+  expect_near(on_cpu.to_vector<double>(), reference.to_vector<double>(), 1e-5);
+  expect_near(on_gpu.to_vector<double>(), reference.to_vector<double>(), 1e-4);
+}
+
+TEST(JitOff, GraftJitZeroTurnsFusionOff) {
+  const char* v = std::getenv("GRAFT_JIT");
+  if (!v || std::string(v) != "0") GTEST_SKIP() << "run with GRAFT_JIT=0 (ctest does)";
+  EXPECT_FALSE(loaded("jit"));
+  bool listed = false;
+  for (const PluginInfo& p : plugins())
+    if (p.name == "jit") {
+      listed = true;
+      EXPECT_FALSE(p.loaded);
+      EXPECT_NE(p.error.find("GRAFT_JIT=0"), std::string::npos) << p.error;
+    }
+  EXPECT_TRUE(listed);
+  Tensor x = randn({10});
+  expect_values((x * 0 + 1.0).exp(), std::vector<double>(10, std::exp(1.0)), 1e-6);
+  EXPECT_EQ(stat("ops recorded"), 0);
+}
