@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <vector>
@@ -422,6 +423,7 @@ KernelFn Compiler::compile(const Program& p, std::string& error) {
     return nullptr;
   }
   m.optimize(*module);
+  if (std::getenv("GRAFT_JIT_IR")) module->print(llvm::errs(), nullptr);
   if (llvm::Error e = m.jit->addIRModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(context)))) {
     error = llvm::toString(std::move(e));
     return nullptr;

@@ -106,6 +106,17 @@ TEST_F(Jit, AnInPlaceWriteToAnInputComputesWhatReadItFirst) {
   }
 }
 
+TEST_F(Jit, AnInPlaceUpdateOfAComputedValueReadsThatValue) {
+  // A counter kept as a tensor, as the optimizers keep their step: made by a
+  // fused copy, computed by a flush, then updated in place again and again.
+  Tensor counter = full({}, 2.0, TensorOptions().dtype(kFloat64)).clone();
+  (counter * 1.0).item<double>();  // computed here, by a flush
+  for (int k = 1; k <= 3; ++k) {
+    counter.add_(1.0);
+    EXPECT_EQ(counter.item<double>(), 2.0 + k);
+  }
+}
+
 TEST_F(Jit, ValuesReadInsideAndOutsideTheExpressionAgree) {
   Tensor x = randn({32, 16});
   NoGradGuard no_grad;

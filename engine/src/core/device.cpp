@@ -226,14 +226,24 @@ std::atomic<int64_t> allocations_until_failure{-1};  // -1: never fail
 void fail_allocation_after(int64_t n) { allocations_until_failure.store(n); }
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+  DeviceBackend& backend = device_backend(device);
+  auto s = std::make_shared<Storage>(nullptr, nbytes, device, &backend);
+  s->allocate_memory();
+  return s;
+}
+
+void Storage::allocate_memory() {
   if (allocations_until_failure.load(std::memory_order_relaxed) >= 0 && allocations_until_failure.fetch_sub(1) == 0) {
     allocations_until_failure.store(-1);
     detail::fail("graft: out of memory on ", device, " allocating ", nbytes,
                  " bytes (injected by fail_allocation_after)");
   }
-  DeviceBackend& backend = device_backend(device);
-  void* p = backend.allocate(nbytes, device.index());
-  return std::make_shared<Storage>(p, nbytes, device, &backend);
+  data = backend->allocate(nbytes, device.index());
+}
+
+void Storage::release_memory() {
+  if (data) backend->deallocate(data, nbytes, device.index());
+  data = nullptr;
 }
 
 void synchronize(const std::string& device) {

@@ -60,13 +60,16 @@ void fail_allocation_after(int64_t n);
 struct Storage {
   Storage(void* data, size_t nbytes, Device device, DeviceBackend* backend)
       : data(data), nbytes(nbytes), device(device), backend(backend) {}
-  ~Storage() {
-    if (data) backend->deallocate(data, nbytes, device.index());
-  }
+  ~Storage() { release_memory(); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);
+  // Gives the storage its memory (data is null until then), or returns it to
+  // the device. A pending value's memory exists only from when it is
+  // computed (Note [Fusion]).
+  void allocate_memory();
+  void release_memory();
 
   void* data;
   size_t nbytes;
@@ -75,8 +78,9 @@ struct Storage {
   std::atomic<uint32_t> version{0};
   std::atomic<bool> has_graph_views{false};  // a view of it was recorded by autograd
   // Note [Fusion]: whether pending work reads or writes it (kReadByFusion,
-  // kWrittenByFusion), the node that writes it, and whether its address was
-  // ever handed out (then nothing may write it later than asked).
+  // kWrittenByFusion), the node that writes it, and whether it ever held a
+  // value someone could see (its address handed out, or computed by a flush):
+  // then a write to it must happen when asked, never later.
   std::atomic<uint8_t> fusion{0};
   int32_t fusion_node = -1;
   std::atomic<bool> exposed{false};

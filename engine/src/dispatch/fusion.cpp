@@ -2,9 +2,9 @@
 // A plugin may register a fuser for a device type (graft-jit does for the
 // CPU). On such a device, record() takes an elementwise op whose output is a
 // fresh tensor and, instead of running a kernel, appends a node to the
-// pending expression: the output's memory is allocated, but its value is not
-// computed yet. Its storage is marked as written by pending work, and the
-// storages the node reads as read by it.
+// pending expression. The output's memory goes back to the allocator until
+// the value is computed; its storage is marked as written by pending work,
+// and the storages the node reads as read by it.
 //
 // flush() computes everything pending. It runs when
 //  - memory marked by pending work is touched: TensorImpl::data() is the one
@@ -16,9 +16,11 @@
 //  - a graph boundary is reached: the end of backward() and of an
 //    optimizer's step(), and graft::synchronize.
 //
-// Only values that are still referenced are written: a node whose tensor was
-// destroyed before the flush (a temporary such as the inner terms of
+// Only values that are still referenced get memory and are written: a node
+// whose tensor was destroyed before the flush (a temporary such as a * b in
 // a * b + c under no_grad) is computed inside the kernel and never stored.
+// So a chain costs the traffic of its inputs and its result, and fresh
+// blocks that no one touches never cycle through the allocator's cache.
 // Values of different shapes cannot be written by one loop, so the outputs
 // are grouped by shape into one fused call each; an output read by a group
 // of another shape is computed in an earlier round (its stage) and read back.
@@ -28,7 +30,9 @@
 // Autograd records ops above this layer, exactly as without it, so backward
 // rules made of elementwise ops fuse too. When the fuser fails, every
 // pending op runs one by one with the other backends, and the failure is
-// reported once.
+// reported once. When a flush throws (out of memory), everything stays
+// pending and the next access tries again: outputs are fresh and inputs
+// unchanged, so computing twice gives the same values.
 #include "dispatch/fusion.h"
 
 #include <algorithm>
@@ -126,7 +130,10 @@ Dims broadcast_to(IntList sizes, IntList strides, const Dims& shape) {
 void clear_marks(State& s) {
   for (const Input& in : s.inputs) in.storage->fusion.store(0, std::memory_order_release);
   for (const Node& n : s.nodes)
-    if (auto out = n.out.lock()) out->fusion.store(0, std::memory_order_release);
+    if (auto out = n.out.lock()) {
+      out->fusion.store(0, std::memory_order_release);
+      out->exposed.store(true, std::memory_order_relaxed);  // a value now: later writes to it are in place
+    }
   s.nodes.clear();
   s.inputs.clear();
   s.device = Device(-1, 0);
@@ -330,23 +337,26 @@ void flush_locked(State& s) {
   if (s.nodes.empty()) return;
   tls_flushing = true;
   struct Reset {
-    State& s;
-    ~Reset() {
-      clear_marks(s);
-      tls_flushing = false;
-    }
-  } reset{s};
+    ~Reset() { tls_flushing = false; }
+  } reset;
+  // Memory for the values still referenced. A failure here or below leaves
+  // everything pending, to be tried again at the next access (outputs are
+  // fresh and inputs unchanged, so computing again is safe).
+  for (const Node& n : s.nodes)
+    if (auto out = n.out.lock(); out && !out->data) out->allocate_memory();
   ++s.flushes;
   const Fuser& f = *s.fusers[static_cast<size_t>(s.device.type())].load();
   std::string message;
-  if (run_fused(s, f, message)) return;
-  ++s.fallbacks;
-  if (!s.warned) {
-    s.warned = true;
-    std::cerr << "graft: [" << Registry::get().backend_name(f.backend)
-              << "] fused kernel failed; running its ops one by one instead: " << message << "\n";
+  if (!run_fused(s, f, message)) {
+    ++s.fallbacks;
+    if (!s.warned) {
+      s.warned = true;
+      std::cerr << "graft: [" << Registry::get().backend_name(f.backend)
+                << "] fused kernel failed; running its ops one by one instead: " << message << "\n";
+    }
+    run_eagerly(s);
   }
-  run_eagerly(s);
+  clear_marks(s);
 }
 
 }  // namespace
@@ -379,7 +389,9 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
       !fuser_takes(*f, op, o->dtype))
     return false;
   for (int i = 0; i < n_inputs; ++i)
-    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype())) return false;
+    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
+        inputs[i].impl()->storage == o->storage)
+      return false;
 
   std::lock_guard lock(s.mutex);
   // An operand that is a view of a pending value, a full expression or
@@ -415,6 +427,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     node.args[static_cast<size_t>(i)] = -static_cast<int>(it - s.inputs.begin()) - 1;
     st.fusion.fetch_or(kReadByFusion, std::memory_order_release);
   }
+  o->storage->release_memory();  // given back until the value is computed, and then only if still needed
   o->storage->fusion_node = static_cast<int32_t>(s.nodes.size());
   o->storage->fusion.fetch_or(kWrittenByFusion, std::memory_order_release);
   s.nodes.push_back(std::move(node));
