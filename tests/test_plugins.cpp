@@ -65,6 +65,29 @@ TEST(BrokenPlugins, EachFailsWithTheFileAndTheReason) {
   EXPECT_EQ(backends(), (std::vector<std::string>{"reference"}));
 }
 
+TEST(BrokenPlugins, AFailingFuserLeavesItsOpsToTheOtherBackends) {
+  load_plugin(kBroken + "/libgraft-fuser-fails.so");
+  const PluginInfo* p = find_plugin("fuser-fails");
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(p->loaded) << p->error;
+  auto counter = [](const std::string& name) {
+    for (const auto& [n, v] : fusion_stats())
+      if (n == name) return v;
+    return -1.0;
+  };
+  Tensor a = tensor({1.f, 2.f, 3.f}), b = tensor({4.f, 5.f, 6.f});
+  Tensor c = a * b + 1.0;  // recorded: the fuser takes float32 add and mul
+  EXPECT_EQ(counter("ops recorded"), 3);  // two ops and the scalar
+  expect_values(c, {5, 11, 19});          // its run fails: the reference kernels compute them
+  EXPECT_EQ(counter("failed flushes run op by op"), 1);
+  expect_values(a * a + b, {5, 9, 15});
+  EXPECT_EQ(counter("failed flushes run op by op"), 2);
+#ifdef GRAFT_JIT_PLUGIN
+  // One fuser per device type.
+  EXPECT_GRAFT_ERROR(load_plugin(GRAFT_JIT_PLUGIN), "device type 'cpu' already has a fuser, from backend 'fuser-fails'");
+#endif
+}
+
 TEST(BrokenPlugins, AKernelErrorBecomesAGraftError) {
   load_plugin(kBroken + "/libgraft-kernel-error.so");
   const PluginInfo* p = find_plugin("kernel-error");

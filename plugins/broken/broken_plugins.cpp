@@ -27,12 +27,30 @@ namespace {
   return host->add_kernel(host, &future, message, size);
 }
 
+// A fuser for the CPU that takes float32 arithmetic and fails every run: graft
+// must compute the ops one by one instead.
+[[maybe_unused]] int32_t fuser_fails_init(graft_host* host, char* message, size_t size) {
+  graft_fuser f{};
+  f.device_type = "cpu";
+  f.supports = [](void*, const char* op, int32_t dtype) -> int32_t {
+    bool arithmetic = std::strcmp(op, "add") == 0 || std::strcmp(op, "mul") == 0 || std::strcmp(op, "fill") == 0;
+    return arithmetic && dtype == GRAFT_DTYPE_FLOAT32;
+  };
+  f.run = [](void*, const graft_fused_args*, char* text, size_t n) -> int32_t {
+    std::strncpy(text, "deliberate failure inside the fuser", n - 1);
+    return GRAFT_ERROR;
+  };
+  return host->add_fuser(host, &f, message, size);
+}
+
 #if BROKEN_KIND == 1  // wrong ABI version
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION + 1000, "bad-abi", "0", "", fail_init};
 #elif BROKEN_KIND == 2  // init fails
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "init-fails", "0", "", fail_init};
 #elif BROKEN_KIND == 3  // a kernel that returns an error
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "kernel-error", "0", "", kernel_error_init};
+#elif BROKEN_KIND == 4  // a fuser that fails
+const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "fuser-fails", "0", "", fuser_fails_init};
 #endif
 
 }  // namespace

@@ -375,6 +375,11 @@ void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
   s.fusers[static_cast<size_t>(device_type)].store(f, std::memory_order_release);
 }
 
+int fuser_backend(int16_t device_type) {
+  const Fuser* f = state().fusers[static_cast<size_t>(device_type)].load(std::memory_order_acquire);
+  return f ? f->backend : -1;
+}
+
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
   State& s = state();
   Device device = out.device();

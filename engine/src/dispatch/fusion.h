@@ -16,8 +16,10 @@ struct Storage;
 
 namespace graft::dispatch {
 
-// Registers a plugin's fuser for a device type (plugins/loader.cpp).
+// Registers a plugin's fuser for a device type (plugins/loader.cpp); one per type.
 void add_fuser(int16_t device_type, const graft_fuser& fuser, uint16_t backend);
+// The backend whose fuser serves the device type, or -1.
+int fuser_backend(int16_t device_type);
 
 // Records op (inputs -> out) as pending when fusion is on for out's device,
 // the fuser computes the op in these dtypes and out is a fresh tensor that

@@ -126,6 +126,13 @@ int32_t host_add_fuser(graft_host* host, const graft_fuser* fuser, char* message
     write(message, size, "add_fuser: unknown device type '" + type + "'");
     return GRAFT_INVALID;
   }
+  if (int16_t t = find_device_type(type); t >= 0)
+    if (int b = dispatch::fuser_backend(t); b >= 0) {
+      write(message, size,
+            "add_fuser: device type '" + type + "' already has a fuser, from backend '" +
+                s.registry->backend_name(static_cast<uint16_t>(b)) + "'");
+      return GRAFT_INVALID;
+    }
   for (const auto& f : s.fusers)
     if (f.first == type) {
       write(message, size, "add_fuser: device type '" + type + "' already has a fuser from this plugin");
