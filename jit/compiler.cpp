@@ -278,7 +278,8 @@ struct Compiler::Impl {
       Value* x = v[static_cast<size_t>(p.output_nodes[o])];
       llvm::Type* t = memory_type(c, node.type);
       if (node.type == Type::boolean) x = b.CreateZExt(x, t);
-      b.CreateStore(x, address(p.input_types.size() + o, t));
+      int32_t into = o < p.updates.size() ? p.updates[o] : -1;
+      b.CreateStore(x, address(into >= 0 ? static_cast<size_t>(into) : p.input_types.size() + o, t));
     }
     Value* next = b.CreateAdd(i, b.getInt64(1), "", true, true);
     i->addIncoming(next, loop);

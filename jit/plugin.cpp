@@ -24,8 +24,12 @@
 namespace graft::jit {
 namespace {
 
-// Below this many elements a kernel runs on the calling thread.
-constexpr int64_t kParallelFrom = 1 << 15;
+// Below this many elements a kernel runs on the calling thread. The loops
+// are memory-bound, so a second thread gains at most the difference between
+// one core's bandwidth and the machine's (21 and 30 GB/s here), and under
+// oneDNN's spinning OpenMP workers a graft worker may wait a time slice for
+// a core: splitting a step's mid-size updates made the MLP step slower.
+constexpr int64_t kParallelFrom = 1 << 20;
 
 struct Stats {
   uint64_t compiled = 0, hits = 0, runs = 0;
@@ -215,7 +219,7 @@ void execute(const Launch& g) {
   };
   if (l.rows >= 8) {
     Ctx ctx{&g, false};
-    j.parallel_for(l.rows, std::max<int64_t>(1, kParallelFrom / 4 / l.n), body, &ctx);
+    j.parallel_for(l.rows, std::max<int64_t>(1, kParallelFrom / 8 / l.n), body, &ctx);
     return;
   }
   // Few long rows: each split along its length.
@@ -233,7 +237,7 @@ void execute(const Launch& g) {
     }
     Launch one{g.kernel, &row, g.scalars};
     Ctx ctx{&one, true};
-    j.parallel_for(l.n, kParallelFrom / 4, body, &ctx);
+    j.parallel_for(l.n, kParallelFrom / 8, body, &ctx);
   }
 }
 
@@ -243,8 +247,19 @@ int32_t run_program(Program& p, const std::vector<const DLTensor*>& operands, co
   Loop loop = make_loop(operands);
   p.strides.clear();
   for (int64_t s : loop.inner) p.strides.push_back(stride_class(s));
-  for (size_t o = p.input_types.size(); o < operands.size() && !p.in_place; ++o)
-    for (size_t i = 0; i < p.input_types.size(); ++i) p.in_place = p.in_place || operands[o]->data == operands[i]->data;
+  // An output over an input's very elements is an in-place update; any other
+  // sharing of a first element is an overlap.
+  size_t inputs = p.input_types.size();
+  p.updates.assign(operands.size() - inputs, -1);
+  for (size_t o = inputs; o < operands.size(); ++o)
+    for (size_t i = 0; i < inputs; ++i) {
+      if (operands[o]->data != operands[i]->data) continue;
+      if (loop.inner[o] == loop.inner[i] && loop.strides[o] == loop.strides[i] &&
+          operands[o]->dtype.bits == operands[i]->dtype.bits)
+        p.updates[o - inputs] = static_cast<int32_t>(i);
+      else
+        p.in_place = true;
+    }
   std::string key = p.key();
   Jit& j = jit();
   KernelFn kernel = nullptr;

@@ -54,6 +54,8 @@ std::string Program::key() const {
   put(output_nodes.data(), output_nodes.size() * sizeof(int32_t));
   k.push_back('|');
   for (Stride s : strides) k.push_back(static_cast<char>(s));
+  k.push_back('|');
+  put(updates.data(), updates.size() * sizeof(int32_t));
   k.push_back(in_place ? 'i' : 'n');
   return k;
 }
@@ -70,8 +72,11 @@ std::string Program::describe() const {
       out += std::string(" [stride ") + kStrides[static_cast<int>(strides[static_cast<size_t>(n.index)])] + "]";
   }
   out += " ->";
-  for (int32_t o : output_nodes) out += " %" + std::to_string(o);
-  if (in_place) out += " (in place)";
+  for (size_t o = 0; o < output_nodes.size(); ++o) {
+    out += " %" + std::to_string(output_nodes[o]);
+    if (o < updates.size() && updates[o] >= 0) out += " (into input " + std::to_string(updates[o]) + ")";
+  }
+  if (in_place) out += " (overlapping)";
   return out;
 }
 

@@ -62,8 +62,12 @@ struct Program {
   std::vector<int32_t> output_nodes;  // outputs are stored in the type of their node
   // Per operand (inputs, then outputs): the inner stride's class.
   std::vector<Stride> strides;
-  // Whether an output may share memory with an input (an in-place update):
-  // then pointers are not marked noalias.
+  // Per output: the input it updates in place (the same memory, element for
+  // element), or -1. Such an output is stored through the input's pointer,
+  // so every pointer the loop uses stays noalias and the loop vectorizes.
+  std::vector<int32_t> updates;
+  // Whether an output overlaps an input some other way: then no pointer is
+  // marked noalias (the vectorizer checks overlaps at run time).
   bool in_place = false;
 
   std::string key() const;
