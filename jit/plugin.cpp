@@ -182,6 +182,16 @@ struct Launch {
   const graft_scalar* scalars;
 };
 
+// Where operand j's row r starts.
+char* row_start(const Loop& l, size_t j, int64_t r) {
+  int64_t offset = 0;
+  for (size_t d = l.outer.size(); d-- > 0;) {
+    offset += r % l.outer[d] * l.strides[j][d];
+    r /= l.outer[d];
+  }
+  return l.base[j] + offset * l.bytes[j];
+}
+
 // Runs rows [r0, r1) of the loop, or, with one row, elements [r0, r1) of it.
 void run_rows(const Launch& g, int64_t r0, int64_t r1, bool split_row) {
   const Loop& l = *g.loop;
@@ -193,14 +203,7 @@ void run_rows(const Launch& g, int64_t r0, int64_t r1, bool split_row) {
     return;
   }
   for (int64_t r = r0; r < r1; ++r) {
-    for (size_t j = 0; j < k; ++j) {
-      int64_t offset = 0, rest = r;
-      for (size_t d = l.outer.size(); d-- > 0;) {
-        offset += rest % l.outer[d] * l.strides[j][d];
-        rest /= l.outer[d];
-      }
-      ptrs[j] = l.base[j] + offset * l.bytes[j];
-    }
+    for (size_t j = 0; j < k; ++j) ptrs[j] = row_start(l, j, r);
     g.kernel(l.n, ptrs.data(), l.inner.data(), g.scalars);
   }
 }
@@ -227,14 +230,7 @@ void execute(const Launch& g) {
     Loop row = l;
     row.rows = 1;
     row.outer.clear();
-    for (size_t k = 0; k < l.base.size(); ++k) {
-      int64_t offset = 0, rest = r;
-      for (size_t d = l.outer.size(); d-- > 0;) {
-        offset += rest % l.outer[d] * l.strides[k][d];
-        rest /= l.outer[d];
-      }
-      row.base[k] = l.base[k] + offset * l.bytes[k];
-    }
+    for (size_t k = 0; k < l.base.size(); ++k) row.base[k] = row_start(l, k, r);
     Launch one{g.kernel, &row, g.scalars};
     Ctx ctx{&one, true};
     j.parallel_for(l.n, kParallelFrom / 8, body, &ctx);

@@ -72,12 +72,35 @@ TEST(Backends, ThePluginsOwnKernelsRanOnItsDevice) {
   }
 }
 
+TEST(Backends, GraftJitFusesEveryElementwiseCase) {
+  std::vector<std::string> loaded = backends();
+  ASSERT_NE(std::find(loaded.begin(), loaded.end(), "jit"), loaded.end()) << "graft-jit loads beside libgraft";
+  const std::set<std::string> ops = {
+      "add", "sub", "mul", "div",  "pow", "maximum", "minimum", "eq",   "ne",  "lt",  "le",   "gt",    "ge",   "where",
+      "neg", "exp", "log", "sqrt", "abs", "relu",    "sigmoid", "tanh", "sin", "cos", "sign", "clamp", "copy", "fill"};
+  opcases::Target jit{"jit", "cpu"};
+  size_t checked = 0;
+  for (const auto& c : opcases::all_cases()) {
+    if (!ops.count(c.op)) continue;
+    for (DType t : {kFloat32, kFloat64}) {
+      opcases::Result r = opcases::run(c, jit, t);
+      ASSERT_TRUE(r.ran) << c.name << ": " << r.error;
+      EXPECT_TRUE(r.forward_by_backend) << c.name << " was not fused";
+      if (c.differentiable) {
+        EXPECT_GT(r.backward_calls_by_backend, 0u) << c.name << ": nothing of its backward was fused";
+      }
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 100u);
+}
+
 TEST(Backends, OneDnnRunsTheOpsItHasKernelsFor) {
   std::vector<std::string> loaded = backends();
   ASSERT_NE(std::find(loaded.begin(), loaded.end(), "onednn"), loaded.end()) << "graft-onednn loads beside libgraft";
-  const std::set<std::string> ops = {"matmul",  "linear", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm",
-                                     "softmax", "log_softmax", "relu", "exp",     "tanh",       "sigmoid",
-                                     "sqrt",    "abs",    "neg",    "clamp"};
+  const std::set<std::string> ops = {"matmul",  "linear",      "conv2d", "max_pool2d", "avg_pool2d", "batch_norm",
+                                     "softmax", "log_softmax", "relu",   "exp",        "tanh",       "sigmoid",
+                                     "sqrt",    "abs",         "neg",    "clamp"};
   opcases::Target onednn{"onednn", "cpu"};
   size_t checked = 0;
   for (const auto& c : opcases::all_cases()) {

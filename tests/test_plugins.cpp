@@ -76,7 +76,7 @@ TEST(BrokenPlugins, AFailingFuserLeavesItsOpsToTheOtherBackends) {
     return -1.0;
   };
   Tensor a = tensor({1.f, 2.f, 3.f}), b = tensor({4.f, 5.f, 6.f});
-  Tensor c = a * b + 1.0;  // recorded: the fuser takes float32 add and mul
+  Tensor c = a * b + 1.0;                 // recorded: the fuser takes float32 add and mul
   EXPECT_EQ(counter("ops recorded"), 3);  // two ops and the scalar
   expect_values(c, {5, 11, 19});          // its run fails: the reference kernels compute them
   EXPECT_EQ(counter("failed flushes run op by op"), 1);
@@ -84,7 +84,8 @@ TEST(BrokenPlugins, AFailingFuserLeavesItsOpsToTheOtherBackends) {
   EXPECT_EQ(counter("failed flushes run op by op"), 2);
 #ifdef GRAFT_JIT_PLUGIN
   // One fuser per device type.
-  EXPECT_GRAFT_ERROR(load_plugin(GRAFT_JIT_PLUGIN), "device type 'cpu' already has a fuser, from backend 'fuser-fails'");
+  EXPECT_GRAFT_ERROR(load_plugin(GRAFT_JIT_PLUGIN),
+                     "device type 'cpu' already has a fuser, from backend 'fuser-fails'");
 #endif
 }
 

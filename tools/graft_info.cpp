@@ -18,9 +18,12 @@ namespace {
 
 std::string bytes(uint64_t n) {
   char buf[32];
-  if (n >= (uint64_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", n / double(uint64_t{1} << 30));
-  else if (n >= (uint64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", n / double(uint64_t{1} << 20));
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  if (n >= (uint64_t{1} << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", n / double(uint64_t{1} << 30));
+  else if (n >= (uint64_t{1} << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", n / double(uint64_t{1} << 20));
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -31,8 +34,10 @@ void print_plugins(bool md) {
   for (const auto& p : list) {
     std::string status = p.loaded ? "loaded" : "not loaded: " + p.error;
     for (const auto& n : p.notes) status += "; " + n;
-    if (md) std::cout << "| " << p.name << " | " << p.version << " | " << p.path << " | " << status << " |\n";
-    else std::cout << "  " << p.name << " " << p.version << "  " << p.path << "\n    " << status << "\n";
+    if (md)
+      std::cout << "| " << p.name << " | " << p.version << " | " << p.path << " | " << status << " |\n";
+    else
+      std::cout << "  " << p.name << " " << p.version << "  " << p.path << "\n    " << status << "\n";
   }
   std::cout << "\n";
 }
@@ -41,8 +46,10 @@ void print_devices(bool md) {
   std::cout << (md ? "## Devices\n\n| device | name | memory | cached by graft |\n|---|---|---|---|\n" : "Devices:\n");
   for (const auto& d : graft::device_info()) {
     std::string memory = d.total_bytes ? bytes(d.free_bytes) + " free of " + bytes(d.total_bytes) : "-";
-    if (md) std::cout << "| " << d.device << " | " << d.name << " | " << memory << " | " << bytes(d.cached_bytes) << " |\n";
-    else std::cout << "  " << d.device << "  " << d.name << "  " << memory << "\n";
+    if (md)
+      std::cout << "| " << d.device << " | " << d.name << " | " << memory << " | " << bytes(d.cached_bytes) << " |\n";
+    else
+      std::cout << "  " << d.device << "  " << d.name << "  " << memory << "\n";
   }
   std::cout << (md ? "\n## Backends\n\n" : "Backends: ");
   for (const auto& b : graft::backends()) std::cout << b << " ";
@@ -51,14 +58,19 @@ void print_devices(bool md) {
 
 void print_ops(bool md) {
   const auto& r = graft::dispatch::Registry::get();
-  std::cout << (md ? "## Ops\n\nComposite ops have no reference kernel: where no backend has one, graft computes "
-                     "them from the other ops.\n\n| op | version | inputs | kind | attributes |\n|---|---|---|---|---|\n"
-                   : "Ops (name, version, inputs, kind, attributes):\n");
+  std::cout
+      << (md ? "## Ops\n\nComposite ops have no reference kernel: where no backend has one, graft computes "
+               "them from the other ops.\n\n| op | version | inputs | kind | attributes |\n|---|---|---|---|---|\n"
+             : "Ops (name, version, inputs, kind, attributes):\n");
   for (size_t i = 0; i < graft::dispatch::kNumOps; ++i) {
     const auto& s = r.schema(static_cast<graft::dispatch::OpId>(i));
     const char* kind = s.composite ? "composite" : "primitive";
-    if (md) std::cout << "| " << s.name << " | " << s.version << " | " << s.n_inputs << " | " << kind << " | " << s.attrs << " |\n";
-    else std::cout << "  " << s.name << " v" << s.version << "  inputs " << s.n_inputs << "  " << kind << "  " << s.attrs << "\n";
+    if (md)
+      std::cout << "| " << s.name << " | " << s.version << " | " << s.n_inputs << " | " << kind << " | " << s.attrs
+                << " |\n";
+    else
+      std::cout << "  " << s.name << " v" << s.version << "  inputs " << s.n_inputs << "  " << kind << "  " << s.attrs
+                << "\n";
   }
   std::cout << "\n";
 }
@@ -90,21 +102,24 @@ void print_coverage(bool md) {
     }
     for (const auto& [op, f] : fwd) {
       auto mark = [](std::pair<int, int> p) {
-        return p.second == 0 ? std::string("-") : p.first == p.second ? std::string("yes")
-                                                 : p.first == 0        ? std::string("no")
-                                                                       : std::to_string(p.first) + "/" + std::to_string(p.second);
+        return p.second == 0         ? std::string("-")
+               : p.first == p.second ? std::string("yes")
+               : p.first == 0        ? std::string("no")
+                                     : std::to_string(p.first) + "/" + std::to_string(p.second);
       };
       cells[op][t] = mark(f) + " / " + (bwd.count(op) ? mark(bwd[op]) : "-");
     }
   }
-  std::cout << (md ? "## Coverage (float32)\n\n" : "Coverage, float32 (forward / backward run by the backend itself):\n ");
+  std::cout << (md ? "## Coverage (float32)\n\n"
+                   : "Coverage, float32 (forward / backward run by the backend itself):\n ");
   if (!md)
     for (const auto& t : targets) std::cout << "  " << t.backend << "@" << t.device;
   if (!md) std::cout << "\n";
   if (md) {
-    std::cout << "Forward / backward: `yes` when the backend ran the op itself in every case (no host fallback), "
-                 "`no` when never, `k/n` for some shapes; backward counts every op of the backward pass. A composite op "
-                 "(conv2d, pooling, batch_norm, linear) is `no` where it is computed from other ops.\n\n| op |";
+    std::cout
+        << "Forward / backward: `yes` when the backend ran the op itself in every case (no host fallback), "
+           "`no` when never, `k/n` for some shapes; backward counts every op of the backward pass. A composite op "
+           "(conv2d, pooling, batch_norm, linear) is `no` where it is computed from other ops.\n\n| op |";
     for (const auto& t : targets) std::cout << " " << t.backend << " @ " << t.device << " |";
     std::cout << "\n|---|";
     for (size_t i = 0; i < targets.size(); ++i) std::cout << "---|";
@@ -153,10 +168,14 @@ int main(int argc, char** argv) try {
   bool md = false, ops = false, coverage = false, jit = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--markdown") md = true;
-    else if (a == "--ops") ops = true;
-    else if (a == "--coverage") coverage = true;
-    else if (a == "--jit") jit = true;
+    if (a == "--markdown")
+      md = true;
+    else if (a == "--ops")
+      ops = true;
+    else if (a == "--coverage")
+      coverage = true;
+    else if (a == "--jit")
+      jit = true;
     else {
       std::cout << "usage: graft-info [--ops] [--coverage] [--jit] [--markdown]\n"
                    "  plugins are searched in GRAFT_PLUGIN_PATH, the install's plugin folder and beside libgraft\n";

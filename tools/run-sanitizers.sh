@@ -2,10 +2,10 @@
 # The unit and cross-backend tests under AddressSanitizer + UBSan (engine,
 # plugins and tests all instrumented), then the thread tests under
 # ThreadSanitizer. Any report fails the run.
-# The asan test preset preloads libdnnl and its libgomp (with libasan first):
-# GCC 12's LeakSanitizer misreads the dynamic TLS of libraries dlopen'ed
-# after threads have started (graft-onednn brings them in) and crashes at
-# exit; preloaded, their TLS is static.
+# The asan test preset preloads libdnnl and its libgomp, and libLLVM-19
+# (with libasan first): GCC 12's LeakSanitizer misreads the dynamic TLS of
+# libraries dlopen'ed after threads have started (graft-onednn and graft-jit
+# bring them in) and crashes at exit; preloaded, their TLS is static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh

@@ -65,7 +65,7 @@ struct Fuser {
   std::array<std::array<bool, kNumDTypes>, kNumOps> supports{};
 };
 
-// An operand of a pending node: a node (>= 0) or an input, -(input + 1).
+// A tensor pending work reads that no pending node writes.
 struct Input {
   std::shared_ptr<Storage> storage;
   Dims sizes, strides;
@@ -79,7 +79,7 @@ struct Node {
   Dims shape;
   Attrs attrs;
   int n_args = 0;
-  std::array<int, 3> args{};
+  std::array<int, 3> args{};   // a node (>= 0) or an input, -(input + 1)
   std::weak_ptr<Storage> out;  // the tensor waiting for the value
 };
 
@@ -217,7 +217,6 @@ bool run_fused(State& s, const Fuser& f, std::string& message) {
     std::vector<char> in_group(n, 0);
     std::vector<int> todo(g.outputs.begin(), g.outputs.end());
     for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
-    std::vector<int> reads;  // outputs of other groups and inputs, as operands
     while (!todo.empty()) {
       int i = todo.back();
       todo.pop_back();
@@ -244,8 +243,7 @@ bool run_fused(State& s, const Fuser& f, std::string& message) {
       return static_cast<int32_t>(nodes.size() - 1);
     };
     auto read_operand = [&](int a) -> int32_t {
-      int key = a;
-      if (auto it = operand_node.find(key); it != operand_node.end()) return it->second;
+      if (auto it = operand_node.find(a); it != operand_node.end()) return it->second;
       dispatch::KTensor v;
       if (a < 0) {
         const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
@@ -266,7 +264,7 @@ bool run_fused(State& s, const Fuser& f, std::string& message) {
       inputs.push_back(plugin::dl_view(v));
       graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0};
       leaf.index = static_cast<int32_t>(inputs.size() - 1);
-      return operand_node[key] = emit(leaf);
+      return operand_node[a] = emit(leaf);
     };
     auto scalar_of = [&](const Node& node) {
       bool floating = is_floating(node.dtype);
