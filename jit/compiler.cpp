@@ -223,8 +223,11 @@ struct Compiler::Impl {
     auto* loop = llvm::BasicBlock::Create(c, "loop", f);
     auto* exit = llvm::BasicBlock::Create(c, "exit", f);
     IRBuilder<> b(entry);
+    // Approximate functions and no signed zeros, but no contraction into
+    // fused multiply-adds: a + b * c must round as it does op by op, or a
+    // value would depend on where flushes fall (and they fall differently
+    // when threads share the pending work).
     llvm::FastMathFlags fmf;
-    fmf.setAllowContract();
     fmf.setApproxFunc();
     fmf.setNoSignedZeros();
     b.setFastMathFlags(fmf);

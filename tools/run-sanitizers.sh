@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The unit and cross-backend tests under AddressSanitizer + UBSan (engine,
 # plugins and tests all instrumented), then the thread tests under
-# ThreadSanitizer. Any report fails the run.
+# ThreadSanitizer (with graft-jit, so threads share the fusion layer). Any
+# report fails the run.
 # The asan test preset preloads libdnnl and its libgomp, and libLLVM-19
 # (with libasan first): GCC 12's LeakSanitizer misreads the dynamic TLS of
 # libraries dlopen'ed after threads have started (graft-onednn and graft-jit
@@ -13,5 +14,5 @@ cmake --preset asan
 cmake --build --preset asan
 ctest --preset asan -j2
 cmake --preset tsan
-cmake --build --preset tsan --target test_threads graft-example
+cmake --build --preset tsan --target test_threads graft-example graft-jit
 ctest --preset tsan -j2

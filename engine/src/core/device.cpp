@@ -248,7 +248,7 @@ void Storage::release_memory() {
 
 void synchronize(const std::string& device) {
   Device d(device);
-  dispatch::flush();  // pending fused work first (Note [Fusion])
+  dispatch::flush_all();  // pending fused work first (Note [Fusion])
   device_backend(d).synchronize(d.index());
 }
 

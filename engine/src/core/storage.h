@@ -77,15 +77,14 @@ struct Storage {
   DeviceBackend* backend;
   std::atomic<uint32_t> version{0};
   std::atomic<bool> has_graph_views{false};  // a view of it was recorded by autograd
-  // Note [Fusion]: whether pending work reads or writes it (kReadByFusion,
-  // kWrittenByFusion), the node that writes it, and whether it ever held a
-  // value someone could see (its address handed out, or computed by a flush):
-  // then a write to it must happen when asked, never later.
-  std::atomic<uint8_t> fusion{0};
+  // Note [Fusion]: the thread's pending work that will write it (and the
+  // node that does), how many lists of pending work read it, and whether it
+  // ever held a value someone could see (its address handed out, or
+  // computed by a flush): then a write to it must happen when asked.
+  std::atomic<void*> fusion_writer{nullptr};
   int32_t fusion_node = -1;
+  std::atomic<uint32_t> fusion_readers{0};
   std::atomic<bool> exposed{false};
 };
-
-inline constexpr uint8_t kReadByFusion = 1, kWrittenByFusion = 2;
 
 }  // namespace graft

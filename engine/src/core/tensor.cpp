@@ -82,7 +82,7 @@ std::vector<T> Tensor::to_vector() const {
     NoGradGuard no_grad;
     host = cpu().to(dtype_of<T>::value).contiguous();
   }
-  const T* p = static_cast<const T*>(host.data_ptr());
+  const T* p = static_cast<const T*>(host.impl()->read_data());
   return std::vector<T>(p, p + host.numel());
 }
 

@@ -11,7 +11,7 @@ namespace autograd {
 class Node;
 }
 namespace dispatch {
-void flush();  // dispatch/fusion.h
+void flush_for(const Storage& storage, bool write);  // dispatch/fusion.h
 }
 
 struct TensorImpl {
@@ -34,11 +34,23 @@ struct TensorImpl {
   std::vector<Tensor::Hook> hooks;  // a leaf's hooks; a non-leaf's live on its grad_fn
 
   Device device() const { return storage->device; }
-  // The first element's address; pending work on the memory is computed first
-  // (Note [Fusion]).
+  // The first element's address, for reading and writing: pending work that
+  // writes or reads the memory is computed first (Note [Fusion]).
   void* data() const {
-    if (storage->fusion.load(std::memory_order_acquire)) [[unlikely]]
-      dispatch::flush();
+    if (storage->fusion_writer.load(std::memory_order_acquire) ||
+        storage->fusion_readers.load(std::memory_order_acquire)) [[unlikely]]
+      dispatch::flush_for(*storage, true);
+    return address();
+  }
+  // The same, for reading only: only pending work that writes it runs first.
+  const void* read_data() const {
+    if (storage->fusion_writer.load(std::memory_order_acquire)) [[unlikely]]
+      dispatch::flush_for(*storage, false);
+    return address();
+  }
+
+  // The address with no pending work considered (data and read_data).
+  void* address() const {
     if (!storage->exposed.load(std::memory_order_relaxed)) storage->exposed.store(true, std::memory_order_relaxed);
     return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype));
   }

@@ -2,19 +2,26 @@
 // A plugin may register a fuser for a device type (graft-jit does for the
 // CPU). On such a device, record() takes an elementwise op whose output is a
 // fresh tensor and, instead of running a kernel, appends a node to the
-// pending expression. The output's memory goes back to the allocator until
-// the value is computed; its storage is marked as written by pending work,
-// and the storages the node reads as read by it.
+// calling thread's pending work. The output's memory goes back to the
+// allocator until the value is computed; its storage names the pending
+// work that will write it, and the storages the node reads count it among
+// their readers.
 //
-// flush() computes everything pending. It runs when
-//  - memory marked by pending work is touched: TensorImpl::data() is the one
-//    way to a tensor's memory (kernel arguments, host reads, in-place
-//    writes), and it flushes first. So a host read, an op that is not
+// The pending work is computed (flushed) when
+//  - memory that pending work writes is touched, or memory it reads is
+//    written: TensorImpl::data() (read and write) and read_data() (read
+//    only) are the ways to a tensor's memory (kernel arguments, host reads,
+//    in-place writes) and flush first. So a host read, an op that is not
 //    elementwise, an in-place write to an input of the expression or a view
 //    of a pending value all see computed values;
 //  - the expression grows past kMaxNodes nodes or kMaxOperands inputs;
 //  - a graph boundary is reached: the end of backward() and of an
-//    optimizer's step(), and graft::synchronize.
+//    optimizer's step(), and graft::synchronize (every thread's work).
+// Each thread has its own pending work, flushed by its own program order
+// unless another thread touches its tensors, so a thread's results never
+// depend on what other threads do (and fused arithmetic is never contracted,
+// so they never depend on where a flush falls). A thread's work that is
+// still pending when the thread ends is computed then.
 //
 // Only values that are still referenced get memory and are written: a node
 // whose tensor was destroyed before the flush (a temporary such as a * b in
@@ -83,12 +90,18 @@ struct Node {
   std::weak_ptr<Storage> out;  // the tensor waiting for the value
 };
 
-struct State {
-  std::mutex mutex;
-  std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
-  Device device{-1, 0};                                             // where the pending work runs
+// One thread's pending work (Note [Fusion]: each thread's flushes fall by
+// its own program order, so its results never depend on other threads).
+struct Pending {
+  Device device{-1, 0};  // where the pending work runs
   std::vector<Node> nodes;
   std::vector<Input> inputs;
+};
+
+struct State {
+  std::mutex mutex;  // every Pending, the marks on storages and the counters
+  std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
+  std::vector<Pending*> lists;                                      // of every thread
   bool warned = false;
   uint64_t recorded = 0, flushes = 0, calls = 0, fallbacks = 0;
 };
@@ -98,6 +111,40 @@ State& state() {
   return *s;
 }
 
+void flush_list(State& s, Pending& p);
+
+// The calling thread's Pending, registered while the thread lives. At the
+// thread's end its work is computed (other threads may hold its results).
+class ThreadPending {
+ public:
+  Pending& get() {
+    if (!p_) {
+      p_ = new Pending;
+      State& s = state();
+      std::lock_guard lock(s.mutex);
+      s.lists.push_back(p_);
+    }
+    return *p_;
+  }
+  Pending* peek() const { return p_; }
+  ~ThreadPending() {
+    if (!p_) return;
+    State& s = state();
+    std::lock_guard lock(s.mutex);
+    try {
+      flush_list(s, *p_);
+    } catch (...) {
+      return;  // still pending: the list stays, for an access from another thread to retry
+    }
+    s.lists.erase(std::find(s.lists.begin(), s.lists.end(), p_));
+    delete p_;
+  }
+
+ private:
+  Pending* p_ = nullptr;
+};
+
+thread_local ThreadPending tls_pending;
 thread_local bool tls_flushing = false;
 
 int dtype_index(DType t) { return static_cast<int>(t); }
@@ -127,11 +174,11 @@ Dims broadcast_to(IntList sizes, IntList strides, const Dims& shape) {
   return s;
 }
 
-void clear_marks(State& s) {
-  for (const Input& in : s.inputs) in.storage->fusion.store(0, std::memory_order_release);
+void clear_marks(Pending& s) {
+  for (const Input& in : s.inputs) in.storage->fusion_readers.fetch_sub(1, std::memory_order_release);
   for (const Node& n : s.nodes)
     if (auto out = n.out.lock()) {
-      out->fusion.store(0, std::memory_order_release);
+      out->fusion_writer.store(nullptr, std::memory_order_release);
       out->exposed.store(true, std::memory_order_relaxed);  // a value now: later writes to it are in place
     }
   s.nodes.clear();
@@ -140,7 +187,7 @@ void clear_marks(State& s) {
 }
 
 // Runs every pending node with the registry's kernels, one by one.
-void run_eagerly(State& s) {
+void run_eagerly(Pending& s) {
   std::vector<Tensor> values(s.nodes.size());
   auto operand = [&](int a) {
     if (a >= 0) return values[static_cast<size_t>(a)];
@@ -167,7 +214,7 @@ struct Group {
 };
 
 // Computes the pending nodes with the fuser; false when it failed (message).
-bool run_fused(State& s, const Fuser& f, std::string& message) {
+bool run_fused(Pending& s, const Fuser& f, std::string& message) {
   size_t n = s.nodes.size();
   std::vector<std::shared_ptr<Storage>> outs(n);
   for (size_t i = 0; i < n; ++i) outs[i] = s.nodes[i].out.lock();
@@ -326,35 +373,42 @@ bool run_fused(State& s, const Fuser& f, std::string& message) {
       message = *text ? text : "(no message)";
       return false;
     }
-    ++s.calls;
+    ++state().calls;
   }
   return true;
 }
 
-void flush_locked(State& s) {
+void flush_list(State& st, Pending& s) {
   if (s.nodes.empty()) return;
+  bool was_flushing = tls_flushing;
   tls_flushing = true;
   struct Reset {
-    ~Reset() { tls_flushing = false; }
-  } reset;
+    bool to;
+    ~Reset() { tls_flushing = to; }
+  } reset{was_flushing};
   // Memory for the values still referenced. A failure here or below leaves
   // everything pending, to be tried again at the next access (outputs are
   // fresh and inputs unchanged, so computing again is safe).
   for (const Node& n : s.nodes)
     if (auto out = n.out.lock(); out && !out->data) out->allocate_memory();
-  ++s.flushes;
-  const Fuser& f = *s.fusers[static_cast<size_t>(s.device.type())].load();
+  ++st.flushes;
+  const Fuser& f = *st.fusers[static_cast<size_t>(s.device.type())].load();
   std::string message;
   if (!run_fused(s, f, message)) {
-    ++s.fallbacks;
-    if (!s.warned) {
-      s.warned = true;
+    ++st.fallbacks;
+    if (!st.warned) {
+      st.warned = true;
       std::cerr << "graft: [" << Registry::get().backend_name(f.backend)
                 << "] fused kernel failed; running its ops one by one instead: " << message << "\n";
     }
     run_eagerly(s);
   }
   clear_marks(s);
+}
+
+// Whether list p reads storage st.
+bool reads(const Pending& p, const Storage& st) {
+  return std::any_of(p.inputs.begin(), p.inputs.end(), [&](const Input& in) { return in.storage.get() == &st; });
 }
 
 }  // namespace
@@ -386,35 +440,44 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
       Registry::get().left_out_of_order(f->backend))
     return false;
   TensorImpl* o = out.impl();
+  Storage& result = *o->storage;
   // Only a fresh tensor's memory may wait: nothing else may see it.
   if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || o->storage.use_count() != 1 ||
-      o->storage->exposed.load(std::memory_order_relaxed) || o->storage->fusion.load(std::memory_order_relaxed) ||
-      !fuser_takes(*f, op, o->dtype))
+      result.exposed.load(std::memory_order_relaxed) || result.fusion_writer.load(std::memory_order_relaxed) ||
+      result.fusion_readers.load(std::memory_order_relaxed) || !fuser_takes(*f, op, o->dtype))
     return false;
   for (int i = 0; i < n_inputs; ++i)
     if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
         inputs[i].impl()->storage == o->storage)
       return false;
 
+  Pending& mine = tls_pending.get();
   std::lock_guard lock(s.mutex);
-  // An operand that is a view of a pending value, a full expression or
-  // another device's pending work: compute what is pending first.
-  bool flush_first = s.nodes.size() >= kMaxNodes || s.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
-                     (!s.nodes.empty() && s.device != device);
-  for (int i = 0; i < n_inputs && !flush_first; ++i) {
+  // An operand pending in another thread's list is computed there first. One
+  // that is a view of a value pending here, a full expression or another
+  // device's pending work: compute what is pending here first.
+  bool flush_first = mine.nodes.size() >= kMaxNodes ||
+                     mine.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
+                     (!mine.nodes.empty() && mine.device != device);
+  for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
-    if (!(in->storage->fusion.load(std::memory_order_relaxed) & kWrittenByFusion)) continue;
-    const Node& producer = s.nodes[static_cast<size_t>(in->storage->fusion_node)];
-    flush_first =
-        in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape || !inputs[i].is_contiguous();
+    auto* writer = static_cast<Pending*>(in->storage->fusion_writer.load(std::memory_order_relaxed));
+    if (!writer) continue;
+    if (writer != &mine) {
+      flush_list(s, *writer);
+      continue;
+    }
+    const Node& producer = mine.nodes[static_cast<size_t>(in->storage->fusion_node)];
+    flush_first = flush_first || in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape ||
+                  !inputs[i].is_contiguous();
   }
-  if (flush_first) flush_locked(s);
+  if (flush_first) flush_list(s, mine);
 
   Node node{op, o->dtype, o->sizes, attrs, n_inputs, {}, o->storage};
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
     Storage& st = *in->storage;
-    if (st.fusion.load(std::memory_order_relaxed) & kWrittenByFusion) {
+    if (st.fusion_writer.load(std::memory_order_relaxed) == &mine) {
       node.args[static_cast<size_t>(i)] = st.fusion_node;
       continue;
     }
@@ -422,29 +485,47 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
       return x.storage.get() == &st && x.offset == in->offset && x.dtype == in->dtype && x.sizes == in->sizes &&
              x.strides == in->strides;
     };
-    auto it = std::find_if(s.inputs.begin(), s.inputs.end(), same);
-    if (it == s.inputs.end()) {
-      s.inputs.push_back({in->storage, in->sizes, in->strides, in->offset, in->dtype});
-      it = s.inputs.end() - 1;
+    auto it = std::find_if(mine.inputs.begin(), mine.inputs.end(), same);
+    if (it == mine.inputs.end()) {
+      mine.inputs.push_back({in->storage, in->sizes, in->strides, in->offset, in->dtype});
+      it = mine.inputs.end() - 1;
+      st.fusion_readers.fetch_add(1, std::memory_order_release);
     }
-    node.args[static_cast<size_t>(i)] = -static_cast<int>(it - s.inputs.begin()) - 1;
-    st.fusion.fetch_or(kReadByFusion, std::memory_order_release);
+    node.args[static_cast<size_t>(i)] = -static_cast<int>(it - mine.inputs.begin()) - 1;
   }
-  o->storage->release_memory();  // given back until the value is computed, and then only if still needed
-  o->storage->fusion_node = static_cast<int32_t>(s.nodes.size());
-  o->storage->fusion.fetch_or(kWrittenByFusion, std::memory_order_release);
-  s.nodes.push_back(std::move(node));
-  s.device = device;
+  result.release_memory();  // given back until the value is computed, and then only if still needed
+  result.fusion_node = static_cast<int32_t>(mine.nodes.size());
+  result.fusion_writer.store(&mine, std::memory_order_release);
+  mine.nodes.push_back(std::move(node));
+  mine.device = device;
   ++s.recorded;
   Registry::get().count_call(op, f->backend);
   return true;
 }
 
 void flush() {
+  Pending* mine = tls_pending.peek();
+  if (tls_flushing || !mine) return;
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  flush_list(s, *mine);
+}
+
+void flush_all() {
   if (tls_flushing) return;
   State& s = state();
   std::lock_guard lock(s.mutex);
-  flush_locked(s);
+  for (Pending* p : s.lists) flush_list(s, *p);
+}
+
+void flush_for(const Storage& st, bool write) {
+  if (tls_flushing) return;
+  State& s = state();
+  std::lock_guard lock(s.mutex);
+  if (auto* writer = static_cast<Pending*>(st.fusion_writer.load(std::memory_order_relaxed))) flush_list(s, *writer);
+  if (write && st.fusion_readers.load(std::memory_order_relaxed))
+    for (Pending* p : s.lists)
+      if (reads(*p, st)) flush_list(s, *p);
 }
 
 std::vector<std::pair<std::string, double>> fusion_counters() {

@@ -26,10 +26,14 @@ int fuser_backend(int16_t device_type);
 // nothing else refers to. Returns false when the caller must run it now.
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs);
 
-// Computes every pending expression (a no-op when none is pending, and on the
-// thread that is computing them). TensorImpl::data() calls it for memory that
-// pending work reads or writes.
+// Computes the calling thread's pending work (graph boundaries); every
+// thread's (flush_all, for graft::synchronize); or what must run before
+// storage is read or, with write, written: the work that writes it and, for
+// a write, all work that reads it (TensorImpl::data and read_data). Each is
+// a no-op on a thread that is computing pending work.
 void flush();
+void flush_all();
+void flush_for(const Storage& storage, bool write);
 
 // Counters of the fusion layer and of the fusers, for graft::fusion_stats().
 std::vector<std::pair<std::string, double>> fusion_counters();

@@ -153,10 +153,12 @@ namespace {
 
 thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 
-KTensor view_of(const Tensor& t) {
+KTensor view_of(const Tensor& t, bool write) {
   const TensorImpl* impl = t.impl();
-  return KTensor{impl->data(),       impl->dtype,          static_cast<int32_t>(impl->sizes.size()),
-                 impl->sizes.data(), impl->strides.data(), impl->device()};
+  void* data = write ? impl->data() : const_cast<void*>(impl->read_data());
+  return KTensor{
+      data,          impl->dtype, static_cast<int32_t>(impl->sizes.size()), impl->sizes.data(), impl->strides.data(),
+      impl->device()};
 }
 
 }  // namespace
@@ -193,7 +195,7 @@ void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const 
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
                    " but ", against, " is on ", device, "; move tensors to one device with .to(device) first");
-    views[i] = view_of(inputs[i]);
+    views[i] = view_of(inputs[i], false);
   }
 }
 
@@ -215,7 +217,7 @@ void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const 
   Device device = out.device();
   std::array<KTensor, kMaxInputs> views;
   views_of(op, inputs, n_inputs, device, "the output", views.data());
-  KTensor out_view = view_of(out);
+  KTensor out_view = view_of(out, true);
   KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs};
   Registry& r = Registry::get();
   const Registry::KernelList* list = r.kernels(op, device.type());
@@ -296,7 +298,7 @@ bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, 
   int n = static_cast<int>(inputs.size());
   std::array<KTensor, kMaxInputs> views;
   views_of(op, inputs.begin(), n, device, "the output", views.data());
-  KTensor out_view = view_of(out);
+  KTensor out_view = view_of(out, true);
   KernelCall kc{op, n, views.data(), &out_view, &attrs};
   const Kernel* k = find_kernel(list, kc);
   if (!k) return false;

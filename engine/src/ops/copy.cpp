@@ -23,13 +23,13 @@ void transfer(const Tensor& src, const Tensor& out) {
   DeviceBackend& to = device_backend(device);
   if (device.is_cpu()) {
     from.synchronize(src.device().index());
-    from.copy_to_host(out.data_ptr(), src.data_ptr(), nbytes, src.device().index());
+    from.copy_to_host(out.data_ptr(), src.impl()->read_data(), nbytes, src.device().index());
   } else if (src.device().is_cpu()) {
-    to.copy_from_host(out.data_ptr(), src.data_ptr(), nbytes, device.index());
+    to.copy_from_host(out.data_ptr(), src.impl()->read_data(), nbytes, device.index());
   } else {
     std::vector<char> staging(nbytes);
     from.synchronize(src.device().index());
-    from.copy_to_host(staging.data(), src.data_ptr(), nbytes, src.device().index());
+    from.copy_to_host(staging.data(), src.impl()->read_data(), nbytes, src.device().index());
     to.copy_from_host(out.data_ptr(), staging.data(), nbytes, device.index());
   }
 }
