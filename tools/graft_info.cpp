@@ -1,6 +1,7 @@
 // graft-info: what this graft sees. Plugins found (path, version, loaded or
-// why not), devices (name, memory), backends, the op schemas (--ops) and an
-// op x backend coverage table (--coverage), as text or Markdown (--markdown).
+// why not), devices (name, memory), backends, the op schemas (--ops), an
+// op x backend coverage table (--coverage) and the fusion layer's counters
+// after one compiled chain (--jit), as text or Markdown (--markdown).
 #include <graft/graft.h>
 
 #include <algorithm>

@@ -257,124 +257,127 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
     if (g == groups.end()) g = groups.insert(groups.end(), Group{st, shape, {}});
     g->outputs.push_back(static_cast<int>(i));
   }
-  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) { return a.stage < b.stage; });
+  int last_stage = 0;
+  for (const Group& g : groups) last_stage = std::max(last_stage, g.stage);
 
-  for (const Group& g : groups) {
-    // The nodes the group needs, in evaluation order.
-    std::vector<char> in_group(n, 0);
-    std::vector<int> todo(g.outputs.begin(), g.outputs.end());
-    for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
-    while (!todo.empty()) {
-      int i = todo.back();
-      todo.pop_back();
-      const Node& node = s.nodes[static_cast<size_t>(i)];
-      for (int k = 0; k < node.n_args; ++k) {
-        int a = node.args[static_cast<size_t>(k)];
-        if (a < 0 || in_group[static_cast<size_t>(a)]) continue;
-        // Another group's output is read from memory; so is every input.
-        bool from_memory = is_output(a) && !(stage[static_cast<size_t>(a)] == g.stage &&
-                                             s.nodes[static_cast<size_t>(a)].shape == g.shape);
-        if (from_memory) continue;
-        in_group[static_cast<size_t>(a)] = 1;
-        todo.push_back(a);
+  for (int round = 0; round <= last_stage; ++round)
+    for (const Group& g : groups) {
+      if (g.stage != round) continue;
+      // The nodes the group needs, in evaluation order.
+      std::vector<char> in_group(n, 0);
+      std::vector<int> todo(g.outputs.begin(), g.outputs.end());
+      for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
+      while (!todo.empty()) {
+        int i = todo.back();
+        todo.pop_back();
+        const Node& node = s.nodes[static_cast<size_t>(i)];
+        for (int k = 0; k < node.n_args; ++k) {
+          int a = node.args[static_cast<size_t>(k)];
+          if (a < 0 || in_group[static_cast<size_t>(a)]) continue;
+          // Another group's output is read from memory; so is every input.
+          bool from_memory = is_output(a) && !(stage[static_cast<size_t>(a)] == g.stage &&
+                                               s.nodes[static_cast<size_t>(a)].shape == g.shape);
+          if (from_memory) continue;
+          in_group[static_cast<size_t>(a)] = 1;
+          todo.push_back(a);
+        }
       }
+      std::vector<graft_fused_node> nodes;
+      std::vector<DLTensor> inputs;
+      std::deque<Dims> input_strides;  // stable addresses: the DLTensors point into them
+      std::vector<graft_scalar> scalars;
+      std::vector<int> node_of(n, -1);
+      std::map<int, int> operand_node;  // operand (input or output read back) -> its "input" node
+      auto emit = [&](graft_fused_node node) {
+        nodes.push_back(node);
+        return static_cast<int32_t>(nodes.size() - 1);
+      };
+      auto read_operand = [&](int a) -> int32_t {
+        if (auto it = operand_node.find(a); it != operand_node.end()) return it->second;
+        dispatch::KTensor v;
+        if (a < 0) {
+          const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
+          input_strides.push_back(broadcast_to(in.sizes, in.strides, g.shape));
+          v = {static_cast<char*>(in.storage->data) + in.offset * static_cast<int64_t>(element_size(in.dtype)),
+               in.dtype,
+               static_cast<int32_t>(g.shape.size()),
+               g.shape.data(),
+               input_strides.back().data(),
+               in.storage->device};
+        } else {
+          const Node& node = s.nodes[static_cast<size_t>(a)];
+          input_strides.push_back(broadcast_to(node.shape, contiguous_strides(node.shape), g.shape));
+          v = {outs[static_cast<size_t>(a)]->data,   node.dtype,
+               static_cast<int32_t>(g.shape.size()), g.shape.data(),
+               input_strides.back().data(),          outs[static_cast<size_t>(a)]->device};
+        }
+        inputs.push_back(plugin::dl_view(v));
+        graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0};
+        leaf.index = static_cast<int32_t>(inputs.size() - 1);
+        return operand_node[a] = emit(leaf);
+      };
+      auto scalar_of = [&](const Node& node) {
+        bool floating = is_floating(node.dtype);
+        double f = node.attrs.f[0];
+        int64_t i = node.attrs.i[0];
+        if (node.dtype == kBool) i = node.attrs.f[0] != 0 || node.attrs.i[0] != 0;
+        scalars.push_back({floating ? f : static_cast<double>(i), i});
+      };
+      for (size_t i = 0; i < n; ++i) {
+        if (!in_group[i]) continue;
+        const Node& node = s.nodes[i];
+        int32_t dtype = static_cast<int32_t>(plugin::dtype_bit(node.dtype));
+        if (node.op == OpId::fill) {
+          scalar_of(node);
+          node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0});
+          continue;
+        }
+        graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0};
+        for (int k = 0; k < node.n_args; ++k) {
+          int a = node.args[static_cast<size_t>(k)];
+          out.args[k] = a >= 0 && in_group[static_cast<size_t>(a)] ? node_of[static_cast<size_t>(a)] : read_operand(a);
+        }
+        if (node.op == OpId::clamp) {
+          out.flags = static_cast<int32_t>((node.attrs.i[0] ? 1 : 0) | (node.attrs.i[1] ? 2 : 0));
+          out.index = static_cast<int32_t>(scalars.size());
+          for (int b = 0; b < 2; ++b)
+            scalars.push_back(
+                {node.attrs.f[static_cast<size_t>(b)], static_cast<int64_t>(node.attrs.f[static_cast<size_t>(b)])});
+        }
+        node_of[i] = emit(out);
+      }
+      Dims out_strides = contiguous_strides(g.shape);
+      std::vector<DLTensor> outputs;
+      std::vector<int32_t> output_nodes;
+      for (int o : g.outputs) {
+        const Node& node = s.nodes[static_cast<size_t>(o)];
+        dispatch::KTensor v{outs[static_cast<size_t>(o)]->data,
+                            node.dtype,
+                            static_cast<int32_t>(g.shape.size()),
+                            g.shape.data(),
+                            out_strides.data(),
+                            outs[static_cast<size_t>(o)]->device};
+        outputs.push_back(plugin::dl_view(v));
+        output_nodes.push_back(node_of[static_cast<size_t>(o)]);
+      }
+      graft_fused_args args{static_cast<int32_t>(nodes.size()),
+                            nodes.data(),
+                            static_cast<int32_t>(inputs.size()),
+                            inputs.data(),
+                            static_cast<int32_t>(outputs.size()),
+                            outputs.data(),
+                            output_nodes.data(),
+                            static_cast<int32_t>(scalars.size()),
+                            scalars.data()};
+      char text[512] = "";
+      int32_t status = f.api.run(f.api.ctx, &args, text, sizeof text);
+      text[sizeof text - 1] = '\0';
+      if (status != GRAFT_OK) {
+        message = *text ? text : "(no message)";
+        return false;
+      }
+      ++state().calls;
     }
-    std::vector<graft_fused_node> nodes;
-    std::vector<DLTensor> inputs;
-    std::deque<Dims> input_strides;  // stable addresses: the DLTensors point into them
-    std::vector<graft_scalar> scalars;
-    std::vector<int> node_of(n, -1);
-    std::map<int, int> operand_node;  // operand (input or output read back) -> its "input" node
-    auto emit = [&](graft_fused_node node) {
-      nodes.push_back(node);
-      return static_cast<int32_t>(nodes.size() - 1);
-    };
-    auto read_operand = [&](int a) -> int32_t {
-      if (auto it = operand_node.find(a); it != operand_node.end()) return it->second;
-      dispatch::KTensor v;
-      if (a < 0) {
-        const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
-        input_strides.push_back(broadcast_to(in.sizes, in.strides, g.shape));
-        v = {static_cast<char*>(in.storage->data) + in.offset * static_cast<int64_t>(element_size(in.dtype)),
-             in.dtype,
-             static_cast<int32_t>(g.shape.size()),
-             g.shape.data(),
-             input_strides.back().data(),
-             in.storage->device};
-      } else {
-        const Node& node = s.nodes[static_cast<size_t>(a)];
-        input_strides.push_back(broadcast_to(node.shape, contiguous_strides(node.shape), g.shape));
-        v = {outs[static_cast<size_t>(a)]->data,   node.dtype,
-             static_cast<int32_t>(g.shape.size()), g.shape.data(),
-             input_strides.back().data(),          outs[static_cast<size_t>(a)]->device};
-      }
-      inputs.push_back(plugin::dl_view(v));
-      graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0};
-      leaf.index = static_cast<int32_t>(inputs.size() - 1);
-      return operand_node[a] = emit(leaf);
-    };
-    auto scalar_of = [&](const Node& node) {
-      bool floating = is_floating(node.dtype);
-      double f = node.attrs.f[0];
-      int64_t i = node.attrs.i[0];
-      if (node.dtype == kBool) i = node.attrs.f[0] != 0 || node.attrs.i[0] != 0;
-      scalars.push_back({floating ? f : static_cast<double>(i), i});
-    };
-    for (size_t i = 0; i < n; ++i) {
-      if (!in_group[i]) continue;
-      const Node& node = s.nodes[i];
-      int32_t dtype = static_cast<int32_t>(plugin::dtype_bit(node.dtype));
-      if (node.op == OpId::fill) {
-        scalar_of(node);
-        node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0});
-        continue;
-      }
-      graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0};
-      for (int k = 0; k < node.n_args; ++k) {
-        int a = node.args[static_cast<size_t>(k)];
-        out.args[k] = a >= 0 && in_group[static_cast<size_t>(a)] ? node_of[static_cast<size_t>(a)] : read_operand(a);
-      }
-      if (node.op == OpId::clamp) {
-        out.flags = static_cast<int32_t>((node.attrs.i[0] ? 1 : 0) | (node.attrs.i[1] ? 2 : 0));
-        out.index = static_cast<int32_t>(scalars.size());
-        for (int b = 0; b < 2; ++b)
-          scalars.push_back(
-              {node.attrs.f[static_cast<size_t>(b)], static_cast<int64_t>(node.attrs.f[static_cast<size_t>(b)])});
-      }
-      node_of[i] = emit(out);
-    }
-    Dims out_strides = contiguous_strides(g.shape);
-    std::vector<DLTensor> outputs;
-    std::vector<int32_t> output_nodes;
-    for (int o : g.outputs) {
-      const Node& node = s.nodes[static_cast<size_t>(o)];
-      dispatch::KTensor v{outs[static_cast<size_t>(o)]->data,
-                          node.dtype,
-                          static_cast<int32_t>(g.shape.size()),
-                          g.shape.data(),
-                          out_strides.data(),
-                          outs[static_cast<size_t>(o)]->device};
-      outputs.push_back(plugin::dl_view(v));
-      output_nodes.push_back(node_of[static_cast<size_t>(o)]);
-    }
-    graft_fused_args args{static_cast<int32_t>(nodes.size()),
-                          nodes.data(),
-                          static_cast<int32_t>(inputs.size()),
-                          inputs.data(),
-                          static_cast<int32_t>(outputs.size()),
-                          outputs.data(),
-                          output_nodes.data(),
-                          static_cast<int32_t>(scalars.size()),
-                          scalars.data()};
-    char text[512] = "";
-    int32_t status = f.api.run(f.api.ctx, &args, text, sizeof text);
-    text[sizeof text - 1] = '\0';
-    if (status != GRAFT_OK) {
-      message = *text ? text : "(no message)";
-      return false;
-    }
-    ++state().calls;
-  }
   return true;
 }
 
