@@ -1,5 +1,5 @@
 // graft-jit against the machine's bandwidth and the unfused backends, in one
-// run:
+// run (compare each bytes_per_second with BM_StreamTriad's):
 //   - STREAM triad (a = b + 3 c over 16M floats), the bandwidth limit;
 //   - a chain of 8 elementwise ops over 16M floats: fused (graft-jit), and op
 //     by op on graft-onednn and on the reference backend; bytes counted are
@@ -14,7 +14,6 @@
 #include <benchmark/benchmark.h>
 #include <graft/graft.h>
 
-#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,23 +60,6 @@ struct Triad {
   std::vector<float> a, b, c;
 };
 
-// The triad's bandwidth, bytes/s: the best of 5 passes, measured once.
-double triad() {
-  static const double bw = [] {
-    Triad t(kChainElements);
-    t.pass();
-    double best = 0;
-    for (int rep = 0; rep < 5; ++rep) {
-      auto t0 = std::chrono::steady_clock::now();
-      t.pass();
-      best = std::max(
-          best, 12.0 * kChainElements / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return best;
-  }();
-  return bw;
-}
-
 void BM_StreamTriad(benchmark::State& state) {
   Triad t(kChainElements);
   t.pass();
@@ -104,7 +86,6 @@ void BM_Chain8(benchmark::State& state) {
   double bytes = 12.0 * kChainElements;
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
   state.SetLabel(mode_name(state.range(0)));
-  state.counters["of_triad"] = benchmark::Counter(bytes / triad(), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Chain8)->DenseRange(0, 2)->ArgName("mode")->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -124,7 +105,6 @@ void BM_Adam10M(benchmark::State& state) {
   double bytes = 28.0 * n;
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
   state.SetLabel(mode_name(state.range(0)));
-  state.counters["of_triad"] = benchmark::Counter(bytes / triad(), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Adam10M)->DenseRange(0, 2)->ArgName("mode")->Unit(benchmark::kMillisecond)->UseRealTime();
 
