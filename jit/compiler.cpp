@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <mutex>
@@ -96,8 +97,6 @@ struct Compiler::Impl {
     return b.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {target, v->getType()}, {v});
   }
 
-  Value* unary_call(IRBuilder<>& b, llvm::Intrinsic::ID id, Value* x) const { return b.CreateUnaryIntrinsic(id, x); }
-
   // The value of node n, from the values of its arguments.
   Value* compute(IRBuilder<>& b, const Program& p, const Node& n, const std::vector<Value*>& v,
                  const std::vector<Value*>& bounds) const {
@@ -147,23 +146,23 @@ struct Compiler::Impl {
       case Op::neg:
         return fp ? b.CreateFNeg(x) : b.CreateNeg(x);
       case Op::exp:
-        return unary_call(b, llvm::Intrinsic::exp, x);
       case Op::log:
-        return unary_call(b, llvm::Intrinsic::log, x);
       case Op::sqrt:
-        return unary_call(b, llvm::Intrinsic::sqrt, x);
       case Op::sin:
-        return unary_call(b, llvm::Intrinsic::sin, x);
       case Op::cos:
-        return unary_call(b, llvm::Intrinsic::cos, x);
-      case Op::tanh:
-        return unary_call(b, llvm::Intrinsic::tanh, x);
+      case Op::tanh: {
+        using namespace llvm::Intrinsic;
+        static constexpr llvm::Intrinsic::ID ids[] = {exp, log, sqrt, sin, cos, tanh};
+        static constexpr Op ops[] = {Op::exp, Op::log, Op::sqrt, Op::sin, Op::cos, Op::tanh};
+        size_t k = static_cast<size_t>(std::find(std::begin(ops), std::end(ops), n.op) - std::begin(ops));
+        return b.CreateUnaryIntrinsic(ids[k], x);
+      }
       case Op::sigmoid: {
         llvm::Constant* one = llvm::ConstantFP::get(t, 1.0);
-        return b.CreateFDiv(one, b.CreateFAdd(one, unary_call(b, llvm::Intrinsic::exp, b.CreateFNeg(x))));
+        return b.CreateFDiv(one, b.CreateFAdd(one, b.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b.CreateFNeg(x))));
       }
       case Op::abs:
-        return fp ? unary_call(b, llvm::Intrinsic::fabs, x)
+        return fp ? b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x)
                   : b.CreateSelect(b.CreateICmpSLT(x, zero()), b.CreateNeg(x), x);
       case Op::relu:
         return b.CreateSelect(fp ? b.CreateFCmpOGT(x, zero()) : b.CreateICmpSGT(x, zero()), x, zero());

@@ -106,6 +106,22 @@ TEST_F(Jit, AnInPlaceWriteToAnInputComputesWhatReadItFirst) {
   }
 }
 
+TEST_F(Jit, AnOptimizerStepWaitsForPendingReadsOfItsState) {
+  Tensor p = randn({64}).requires_grad_();
+  (p * p).sum().backward();
+  optim::Adam opt({p}, {.lr = 0.1});
+  opt.step();  // state exists
+  StateDict state = opt.state_dict();
+  Tensor m = *state.find("state.0.exp_avg");  // the optimizer's own tensor, updated in place
+  NoGradGuard no_grad;
+  std::vector<float> p_before = p.to_vector<float>(), m_before = m.to_vector<float>();
+  Tensor p_copy = p * 1.0, m_copy = m * 1.0;  // pending: they read p and m
+  opt.step();                                 // the fused adam_update writes both
+  EXPECT_EQ(p_copy.to_vector<float>(), p_before);
+  EXPECT_EQ(m_copy.to_vector<float>(), m_before);
+  EXPECT_NE(m.to_vector<float>(), m_before);
+}
+
 TEST_F(Jit, AnInPlaceUpdateOfAComputedValueReadsThatValue) {
   // A counter kept as a tensor, as the optimizers keep their step: made by a
   // fused copy, computed by a flush, then updated in place again and again.

@@ -190,12 +190,14 @@ void set_allowed_backends(uint64_t mask) { tls_allowed_backends = mask; }
 namespace {
 
 // against: what the device must match, for errors ("the output", "input 0").
-void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views) {
+// write: the kernel may write them too (try_call's updates in place).
+void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views,
+              bool write = false) {
   for (int i = 0; i < n_inputs; ++i) {
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
                    " but ", against, " is on ", device, "; move tensors to one device with .to(device) first");
-    views[i] = view_of(inputs[i], false);
+    views[i] = view_of(inputs[i], write);
   }
 }
 
@@ -297,7 +299,7 @@ bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, 
   if (!out.is_contiguous() || !any_allowed(list)) return false;
   int n = static_cast<int>(inputs.size());
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, inputs.begin(), n, device, "the output", views.data());
+  views_of(op, inputs.begin(), n, device, "the output", views.data(), /*write=*/true);
   KTensor out_view = view_of(out, true);
   KernelCall kc{op, n, views.data(), &out_view, &attrs};
   const Kernel* k = find_kernel(list, kc);
