@@ -1,6 +1,7 @@
 // Cases where a simple implementation goes quietly wrong: aliasing, views in
 // the graph, zero sizes, infinities, promotion corners.
 #include <cmath>
+#include <limits>
 
 #include "core/storage.h"
 #include "helpers.h"
@@ -193,4 +194,14 @@ TEST(EdgeCases, AFailedAllocationAnywhereInAStepIsRecoverable) {
   restore();
   step();
   EXPECT_EQ(values(model.state_dict()), after);
+}
+
+// Integer sums wrap around, as in PyTorch; found by the safetensors fuzzer,
+// where an int64 overflow in the reference sum was undefined behavior.
+TEST(EdgeCases, IntegerSumsWrapAround) {
+  int64_t big = std::numeric_limits<int64_t>::max();
+  Tensor t = tensor(std::vector<int64_t>{big, 1, 1});
+  EXPECT_EQ(t.sum().item<int64_t>(), std::numeric_limits<int64_t>::min() + 1);
+  Tensor u = tensor(std::vector<int32_t>{std::numeric_limits<int32_t>::max(), 1});
+  EXPECT_EQ(u.sum().item<int64_t>(), int64_t{std::numeric_limits<int32_t>::max()} + 1);  // int32 sums in int64
 }

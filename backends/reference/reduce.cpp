@@ -81,7 +81,13 @@ void reduce_kernel(const KernelCall& c) {
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
     using R = std::conditional_t<std::is_floating_point_v<T>, T, int64_t>;
     reduce_loop<T, Acc>(
-        c, [] { return Acc(0); }, [](Acc& a, T v, int64_t) { a += static_cast<Acc>(v); },
+        c, [] { return Acc(0); },
+        [](Acc& a, T v, int64_t) {
+          if constexpr (std::is_floating_point_v<T>)
+            a += static_cast<Acc>(v);
+          else  // integer sums wrap around, as in PyTorch (a signed overflow would be undefined)
+            a = static_cast<Acc>(static_cast<uint64_t>(a) + static_cast<uint64_t>(static_cast<Acc>(v)));
+        },
         [out](Acc a, int64_t o) { static_cast<R*>(out)[o] = static_cast<R>(a); });
     return;
   }
