@@ -238,10 +238,10 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
     const Dims& shape = s.nodes[i].shape;
     std::vector<char> seen(n, 0);
     int st = 0;
-    std::vector<int> todo(s.nodes[i].args.begin(), s.nodes[i].args.begin() + s.nodes[i].n_args);
-    while (!todo.empty()) {
-      int a = todo.back();
-      todo.pop_back();
+    std::vector<int> stack(s.nodes[i].args.begin(), s.nodes[i].args.begin() + s.nodes[i].n_args);
+    while (!stack.empty()) {
+      int a = stack.back();
+      stack.pop_back();
       if (a < 0 || seen[static_cast<size_t>(a)]) continue;
       seen[static_cast<size_t>(a)] = 1;
       const Node& arg = s.nodes[static_cast<size_t>(a)];
@@ -249,7 +249,7 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
         st = std::max(st, stage[static_cast<size_t>(a)] + (arg.shape == shape ? 0 : 1));
         continue;
       }
-      todo.insert(todo.end(), arg.args.begin(), arg.args.begin() + arg.n_args);
+      stack.insert(stack.end(), arg.args.begin(), arg.args.begin() + arg.n_args);
     }
     stage[i] = st;
     auto g =
@@ -265,11 +265,11 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
       if (g.stage != round) continue;
       // The nodes the group needs, in evaluation order.
       std::vector<char> in_group(n, 0);
-      std::vector<int> todo(g.outputs.begin(), g.outputs.end());
+      std::vector<int> stack(g.outputs.begin(), g.outputs.end());
       for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
-      while (!todo.empty()) {
-        int i = todo.back();
-        todo.pop_back();
+      while (!stack.empty()) {
+        int i = stack.back();
+        stack.pop_back();
         const Node& node = s.nodes[static_cast<size_t>(i)];
         for (int k = 0; k < node.n_args; ++k) {
           int a = node.args[static_cast<size_t>(k)];
@@ -279,7 +279,7 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
                                                s.nodes[static_cast<size_t>(a)].shape == g.shape);
           if (from_memory) continue;
           in_group[static_cast<size_t>(a)] = 1;
-          todo.push_back(a);
+          stack.push_back(a);
         }
       }
       std::vector<graft_fused_node> nodes;
