@@ -1,5 +1,8 @@
 // safetensors checkpoints: exact round trips, and every corrupt-file case
 // refused with the file and key named, leaving the module as it was.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -116,6 +119,34 @@ TEST(Checkpoint, WritesAtomically) {
   for (const auto& e : fs::directory_iterator(fs::path(path).parent_path()))
     EXPECT_EQ(e.path().filename().string().find(".graft_ckpt_atomic.safetensors.tmp"), std::string::npos)
         << "temporary file left behind: " << e.path();
+  std::remove(path.c_str());
+}
+
+// A process killed while saving leaves its temporary file; the next save to
+// the same path removes those of dead processes, and only those.
+TEST(Checkpoint, SaveRemovesTemporariesOfDeadProcesses) {
+  std::string path = temp_path("stale.safetensors");
+  fs::path dir = fs::path(path).parent_path();
+  std::string prefix = ".graft_ckpt_stale.safetensors.tmp-";
+  pid_t dead = ::fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  std::vector<std::string> stale = {prefix + std::to_string(dead) + "-0", prefix + std::to_string(dead) + "-12"};
+  std::vector<std::string> kept = {
+      prefix + std::to_string(::getppid()) + "-0",                         // a live process may still be writing it
+      prefix + std::to_string(dead) + "-x",                                // not a name save() makes
+      ".graft_ckpt_other.safetensors.tmp-" + std::to_string(dead) + "-0",  // another checkpoint's
+  };
+  for (const auto& name : stale) write((dir / name).string(), std::string(1000, 'x'));
+  for (const auto& name : kept) write((dir / name).string(), "y");
+  save(nn::Linear(3, 2), path);
+  for (const auto& name : stale) EXPECT_FALSE(fs::exists(dir / name)) << name << " was left behind";
+  for (const auto& name : kept) {
+    EXPECT_TRUE(fs::exists(dir / name)) << name << " was removed";
+    fs::remove(dir / name);
+  }
+  EXPECT_EQ(load_file(path).size(), 2u);
   std::remove(path.c_str());
 }
 

@@ -82,6 +82,13 @@ TEST(BrokenPlugins, AFailingFuserLeavesItsOpsToTheOtherBackends) {
   EXPECT_EQ(counter("failed flushes run op by op"), 1);
   expect_values(a * a + b, {5, 9, 15});
   EXPECT_EQ(counter("failed flushes run op by op"), 2);
+  // Each op handed back is counted once, for the backend that ran it.
+  reset_dispatch_stats();
+  expect_values(a * b, {4, 10, 18});
+  std::vector<OpStats> stats = dispatch_stats();
+  auto mul = std::find_if(stats.begin(), stats.end(), [](const OpStats& s) { return s.op == "mul"; });
+  ASSERT_NE(mul, stats.end());
+  EXPECT_EQ(mul->calls, (std::vector<std::pair<std::string, uint64_t>>{{"reference", 1}}));
 #ifdef GRAFT_JIT_PLUGIN
   // One fuser per device type.
   EXPECT_GRAFT_ERROR(load_plugin(GRAFT_JIT_PLUGIN),

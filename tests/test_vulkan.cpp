@@ -14,7 +14,7 @@
 
 #include "helpers.h"
 #include "opcases.h"
-#include "tools/models.h"
+#include "tools/train/models.h"
 
 using namespace graft;
 

@@ -1,7 +1,8 @@
 // graft-info: what this graft sees. Plugins found (path, version, loaded or
 // why not), devices (name, memory), backends, the op schemas (--ops), an
-// op x backend coverage table (--coverage) and the fusion layer's counters
-// after one compiled chain (--jit), as text or Markdown (--markdown).
+// op x backend coverage table (--coverage), the fusion layer's counters
+// after one compiled chain (--jit) and the allocator's counters per device,
+// as text or Markdown (--markdown).
 #include <graft/graft.h>
 
 #include <algorithm>
@@ -163,6 +164,24 @@ void print_jit(bool md) {
   std::cout << "\n";
 }
 
+// The allocator's counters per device (graft::memory_stats): what the
+// sections above (--coverage, --jit) left in use, at most, and cached.
+void print_memory(bool md) {
+  std::cout
+      << (md ? "## Memory\n\n| device | in use | peak | cached | allocations | frees |\n|---|---|---|---|---|---|\n"
+             : "Memory (in use, peak, cached, allocations, frees):\n");
+  for (const std::string& d : graft::devices()) {
+    graft::MemoryStats m = graft::memory_stats(d);
+    if (md)
+      std::cout << "| " << d << " | " << bytes(m.allocated_bytes) << " | " << bytes(m.peak_bytes) << " | "
+                << bytes(m.cached_bytes) << " | " << m.allocations << " | " << m.frees << " |\n";
+    else
+      std::cout << "  " << d << "  " << bytes(m.allocated_bytes) << ", " << bytes(m.peak_bytes) << ", "
+                << bytes(m.cached_bytes) << ", " << m.allocations << ", " << m.frees << "\n";
+  }
+  std::cout << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -189,6 +208,7 @@ int main(int argc, char** argv) try {
   if (ops) print_ops(md);
   if (coverage) print_coverage(md);
   if (jit) print_jit(md);
+  print_memory(md);
   return 0;
 } catch (const graft::Error& e) {
   std::cerr << e.what() << "\n";

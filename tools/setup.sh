@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build                     # compiler and build
   libdlpack-dev                             # tensors across the plugin ABI
-  libdnnl-dev                               # the graft-onednn CPU backend
+  libdnnl-dev ocl-icd-opencl-dev            # the graft-onednn CPU backend (Debian's dnnl-config.cmake requires OpenCL)
   libvulkan-volk-dev libvulkan-dev glslang-tools  # the graft-vulkan backend and its shaders
   mesa-vulkan-drivers vulkan-validationlayers     # lavapipe (Vulkan on the CPU) and the validation layer
   llvm-19-dev                               # the graft-jit backend (libLLVM-19)
@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist                     # the main job's data
   libgtest-dev libbenchmark-dev             # tests and benchmarks
   gnuplot-nox                               # graft-bench's chart
+  doxygen graphviz                          # the API reference (target docs) and the tutorial's graphs
   clang-19 libclang-rt-19-dev               # libFuzzer targets (tools/run-fuzzers.sh)
 )
 

@@ -1,15 +1,23 @@
 #pragma once
-// The one header users include.
+/// @file
+/// The one header users include: it brings in every public name of graft.
+///
+/// @code
+/// #include <graft/graft.h>  // CMake: find_package(graft), target graft::graft
+/// @endcode
 #include "graft/autograd.h"
 #include "graft/backend.h"
 #include "graft/device.h"
 #include "graft/dtype.h"
 #include "graft/error.h"
+#include "graft/log.h"
+#include "graft/memory.h"
 #include "graft/nn/functional.h"
 #include "graft/nn/module.h"
 #include "graft/nn/modules.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
+#include "graft/profiler.h"
 #include "graft/scalar.h"
 #include "graft/data.h"
 #include "graft/serialize.h"

@@ -1,4 +1,6 @@
 #pragma once
+/// @file
+/// graft::Scalar: a number given where a tensor could go.
 #include <cstdint>
 #include <limits>
 #include <ostream>
@@ -8,12 +10,14 @@
 
 namespace graft {
 
-// A number given where a tensor could go (x + 2, fill_(0.5)). It remembers
-// whether it was a bool, an integer or a floating-point number, which decides
-// the result dtype the way PyTorch's wrapped numbers do.
+/// A number given where a tensor could go (x + 2, fill_(0.5)). It remembers
+/// whether it was a bool, an integer or a floating-point number, which decides
+/// the result dtype the way PyTorch's wrapped numbers do.
 class Scalar {
  public:
+  /// The integer 0.
   Scalar() = default;
+  /// Any C++ number or bool, converted implicitly: integers are kept as int64, floating point as double.
   template <class T, std::enable_if_t<std::is_arithmetic_v<T>, int> = 0>
   Scalar(T v) {  // NOLINT: implicit by design
     if constexpr (std::is_same_v<T, bool>) {
@@ -28,11 +32,13 @@ class Scalar {
     }
   }
 
-  // kFloat64 for floating values, kInt64 for integers, kBool for bools.
+  /// What the number was: kFloat64 for floating values, kInt64 for integers, kBool for bools.
   DType kind() const { return kind_; }
+  /// True when the number was floating point.
   bool is_floating() const { return kind_ == kFloat64; }
+  /// The value as a double.
   double to_double() const { return kind_ == kFloat64 ? d_ : static_cast<double>(i_); }
-  // Floating values convert toward zero, saturating; NaN gives 0.
+  /// The value as an int64. Floating values convert toward zero, saturating; NaN gives 0.
   int64_t to_int() const {
     if (kind_ != kFloat64) return i_;
     if (!(d_ == d_)) return 0;
@@ -40,6 +46,7 @@ class Scalar {
     if (d_ <= -9.2233720368547758e18) return INT64_MIN;
     return static_cast<int64_t>(d_);
   }
+  /// The value as C++ type T: a bool is true when non-zero; integers convert as to_int() does.
   template <class T>
   T to() const {
     if constexpr (std::is_same_v<T, bool>)
@@ -56,6 +63,7 @@ class Scalar {
   double d_ = 0;
 };
 
+/// Writes the number: "0.5", "2", "true".
 inline std::ostream& operator<<(std::ostream& os, const Scalar& s) {
   if (s.is_floating()) return os << s.to_double();
   if (s.kind() == kBool) return os << (s.to_int() ? "true" : "false");

@@ -1,6 +1,6 @@
+#include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -12,6 +12,8 @@
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
+#include "graft/log.h"
+#include "graft/memory.h"
 
 namespace graft {
 
@@ -67,6 +69,13 @@ class CpuBackend final : public DeviceBackend {
     std::lock_guard lock(mutex_);
     return {"host memory", 0, 0, cached_};
   }
+  void release_cache() override {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
 
  private:
   // Note [Host block cache]
@@ -92,13 +101,6 @@ class CpuBackend final : public DeviceBackend {
     it->second.pop_back();
     cached_ -= size;
     return p;
-  }
-  void release_cache() {
-    std::lock_guard lock(mutex_);
-    for (auto& [size, blocks] : free_)
-      for (void* p : blocks) std::free(p);
-    free_.clear();
-    cached_ = 0;
   }
 
   std::mutex mutex_;
@@ -142,8 +144,8 @@ uint64_t bounds_violations() { return violations.load(); }
 
 void report_bounds_violation(const std::string& where, size_t nbytes) {
   violations.fetch_add(1);
-  std::fprintf(stderr, "graft: GRAFT_CHECK_BOUNDS: a write past the end of a %zu-byte block on %s\n", nbytes,
-               where.c_str());
+  log(LogLevel::error,
+      "GRAFT_CHECK_BOUNDS: a write past the end of a " + std::to_string(nbytes) + "-byte block on " + where);
 }
 
 int16_t register_device_type(const std::string& name, DeviceBackend* backend) {
@@ -225,6 +227,24 @@ std::atomic<int64_t> allocations_until_failure{-1};  // -1: never fail
 
 void fail_allocation_after(int64_t n) { allocations_until_failure.store(n); }
 
+namespace {
+
+// Note [Memory statistics]: every tensor's memory passes through
+// Storage::allocate_memory and release_memory, which count it here per
+// device (indexes from 63 up share the last slot); graft::memory_stats reads
+// these and the allocator's cache.
+struct MemoryCounters {
+  std::atomic<uint64_t> allocated{0}, peak{0}, allocations{0}, frees{0};
+};
+constexpr int kMaxCountedIndex = 64;
+
+MemoryCounters& memory_counters(Device d) {
+  static auto* table = new std::array<MemoryCounters, 16 * kMaxCountedIndex>;  // outlives static tensors
+  return (*table)[static_cast<size_t>(d.type() * kMaxCountedIndex + std::min<int>(d.index(), kMaxCountedIndex - 1))];
+}
+
+}  // namespace
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   DeviceBackend& backend = device_backend(device);
   auto s = std::make_shared<Storage>(nullptr, nbytes, device, &backend);
@@ -239,12 +259,45 @@ void Storage::allocate_memory() {
                  " bytes (injected by fail_allocation_after)");
   }
   data = backend->allocate(nbytes, device.index());
+  if (!data) return;
+  MemoryCounters& c = memory_counters(device);
+  c.allocations.fetch_add(1, std::memory_order_relaxed);
+  uint64_t now = c.allocated.fetch_add(nbytes, std::memory_order_relaxed) + nbytes;
+  uint64_t peak = c.peak.load(std::memory_order_relaxed);
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
 }
 
 void Storage::release_memory() {
-  if (data) backend->deallocate(data, nbytes, device.index());
+  if (!data) return;
+  backend->deallocate(data, nbytes, device.index());
   data = nullptr;
+  MemoryCounters& c = memory_counters(device);
+  c.frees.fetch_add(1, std::memory_order_relaxed);
+  c.allocated.fetch_sub(nbytes, std::memory_order_relaxed);
 }
+
+namespace {
+// The device that name names; Device's constructor checks that it exists.
+Device existing_device(const std::string& name) {
+  dispatch::Registry::get();  // plugins add device types
+  return Device(name);
+}
+}  // namespace
+
+MemoryStats memory_stats(const std::string& device) {
+  Device d = existing_device(device);
+  DeviceMemory m = device_backend(d).memory(d.index());
+  const MemoryCounters& c = memory_counters(d);
+  return {c.allocated.load(), c.peak.load(), m.cached_bytes, c.allocations.load(), c.frees.load()};
+}
+
+void reset_peak_memory_stats(const std::string& device) {
+  MemoryCounters& c = memory_counters(existing_device(device));
+  c.peak.store(c.allocated.load());
+}
+
+void empty_cache(const std::string& device) { device_backend(existing_device(device)).release_cache(); }
 
 void synchronize(const std::string& device) {
   Device d(device);

@@ -31,6 +31,8 @@ class DeviceBackend {
   virtual void synchronize(int index) = 0;
   virtual int device_count() const = 0;
   virtual DeviceMemory memory(int index) = 0;
+  // Gives the cached free blocks of every device of this type back.
+  virtual void release_cache() = 0;
 };
 
 // Device types: "cpu" is type 0; plugins register theirs.

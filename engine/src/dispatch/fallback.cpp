@@ -5,14 +5,15 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <iostream>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <vector>
 
 #include "core/tensor_impl.h"
 #include "dispatch/registry.h"
 #include "graft/backend.h"
+#include "graft/log.h"
 
 namespace graft {
 
@@ -70,9 +71,11 @@ void warn_once(OpId op, Device device) {
   static std::set<std::pair<int, int>> warned;
   std::lock_guard lock(mutex);
   if (!warned.insert({static_cast<int>(op), device.type()}).second) return;
-  std::cerr << "graft: warning: no kernel for op '" << Registry::get().schema(op).name << "' on " << device
-            << "; running it on the host with copies (slow). graft::dispatch_stats() counts these; "
-               "GRAFT_STRICT=1 makes them errors.\n";
+  std::ostringstream line;
+  line << "warning: no kernel for op '" << Registry::get().schema(op).name << "' on " << device
+       << "; running it on the host with copies (slow). graft::dispatch_stats() counts these; "
+          "GRAFT_STRICT=1 makes them errors.";
+  log(LogLevel::warn, line.str());
 }
 
 }  // namespace

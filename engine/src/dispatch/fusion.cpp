@@ -46,13 +46,14 @@
 #include <array>
 #include <atomic>
 #include <deque>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 
+#include "core/profiler.h"
 #include "core/tensor_impl.h"
 #include "graft/backend.h"
+#include "graft/log.h"
 #include "plugins/plugin_kernel.h"
 
 namespace graft::dispatch {
@@ -187,7 +188,9 @@ void clear_marks(Pending& s) {
 }
 
 // Runs every pending node with the registry's kernels, one by one.
-void run_eagerly(Pending& s) {
+// The ops of a failed fused call, one by one; each is counted for the backend
+// that runs it instead of the fuser's.
+void run_eagerly(Pending& s, uint16_t fuser_backend) {
   std::vector<Tensor> values(s.nodes.size());
   auto operand = [&](int a) {
     if (a >= 0) return values[static_cast<size_t>(a)];
@@ -202,6 +205,7 @@ void run_eagerly(Pending& s) {
       values[i] = make_empty(n.shape, n.dtype, s.device);
     std::array<Tensor, 3> args;
     for (int k = 0; k < n.n_args; ++k) args[static_cast<size_t>(k)] = operand(n.args[static_cast<size_t>(k)]);
+    Registry::get().uncount_call(n.op, fuser_backend);
     call(n.op, args.data(), n.n_args, values[i], n.attrs);
   }
 }
@@ -397,14 +401,23 @@ void flush_list(State& st, Pending& s) {
   ++st.flushes;
   const Fuser& f = *st.fusers[static_cast<size_t>(s.device.type())].load();
   std::string message;
-  if (!run_fused(s, f, message)) {
+  int64_t start = profiler::recording() ? profiler::now_ns() : 0;
+  if (run_fused(s, f, message)) {
+    if (start)  // Note [Profiling]
+      profiler::record_call("fused", f.backend, s.device, s.nodes.back().dtype, start, [&] {
+        const Dims& shape = s.nodes.back().shape;
+        std::string text = std::to_string(s.nodes.size()) + " ops, [";
+        for (size_t d = 0; d < shape.size(); ++d) text += (d ? ", " : "") + std::to_string(shape[d]);
+        return text + "]";
+      });
+  } else {
     ++st.fallbacks;
     if (!st.warned) {
       st.warned = true;
-      std::cerr << "graft: [" << Registry::get().backend_name(f.backend)
-                << "] fused kernel failed; running its ops one by one instead: " << message << "\n";
+      log(LogLevel::warn, "[" + Registry::get().backend_name(f.backend) +
+                              "] fused kernel failed; running its ops one by one instead: " + message);
     }
-    run_eagerly(s);
+    run_eagerly(s, f.backend);
   }
   clear_marks(s);
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/profiler.h"
 #include "core/tensor_impl.h"
 #include "dispatch/fusion.h"
 #include "graft/autograd.h"
@@ -201,6 +202,20 @@ void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const 
   }
 }
 
+// Runs kernel k on the call, counted for its backend, and timed while a
+// profile records (Note [Profiling]).
+void run_kernel(Registry& r, const Kernel& k, const KernelCall& kc, const Tensor* inputs) {
+  r.count_call(kc.op, k.backend);
+  if (!profiler::recording()) {
+    k.run(kc, k.ctx);
+    return;
+  }
+  int64_t start = profiler::now_ns();
+  k.run(kc, k.ctx);
+  profiler::record_call(r.schema(kc.op).name, k.backend, kc.output->device, kc.output->dtype, start,
+                        [&] { return profiler::shapes_of(inputs, kc.n_inputs); });
+}
+
 // The first kernel allowed on this thread that takes the call, or null.
 const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc) {
   if (!list) return nullptr;
@@ -224,8 +239,7 @@ void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const 
   Registry& r = Registry::get();
   const Registry::KernelList* list = r.kernels(op, device.type());
   if (const Kernel* k = find_kernel(list, kc)) {
-    r.count_call(op, k->backend);
-    k->run(kc, k->ctx);
+    run_kernel(r, *k, kc, inputs);
     return;
   }
   if (device.is_cpu()) no_kernel(op, inputs, n_inputs, out, list);
@@ -285,8 +299,7 @@ Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs
   if (!k) return Tensor();
   Tensor out = make_empty(meta.shape, meta.dtype, device);
   out_view.data = out.impl()->data();
-  r.count_call(op, k->backend);
-  k->run(kc, k->ctx);
+  run_kernel(r, *k, kc, in);
   return out;
 }
 
@@ -304,8 +317,7 @@ bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, 
   KernelCall kc{op, n, views.data(), &out_view, &attrs};
   const Kernel* k = find_kernel(list, kc);
   if (!k) return false;
-  r.count_call(op, k->backend);
-  k->run(kc, k->ctx);
+  run_kernel(r, *k, kc, inputs.begin());
   return true;
 }
 

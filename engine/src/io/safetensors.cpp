@@ -1,10 +1,12 @@
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -163,11 +165,36 @@ StateDict from_safetensors(const std::string& bytes, const std::string& name) {
   return dict;
 }
 
+namespace {
+
+// Removes the temporaries (.NAME.tmp-PID-N) that processes killed while
+// saving to target left behind: those whose PID is no longer alive.
+void remove_stale_temporaries(const std::filesystem::path& dir, const std::filesystem::path& target) {
+  namespace fs = std::filesystem;
+  const std::string prefix = "." + target.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string rest = name.substr(prefix.size());
+    size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos || dash + 1 == rest.size() ||
+        rest.find_first_not_of("0123456789-") != std::string::npos || rest.find('-', dash + 1) != std::string::npos)
+      continue;  // not a name save() makes
+    long pid = std::strtol(rest.c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    fs::remove(e.path(), ec);
+  }
+}
+
+}  // namespace
+
 void save(const StateDict& dict, const std::string& path) {
   std::string bytes = to_safetensors(dict);
   namespace fs = std::filesystem;
   fs::path target(path);
   fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  remove_stale_temporaries(dir, target);
   static std::atomic<uint64_t> counter{0};
   fs::path tmp = dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                         std::to_string(counter++));

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <iostream>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -20,6 +19,7 @@
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
+#include "graft/log.h"
 #include "plugins/loader.h"
 #include "plugins/plugin_device.h"
 #include "plugins/plugin_kernel.h"
@@ -148,7 +148,7 @@ void host_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, in
 
 void host_log(graft_host* host, const char* line) {
   auto& s = *static_cast<Staging*>(host->impl);
-  std::cerr << "graft: [" << s.name << "] " << (line ? line : "") << "\n";
+  log(LogLevel::info, "[" + s.name + "] " + (line ? line : ""));
 }
 
 struct Loader {
@@ -334,12 +334,14 @@ void load_discovered_plugins(Registry& r) {
       }
     }
   }
-#ifdef GRAFT_INSTALL_PLUGIN_DIR
-  for (auto& f : plugin_files(GRAFT_INSTALL_PLUGIN_DIR)) candidates.push_back(f);
-#endif
+  // The install's plugin folder, found from libgraft's own place, so an
+  // install works from any prefix; then the folder beside libgraft (a build tree).
   Dl_info self;
-  if (dladdr(reinterpret_cast<void*>(&load_discovered_plugins), &self) && self.dli_fname)
-    for (auto& f : plugin_files(fs::path(self.dli_fname).parent_path())) candidates.push_back(f);
+  if (dladdr(reinterpret_cast<void*>(&load_discovered_plugins), &self) && self.dli_fname) {
+    fs::path here = fs::path(self.dli_fname).parent_path().lexically_normal();
+    for (auto& f : plugin_files(here / GRAFT_PLUGIN_SUBDIR)) candidates.push_back(f);
+    for (auto& f : plugin_files(here)) candidates.push_back(f);
+  }
   for (const std::string& path : candidates) {
     if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), stem_name(path)) == wanted.end()) continue;
     try_load(r, path);

@@ -24,7 +24,7 @@ class PluginDevice final : public DeviceBackend {
   int device_count() const override { return type_.count; }
   DeviceMemory memory(int index) override;
   // Frees the cached blocks of every device of this type.
-  void release_cache();
+  void release_cache() override;
   uint64_t plugin_allocations() const;  // calls into the plugin's allocate, for tests and benchmarks
 
  private:

@@ -1,4 +1,5 @@
-/* graft's plugin ABI: how a backend in a shared library gives graft its
+/** @file
+ * graft's plugin ABI: how a backend in a shared library gives graft its
  * devices and kernels. Plain C; no C++ type and no exception crosses it.
  *
  * A plugin exports one symbol, GRAFT_PLUGIN_ENTRY_SYMBOL, returning a static
@@ -28,99 +29,148 @@
 extern "C" {
 #endif
 
-/* Version 2 added graft_host.num_threads; version 3 added fusers
+/** The plugin ABI version this header describes: a plugin puts it in graft_plugin_info.abi_version.
+ *
+ * Version 2 added graft_host.num_threads; version 3 added fusers
  * (graft_host.add_fuser) and graft_host.parallel_for. graft still loads
  * plugins built for versions 1 and 2. */
 #define GRAFT_PLUGIN_ABI_VERSION 3
+/** The oldest plugin ABI version graft still loads. */
 #define GRAFT_PLUGIN_ABI_OLDEST 1
+/** The name of the one symbol a plugin exports: a graft_plugin_entry_fn. */
 #define GRAFT_PLUGIN_ENTRY_SYMBOL "graft_plugin_entry"
+/** The DLPack type code of bool tensors (DLPack's later kDLBool), 8 bits per element. */
 #define GRAFT_DL_BOOL 6
 
+/** What every function a plugin gives graft returns.
+ *
+ * On failure the function also writes a NUL-terminated reason into the message
+ * buffer it was handed.
+ */
 typedef enum {
-  GRAFT_OK = 0,
-  GRAFT_ERROR = 1,         /* the call failed; the message says why */
-  GRAFT_OUT_OF_MEMORY = 2, /* an allocation could not be satisfied */
-  GRAFT_INVALID = 3        /* bad arguments (shapes, dtypes, devices) */
+  GRAFT_OK = 0,            /**< the call succeeded */
+  GRAFT_ERROR = 1,         /**< the call failed; the message says why */
+  GRAFT_OUT_OF_MEMORY = 2, /**< an allocation could not be satisfied */
+  GRAFT_INVALID = 3        /**< bad arguments (shapes, dtypes, devices) */
 } graft_status;
 
-/* dtype bits for graft_kernel.dtypes */
+/** dtype bits for graft_kernel.dtypes (and, one bit at a time, for the dtypes of fused nodes). */
 enum {
-  GRAFT_DTYPE_FLOAT32 = 1u << 0,
-  GRAFT_DTYPE_FLOAT64 = 1u << 1,
-  GRAFT_DTYPE_INT32 = 1u << 2,
-  GRAFT_DTYPE_INT64 = 1u << 3,
-  GRAFT_DTYPE_BOOL = 1u << 4
+  GRAFT_DTYPE_FLOAT32 = 1u << 0, /**< float32 */
+  GRAFT_DTYPE_FLOAT64 = 1u << 1, /**< float64 */
+  GRAFT_DTYPE_INT32 = 1u << 2,   /**< int32 */
+  GRAFT_DTYPE_INT64 = 1u << 3,   /**< int64 */
+  GRAFT_DTYPE_BOOL = 1u << 4     /**< bool (GRAFT_DL_BOOL in a DLTensor) */
 };
 
+/** What a graft_attr holds. */
 typedef enum { GRAFT_ATTR_INT = 1, GRAFT_ATTR_FLOAT = 2 } graft_attr_kind;
+/** @var GRAFT_ATTR_INT
+ * An integer attribute, in graft_attr.i.
+ */
+/** @var GRAFT_ATTR_FLOAT
+ * A floating-point attribute, in graft_attr.f.
+ */
 
-/* Every call passes GRAFT_ATTR_INT_SLOTS integer attributes, then
+/** The number of integer attribute slots in every kernel call.
+ *
+ * Every call passes GRAFT_ATTR_INT_SLOTS integer attributes, then
  * GRAFT_ATTR_FLOAT_SLOTS floating ones; each op's schema (graft-info --ops)
  * says what the slots it uses mean, e.g. sum: "i0: bitmask of reduced dims,
  * i1: keepdim"; fill: "f0: value". */
 #define GRAFT_ATTR_INT_SLOTS 8
+/** The number of floating-point attribute slots in every kernel call, after the integer ones. */
 #define GRAFT_ATTR_FLOAT_SLOTS 4
 
-/* One op attribute. */
+/** One op attribute. */
 typedef struct {
-  int32_t kind; /* graft_attr_kind */
+  int32_t kind; /**< graft_attr_kind */
+  /** The value of an integer attribute. */
   int64_t i;
+  /** The value of a floating-point attribute. */
   double f;
 } graft_attr;
 
+/** One kernel call: the op, its input and output tensors, and its attributes. */
 typedef struct {
-  const char* op;     /* stable op name */
-  int32_t op_version; /* the version graft implements */
+  const char* op;     /**< stable op name */
+  int32_t op_version; /**< the version graft implements */
+  /** The number of input tensors. */
   int32_t n_inputs;
+  /** The input tensors, as DLTensor views (see the notes at the top of this file). */
   const DLTensor* inputs;
-  const DLTensor* output; /* allocated by graft on the kernel's device */
+  const DLTensor* output; /**< allocated by graft on the kernel's device */
+  /** The number of attributes: GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS. */
   int32_t n_attrs;
+  /** The attributes: the integer slots, then the floating-point ones. */
   const graft_attr* attrs;
 } graft_kernel_args;
 
-/* Runs the op. May return before the device has finished (asynchronous
- * devices): graft calls the device's synchronize before any host read. */
+/** Runs the op. May return before the device has finished (asynchronous
+ * devices): graft calls the device's synchronize before any host read.
+ * Returns a graft_status; on failure it writes a reason into message (message_size bytes). */
 typedef int32_t (*graft_kernel_fn)(void* ctx, const graft_kernel_args* args, char* message, size_t message_size);
-/* Returns 1 when the kernel takes this call (dtypes, shapes, strides), else 0. */
+/** Returns 1 when the kernel takes this call (dtypes, shapes, strides), else 0. */
 typedef int32_t (*graft_supports_fn)(void* ctx, const graft_kernel_args* args);
 
+/** A kernel: one op on one device type, registered with graft_host.add_kernel.
+ *
+ * A kernel for an op (or op version) this graft does not know is skipped with
+ * a note in PluginInfo::notes; the plugin keeps working otherwise.
+ */
 typedef struct {
-  const char* op;          /* stable op name, e.g. "add" */
-  int32_t op_version;      /* the op contract version the kernel was written for */
-  const char* device_type; /* "cpu" or a device type the plugin adds */
-  uint32_t dtypes;         /* GRAFT_DTYPE_* bits it takes, for listings and errors */
-  int32_t priority;        /* among kernels for one (op, device): higher runs first; reference is 0 */
+  const char* op;          /**< stable op name, such as "add" */
+  int32_t op_version;      /**< the op contract version the kernel was written for */
+  const char* device_type; /**< "cpu" or a device type the plugin adds */
+  uint32_t dtypes;         /**< GRAFT_DTYPE_* bits it takes, for listings and errors */
+  int32_t priority;        /**< among kernels for one (op, device): higher runs first; reference is 0 */
+  /** Runs a call (see graft_kernel_fn). */
   graft_kernel_fn run;
-  graft_supports_fn supports; /* NULL: every call whose first input's dtype is in dtypes */
+  graft_supports_fn supports; /**< NULL: every call whose first input's dtype is in dtypes (for "where",
+                                   the second input's; for an op without inputs, the output's) */
+  /** Passed back to run and supports as their first argument. */
   void* ctx;
 } graft_kernel;
 
-/* A device type with its own memory. graft never dereferences a pointer that
+/** A device type with its own memory. graft never dereferences a pointer that
  * allocate returned, but it does offset it by bytes (a view of a block
  * starts inside it; a guard region follows it under GRAFT_CHECK_BOUNDS=1), so
  * device pointers must stay meaningful under byte arithmetic, as CUDA's do; a
  * backend whose memory is handles encodes (handle, offset) in the pointer.
- * graft caches freed blocks and reuses them; deallocate runs when it trims. */
+ * graft caches freed blocks and reuses them; deallocate runs when it trims.
+ *
+ * A plugin adds it with graft_host.add_device_type. Every function but
+ * memory_info is required; each takes ctx and the device's index first. */
 typedef struct {
-  const char* name;       /* "example", "vulkan": devices are NAME:INDEX */
-  int32_t dl_device_type; /* DLDeviceType that kernels see in DLTensor.device */
-  int32_t count;          /* devices of this type (0: the type is skipped) */
+  const char* name;       /**< "example", "vulkan": devices are NAME:INDEX */
+  int32_t dl_device_type; /**< DLDeviceType that kernels see in DLTensor.device */
+  int32_t count;          /**< devices of this type (0: the type is skipped) */
+  /** Passed back to every function below as its first argument. */
   void* ctx;
+  /** Allocates nbytes on device index and stores the pointer in *out. */
   int32_t (*allocate)(void* ctx, int32_t index, size_t nbytes, void** out, char* message, size_t message_size);
+  /** Frees a block that allocate returned (nbytes is its size). */
   void (*deallocate)(void* ctx, int32_t index, void* ptr, size_t nbytes);
+  /** Copies nbytes from device memory src to host memory dst. */
   int32_t (*copy_to_host)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
                           size_t message_size);
+  /** Copies nbytes from host memory src to device memory dst. */
   int32_t (*copy_from_host)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
                             size_t message_size);
+  /** Copies nbytes from src to dst, both in the device's memory. */
   int32_t (*copy_on_device)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
                             size_t message_size);
+  /** Returns once the work queued on device index has finished. */
   int32_t (*synchronize)(void* ctx, int32_t index, char* message, size_t message_size);
-  /* name: a human-readable device name; free/total in bytes (0 when unknown). */
+  /** Reports the device's name and memory; may be NULL.
+   * name: a human-readable device name; free/total in bytes (0 when unknown). */
   int32_t (*memory_info)(void* ctx, int32_t index, char* name, size_t name_size, size_t* free_bytes,
                          size_t* total_bytes);
 } graft_device_type;
 
-/* Fusion (version 3). On a device with a fuser, graft records elementwise
+/** @file
+ * @par Fusion (version 3)
+ * On a device with a fuser, graft records elementwise
  * ops instead of running them, and hands the fuser an expression to compute
  * in one pass when a value is needed (a host read, an op that is not
  * elementwise, an in-place write). The expression is a list of nodes in
@@ -134,76 +184,109 @@ typedef struct {
  * inputs[index]) and "scalar" (value = scalars[index], constant over the
  * loop). Scalars are run-time arguments: a kernel compiled for one
  * expression serves every value of them. */
+/** A scalar of a fused expression: a run-time argument, constant over the loop. */
 typedef struct {
-  double f;  /* the value for float dtypes */
-  int64_t i; /* the value for integer and bool dtypes */
+  double f;  /**< the value for float dtypes */
+  int64_t i; /**< the value for integer and bool dtypes */
 } graft_scalar;
 
+/** One node of a fused expression: an op on earlier nodes, an input or a scalar. */
 typedef struct {
-  const char* op; /* stable op name, "input" or "scalar" */
-  int32_t dtype;  /* GRAFT_DTYPE_* bit: the type of the node's value */
+  const char* op; /**< stable op name, "input" or "scalar" */
+  int32_t dtype;  /**< GRAFT_DTYPE_* bit: the type of the node's value */
+  /** How many of args the node reads. */
   int32_t n_args;
-  int32_t args[3]; /* earlier nodes */
-  int32_t index;   /* "input": into inputs; "scalar": into scalars; "clamp": its bounds are scalars
+  int32_t args[3]; /**< earlier nodes */
+  int32_t index;   /**< "input": into inputs; "scalar": into scalars; "clamp": its bounds are scalars
                       [index] and [index + 1] */
-  int32_t flags;   /* "clamp": bit 0 it has a lower bound, bit 1 an upper one */
+  int32_t flags;   /**< "clamp": bit 0 it has a lower bound, bit 1 an upper one */
 } graft_fused_node;
 
+/** An expression for a fuser to compute in one pass, with its tensors and scalars. */
 typedef struct {
+  /** The number of nodes. */
   int32_t n_nodes;
+  /** The nodes, in evaluation order. */
   const graft_fused_node* nodes;
+  /** The number of input tensors. */
   int32_t n_inputs;
+  /** The input tensors, shaped like the loop (stride 0 along the dims they broadcast). */
   const DLTensor* inputs;
+  /** The number of outputs. */
   int32_t n_outputs;
-  const DLTensor* outputs;     /* fresh tensors of the loop's shape, written by the kernel */
-  const int32_t* output_nodes; /* the node each output receives */
+  const DLTensor* outputs;     /**< fresh tensors of the loop's shape, written by the kernel */
+  const int32_t* output_nodes; /**< the node each output receives */
+  /** The number of scalars. */
   int32_t n_scalars;
+  /** The values of the "scalar" nodes and of clamp's bounds. */
   const graft_scalar* scalars;
 } graft_fused_args;
 
+/** A fuser for one device type, registered with graft_host.add_fuser (ABI version 3). */
 typedef struct {
-  const char* device_type; /* the device type whose elementwise ops it fuses */
+  const char* device_type; /**< the device type whose elementwise ops it fuses */
+  /** Passed back to supports, run and stat as their first argument. */
   void* ctx;
-  /* 1 when the fuser computes op (a stable name, as in graft_fused_node) on
+  /** 1 when the fuser computes op (a stable name, as in graft_fused_node) on
    * values of dtype (a GRAFT_DTYPE_* bit); graft asks once per op and dtype. */
   int32_t (*supports)(void* ctx, const char* op, int32_t dtype);
-  /* Computes the expression's outputs. A failure makes graft run the same
+  /** Computes the expression's outputs. A failure makes graft run the same
    * ops one by one with the other backends, and report it once. */
   int32_t (*run)(void* ctx, const graft_fused_args* args, char* message, size_t message_size);
-  /* Counters for graft::fusion_stats(): the index-th counter's name and value;
+  /** Counters for graft::fusion_stats(): the index-th counter's name and value;
    * returns 0 past the last. May be NULL. */
   int32_t (*stat)(void* ctx, int32_t index, const char** name, double* value);
 } graft_fuser;
 
 typedef struct graft_host graft_host;
+/** What graft hands a plugin's init: the functions through which it adds device types, kernels and fusers.
+ *
+ * Valid only during init, except num_threads and parallel_for, which a plugin
+ * may keep. Each add function returns a graft_status and explains a refusal in
+ * message.
+ */
 struct graft_host {
+  /** The plugin ABI version of the graft that loads the plugin. */
   uint32_t abi_version;
-  void* impl; /* graft's; do not touch */
+  void* impl; /**< graft's; do not touch */
+  /** Adds a device type (copied; the functions and ctx it points to must stay valid). */
   int32_t (*add_device_type)(graft_host* host, const graft_device_type* device, char* message, size_t message_size);
+  /** Adds a kernel (copied); a kernel for an op graft does not know is skipped with a note, not refused. */
   int32_t (*add_kernel)(graft_host* host, const graft_kernel* kernel, char* message, size_t message_size);
+  /** Writes a line to graft's log at level info, prefixed with the plugin's name. */
   void (*log)(graft_host* host, const char* line);
-  /* graft's thread count (graft::set_num_threads; default: all cores), for a
+  /** graft's thread count (graft::set_num_threads; default: all cores), for a
    * backend with threads of its own. Unlike the rest of graft_host, this
    * function may be kept and called at any time, from any thread. */
   int32_t (*num_threads)(void);
-  /* Version 3. Registers the plugin's fuser for a device type (one per type). */
+  /** Version 3. Registers the plugin's fuser for a device type (one per type). */
   int32_t (*add_fuser)(graft_host* host, const graft_fuser* fuser, char* message, size_t message_size);
-  /* Version 3. Runs body over [0, n) split into chunks of at least grain on
+  /** Version 3. Runs body over [0, n) split into chunks of at least grain on
    * graft's threads, and returns when every chunk is done. May be kept and
    * called at any time, from any thread (nested calls run inline). */
   void (*parallel_for)(int64_t n, int64_t grain, void (*body)(void* ctx, int64_t begin, int64_t end), void* ctx);
 };
 
+/** What a plugin is: the static description its entry function returns.
+ * @code
+ * static int32_t init(graft_host* host, char* message, size_t message_size);
+ * static const graft_plugin_info info = {GRAFT_PLUGIN_ABI_VERSION, "example", "0.1", "an example backend", init};
+ * const graft_plugin_info* graft_plugin_entry(void) { return &info; }
+ * @endcode
+ */
 typedef struct {
-  uint32_t abi_version; /* GRAFT_PLUGIN_ABI_VERSION the plugin was built against */
-  const char* name;     /* backend name, e.g. "onednn" */
+  uint32_t abi_version; /**< GRAFT_PLUGIN_ABI_VERSION the plugin was built against */
+  const char* name;     /**< backend name, such as "onednn" */
+  /** The plugin's version string, shown by graft::plugins(). */
   const char* version;
+  /** What the plugin provides, in a few words. */
   const char* description;
-  /* Adds the plugin's device types and kernels. A failure leaves the plugin
+  /** Adds the plugin's device types and kernels. A failure leaves the plugin
    * unloaded (graft drops whatever it had added) and is reported with the message. */
   int32_t (*init)(graft_host* host, char* message, size_t message_size);
 } graft_plugin_info;
 
+/** The type of the function a plugin exports as GRAFT_PLUGIN_ENTRY_SYMBOL. */
 typedef const graft_plugin_info* (*graft_plugin_entry_fn)(void);
 
 #ifdef __cplusplus

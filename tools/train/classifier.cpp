@@ -1,0 +1,128 @@
+#include "classifier.h"
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "checkpoint.h"
+#include "models.h"
+#include "progress.h"
+#include "report.h"
+
+namespace graft::train {
+
+namespace {
+
+double accuracy(nn::Sequential& model, const data::Dataset& test, Device device) {
+  NoGradGuard no_grad;
+  model.eval();
+  data::DataLoader loader(test, {.batch_size = 1000, .shuffle = false});
+  int64_t correct = 0;
+  for (int64_t i = 0; i < loader.size(); ++i) {
+    auto [x, y] = loader.batch(i);
+    Tensor hits = (model(x.to(device)).argmax(1).cpu() == y).to(kInt64).sum();
+    correct += hits.item<int64_t>();
+  }
+  model.train();
+  return double(correct) / double(test.size());
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const std::vector<Tensor>& parameters) {
+  if (o.optimizer == "sgd")
+    return std::make_unique<optim::SGD>(parameters, optim::SGDOptions{.lr = o.lr, .momentum = 0.9});
+  return std::make_unique<optim::Adam>(parameters, optim::AdamOptions{.lr = o.lr});
+}
+
+// Records steps [kWarmUp, kWarmUp + steps) of the first epoch (the first
+// steps compile kernels and fill caches), then writes the trace and prints
+// the table.
+class StepProfiler {
+ public:
+  static constexpr int64_t kWarmUp = 5;
+  StepProfiler(std::string path, int64_t steps) : path_(std::move(path)), steps_(steps) {}
+  void before(int64_t step) {
+    if (!path_.empty() && step == kWarmUp) profile_.emplace();
+  }
+  void after(int64_t step, int64_t last_step) {
+    if (!profile_ || !profile_->recording() || (step + 1 < kWarmUp + steps_ && step < last_step)) return;
+    profile_->stop();
+    profile_->export_chrome_trace(path_);
+    std::cout << "\nprofile of steps " << kWarmUp + 1 << " to " << step + 1 << " (trace: " << path_ << "):\n"
+              << profile_->table() << "\n";
+  }
+
+ private:
+  std::string path_;
+  int64_t steps_;
+  std::optional<profiler::Profile> profile_;
+};
+
+}  // namespace
+
+int train_classifier(Options o, Device device, const std::string& description) {
+  if (o.epochs == 0) o.epochs = o.model == "mlp" ? 10 : 3;
+  if (o.lr_decay < 0) o.lr_decay = o.model == "mlp" ? 1.0 : 0.3;
+  if (o.lr <= 0) o.lr = o.optimizer == "sgd" ? 0.05 : 1e-3;
+  std::optional<autograd::DetectAnomalyGuard> anomaly;
+  if (o.anomaly) anomaly.emplace();
+
+  manual_seed(o.seed);
+  data::Dataset train = data::fashion_mnist(o.data, true, o.limit);
+  data::Dataset test = data::fashion_mnist(o.data, false, o.test_limit);
+  data::DataLoader loader(train, {.batch_size = o.batch_size, .shuffle = true, .seed = o.seed});
+
+  nn::Sequential model = o.model == "mlp" ? models::mlp() : models::cnn();
+  model.to(device);
+  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(o, model.parameters());
+  int first_epoch = 1;
+  if (!o.resume.empty()) {
+    first_epoch = load_checkpoint(o.resume, *model, *optimizer) + 1;
+    std::cout << "resumed from " << o.resume << " after epoch " << first_epoch - 1 << "\n";
+  }
+
+  std::cout << "graft-train: " << o.model << " on Fashion-MNIST (" << train.size() << " train, " << test.size()
+            << " test images), " << o.optimizer << ", batch " << o.batch_size << ", backend " << description << " on "
+            << device << "\n";
+  StepProfiler step_profiler(o.profile, o.profile_steps);
+  for (int epoch = first_epoch; epoch <= o.epochs; ++epoch) {
+    loader.set_epoch(static_cast<uint64_t>(epoch));
+    optimizer->set_lr(o.lr * std::pow(o.lr_decay, epoch - 1));
+    Progress progress(epoch, loader.size());
+    EpochReport report(device);
+    auto start = std::chrono::steady_clock::now();
+    double total = 0;
+    for (int64_t step = 0; step < loader.size(); ++step) {
+      if (epoch == first_epoch) step_profiler.before(step);
+      auto [x, y] = loader.batch(step);
+      Tensor loss = F::cross_entropy(model(x.to(device)), y.to(device));
+      double value = loss.item<double>();
+      if (!std::isfinite(value))
+        throw Error("graft-train: the loss became " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at epoch " +
+                    std::to_string(epoch) + ", step " + std::to_string(step + 1) +
+                    "; lower --lr, or rerun with --anomaly to name the op whose backward breaks");
+      if (!o.graph.empty() && epoch == first_epoch && step == 0) autograd::save_dot(loss, o.graph);
+      loss.backward();
+      optimizer->step();
+      optimizer->zero_grad();
+      if (epoch == first_epoch) step_profiler.after(step, loader.size() - 1);
+      total += value;
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      progress.update(step, total / double(step + 1), double((step + 1) * o.batch_size) / seconds);
+    }
+    progress.done();
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string backends = report.finish();
+    double acc = accuracy(model, test, device);
+    std::cout << "epoch " << epoch << "  train loss " << std::fixed << std::setprecision(4)
+              << total / double(loader.size()) << "  test accuracy " << acc << "  " << std::setprecision(1) << seconds
+              << " s\n"
+              << backends << std::endl;
+    if (!o.checkpoint.empty()) save_checkpoint(o.checkpoint, *model, *optimizer, epoch);
+  }
+  return 0;
+}
+
+}  // namespace graft::train
