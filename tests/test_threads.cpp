@@ -1,7 +1,9 @@
 // graft from several threads at once: independent training, shared
-// parameters, plugin loading while others dispatch, per-thread modes.
+// parameters, plugin loading while others dispatch, per-thread modes, a
+// profile recording them all.
 // Run under ThreadSanitizer by tools/run-sanitizers.sh.
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "helpers.h"
@@ -112,4 +114,31 @@ TEST(Threads, LoadingAPluginWhileOthersDispatch) {
   stop = true;
   for (auto& w : workers) w.join();
   EXPECT_EQ(devices().back(), "example:0");
+}
+
+// A profile sees every thread's calls, each under its own thread number,
+// while profiles start and stop on another thread.
+TEST(Threads, AProfileRecordsEveryThread) {
+  BackendGuard only("reference");  // guards are per thread: the workers set their own
+  Tensor a = randn({16, 16});
+  profiler::Profile prof;
+  std::atomic<bool> done{false};
+  std::thread churn([&] {
+    while (!done) profiler::Profile short_lived(profiler::ProfileOptions{.record_events = false});
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t)
+    workers.emplace_back([&] {
+      BackendGuard mine("reference");
+      for (int i = 0; i < 50; ++i) (void)a.matmul(a);
+    });
+  for (auto& w : workers) w.join();
+  done = true;
+  churn.join();
+  prof.stop();
+  std::vector<profiler::Event> events = prof.events();
+  ASSERT_EQ(events.size(), 150u);
+  std::set<int> threads;
+  for (const auto& e : events) threads.insert(e.thread);
+  EXPECT_EQ(threads.size(), 3u);
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake ninja-build                     # compiler and build
+  g++ cmake ninja-build make                # compiler and build (Ninja for the presets; Make for plain CMake)
   libdlpack-dev                             # tensors across the plugin ABI
   libdnnl-dev ocl-icd-opencl-dev            # the graft-onednn CPU backend (Debian's dnnl-config.cmake requires OpenCL)
   libvulkan-volk-dev libvulkan-dev glslang-tools  # the graft-vulkan backend and its shaders

@@ -40,6 +40,7 @@ void print_plugins() {
 EpochReport::EpochReport(Device device) : device_(device) {
   reset_dispatch_stats();
   reset_peak_memory_stats(device.str());
+  start_bytes_ = memory_stats(device.str()).allocated_bytes;
   // An asynchronous device's calls return before its kernels run: only the
   // CPU's kernel times say where time goes (--profile waits for the device).
   if (device.is_cpu()) profile_.emplace(profiler::ProfileOptions{.record_events = false, .synchronize = false});
@@ -79,7 +80,8 @@ std::string EpochReport::finish() {
     line += buf;
   }
   MemoryStats m = memory_stats(device_.str());
-  line += "\n  memory on " + device_.str() + ": peak " + format_bytes(m.peak_bytes) + ", cached " +
+  line += "\n  memory on " + device_.str() + ": " + format_bytes(start_bytes_) +
+          " in use at the start (data, model), peak " + format_bytes(m.peak_bytes) + ", cached " +
           format_bytes(m.cached_bytes);
   return line;
 }

@@ -17,12 +17,14 @@ void print_plugins();
 class EpochReport {
  public:
   explicit EpochReport(Device device);
-  // Stops counting; the line to print, e.g. "backends: onednn 31% of calls,
-  // 84% of time; jit 52%, 11%; ...  peak memory cpu 12.3 MiB".
+  // Stops counting; the lines to print: the backends' shares of calls and
+  // (on the CPU) of kernel time, and the memory in use at the start, at most
+  // and cached.
   std::string finish();
 
  private:
   Device device_;
+  uint64_t start_bytes_ = 0;
   std::optional<profiler::Profile> profile_;
 };
 

@@ -85,11 +85,8 @@ int64_t now_ns() {
 void record_call(const char* name, uint16_t backend, Device device, DType dtype, int64_t start_ns,
                  const std::function<std::string()>& shapes) {
   Active& a = active();
-  std::vector<std::shared_ptr<detail::ProfileState>> states;
-  {
-    std::lock_guard lock(a.mutex);
-    states = a.states;
-  }
+  std::lock_guard lock(a.mutex);  // held throughout: stop() waits for the calls being recorded
+  const auto& states = a.states;
   bool wait = !device.is_cpu() &&
               std::any_of(states.begin(), states.end(), [](const auto& s) { return s->options.synchronize; });
   if (wait) device_backend(device).synchronize(device.index());
@@ -98,8 +95,7 @@ void record_call(const char* name, uint16_t backend, Device device, DType dtype,
   std::string text = events ? shapes() : std::string();
   Key key{name, backend, device};
   for (const auto& s : states) {
-    std::lock_guard lock(s->mutex);
-    if (!s->recording) continue;
+    std::lock_guard state_lock(s->mutex);
     Totals& t = s->totals[key];
     ++t.calls;
     t.ns += end - start_ns;
