@@ -116,7 +116,8 @@ TEST(Profiler, TimesAFusersKernelsAsFusedCalls) {
   Tensor c = (a * b + 1.0).relu();
   (void)c.sum().item<float>();
   prof.stop();
-  const profiler::Event* fused = find_event(prof.events(), "fused");
+  std::vector<profiler::Event> events = prof.events();
+  const profiler::Event* fused = find_event(events, "fused");
   ASSERT_NE(fused, nullptr) << prof.table();
   EXPECT_EQ(fused->backend, "jit");
   EXPECT_NE(fused->shapes.find("[1000]"), std::string::npos) << fused->shapes;
@@ -128,7 +129,8 @@ TEST(Profiler, WaitsForAnAsynchronousDevice) {
   profiler::Profile prof;
   Tensor c = a.matmul(a);
   prof.stop();
-  const profiler::Event* mm = find_event(prof.events(), "matmul");
+  std::vector<profiler::Event> events = prof.events();
+  const profiler::Event* mm = find_event(events, "matmul");
   ASSERT_NE(mm, nullptr) << prof.table();
   EXPECT_EQ(mm->backend, "vulkan");
   EXPECT_EQ(mm->device, "vulkan:0");

@@ -15,6 +15,10 @@
 # everything, so it takes as long as the two commands do on a new machine.
 set -euo pipefail
 
+# All of it is one function, read whole before it runs, so editing this file
+# during a run (it takes a while) cannot change what the run does.
+main() {
+
 main_only=0
 keep=0
 for arg in "$@"; do
@@ -102,3 +106,6 @@ fi
 echo "check-fresh-machine: summary for $commit"
 printf '  %s\n' "${results[@]}"
 exit $status
+}
+
+main "$@"

@@ -80,9 +80,8 @@ std::string EpochReport::finish() {
     line += buf;
   }
   MemoryStats m = memory_stats(device_.str());
-  line += "\n  memory on " + device_.str() + ": " + format_bytes(start_bytes_) +
-          " in use at the start (data, model), peak " + format_bytes(m.peak_bytes) + ", cached " +
-          format_bytes(m.cached_bytes);
+  line += "\n  memory on " + device_.str() + ": " + format_bytes(start_bytes_) + " in use at the start, peak " +
+          format_bytes(m.peak_bytes) + ", cached " + format_bytes(m.cached_bytes);
   return line;
 }
 

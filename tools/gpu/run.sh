@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The GPU check, on a lent device machine, from the bundle tools/gpu/bundle.sh
+# made (.gpu/, carried). Each stage has its own time budget, so a slow stage
+# cannot eat the others (about 7.5 minutes in all); everything goes to $OUT:
+#   gpu-check.log     every stage's full output
+#   summary.txt       a line per stage (exit code, seconds) and the figures
+#   bench_vulkan.json Google Benchmark's results
+# Runs here too (lavapipe): GPU_CHECK_SCALE=0.05 shortens the training stages.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bundle=$PWD/.gpu
+out=${OUT:-/tmp/gpu-check}
+mkdir -p "$out"
+log=$out/gpu-check.log
+summary=$out/summary.txt
+: >"$log"
+: >"$summary"
+[ -d "$bundle/bin" ] || { echo "gpu check: no bundle at $bundle: run tools/gpu/bundle.sh here and carry .gpu" | tee "$summary"; exit 2; }
+
+export LD_LIBRARY_PATH=$bundle/lib:$bundle/vulkan${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export GRAFT_PLUGINS=vulkan GRAFT_PLUGIN_PATH=$bundle/lib
+data=$bundle/data
+scale=${GPU_CHECK_SCALE:-1}
+
+note() { echo "$*" | tee -a "$summary" >>"$log"; }
+last=$(mktemp)  # the output of the last stage, for the summary's figures
+stage() {  # stage NAME SECONDS COMMAND...: runs it under its budget, logged
+  local name=$1 budget=$2 start rc ms over=""
+  shift 2
+  echo "===== $name (budget $budget s): $*" >>"$log"
+  start=$(date +%s%N)
+  timeout -k 10 "$budget" "$@" >"$last" 2>&1
+  rc=$?
+  cat "$last" >>"$log"
+  ms=$((($(date +%s%N) - start) / 1000000))
+  [ $rc -eq 124 ] && over="  (over its budget)"
+  note "$(printf '%-16s exit %3d  %4d.%01d s' "$name" "$rc" $((ms / 1000)) $((ms % 1000 / 100)))$over"
+  return $rc
+}
+
+# The machine, the driver and what the programs resolve to.
+{
+  echo "===== machine"
+  date -u
+  uname -a
+  grep -m1 "model name" /proc/cpuinfo
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+  ldconfig -p | grep -E "libvulkan|libnvidia-glcore" || true
+} >>"$log" 2>&1
+note "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo none)"
+if ldd "$bundle/bin/graft-info" | grep -q "not found"; then
+  export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$bundle/lib/compat  # a system older than the bundle's
+  note "using the bundle's libstdc++ and libgcc_s"
+fi
+ldd "$bundle/bin/graft-info" "$bundle/lib/libgraft-vulkan.so" >>"$log" 2>&1
+
+# Vulkan's driver: the loader's own search first; NVIDIA's manifest where
+# the image keeps it out of the loader's folders.
+has_device() { "$bundle/bin/graft-info" 2>/dev/null | grep -q "^  vulkan:0 "; }
+if ! has_device; then
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json; do
+    if [ -f "$icd" ]; then
+      export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
+      has_device && break
+    fi
+  done
+fi
+note "vulkan driver: ${VK_DRIVER_FILES:-as the loader finds it}"
+
+stage graft-info 30 env GRAFT_LOG=info "$bundle/bin/graft-info"
+figures() { grep -E "$1" "$last" | sed 's/^/  /' >>"$summary"; }
+figures "host memory|free of"  # the devices
+
+
+validation=0
+if [ -f "$bundle/vulkan/explicit_layer.d/VkLayer_khronos_validation.json" ]; then
+  export VK_LAYER_PATH=$bundle/vulkan/explicit_layer.d
+  validation=1
+fi
+if [ $validation -eq 1 ]; then
+  note "test_vulkan runs under the validation layer"
+  stage test_vulkan 75 env GRAFT_VULKAN_VALIDATION=1 "$bundle/bin/test_vulkan"
+else
+  note "test_vulkan runs without the validation layer (not carried)"
+  stage test_vulkan 75 "$bundle/bin/test_vulkan" --gtest_filter=-*Validation*
+fi
+figures "^\[  (PASSED|FAILED|SKIPPED) "
+
+stage cross-backend 75 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bundle/bin/test_backends" \
+  --gtest_filter='Dtypes/Backends.*'
+figures "^\[  (PASSED|FAILED) "
+
+stage bench_vulkan 150 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0' \
+  --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
+figures "^BM_"
+
+limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')
+test_limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 10000 * s }')
+for model in mlp cnn; do
+  stage "$model-epoch" $([ $model = mlp ] && echo 45 || echo 90) "$bundle/bin/graft-train" --backend vulkan \
+    --model $model --epochs 1 --limit "$limit" --test-limit "$test_limit" --data "$data"
+  figures "^epoch 1  train|^  backends|^  memory"
+done
+rm -f "$last"
+
+cat "$summary"
