@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "graft/plugin.h"
+#include "graft/plugin_util.h"
 #include "jit/compiler.h"
 #include "jit/program.h"
 
@@ -50,12 +51,7 @@ Jit& jit() {
   return *j;
 }
 
-void write(char* message, size_t size, const std::string& text) {
-  if (!message || size == 0) return;
-  size_t n = std::min(size - 1, text.size());
-  std::memcpy(message, text.data(), n);
-  message[n] = '\0';
-}
+using graft::plugin_util::write_message;
 
 bool type_of_bit(int32_t bit, Type* t) {
   switch (bit) {
@@ -79,20 +75,7 @@ bool type_of_bit(int32_t bit, Type* t) {
 }
 
 bool type_of_dl(const DLDataType& d, Type* t) {
-  if (d.lanes != 1) return false;
-  if (d.code == kDLFloat && d.bits == 32)
-    *t = Type::f32;
-  else if (d.code == kDLFloat && d.bits == 64)
-    *t = Type::f64;
-  else if (d.code == kDLInt && d.bits == 32)
-    *t = Type::i32;
-  else if (d.code == kDLInt && d.bits == 64)
-    *t = Type::i64;
-  else if (d.code == GRAFT_DL_BOOL && d.bits == 8)
-    *t = Type::boolean;
-  else
-    return false;
-  return true;
+  return type_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(d)), t);
 }
 
 int arity(Op op) {
@@ -269,7 +252,7 @@ int32_t run_program(Program& p, const std::vector<const DLTensor*>& operands, co
       std::string error;
       kernel = j.compiler->compile(p, error);
       if (!kernel) {
-        write(message, size, "graft-jit: cannot compile a fused kernel: " + error);
+        write_message(message, size, "graft-jit: cannot compile a fused kernel: " + error);
         return GRAFT_ERROR;
       }
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -295,7 +278,7 @@ int32_t fuser_supports(void*, const char* op, int32_t dtype) {
 
 int32_t fuser_run(void*, const graft_fused_args* a, char* message, size_t size) {
   auto invalid = [&](const std::string& why) {
-    write(message, size, "graft-jit: invalid fused expression: " + why);
+    write_message(message, size, "graft-jit: invalid fused expression: " + why);
     return GRAFT_INVALID;
   };
   if (a->n_nodes <= 0 || a->n_outputs <= 0) return invalid("no nodes or no outputs");
@@ -479,11 +462,11 @@ int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) 
 
 int32_t init(graft_host* host, char* message, size_t size) {
   if (const char* v = std::getenv("GRAFT_JIT"); v && std::strcmp(v, "0") == 0) {
-    write(message, size, "turned off by GRAFT_JIT=0");
+    write_message(message, size, "turned off by GRAFT_JIT=0");
     return GRAFT_ERROR;
   }
   if (host->abi_version < 3 || !host->add_fuser || !host->parallel_for) {
-    write(message, size, "needs graft's plugin ABI version 3 (fusers)");
+    write_message(message, size, "needs graft's plugin ABI version 3 (fusers)");
     return GRAFT_ERROR;
   }
   Jit& j = jit();
@@ -491,7 +474,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     std::string error;
     j.compiler = Compiler::create(error);
     if (!j.compiler) {
-      write(message, size, "LLVM: " + error);
+      write_message(message, size, "LLVM: " + error);
       return GRAFT_ERROR;
     }
   }

@@ -3,6 +3,7 @@
 // stream, the primitive cache and the error path. Only <graft/plugin.h>,
 // DLPack and oneDNN are seen here, never graft's C++ types.
 #include <graft/plugin.h>
+#include <graft/plugin_util.h>
 
 #include <atomic>
 #include <cstdint>
@@ -36,9 +37,9 @@ struct Call {
   double f(int slot) const { return args->attrs[GRAFT_ATTR_INT_SLOTS + slot].f; }
 };
 
-bool is_f32(const DLTensor& t);
-int64_t numel(const DLTensor& t);
-bool is_contiguous(const DLTensor& t);
+using graft::plugin_util::is_contiguous;
+using graft::plugin_util::numel;
+inline bool is_f32(const DLTensor& t) { return graft::plugin_util::has_dtype(t, GRAFT_DTYPE_FLOAT32); }
 // t's dims (a 0-dim tensor as [1]), optionally padded with leading 1s to rank.
 Dims dims_of(const DLTensor& t, int rank = 0);
 Dims strides_of(const DLTensor& t, int rank = 0);

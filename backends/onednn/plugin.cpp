@@ -35,23 +35,6 @@ void sync_threads() {
   if (want > 0 && omp_get_max_threads() != want) omp_set_num_threads(want);
 }
 
-bool is_f32(const DLTensor& t) { return t.dtype.code == kDLFloat && t.dtype.bits == 32 && t.dtype.lanes == 1; }
-
-int64_t numel(const DLTensor& t) {
-  int64_t n = 1;
-  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
-  return n;
-}
-
-bool is_contiguous(const DLTensor& t) {
-  int64_t expect = 1;
-  for (int d = t.ndim - 1; d >= 0; --d) {
-    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
-    expect *= t.shape[d];
-  }
-  return true;
-}
-
 Dims dims_of(const DLTensor& t, int rank) {
   Dims d(t.shape, t.shape + t.ndim);
   if (d.empty()) d.push_back(1);
@@ -182,31 +165,17 @@ bool all_f32_nonempty(const graft_kernel_args* a) {
   return is_f32(*a->output) && numel(*a->output) > 0;
 }
 
-namespace {
-void write(char* message, size_t size, const std::string& text) {
-  if (!message || size == 0) return;
-  std::strncpy(message, text.c_str(), size - 1);
-  message[size - 1] = '\0';
-}
-}  // namespace
-
 int32_t guarded(char* message, size_t size, const std::function<void()>& body) {
-  try {
-    sync_threads();
-    body();
-    return GRAFT_OK;
-  } catch (const dnnl::error& e) {
-    write(message, size, std::string("oneDNN: ") + e.what() + " (status " + dnnl_status2str(e.status) + ")");
-    return e.status == dnnl_out_of_memory ? GRAFT_OUT_OF_MEMORY : GRAFT_INVALID;
-  } catch (const std::bad_alloc&) {
-    write(message, size, "graft-onednn: out of host memory");
-    return GRAFT_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    write(message, size, std::string("graft-onednn: ") + e.what());
-  } catch (...) {
-    write(message, size, "graft-onednn: unknown error");
-  }
-  return GRAFT_ERROR;
+  return graft::plugin_util::guarded(message, size, [&] {
+    try {
+      sync_threads();
+      body();
+    } catch (const dnnl::error& e) {
+      throw graft::plugin_util::Failure(
+          e.status == dnnl_out_of_memory ? GRAFT_OUT_OF_MEMORY : GRAFT_INVALID,
+          std::string("oneDNN: ") + e.what() + " (status " + dnnl_status2str(e.status) + ")");
+    }
+  });
 }
 
 namespace {

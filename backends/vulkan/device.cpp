@@ -52,7 +52,7 @@ const char* result_name(VkResult r) {
 void check(VkResult r, const char* what) {
   if (r == VK_SUCCESS) return;
   bool oom = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY;
-  throw Failure(oom ? 2 : 1, std::string(what) + " failed: " + result_name(r));
+  throw Failure(oom ? GRAFT_OUT_OF_MEMORY : GRAFT_ERROR, std::string(what) + " failed: " + result_name(r));
 }
 
 Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
@@ -73,7 +73,7 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   queue_family_ = families;
   for (uint32_t i = 0; i < families && queue_family_ == families; ++i)
     if (family[i].queueFlags & VK_QUEUE_COMPUTE_BIT) queue_family_ = i;
-  if (queue_family_ == families) throw Failure(1, name_ + " has no compute queue");
+  if (queue_family_ == families) throw Failure(GRAFT_ERROR, name_ + " has no compute queue");
 
   float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -139,7 +139,7 @@ uint32_t Device::find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkM
         continue;
       return i;
     }
-  if (want & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) throw Failure(1, name_ + " has no host-visible memory");
+  if (want & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) throw Failure(GRAFT_ERROR, name_ + " has no host-visible memory");
   return find_memory_type(bits, 0, avoid);  // a device without a device-local type: take any
 }
 
@@ -159,14 +159,14 @@ void* Device::allocate(size_t nbytes) {
     }
   }
   if (n > props_.limits.maxStorageBufferRange)
-    throw Failure(2, std::to_string(nbytes) + " bytes is more than one buffer of " + name_ +
+    throw Failure(GRAFT_OUT_OF_MEMORY, std::to_string(nbytes) + " bytes is more than one buffer of " + name_ +
                          " can hold (maxStorageBufferRange " + std::to_string(props_.limits.maxStorageBufferRange) +
                          " bytes)");
   Block b;
   b.size = std::max(n, block_size_);
   VkResult r = make_buffer(b.size, device_memory_type_, &b.buffer, &b.memory);
   if (r != VK_SUCCESS)
-    throw Failure(2, "allocating " + std::to_string(nbytes) + " bytes on " + name_ + " failed (" + result_name(r) +
+    throw Failure(GRAFT_OUT_OF_MEMORY, "allocating " + std::to_string(nbytes) + " bytes on " + name_ + " failed (" + result_name(r) +
                          ", a block of " + std::to_string(b.size) + " bytes; " + std::to_string(allocated_) +
                          " bytes in use of " + std::to_string(heap_size_) + ")");
   allocated_ += b.size;
@@ -183,7 +183,7 @@ Device::Block& Device::block_of(uint64_t pointer, size_t nbytes, const char* wha
   uint64_t number = pointer >> kOffsetBits;
   if (number == 0 || number > blocks_.size() || blocks_[number - 1].buffer == VK_NULL_HANDLE ||
       (pointer & kOffsetMask) + nbytes > blocks_[number - 1].size)
-    throw Failure(3, std::string(what) + ": the pointer " + std::to_string(pointer) + " is not memory of " + name_);
+    throw Failure(GRAFT_INVALID, std::string(what) + ": the pointer " + std::to_string(pointer) + " is not memory of " + name_);
   return blocks_[number - 1];
 }
 
@@ -470,7 +470,7 @@ const Device::Pipeline& Device::pipeline(const Shader& shader, std::span<const i
   vk_.vkDestroyShaderModule(device_, module, nullptr);
   if (r != VK_SUCCESS) {
     vk_.vkDestroyPipelineLayout(device_, p.layout, nullptr);
-    throw Failure(1, std::string("creating the pipeline of shader '") + shader.name + "' failed: " + result_name(r));
+    throw Failure(GRAFT_ERROR, std::string("creating the pipeline of shader '") + shader.name + "' failed: " + result_name(r));
   }
   ++counters_.pipelines;
   return by_shader[&shader] = p;
@@ -504,8 +504,8 @@ void Device::dispatch(const Shader& shader, std::span<const int32_t> spec, std::
   if (groups == 0) return;
   uint64_t max_x = props_.limits.maxComputeWorkGroupCount[0], max_y = props_.limits.maxComputeWorkGroupCount[1];
   uint64_t x = std::min(groups, max_x), y = (groups + x - 1) / x;
-  if (y > max_y) throw Failure(3, std::string("shader '") + shader.name + "': too many workgroups");
-  if (buffers.size() != shader.buffers) throw Failure(3, std::string("shader '") + shader.name + "': wrong bindings");
+  if (y > max_y) throw Failure(GRAFT_INVALID, std::string("shader '") + shader.name + "': too many workgroups");
+  if (buffers.size() != shader.buffers) throw Failure(GRAFT_INVALID, std::string("shader '") + shader.name + "': wrong bindings");
   std::lock_guard lock(mutex_);
   std::vector<VkDescriptorBufferInfo> infos;
   for (const Access& a : buffers)

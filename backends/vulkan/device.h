@@ -4,6 +4,8 @@
 // from any thread.
 #pragma once
 
+#include <graft/plugin.h>
+#include <graft/plugin_util.h>
 #include <volk.h>
 
 #include <cstdint>
@@ -16,11 +18,9 @@
 
 namespace graft_vulkan {
 
-// What a failing call throws; plugin.cpp turns it into a status and message.
-struct Failure : std::runtime_error {
-  Failure(int32_t status, const std::string& what) : std::runtime_error(what), status(status) {}
-  int32_t status;
-};
+// What a failing call throws: a status and a message, which graft's plugin
+// helpers (guarded) hand back across the ABI.
+using graft::plugin_util::Failure;
 
 // Throws a Failure naming `what` and Vulkan's result, unless r is VK_SUCCESS.
 void check(VkResult r, const char* what);

@@ -49,20 +49,8 @@ Type type_of(const DLTensor& t) {
 
 uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : 4; }
 
-int64_t numel(const DLTensor& t) {
-  int64_t n = 1;
-  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
-  return n;
-}
-
-bool is_contiguous(const DLTensor& t) {
-  int64_t expect = 1;
-  for (int d = t.ndim - 1; d >= 0; --d) {
-    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
-    expect *= t.shape[d];
-  }
-  return true;
-}
+using graft::plugin_util::is_contiguous;
+using graft::plugin_util::numel;
 
 // Shaders index with 32-bit words: element offsets, strides and counts must fit.
 bool fits(int64_t v) { return v >= 0 && v <= int64_t{0xffffffff}; }

@@ -13,25 +13,13 @@ namespace graft_vulkan {
 // graft's device vulkan:index, created on first use.
 Device& device(int32_t index);
 
-// Writes text into a message buffer graft handed over (NUL-terminated).
-void write_message(char* message, size_t size, const std::string& text);
+using graft::plugin_util::write_message;
 
 // Runs f on vulkan:index; what it throws becomes a status and a message, so
 // nothing crosses the ABI.
 template <class F>
 int32_t on_device(int32_t index, char* message, size_t size, F f) {
-  try {
-    f(device(index));
-    return GRAFT_OK;
-  } catch (const Failure& e) {
-    write_message(message, size, e.what());
-    return e.status;
-  } catch (const std::exception& e) {
-    write_message(message, size, e.what());
-  } catch (...) {
-    write_message(message, size, "unknown error");
-  }
-  return GRAFT_ERROR;
+  return graft::plugin_util::guarded(message, size, [&] { f(device(index)); });
 }
 
 // Adds every kernel to graft; false (with the message written) on failure.

@@ -252,12 +252,6 @@ int32_t init(graft_host* host, char* message, size_t size) {
 
 }  // namespace
 
-void write_message(char* message, size_t size, const std::string& text) {
-  if (!message || size == 0) return;
-  std::strncpy(message, text.c_str(), size - 1);
-  message[size - 1] = '\0';
-}
-
 Device& device(int32_t index) {
   if (!state || index < 0 || static_cast<size_t>(index) >= state->physical.size())
     throw Failure(GRAFT_INVALID, "no Vulkan device " + std::to_string(index));

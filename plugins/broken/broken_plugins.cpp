@@ -1,5 +1,6 @@
 // Plugins broken on purpose, one per BROKEN_KIND, for the loader's tests.
 #include <graft/plugin.h>
+#include <graft/plugin_util.h>
 
 #include <cstring>
 
@@ -10,12 +11,12 @@ namespace {
   graft_kernel k{"neg", 1, "cpu", GRAFT_DTYPE_FLOAT32, 100, nullptr, nullptr, nullptr};
   k.run = [](void*, const graft_kernel_args*, char*, size_t) -> int32_t { return GRAFT_OK; };
   host->add_kernel(host, &k, message, size);
-  std::strncpy(message, "the device this plugin drives is not present", size - 1);
+  graft::plugin_util::write_message(message, size, "the device this plugin drives is not present");
   return GRAFT_ERROR;
 }
 
 [[maybe_unused]] int32_t failing_kernel(void*, const graft_kernel_args*, char* message, size_t size) {
-  std::strncpy(message, "deliberate failure inside the kernel", size - 1);
+  graft::plugin_util::write_message(message, size, "deliberate failure inside the kernel");
   return GRAFT_ERROR;
 }
 
@@ -37,7 +38,7 @@ namespace {
     return arithmetic && dtype == GRAFT_DTYPE_FLOAT32;
   };
   f.run = [](void*, const graft_fused_args*, char* text, size_t n) -> int32_t {
-    std::strncpy(text, "deliberate failure inside the fuser", n - 1);
+    graft::plugin_util::write_message(text, n, "deliberate failure inside the fuser");
     return GRAFT_ERROR;
   };
   return host->add_fuser(host, &f, message, size);

@@ -4,46 +4,26 @@
 // relu and sum. Every other op on an example tensor falls back to the host.
 // It also adds a float32 "add" for "cpu", to measure the ABI's overhead.
 //
-// Copy this file to start a backend: it uses only <graft/plugin.h> and
-// DLPack, never graft's C++ headers, and no exception leaves it.
+// Copy this file to start a backend: it uses only <graft/plugin.h>, the
+// helpers of <graft/plugin_util.h> and DLPack, never graft's C++ headers, and
+// no exception leaves it (guarded turns them into a status and a message).
 #include <graft/plugin.h>
+#include <graft/plugin_util.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
 
 namespace {
 
+using graft::plugin_util::guarded;
+using graft::plugin_util::numel;
+using graft::plugin_util::write_message;
+
 constexpr size_t kCapacity = size_t{1} << 30;  // what the example device claims to have
 
-void write(char* message, size_t size, const char* text) {
-  if (!message || size == 0) return;
-  std::strncpy(message, text, size - 1);
-  message[size - 1] = '\0';
-}
-
-// Runs f and turns any exception into a status, so none crosses the ABI.
-template <class F>
-int32_t guarded(char* message, size_t size, F f) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    write(message, size, e.what());
-  } catch (...) {
-    write(message, size, "unknown error");
-  }
-  return GRAFT_ERROR;
-}
-
-bool is_f32(const DLTensor& t) { return t.dtype.code == kDLFloat && t.dtype.bits == 32 && t.dtype.lanes == 1; }
-
-int64_t numel(const DLTensor& t) {
-  int64_t n = 1;
-  for (int i = 0; i < t.ndim; ++i) n *= t.shape[i];
-  return n;
-}
+bool is_f32(const DLTensor& t) { return graft::plugin_util::has_dtype(t, GRAFT_DTYPE_FLOAT32); }
 
 // Element offset of t at the output index idx (NumPy broadcasting: t's dims
 // align with the output's last dims; size-1 dims repeat).
@@ -73,12 +53,12 @@ void for_each_index(const DLTensor& out, F f) {
 
 int32_t dev_allocate(void*, int32_t, size_t nbytes, void** out, char* message, size_t size) {
   if (nbytes > kCapacity) {
-    write(message, size, "larger than the example device");
+    write_message(message, size, "larger than the example device");
     return GRAFT_OUT_OF_MEMORY;
   }
   *out = std::malloc(nbytes);
   if (!*out) {
-    write(message, size, "malloc failed");
+    write_message(message, size, "malloc failed");
     return GRAFT_OUT_OF_MEMORY;
   }
   return GRAFT_OK;
@@ -90,7 +70,7 @@ int32_t dev_copy(void*, int32_t, void* dst, const void* src, size_t nbytes, char
 }
 int32_t dev_synchronize(void*, int32_t, char*, size_t) { return GRAFT_OK; }
 int32_t dev_memory_info(void*, int32_t, char* name, size_t name_size, size_t* free_bytes, size_t* total_bytes) {
-  write(name, name_size, "example device (host memory behind copies)");
+  write_message(name, name_size, "example device (host memory behind copies)");
   *free_bytes = kCapacity;
   *total_bytes = kCapacity;
   return GRAFT_OK;

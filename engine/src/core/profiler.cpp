@@ -162,7 +162,10 @@ std::vector<OpTotal> Profile::totals() const {
     for (const auto& [k, t] : state_->totals)
       out.push_back({k.name, backend_text(k.backend), k.device.str(), t.calls, double(t.ns) / 1e6});
   }
-  std::stable_sort(out.begin(), out.end(), [](const OpTotal& a, const OpTotal& b) { return a.total_ms > b.total_ms; });
+  // std::sort with a full order: clang 19 rejects libstdc++ 12's stable_sort.
+  std::sort(out.begin(), out.end(), [](const OpTotal& a, const OpTotal& b) {
+    return std::tie(b.total_ms, a.name, a.backend, a.device) < std::tie(a.total_ms, b.name, b.backend, b.device);
+  });
   return out;
 }
 
@@ -174,8 +177,9 @@ std::vector<BackendTotal> Profile::backends() const {
     it->calls += t.calls;
     it->total_ms += t.total_ms;
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const BackendTotal& a, const BackendTotal& b) { return a.total_ms > b.total_ms; });
+  std::sort(out.begin(), out.end(), [](const BackendTotal& a, const BackendTotal& b) {
+    return std::tie(b.total_ms, a.backend) < std::tie(a.total_ms, b.backend);
+  });
   return out;
 }
 
