@@ -1,6 +1,8 @@
 // What graft tells about itself: the profiler, the allocator's statistics and
 // the log (level and handler).
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -192,4 +194,15 @@ TEST(Log, LinesGoToTheHandlerAtOrAboveTheLevel) {
   EXPECT_EQ(lines[1], std::make_pair(LogLevel::error, std::string("an error")));
   EXPECT_EQ(lines[2], std::make_pair(LogLevel::debug, std::string("a detail")));
   EXPECT_STREQ(to_string(LogLevel::info), "info");
+}
+
+// Run by ctest's num_threads_from_env with GRAFT_NUM_THREADS=1, and by
+// num_threads_bad_env with a value that is no count.
+TEST(Environment, DISABLED_GraftNumThreadsSetsTheThreadCount) {
+  const char* env = std::getenv("GRAFT_NUM_THREADS");
+  ASSERT_NE(env, nullptr) << "ctest sets GRAFT_NUM_THREADS";
+  if (std::string(env) == "1")
+    EXPECT_EQ(get_num_threads(), 1);
+  else
+    EXPECT_EQ(get_num_threads(), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }

@@ -211,7 +211,7 @@ bool gradgradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, 
                    GradcheckOptions options = {});
 
 /// Writes the graph recorded behind roots in Graphviz dot: leaves (inputs and
-/// parameters) at the top, ops in between, roots (outputs) at the bottom.
+/// parameters) at the bottom, ops above them, roots (outputs) at the top.
 /// Throws graft::Error when @p path cannot be written.
 /// @code
 /// graft::autograd::save_dot(loss, "graph.dot");  // then: dot -Tsvg graph.dot -o graph.svg

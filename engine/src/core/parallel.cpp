@@ -2,13 +2,16 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "graft/backend.h"
 #include "graft/error.h"
+#include "graft/log.h"
 
 namespace graft {
 
@@ -117,8 +120,21 @@ class Pool {
 
 thread_local bool Pool::in_job = false;
 
+// GRAFT_NUM_THREADS when it is a positive number, else every core.
+int initial_threads() {
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const char* env = std::getenv("GRAFT_NUM_THREADS");
+  if (!env || !*env) return cores;
+  char* end = nullptr;
+  long n = std::strtol(env, &end, 10);
+  if (*end == '\0' && n >= 1 && n <= 4096) return static_cast<int>(n);
+  log(LogLevel::warn, std::string("GRAFT_NUM_THREADS='") + env + "' is not a thread count; using " +
+                          std::to_string(cores) + " (every core)");
+  return cores;
+}
+
 Pool& pool() {
-  static Pool* p = new Pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  static Pool* p = new Pool(initial_threads());
   return *p;  // never destroyed: workers must not be joined during static destruction
 }
 
