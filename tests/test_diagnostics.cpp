@@ -2,9 +2,9 @@
 // the log (level and handler).
 #include <cstdlib>
 #include <filesystem>
-#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "helpers.h"
 
