@@ -3,20 +3,12 @@
 //   tutorial_dynamic [OUTPUT_DIR]   writes dynamic_x5.dot and dynamic_x2.dot there when given
 #include <graft/graft.h>
 
+#include "check.h"
+
 #include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
-
-namespace {
-int failures = 0;
-void expect_near(double got, double want, const char* what) {
-  if (!(std::abs(got - want) <= 1e-6)) {
-    std::cerr << "FAILED: " << what << ": got " << got << ", want " << want << "\n";
-    ++failures;
-  }
-}
-}  // namespace
 
 // [tutorial:loop]
 // Multiplies by x until the value passes limit. How many multiplications that
@@ -46,15 +38,12 @@ int main(int argc, char** argv) {
     double by_hand = (n + 1) * std::pow(start, n);
     std::cout << "x = " << start << ": " << n << " multiplications, y = " << y.item<double>()
               << ", x.grad() = " << x.grad().item<double>() << ", by hand " << by_hand << "\n";
-    expect_near(x.grad().item<double>(), by_hand, "dy/dx = (n+1) x^n");
+    check::near(x.grad().item<double>(), by_hand, "dy/dx = (n+1) x^n");
     if (!out_dir.empty()) graft::autograd::save_dot(y, out_dir + "/dynamic_x" + std::to_string(int(start)) + ".dot");
     lengths.push_back(n);
   }
   // [end]
   // 5 -> 25 -> 125 takes two multiplications; 2 -> 4 -> ... -> 128 takes six.
-  if (lengths != std::vector<int>{2, 6}) {
-    std::cerr << "FAILED: the loops did not take 2 and 6 multiplications\n";
-    ++failures;
-  }
-  return failures == 0 ? 0 : 1;
+  check::that(lengths == std::vector<int>{2, 6}, "the loops take 2 and 6 multiplications");
+  return check::exit_code();
 }

@@ -3,21 +3,13 @@
 //   tutorial_graph [OUTPUT_DIR]   writes OUTPUT_DIR/graph.dot when given
 #include <graft/graft.h>
 
+#include "check.h"
+
 #include <cmath>
 #include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
-
-namespace {
-int failures = 0;
-void expect_near(double got, double want, const char* what) {
-  if (!(std::abs(got - want) <= 1e-6)) {
-    std::cerr << "FAILED: " << what << ": got " << got << ", want " << want << "\n";
-    ++failures;
-  }
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   std::cout << std::boolalpha;
@@ -63,16 +55,13 @@ int main(int argc, char** argv) {
   std::vector<double> xs = x.to_vector<double>();
   std::vector<double> w_grad = w.grad().to_vector<double>();
   for (int i = 0; i < 3; ++i)
-    expect_near(w_grad[i], dloss_dz * xs[i], "dloss/dw_i = dloss/dz * x_i");  // SumBackward, MulBackward
-  expect_near(b.grad().item<double>(), dloss_dz, "dloss/db = dloss/dz");
-  expect_near(z.grad().item<double>(), dloss_dz, "z.grad() = dloss/dz");
+    check::near(w_grad[i], dloss_dz * xs[i], "dloss/dw_i = dloss/dz * x_i");  // SumBackward, MulBackward
+  check::near(b.grad().item<double>(), dloss_dz, "dloss/db = dloss/dz");
+  check::near(z.grad().item<double>(), dloss_dz, "z.grad() = dloss/dz");
   // [end]
-  expect_near(z.item<double>(), -0.5, "z = 0.5 - 2 + 0.75 + 0.25");
-  expect_near(y_value, std::tanh(-0.5), "y = tanh(z)");
-  if (x.grad().defined()) {
-    std::cerr << "FAILED: x does not require grad, so it has no gradient\n";
-    ++failures;
-  }
+  check::near(z.item<double>(), -0.5, "z = 0.5 - 2 + 0.75 + 0.25");
+  check::near(y_value, std::tanh(-0.5), "y = tanh(z)");
+  check::that(!x.grad().defined(), "x does not require grad, so it has no gradient");
 
   // [tutorial:accumulate]
   graft::Tensor twice = (w * w).sum();  // d/dw = 2 w
@@ -83,7 +72,7 @@ int main(int argc, char** argv) {
   std::vector<double> ws = w.to_vector<double>();
   std::vector<double> accumulated = w.grad().to_vector<double>();
   for (int i = 0; i < 3; ++i)
-    expect_near(accumulated[i], dloss_dz * xs[i] + 4 * ws[i], "gradients accumulate in the leaf");
+    check::near(accumulated[i], dloss_dz * xs[i] + 4 * ws[i], "gradients accumulate in the leaf");
 
   // [tutorial:retain-graph]
   bool refused = false;
@@ -94,11 +83,8 @@ int main(int argc, char** argv) {
     std::cout << "error: " << e.what() << "\n";
   }
   // [end]
-  if (!refused) {
-    std::cerr << "FAILED: a third backward without retain_graph must be refused\n";
-    ++failures;
-  }
+  check::that(refused, "a third backward without retain_graph is refused");
   std::vector<double> after = w.grad().to_vector<double>();
-  for (int i = 0; i < 3; ++i) expect_near(after[i], accumulated[i], "a failed backward leaves the gradient alone");
-  return failures == 0 ? 0 : 1;
+  for (int i = 0; i < 3; ++i) check::near(after[i], accumulated[i], "a failed backward leaves the gradient alone");
+  return check::exit_code();
 }

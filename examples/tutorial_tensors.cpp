@@ -3,19 +3,11 @@
 // by hand.
 #include <graft/graft.h>
 
+#include "check.h"
+
 #include <iostream>
 #include <string>
 #include <vector>
-
-namespace {
-int failures = 0;
-void expect(bool ok, const char* what) {
-  if (!ok) {
-    std::cerr << "FAILED: " << what << "\n";
-    ++failures;
-  }
-}
-}  // namespace
 
 int main() {
   std::cout << std::boolalpha;
@@ -24,7 +16,7 @@ int main() {
   graft::Tensor w = graft::ones({2, 2}, graft::TensorOptions().requires_grad(true));
   std::cout << "a = " << a << "\nw = " << w << "\n";
   // [end]
-  expect(!a.requires_grad() && w.requires_grad(), "only w requires grad");
+  check::that(!a.requires_grad() && w.requires_grad(), "only w requires grad");
 
   // [tutorial:ops]
   graft::Tensor h = a * w + 1;          // elementwise, the 1 broadcasts
@@ -32,12 +24,12 @@ int main() {
   std::cout << "h = " << h << "\ns = " << s << "\n";
   std::cout << "leaves: a " << a.is_leaf() << ", w " << w.is_leaf() << ", h " << h.is_leaf() << "\n";
   // [end]
-  expect(h.to_vector<float>() == std::vector<float>{2, 3, 4, 5}, "h = a * 1 + 1");
+  check::that(h.to_vector<float>() == std::vector<float>{2, 3, 4, 5}, "h = a * 1 + 1");
   // [[2, 3], [4, 5]] x [[1, 2], [3, 4]] = [[11, 16], [19, 28]], which sum to 74.
-  expect(s.item<float>() == 74, "s = 74");
-  expect(h.requires_grad() && s.requires_grad(), "results of w require grad");
-  expect(a.is_leaf() && w.is_leaf() && !h.is_leaf(), "a and w are leaves, h is not");
-  expect(h.grad_fn() && std::string(h.grad_fn()->name()) == "AddBackward", "h was made by an addition");
+  check::that(s.item<float>() == 74, "s = 74");
+  check::that(h.requires_grad() && s.requires_grad(), "results of w require grad");
+  check::that(a.is_leaf() && w.is_leaf() && !h.is_leaf(), "a and w are leaves, h is not");
+  check::that(h.grad_fn() && std::string(h.grad_fn()->name()) == "AddBackward", "h was made by an addition");
 
   // [tutorial:no-grad]
   graft::Tensor plain = a + 1;  // no input requires grad: nothing is recorded
@@ -50,8 +42,8 @@ int main() {
   std::cout << "recorded: plain " << plain.requires_grad() << ", frozen " << frozen.requires_grad() << ", cut "
             << cut.requires_grad() << "\n";
   // [end]
-  expect(!plain.requires_grad() && !plain.grad_fn(), "plain records nothing");
-  expect(!frozen.requires_grad() && !frozen.grad_fn(), "frozen records nothing");
-  expect(!cut.requires_grad() && cut.to_vector<float>() == std::vector<float>{2, 2, 2, 2}, "cut keeps the values");
-  return failures == 0 ? 0 : 1;
+  check::that(!plain.requires_grad() && !plain.grad_fn(), "plain records nothing");
+  check::that(!frozen.requires_grad() && !frozen.grad_fn(), "frozen records nothing");
+  check::that(!cut.requires_grad() && cut.to_vector<float>() == std::vector<float>{2, 2, 2, 2}, "cut keeps the values");
+  return check::exit_code();
 }
