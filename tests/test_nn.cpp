@@ -127,3 +127,28 @@ TEST(Modules, ToDtypeKeepsParameterIdentity) {
   net.to(Device("cpu"));
   EXPECT_GRAFT_ERROR(net.to(kInt32), "floating");
 }
+
+// A checkpoint holds several state dicts under prefixes; section() gives one
+// back exactly, and a holder reaches every Module method with a dot.
+TEST(Modules, StateDictSectionsAndHolderForwarding) {
+  nn::Sequential model{nn::Linear(3, 2), nn::BatchNorm2d(2)};
+  StateDict ckpt;
+  ckpt.insert("model.", model.state_dict());
+  ckpt.set("modelling", zeros({1}));  // shares the prefix's letters, not its dot
+  ckpt.set("train.epoch", scalar_tensor(int64_t{3}));
+  StateDict back = ckpt.section("model.");
+  ASSERT_EQ(back.size(), model.state_dict().size());
+  for (const auto& [k, v] : model.state_dict()) {
+    ASSERT_TRUE(back.contains(k)) << k;
+    EXPECT_TRUE(back.at(k).shares_storage(v)) << k;
+  }
+  EXPECT_FALSE(back.contains("ling"));
+  EXPECT_TRUE(ckpt.section("nothing.").empty());
+  EXPECT_EQ(ckpt.section("train.").at("epoch").item<int64_t>(), 3);
+
+  std::vector<std::string> buffers;
+  for (const auto& [name, t] : model.named_buffers()) buffers.push_back(name);
+  EXPECT_EQ(buffers, (std::vector<std::string>{"1.running_mean", "1.running_var"}));
+  ASSERT_EQ(model.named_children().size(), 2u);
+  EXPECT_EQ(model.named_children()[1].first, "1");
+}

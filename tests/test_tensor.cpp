@@ -163,3 +163,15 @@ TEST(Tensor, Devices) {
   Tensor a = ones({2});
   EXPECT_EQ(a.to("cpu").impl(), a.impl());
 }
+
+TEST(Tensor, OptionsMakeTensorsLikeThisOne) {
+  Tensor x = ones({2, 3}, TensorOptions().dtype(kFloat64).requires_grad(true));
+  TensorOptions o = x.options();
+  EXPECT_EQ(o.dtype(), kFloat64);
+  EXPECT_EQ(o.device(), kCPU);
+  EXPECT_FALSE(o.requires_grad());
+  Tensor y = zeros(x.shape(), x.options());
+  EXPECT_EQ(y.dtype(), kFloat64);
+  EXPECT_EQ(shape(y), (std::vector<int64_t>{2, 3}));
+  for (const std::string& d : devices()) EXPECT_EQ(ones({2}).to(d).options().device(), Device(d)) << d;
+}

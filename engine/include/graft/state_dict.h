@@ -55,6 +55,25 @@ class StateDict {
   /// Past the last entry.
   auto end() const { return items_.end(); }
 
+  /// Adds (or replaces) every entry of @p other under @p prefix + its key,
+  /// e.g. a model's state under "model." in a checkpoint.
+  void insert(const std::string& prefix, const StateDict& other) {
+    for (const auto& [k, v] : other) set(prefix + k, v);
+  }
+  /// The entries whose key starts with @p prefix, with the prefix removed:
+  /// what insert() put under it.
+  /// @code
+  /// graft::StateDict ckpt;
+  /// ckpt.insert("model.", model->state_dict());
+  /// model->load_state_dict(ckpt.section("model."));
+  /// @endcode
+  StateDict section(const std::string& prefix) const {
+    StateDict out;
+    for (const auto& [k, v] : items_)
+      if (k.size() > prefix.size() && k.compare(0, prefix.size(), prefix) == 0) out.set(k.substr(prefix.size()), v);
+    return out;
+  }
+
  private:
   std::vector<Item> items_;
 };

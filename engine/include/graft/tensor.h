@@ -133,6 +133,12 @@ class Tensor {
   DType dtype() const;
   /// The device that holds the storage.
   Device device() const;
+  /// This tensor's dtype and device as TensorOptions, to make others like it
+  /// (requires_grad is left false, as in libtorch):
+  /// @code
+  /// graft::Tensor noise = graft::randn(x.shape(), x.options());
+  /// @endcode
+  TensorOptions options() const { return TensorOptions().dtype(dtype()).device(device()); }
   /// True when the elements lie in row-major order without gaps (the strides of size-1 dims do not matter).
   bool is_contiguous() const;
   /// True when this tensor and other view the same storage.

@@ -89,6 +89,14 @@ class ModuleHolder {
   StateDict state_dict() const { return checked()->state_dict(); }
   /// Module::load_state_dict().
   void load_state_dict(const StateDict& d, bool strict = true) const { checked()->load_state_dict(d, strict); }
+  /// Module::named_buffers().
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const {
+    return checked()->named_buffers(recurse);
+  }
+  /// Module::named_children().
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const {
+    return checked()->named_children();
+  }
   /// @}
 
  private:
