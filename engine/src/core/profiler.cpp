@@ -95,11 +95,12 @@ void record_call(const char* name, uint16_t backend, Device device, DType dtype,
   std::string text = events ? shapes() : std::string();
   Key key{name, backend, device};
   for (const auto& s : states) {
+    int64_t start = std::max(start_ns, s->origin_ns);  // a call already running when the profile began counts from then
     std::lock_guard state_lock(s->mutex);
     Totals& t = s->totals[key];
     ++t.calls;
-    t.ns += end - start_ns;
-    if (s->options.record_events) s->events.push_back({key, text, dtype, thread_number(), start_ns, end - start_ns});
+    t.ns += end - start;
+    if (s->options.record_events) s->events.push_back({key, text, dtype, thread_number(), start, end - start});
   }
 }
 
