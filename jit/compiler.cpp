@@ -30,19 +30,39 @@ using llvm::IRBuilder;
 using llvm::Value;
 
 struct VectorFunction {
-  const char* intrinsic;  // what the IR calls, e.g. llvm.exp.f32
+  const char* intrinsic;  // what the IR calls, e.g. llvm.exp.f32 (or erff, which has no intrinsic)
   const char* name;       // glibc's scalar name, e.g. expf
+  bool f32;
   bool two_args;
 };
 
 // The functions glibc's libmvec has in every width: for each, the f32 and
-// f64 intrinsic the loops call.
+// f64 function the loops call.
 constexpr VectorFunction kVectorFunctions[] = {
-    {"llvm.exp.f32", "expf", false},  {"llvm.exp.f64", "exp", false},  {"llvm.log.f32", "logf", false},
-    {"llvm.log.f64", "log", false},   {"llvm.sin.f32", "sinf", false}, {"llvm.sin.f64", "sin", false},
-    {"llvm.cos.f32", "cosf", false},  {"llvm.cos.f64", "cos", false},  {"llvm.tanh.f32", "tanhf", false},
-    {"llvm.tanh.f64", "tanh", false}, {"llvm.pow.f32", "powf", true},  {"llvm.pow.f64", "pow", true},
+    {"llvm.exp.f32", "expf", true, false},   {"llvm.exp.f64", "exp", false, false},
+    {"llvm.log.f32", "logf", true, false},   {"llvm.log.f64", "log", false, false},
+    {"llvm.sin.f32", "sinf", true, false},   {"llvm.sin.f64", "sin", false, false},
+    {"llvm.cos.f32", "cosf", true, false},   {"llvm.cos.f64", "cos", false, false},
+    {"llvm.tanh.f32", "tanhf", true, false}, {"llvm.tanh.f64", "tanh", false, false},
+    {"llvm.pow.f32", "powf", true, true},    {"llvm.pow.f64", "pow", false, true},
+    {"erff", "erff", true, false},           {"erf", "erf", false, false},
 };
+
+// erf of x (float or double), as a call to libm that the vectorizer may
+// replace with libmvec's: LLVM has no erf intrinsic.
+Value* erf_of(IRBuilder<>& b, Value* x) {
+  llvm::Module* m = b.GetInsertBlock()->getModule();
+  bool f32 = x->getType()->isFloatTy();
+  llvm::FunctionCallee fn = m->getOrInsertFunction(f32 ? "erff" : "erf", x->getType(), x->getType());
+  if (auto* f = llvm::dyn_cast<llvm::Function>(fn.getCallee())) {
+    f->setDoesNotAccessMemory();  // erf never sets errno
+    f->setDoesNotThrow();
+    f->setWillReturn();
+  }
+  llvm::CallInst* call = b.CreateCall(fn, {x});
+  call->setDoesNotAccessMemory();
+  return call;
+}
 
 }  // namespace
 
@@ -133,13 +153,19 @@ struct Compiler::Impl {
       case Op::gt:
       case Op::ge: {
         using P = llvm::CmpInst::Predicate;
-        static constexpr P fcmp[] = {P::FCMP_OEQ, P::FCMP_UNE, P::FCMP_OLT, P::FCMP_OLE, P::FCMP_OGT, P::FCMP_OGE};
-        static constexpr P icmp[] = {P::ICMP_EQ, P::ICMP_NE, P::ICMP_SLT, P::ICMP_SLE, P::ICMP_SGT, P::ICMP_SGE};
-        static constexpr P ucmp[] = {P::ICMP_EQ, P::ICMP_NE, P::ICMP_ULT, P::ICMP_ULE, P::ICMP_UGT, P::ICMP_UGE};
-        size_t k = static_cast<size_t>(n.op) - static_cast<size_t>(Op::eq);
+        struct Predicates {
+          Op op;
+          P fp, sint, uint;  // bool compares unsigned
+        };
+        static constexpr Predicates table[] = {
+            {Op::eq, P::FCMP_OEQ, P::ICMP_EQ, P::ICMP_EQ},   {Op::ne, P::FCMP_UNE, P::ICMP_NE, P::ICMP_NE},
+            {Op::lt, P::FCMP_OLT, P::ICMP_SLT, P::ICMP_ULT}, {Op::le, P::FCMP_OLE, P::ICMP_SLE, P::ICMP_ULE},
+            {Op::gt, P::FCMP_OGT, P::ICMP_SGT, P::ICMP_UGT}, {Op::ge, P::FCMP_OGE, P::ICMP_SGE, P::ICMP_UGE}};
+        const Predicates& k =
+            *std::find_if(std::begin(table), std::end(table), [&](const Predicates& e) { return e.op == n.op; });
         Type in = arg_type(0);
-        if (is_float(in)) return b.CreateFCmp(fcmp[k], x, arg(1));
-        return b.CreateICmp(in == Type::boolean ? ucmp[k] : icmp[k], x, arg(1));
+        if (is_float(in)) return b.CreateFCmp(k.fp, x, arg(1));
+        return b.CreateICmp(in == Type::boolean ? k.uint : k.sint, x, arg(1));
       }
       case Op::where:
         return b.CreateSelect(x, arg(1), arg(2));
@@ -156,6 +182,22 @@ struct Compiler::Impl {
         static constexpr Op ops[] = {Op::exp, Op::log, Op::sqrt, Op::sin, Op::cos, Op::tanh};
         size_t k = static_cast<size_t>(std::find(std::begin(ops), std::end(ops), n.op) - std::begin(ops));
         return b.CreateUnaryIntrinsic(ids[k], x);
+      }
+      case Op::erf:
+        return erf_of(b, x);
+      case Op::gelu: {
+        llvm::Constant* half = llvm::ConstantFP::get(t, 0.5);
+        Value* cdf = b.CreateFAdd(llvm::ConstantFP::get(t, 1.0),
+                                  erf_of(b, b.CreateFMul(x, llvm::ConstantFP::get(t, 0.70710678118654752440))));
+        return b.CreateFMul(b.CreateFMul(x, half), cdf);
+      }
+      case Op::gelu_tanh: {
+        Value* cube = b.CreateFMul(b.CreateFMul(x, x), x);
+        Value* inner = b.CreateFMul(llvm::ConstantFP::get(t, 0.79788456080286535588),
+                                    b.CreateFAdd(x, b.CreateFMul(llvm::ConstantFP::get(t, 0.044715), cube)));
+        Value* th = b.CreateUnaryIntrinsic(llvm::Intrinsic::tanh, inner);
+        return b.CreateFMul(b.CreateFMul(x, llvm::ConstantFP::get(t, 0.5)),
+                            b.CreateFAdd(llvm::ConstantFP::get(t, 1.0), th));
       }
       case Op::sigmoid: {
         llvm::Constant* one = llvm::ConstantFP::get(t, 1.0);
@@ -345,8 +387,7 @@ struct Compiler::Impl {
     for (const Isa& isa : isas) {
       if (!isa.present) continue;
       for (const VectorFunction& fn : kVectorFunctions) {
-        bool f32 = llvm::StringRef(fn.intrinsic).ends_with("f32");
-        int lanes = isa.bits / (f32 ? 32 : 64);
+        int lanes = isa.bits / (fn.f32 ? 32 : 64);
         std::string params = fn.two_args ? "vv" : "v";
         std::string vector_name =
             std::string("_ZGV") + isa.letter + "N" + std::to_string(lanes) + params + "_" + fn.name;

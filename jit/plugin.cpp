@@ -78,17 +78,13 @@ bool type_of_dl(const DLDataType& d, Type* t) {
   return type_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(d)), t);
 }
 
-int arity(Op op) {
-  if (op == Op::input || op == Op::scalar) return 0;
-  if (op == Op::where) return 3;
-  return op <= Op::ge ? 2 : 1;
-}
-
 // Whether the kernels compute op on values of type t.
 bool computes(Op op, Type t) {
   if (op == Op::count_) return false;
-  if (op == Op::input || op == Op::scalar || op == Op::copy || op == Op::where || (op >= Op::eq && op <= Op::ge))
-    return true;
+  if (op == Op::input || op == Op::scalar) return true;
+  int c = category(op);
+  if (!GRAFT_OP_IS_ELEMENTWISE(c) || c == GRAFT_OP_FILL) return false;  // fills reach the JIT as scalars
+  if (c == GRAFT_OP_CONVERT || c == GRAFT_OP_SELECT || c == GRAFT_OP_COMPARISON) return true;
   if (t == Type::boolean) return false;
   if (is_float(t)) return true;
   switch (op) {

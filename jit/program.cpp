@@ -5,20 +5,29 @@
 namespace graft::jit {
 
 namespace {
-constexpr const char* kNames[] = {"input",   "scalar", "add",  "sub",   "mul", "div",  "pow",     "maximum",
-                                  "minimum", "eq",     "ne",   "lt",    "le",  "gt",   "ge",      "where",
-                                  "neg",     "exp",    "log",  "sqrt",  "abs", "relu", "sigmoid", "tanh",
-                                  "sin",     "cos",    "sign", "clamp", "copy"};
-static_assert(sizeof kNames / sizeof kNames[0] == static_cast<size_t>(Op::count_));
+struct Row {
+  const char* name;
+  int category;
+  int inputs;
+};
+constexpr Row kRows[] = {
+#define GRAFT_JIT_ROW(name, category, flags, inputs, ...) {#name, category, inputs},
+    GRAFT_OP_TABLE(GRAFT_JIT_ROW)
+#undef GRAFT_JIT_ROW
+        {"input", 0, 0},
+    {"scalar", 0, 0}};
+static_assert(sizeof kRows / sizeof kRows[0] == static_cast<size_t>(Op::count_));
 }  // namespace
 
 Op op_named(const char* name) {
   for (size_t i = 0; i < static_cast<size_t>(Op::count_); ++i)
-    if (std::strcmp(kNames[i], name) == 0) return static_cast<Op>(i);
+    if (std::strcmp(kRows[i].name, name) == 0) return static_cast<Op>(i);
   return Op::count_;
 }
 
-const char* op_name(Op op) { return op < Op::count_ ? kNames[static_cast<size_t>(op)] : "?"; }
+const char* op_name(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(op)].name : "?"; }
+int category(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(op)].category : 0; }
+int arity(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(op)].inputs : 0; }
 
 bool is_float(Type t) { return t == Type::f32 || t == Type::f64; }
 
@@ -41,7 +50,7 @@ std::string Program::key() const {
   k.reserve(nodes.size() * 16 + strides.size() + input_types.size() + 8);
   auto put = [&](const void* p, size_t n) { k.append(static_cast<const char*>(p), n); };
   for (const Node& n : nodes) {
-    put(&n.op, 1);
+    put(&n.op, sizeof n.op);
     put(&n.type, 1);
     put(&n.n_args, 1);
     put(&n.flags, 1);

@@ -7,38 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "graft/op_table.h"
+
 namespace graft::jit {
 
-enum class Op : uint8_t {
-  input,
+// A node's op: a row of graft's op table (graft/op_table.h), or one of the
+// two leaves of an expression. The numbers hold within this build only.
+enum class Op : uint16_t {
+#define GRAFT_JIT_OP(name, ...) name,
+  GRAFT_OP_TABLE(GRAFT_JIT_OP)
+#undef GRAFT_JIT_OP
+      input,
   scalar,
-  add,
-  sub,
-  mul,
-  div,
-  pow,
-  maximum,
-  minimum,
-  eq,
-  ne,
-  lt,
-  le,
-  gt,
-  ge,
-  where,
-  neg,
-  exp,
-  log,
-  sqrt,
-  abs,
-  relu,
-  sigmoid,
-  tanh,
-  sin,
-  cos,
-  sign,
-  clamp,
-  copy,
   count_
 };
 
@@ -75,9 +55,13 @@ struct Program {
   std::string describe() const;
 };
 
-// The op with this stable graft name, or Op::count_.
+// The op with this stable graft name ("input" and "scalar" for the leaves), or Op::count_.
 Op op_named(const char* name);
 const char* op_name(Op op);
+// The op table's category of a row; 0 for the leaves.
+int category(Op op);
+// The arguments a node of this op reads.
+int arity(Op op);
 bool is_float(Type t);
 int type_bytes(Type t);
 

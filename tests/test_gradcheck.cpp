@@ -46,6 +46,9 @@ TEST_F(Gradcheck, UnaryMath) {
   check_both([](const Inputs& v) { return v[0].sigmoid(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].tanh(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].sin() * v[0].cos(); }, {p({2, 3})});
+  check_both([](const Inputs& v) { return v[0].erf(); }, {p({2, 3}, -2, 2)});
+  check_both([](const Inputs& v) { return F::gelu(v[0]); }, {p({2, 3}, -3, 3)});
+  check_both([](const Inputs& v) { return F::gelu(v[0], {.approximate = "tanh"}); }, {p({2, 3}, -3, 3)});
   check_both([](const Inputs& v) { return v[0].clamp(-0.5, 0.5); },
              {tensor({-0.9, -0.2, 0.3, 0.8}, {4}, kFloat64).requires_grad_()});
   check_both([](const Inputs& v) { return where(v[0] > 0, v[0] * 2, v[1].exp()); }, {p({4}), p({4})});

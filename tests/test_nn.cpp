@@ -152,3 +152,36 @@ TEST(Modules, StateDictSectionsAndHolderForwarding) {
   ASSERT_EQ(model.named_children().size(), 2u);
   EXPECT_EQ(model.named_children()[1].first, "1");
 }
+
+TEST(Modules, GeluBothFormsAgainstTheirFormulas) {
+  std::vector<double> xs{-4.0, -1.5, -0.3, 0.0, 0.2, 1.0, 2.5, 6.0};
+  std::vector<double> exact, approx;
+  for (double x : xs) {
+    exact.push_back(0.5 * x * (1 + std::erf(x / std::sqrt(2.0))));
+    approx.push_back(0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))));
+  }
+  for (DType t : {kFloat32, kFloat64}) {
+    Tensor x = tensor(xs, {8}, t);
+    double tol = t == kFloat32 ? 5e-6 : 1e-12;
+    expect_values(F::gelu(x), exact, tol);
+    expect_values(F::gelu(x, {.approximate = "tanh"}), approx, tol);
+    expect_values(nn::GELU()(x), exact, tol);
+    expect_values(nn::GELU(nn::GELUOptions{.approximate = "tanh"})(x), approx, tol);
+  }
+  // The two forms differ (by up to about 2e-4 near |x| = 2), so the option reaches the kernel.
+  EXPECT_GT((F::gelu(tensor(xs, {8})) - F::gelu(tensor(xs, {8}), {.approximate = "tanh"})).abs().max().item<double>(),
+            1e-5);
+  // Integers compute in float32, as PyTorch's float math does.
+  EXPECT_EQ(F::gelu(tensor({1.0, 2.0}, {2}).to(kInt64)).dtype(), kFloat32);
+  EXPECT_GRAFT_ERROR(F::gelu(tensor(xs, {8}), {.approximate = "tan"}), "gelu", "\"tan\"", "\"none\" or \"tanh\"");
+  EXPECT_GRAFT_ERROR(nn::GELU(nn::GELUOptions{.approximate = "exact"}), "GELU", "\"exact\"");
+}
+
+TEST(Modules, GeluGradientAgainstItsDerivative) {
+  Tensor x = tensor({-2.0, -0.5, 0.0, 0.7, 3.0}, {5}, kFloat64).requires_grad_();
+  F::gelu(x).sum().backward();
+  std::vector<double> want;
+  for (double v : x.detach().to_vector<double>())
+    want.push_back(0.5 * (1 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI));
+  expect_values(x.grad(), want, 1e-12);
+}

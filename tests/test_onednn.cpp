@@ -169,3 +169,31 @@ TEST_F(Onednn, EdgeCasesMatchTheReferenceBackend) {
   F::max_pool2d(x, {2}).sum().backward();
   expect_values(x.grad().flatten(), {1, 0, 0, 0});
 }
+
+TEST_F(Onednn, GeluForwardAndBackwardMatchTheReference) {
+  manual_seed(3);
+  Tensor x0 = randn({4, 33}) * 3.0;
+  for (const char* form : {"none", "tanh"}) {
+    auto run = [&](Tensor* grad) {
+      Tensor x = x0.clone().requires_grad_();
+      Tensor y = F::gelu(x, {.approximate = form});
+      (y * y).sum().backward();
+      *grad = x.grad();
+      return y;
+    };
+    Tensor want_grad, grad;
+    Tensor want;
+    {
+      BackendGuard only("reference");
+      want = run(&want_grad);
+    }
+    reset_dispatch_stats();
+    BackendGuard no_fusion(std::vector<std::string>{"onednn", "reference"});  // else graft-jit fuses gelu
+    Tensor got = run(&grad);
+    const char* op = std::string(form) == "tanh" ? "gelu_tanh" : "gelu";
+    EXPECT_EQ(calls(op, "onednn"), 1u) << form;
+    EXPECT_EQ(calls("gelu_backward", "onednn"), 1u) << form;
+    expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
+    expect_near(grad.to_vector<double>(), want_grad.to_vector<double>(), 1e-4);
+  }
+}

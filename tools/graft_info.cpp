@@ -58,21 +58,46 @@ void print_devices(bool md) {
   std::cout << "\n\n";
 }
 
+const char* category_name(graft_op_category c) {
+  switch (c) {
+    case GRAFT_OP_UNARY:
+      return "unary";
+    case GRAFT_OP_BINARY:
+      return "binary";
+    case GRAFT_OP_COMPARISON:
+      return "comparison";
+    case GRAFT_OP_SELECT:
+      return "select";
+    case GRAFT_OP_CONVERT:
+      return "convert";
+    case GRAFT_OP_FILL:
+      return "fill";
+    case GRAFT_OP_REDUCTION:
+      return "reduction";
+    case GRAFT_OP_STRUCTURED:
+      return "structured";
+    case GRAFT_OP_UPDATE:
+      return "update";
+  }
+  return "?";
+}
+
 void print_ops(bool md) {
   const auto& r = graft::dispatch::Registry::get();
-  std::cout
-      << (md ? "## Ops\n\nComposite ops have no reference kernel: where no backend has one, graft computes "
-               "them from the other ops.\n\n| op | version | inputs | kind | attributes |\n|---|---|---|---|---|\n"
-             : "Ops (name, version, inputs, kind, attributes):\n");
+  std::cout << (md ? "## Ops\n\nFrom the op table (`graft/op_table.h`). Composite ops have no reference kernel: "
+                     "where no backend has one, graft computes them from the other ops. Elementwise categories "
+                     "(unary to fill) are those a fuser may take.\n\n| op | version | category | inputs | outputs "
+                     "| composite | inputs and attributes |\n|---|---|---|---|---|---|---|\n"
+                   : "Ops (name, version, category, inputs, outputs, composite, inputs and attributes):\n");
   for (size_t i = 0; i < graft::dispatch::kNumOps; ++i) {
     const auto& s = r.schema(static_cast<graft::dispatch::OpId>(i));
-    const char* kind = s.composite ? "composite" : "primitive";
+    const char* composite = s.composite ? "composite" : "";
     if (md)
-      std::cout << "| " << s.name << " | " << s.version << " | " << s.n_inputs << " | " << kind << " | " << s.attrs
-                << " |\n";
+      std::cout << "| " << s.name << " | " << s.version << " | " << category_name(s.category) << " | " << s.n_inputs
+                << " | " << s.n_outputs << " | " << (s.composite ? "yes" : "") << " | " << s.contract << " |\n";
     else
-      std::cout << "  " << s.name << " v" << s.version << "  inputs " << s.n_inputs << "  " << kind << "  " << s.attrs
-                << "\n";
+      std::cout << "  " << s.name << " v" << s.version << "  " << category_name(s.category) << "  inputs " << s.n_inputs
+                << "  outputs " << s.n_outputs << "  " << composite << "  " << s.contract << "\n";
   }
   std::cout << "\n";
 }

@@ -126,11 +126,17 @@ struct Eltwise {
   algorithm alg;
   float alpha, beta;
 };
-// Forward ops, by ctx: relu, exp, tanh, sigmoid, sqrt, abs, neg.
-constexpr Eltwise kForward[] = {{algorithm::eltwise_relu, 0, 0},     {algorithm::eltwise_exp, 0, 0},
-                                {algorithm::eltwise_tanh, 0, 0},     {algorithm::eltwise_logistic, 0, 0},
-                                {algorithm::eltwise_sqrt, 0, 0},     {algorithm::eltwise_abs, 0, 0},
-                                {algorithm::eltwise_linear, -1, 0}};
+// Forward ops, by name.
+struct Unary {
+  const char* op;
+  Eltwise e;
+};
+constexpr Unary kForward[] = {
+    {"relu", {algorithm::eltwise_relu, 0, 0}},          {"exp", {algorithm::eltwise_exp, 0, 0}},
+    {"tanh", {algorithm::eltwise_tanh, 0, 0}},          {"sigmoid", {algorithm::eltwise_logistic, 0, 0}},
+    {"sqrt", {algorithm::eltwise_sqrt, 0, 0}},          {"abs", {algorithm::eltwise_abs, 0, 0}},
+    {"neg", {algorithm::eltwise_linear, -1, 0}},        {"gelu", {algorithm::eltwise_gelu_erf, 0, 0}},
+    {"gelu_tanh", {algorithm::eltwise_gelu_tanh, 0, 0}}};
 // eltwise_backward's codes (graft's schema): relu, sigmoid, tanh, exp (from
 // y); log (from x); sqrt (from y); abs (from x).
 struct Backward {
@@ -148,7 +154,7 @@ constexpr Backward kBackward[] = {{algorithm::eltwise_relu_use_dst_for_bwd, true
 bool dense_ok(const Call& c) { return big(c) && all_contiguous(c); }
 
 Eltwise eltwise_of(const Call& c) {
-  if (c.ctx >= 0) return kForward[c.ctx];
+  if (c.ctx >= 0) return kForward[c.ctx].e;
   // clamp: i0 has min, i1 has max, f0 min, f1 max.
   return {algorithm::eltwise_clip_v2, c.i(0) ? float(c.f(0)) : -INFINITY, c.i(1) ? float(c.f(1)) : INFINITY};
 }
@@ -169,9 +175,8 @@ bool eltwise_backward_ok(const Call& c) {
   return c.i(0) >= 0 && c.i(0) < int64_t(std::size(kBackward)) && dense_ok(c);
 }
 
-void eltwise_backward(const Call& c) {
-  Backward e = kBackward[c.i(0)];
-  Built& b = built(Key(kEltwiseBackward).add(c.i(0)).add(numel(c.out())), [&] {
+void eltwise_backward_as(const Call& c, Backward e) {
+  Built& b = built(Key(kEltwiseBackward).add(static_cast<int64_t>(e.alg)).add(numel(c.out())), [&] {
     memory::desc md = flat_md(c.out());
     dnnl::eltwise_forward::primitive_desc hint(
         dnnl::eltwise_forward::desc(prop_kind::forward_training, e.alg, md, 0.f, 0.f), engine());
@@ -181,6 +186,13 @@ void eltwise_backward(const Call& c) {
   execute(b, {{DNNL_ARG_DIFF_DST, mem(b.mds[0], c.in(0).data)},
               {e.from_output ? DNNL_ARG_DST : DNNL_ARG_SRC, mem(b.mds[0], c.in(1).data)},
               {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
+}
+
+void eltwise_backward(const Call& c) { eltwise_backward_as(c, kBackward[c.i(0)]); }
+
+// gelu_backward: from x; i0: 1 for the tanh form.
+void gelu_backward(const Call& c) {
+  eltwise_backward_as(c, {c.i(0) ? algorithm::eltwise_gelu_tanh : algorithm::eltwise_gelu_erf, false});
 }
 
 // ---- reductions ----
@@ -308,10 +320,10 @@ void add_dense_kernels(const AddKernel& add) {
                                                         {"div", algorithm::binary_div}};
   for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok>, static_cast<intptr_t>(alg));
   // Not log: oneDNN 2.6's is off by about 1.4e-6 absolute, so log(1.001) has 0.1% error.
-  const char* unaries[] = {"relu", "exp", "tanh", "sigmoid", "sqrt", "abs", "neg"};
-  for (size_t k = 0; k < std::size(unaries); ++k) add(unaries[k], run<eltwise>, supports<dense_ok>, intptr_t(k));
+  for (size_t k = 0; k < std::size(kForward); ++k) add(kForward[k].op, run<eltwise>, supports<dense_ok>, intptr_t(k));
   add("clamp", run<eltwise>, supports<dense_ok>, -1);
   add("eltwise_backward", run<eltwise_backward>, supports<eltwise_backward_ok>, 0);
+  add("gelu_backward", run<gelu_backward>, supports<dense_ok>, 0);
   add("sum", run<reduce>, supports<reduce_ok>, 0);
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);

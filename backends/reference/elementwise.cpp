@@ -135,6 +135,15 @@ void unary_kernel(const KernelCall& c) {
         return unary_loop<T, T>(c, [](T x) { return std::sin(x); });
       case OpId::cos:
         return unary_loop<T, T>(c, [](T x) { return std::cos(x); });
+      case OpId::erf:
+        return unary_loop<T, T>(c, [](T x) { return std::erf(x); });
+      case OpId::gelu:
+        return unary_loop<T, T>(c, [](T x) { return x * T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440))); });
+      case OpId::gelu_tanh:
+        return unary_loop<T, T>(c, [](T x) {
+          T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+          return x * T(0.5) * (T(1) + std::tanh(inner));
+        });
       default:
         break;
     }

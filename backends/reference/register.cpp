@@ -3,58 +3,82 @@
 #include <cstdint>
 
 #include "backends/reference/kernels.h"
+#include "plugins/plugin_kernel.h"
 
 namespace graft::dispatch {
 namespace {
 
-constexpr uintptr_t bit(DType t) { return uintptr_t{1} << static_cast<int>(t); }
-constexpr uintptr_t kFloats = bit(kFloat32) | bit(kFloat64);
-constexpr uintptr_t kNumbers = kFloats | bit(kInt32) | bit(kInt64);
-constexpr uintptr_t kAll = kNumbers | bit(kBool);
+// The kernel's dtypes as bits by DType, from the table's GRAFT_DTYPE_* bits.
+uintptr_t dtype_set(uint32_t graft_bits) {
+  uintptr_t set = 0;
+  for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+    if (graft_bits & plugin::dtype_bit(t)) set |= uintptr_t{1} << static_cast<int>(t);
+  return set;
+}
 
-// The dtype that decides support: the first input's, or the output's for ops without inputs.
+// The dtype that decides support: the first input's (where's: the first
+// value's), or the output's for ops without inputs.
 bool supports(const KernelCall& c, void* ctx) {
-  DType t = c.n_inputs > 0 ? c.inputs[c.op == OpId::where ? 1 : 0].dtype : c.output->dtype;
+  DType t = c.n_inputs > 0 ? c.inputs[category(c.op) == GRAFT_OP_SELECT ? 1 : 0].dtype : c.output->dtype;
   return reinterpret_cast<uintptr_t>(ctx) >> static_cast<int>(t) & 1;
 }
 
-const char* describe(uintptr_t set) {
-  if (set == kFloats) return "float32, float64";
-  if (set == kNumbers) return "float32, float64, int32, int64";
-  return "float32, float64, int32, int64, bool";
+// The reference kernel of an op that has one, by category or by op.
+KernelFn kernel_for(OpId op) {
+  using namespace reference;
+  switch (category(op)) {
+    case GRAFT_OP_UNARY:
+      return run_unary;
+    case GRAFT_OP_BINARY:
+    case GRAFT_OP_COMPARISON:
+      return run_binary;
+    case GRAFT_OP_SELECT:
+      return run_where;
+    case GRAFT_OP_CONVERT:
+      return run_copy;
+    case GRAFT_OP_FILL:
+      return run_fill;
+    case GRAFT_OP_REDUCTION:
+      return run_reduce;
+    default:
+      break;
+  }
+  switch (op) {
+    case OpId::matmul:
+      return run_matmul;
+    case OpId::softmax:
+    case OpId::log_softmax:
+      return run_softmax;
+    case OpId::unfold:
+      return run_unfold;
+    case OpId::fold:
+      return run_fold;
+    default:
+      detail::fail("graft internal error: op '", Registry::get().schema(op).name,
+                   "' has reference dtypes in the op table but no reference kernel");
+  }
 }
 
 }  // namespace
 
+// Every op of the table that is not composite has reference kernels for the
+// table's reference dtypes.
 void register_reference_kernels(Registry& r) {
-  auto add = [&](OpId op, KernelFn fn, uintptr_t types) {
+  for (size_t i = 0; i < kNumOps; ++i) {
+    auto op = static_cast<OpId>(i);
+    const OpSchema& s = r.schema(op);
+    if (s.composite) continue;
     Kernel k;
-    k.run = fn;
+    k.run = kernel_for(op);
     k.supports = supports;
-    k.ctx = reinterpret_cast<void*>(types);
+    k.ctx = reinterpret_cast<void*>(dtype_set(s.reference_dtypes));
     k.priority = 0;
     k.backend = 0;  // "reference"
-    k.accepts = describe(types);
+    k.accepts = s.reference_dtypes == GRAFT_OP_FLOATS    ? "float32, float64"
+                : s.reference_dtypes == GRAFT_OP_NUMBERS ? "float32, float64, int32, int64"
+                                                         : "float32, float64, int32, int64, bool";
     r.add_kernel(op, kCPU.type(), k);
-  };
-  using namespace reference;
-  for (OpId op : {OpId::add, OpId::sub, OpId::mul, OpId::pow, OpId::maximum, OpId::minimum})
-    add(op, run_binary, kNumbers);
-  add(OpId::div, run_binary, kFloats);
-  for (OpId op : {OpId::eq, OpId::ne, OpId::lt, OpId::le, OpId::gt, OpId::ge}) add(op, run_binary, kAll);
-  add(OpId::where, run_where, kAll);
-  for (OpId op : {OpId::exp, OpId::log, OpId::sqrt, OpId::sigmoid, OpId::tanh, OpId::sin, OpId::cos})
-    add(op, run_unary, kFloats);
-  for (OpId op : {OpId::neg, OpId::abs, OpId::relu, OpId::sign, OpId::clamp}) add(op, run_unary, kNumbers);
-  add(OpId::copy, run_copy, kAll);
-  add(OpId::fill, run_fill, kAll);
-  add(OpId::sum, run_reduce, kAll);
-  for (OpId op : {OpId::amax, OpId::amin, OpId::argmax}) add(op, run_reduce, kAll);
-  add(OpId::matmul, run_matmul, kFloats);
-  add(OpId::softmax, run_softmax, kFloats);
-  add(OpId::log_softmax, run_softmax, kFloats);
-  add(OpId::unfold, run_unfold, kFloats);
-  add(OpId::fold, run_fold, kFloats);
+  }
 }
 
 }  // namespace graft::dispatch

@@ -137,6 +137,9 @@ enum class Ew : int32_t {
   cos,
   sign,
   clamp,
+  erf,
+  gelu,
+  gelu_tanh,
   add = 20,
   sub,
   mul,
@@ -153,11 +156,28 @@ enum class Ew : int32_t {
   where = 40,
   copy,
   fill,
-  eltwise_backward = 50  // plus the op's i0: relu, sigmoid, tanh, exp, log, sqrt, abs
+  eltwise_backward = 50,  // plus the op's i0: relu, sigmoid, tanh, exp, log, sqrt, abs
+  gelu_backward = 57      // plus the op's i0: 1 for the tanh form
 };
 
-bool is_float_math(Ew op) { return op < Ew::eq || op >= Ew::eltwise_backward; }
-bool is_compare(Ew op) { return op >= Ew::eq && op < Ew::where; }
+bool is_compare(Ew op) {
+  switch (op) {
+    case Ew::eq:
+    case Ew::ne:
+    case Ew::lt:
+    case Ew::le:
+    case Ew::gt:
+    case Ew::ge:
+      return true;
+    default:
+      return false;
+  }
+}
+// Everything but the comparisons and the ops that move values of any type computes in float32.
+bool is_float_math(Ew op) { return !is_compare(op) && op != Ew::where && op != Ew::copy && op != Ew::fill; }
+
+// Ops whose attribute i0 picks a variant: the shader's code is the op's plus i0.
+int32_t variants(Ew op) { return op == Ew::eltwise_backward ? 7 : op == Ew::gelu_backward ? 2 : 1; }
 
 int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
   auto op = static_cast<Ew>(code);
@@ -177,8 +197,9 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
 }
 
 void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
-  if (code == static_cast<int32_t>(Ew::eltwise_backward)) {
-    if (a->attrs[0].i < 0 || a->attrs[0].i > 6) throw Failure(GRAFT_INVALID, "eltwise_backward: unknown function code");
+  if (int32_t n = variants(static_cast<Ew>(code)); n > 1) {
+    if (a->attrs[0].i < 0 || a->attrs[0].i >= n)
+      throw Failure(GRAFT_INVALID, std::string(a->op) + ": unknown variant i0");
     code += static_cast<int32_t>(a->attrs[0].i);
   }
   auto op = static_cast<Ew>(code);
@@ -599,6 +620,9 @@ const Entry kEntries[] = {
     ew("cos", Ew::cos),
     ew("sign", Ew::sign),
     ew("clamp", Ew::clamp),
+    ew("erf", Ew::erf),
+    ew("gelu", Ew::gelu),
+    ew("gelu_tanh", Ew::gelu_tanh),
     ew("add", Ew::add),
     ew("sub", Ew::sub),
     ew("mul", Ew::mul),
@@ -616,6 +640,7 @@ const Entry kEntries[] = {
     ew("copy", Ew::copy, kAny),
     ew("fill", Ew::fill, kAny),
     ew("eltwise_backward", Ew::eltwise_backward),
+    ew("gelu_backward", Ew::gelu_backward),
     red("sum", Red::sum),
     red("amax", Red::amax),
     red("amin", Red::amin),

@@ -153,6 +153,10 @@ std::vector<OpCase> all_cases() {
   add(c, "sin", kUnaryShapes, un(sin));
   add(c, "cos", kUnaryShapes, un(cos));
   add(c, "sign", kUnaryShapes, un(sign), false);
+  add(c, "erf", kUnaryShapes, [](const std::vector<Tensor>& v) { return erf(v[0] * 2.0); });
+  add(c, "gelu", kUnaryShapes, [](const std::vector<Tensor>& v) { return F::gelu(v[0] * 3.0); });
+  add(c, "gelu_tanh", kUnaryShapes,
+      [](const std::vector<Tensor>& v) { return F::gelu(v[0] * 3.0, {.approximate = "tanh"}); });
   add(c, "clamp", kUnaryShapes, [](const std::vector<Tensor>& v) { return v[0].clamp(-0.5, 0.5); });
   add(c, "copy", kUnaryShapes, [](const std::vector<Tensor>& v) { return v[0].clone(); });
   add(c, "fill", {{{3, 5}}}, [](const std::vector<Tensor>& v) { return v[0] + full_like(v[0], 0.25); });

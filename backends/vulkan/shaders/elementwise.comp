@@ -31,6 +31,9 @@ DECLARE_BUFFER(4, c)
 #define COS 10
 #define SIGN 11
 #define CLAMP 12
+#define ERF 13
+#define GELU 14
+#define GELU_TANH 15
 #define ADD 20
 #define SUB 21
 #define MUL 22
@@ -55,6 +58,9 @@ DECLARE_BUFFER(4, c)
 #define LOG_BACKWARD 54  // x
 #define SQRT_BACKWARD 55  // y
 #define ABS_BACKWARD 56  // x
+// gelu_backward, from x
+#define GELU_BACKWARD 57
+#define GELU_TANH_BACKWARD 58
 
 // Parameters: [0] numel, [1] rank, [2..7] shape; tensor t (0 out, 1 a, 2 b,
 // 3 c) at 8 + 7 t: offset, then 6 strides; [36] f0, [37] f1, [38] i0 low
@@ -99,6 +105,29 @@ bool compare(uint ia, uint ib) {
   return r >= 0;
 }
 
+// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow.
+float tanh_of(float x) {
+  float e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// erf: its Taylor series near 0 (to x^11), Abramowitz and Stegun's 7.1.26
+// elsewhere (absolute error below 1.5e-7).
+float erf_of(float x) {
+  float ax = abs(x);
+  if (ax < 0.5) {
+    float x2 = x * x;
+    return x * (1.1283791671 + x2 * (-0.3761263890 + x2 * (0.1128379167 + x2 * (-0.0268661707 +
+                x2 * (0.0052239776 + x2 * -0.0008548327)))));
+  }
+  float t = 1.0 / (1.0 + 0.3275911 * ax);
+  float poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return sign(x) * (1.0 - poly * exp(-ax * ax));
+}
+
+// The argument of tanh in GELU's tanh form.
+float gelu_inner(float x) { return 0.7978845608 * (x + 0.044715 * x * x * x); }
+
 float unary(float x) {
   if (OP == NEG) return -x;
   if (OP == EXP) return exp(x);
@@ -107,11 +136,10 @@ float unary(float x) {
   if (OP == ABS) return abs(x);
   if (OP == RELU) return x > 0.0 ? x : (isnan(x) ? x : 0.0);
   if (OP == SIGMOID) return 1.0 / (1.0 + exp(-x));
-  if (OP == TANH) {
-    // tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow.
-    float e = exp(-2.0 * abs(x));
-    return sign(x) * (1.0 - e) / (1.0 + e);
-  }
+  if (OP == TANH) return tanh_of(x);
+  if (OP == ERF) return erf_of(x);
+  if (OP == GELU) return 0.5 * x * (1.0 + erf_of(x * 0.7071067812));
+  if (OP == GELU_TANH) return 0.5 * x * (1.0 + tanh_of(gelu_inner(x)));
   if (OP == SIN) return sin(x);
   if (OP == COS) return cos(x);
   if (OP == SIGN) return isnan(x) ? x : sign(x);
@@ -131,7 +159,10 @@ float binary(float x, float y) {
     if (OP == EXP_BACKWARD) return x * y;
     if (OP == LOG_BACKWARD) return x / y;
     if (OP == SQRT_BACKWARD) return x / (2.0 * y);
-    return x * sign(y);
+    if (OP == ABS_BACKWARD) return x * sign(y);
+    if (OP == GELU_BACKWARD) return x * (0.5 * (1.0 + erf_of(y * 0.7071067812)) + y * exp(-0.5 * y * y) * 0.3989422804);
+    float t = tanh_of(gelu_inner(y));  // GELU_TANH_BACKWARD
+    return x * (0.5 * (1.0 + t) + 0.5 * y * (1.0 - t * t) * 0.7978845608 * (1.0 + 0.134145 * y * y));
   }
   if (OP == ADD) return x + y;
   if (OP == SUB) return x - y;

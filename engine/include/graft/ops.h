@@ -148,6 +148,8 @@ Tensor tanh(const Tensor& x);
 Tensor sin(const Tensor& x);
 /// The cosine of each element, in radians.
 Tensor cos(const Tensor& x);
+/// The error function of each element: 2 / sqrt(pi) times the integral of exp(-t^2) from 0 to x.
+Tensor erf(const Tensor& x);
 /// -1, 0 or 1 by the sign of each element (the dtype is kept); its gradient is zero.
 Tensor sign(const Tensor& x);
 /// Each element limited to [min, max]; either bound may be std::nullopt, not both.

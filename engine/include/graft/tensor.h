@@ -274,6 +274,8 @@ class Tensor {
   Tensor sin() const;
   /// The cosine of each element, in radians.
   Tensor cos() const;
+  /// The error function of each element, as graft::erf().
+  Tensor erf() const;
   /// -1, 0 or 1 by the sign of each element; its gradient is zero.
   Tensor sign() const;
   /// Each element limited to [min, max]; either bound may be std::nullopt, not both.

@@ -64,9 +64,6 @@ constexpr size_t kMaxNodes = 96;
 constexpr size_t kMaxOperands = 24;
 constexpr size_t kNumDTypes = 5;
 
-// The elementwise ops a fuser may take.
-bool fusible(OpId op) { return op <= OpId::fill; }
-
 struct Fuser {
   graft_fuser api;
   uint16_t backend;
@@ -433,7 +430,7 @@ void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
   auto* f = new Fuser{api, backend, {}};  // lives as long as the process, like the plugin
   Registry& r = Registry::get();
   for (size_t op = 0; op < kNumOps; ++op) {
-    if (!fusible(static_cast<OpId>(op))) continue;
+    if (!is_elementwise(static_cast<OpId>(op))) continue;
     for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
       f->supports[op][static_cast<size_t>(dtype_index(t))] =
           api.supports(api.ctx, r.schema(static_cast<OpId>(op)).name, static_cast<int32_t>(plugin::dtype_bit(t))) != 0;
@@ -452,7 +449,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   State& s = state();
   Device device = out.device();
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
-  if (!f || tls_flushing || !fusible(op) || !(allowed_backends() >> f->backend & 1) ||
+  if (!f || tls_flushing || !is_elementwise(op) || !(allowed_backends() >> f->backend & 1) ||
       Registry::get().left_out_of_order(f->backend))
     return false;
   TensorImpl* o = out.impl();

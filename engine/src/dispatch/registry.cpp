@@ -48,7 +48,13 @@ Registry& Registry::get() {
 }
 
 Registry::Registry() {
-  for (size_t i = 0; i < kNumOps; ++i) schemas_[i] = OpSchema{"", 0, 0, "", nullptr};
+  size_t i = 0;
+#define GRAFT_OP_SCHEMA(name, category, flags, inputs, outputs, dtypes, contract) \
+  schemas_[i++] =                                                                 \
+      OpSchema{#name, 1, category, ((flags)&GRAFT_OP_COMPOSITE) != 0, inputs, outputs, dtypes, contract, nullptr};
+  GRAFT_OP_TABLE(GRAFT_OP_SCHEMA)
+#undef GRAFT_OP_SCHEMA
+  static_assert(kNumOps <= 1024, "graft: the op table is too long");
   backends_.push_back("reference");
   if (const char* order = std::getenv("GRAFT_BACKENDS")) {
     std::stringstream list(order);
@@ -56,13 +62,17 @@ Registry::Registry() {
       if (!name.empty()) order_.push_back(name);
   }
   define_elementwise_ops(*this);
+  define_activation_ops(*this);
   define_reduce_ops(*this);
   define_linalg_ops(*this);
   define_nn_ops(*this);
   define_conv_ops(*this);
   define_optim_ops(*this);
-  for (size_t i = 0; i < kNumOps; ++i)
-    if (!schemas_[i].infer) detail::fail("graft internal error: op #", i, " has no schema");
+  for (const OpSchema& s : schemas_) {
+    if (!s.infer) detail::fail("graft internal error: op '", s.name, "' has no shape rule");
+    if (s.n_inputs > kMaxInputs)
+      detail::fail("graft internal error: op '", s.name, "' has more inputs than kMaxInputs");
+  }
   register_reference_kernels(*this);
 }
 

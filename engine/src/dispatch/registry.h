@@ -16,6 +16,7 @@
 #include "graft/device.h"
 #include "graft/dtype.h"
 #include "graft/error.h"
+#include "graft/op_table.h"
 #include "graft/shape.h"
 
 namespace graft {
@@ -26,74 +27,24 @@ namespace graft::dispatch {
 
 class Registry;
 
-// Built-in ops. The schema table in registry.cpp gives each its stable name.
+// The ops, one per row of the op table (graft/op_table.h). Their numbers
+// are ids within this build only; nothing depends on their order.
 enum class OpId : uint16_t {
-  // binary elementwise, broadcasting; output dtype = input dtype
-  add,
-  sub,
-  mul,
-  div,
-  pow,
-  maximum,
-  minimum,
-  // comparisons, broadcasting; output kBool
-  eq,
-  ne,
-  lt,
-  le,
-  gt,
-  ge,
-  // where(cond, a, b)
-  where,
-  // unary elementwise
-  neg,
-  exp,
-  log,
-  sqrt,
-  abs,
-  relu,
-  sigmoid,
-  tanh,
-  sin,
-  cos,
-  sign,
-  clamp,
-  // copy input 0 into the output, converting dtype and broadcasting
-  copy,
-  // fill the output with a value
-  fill,
-  // reductions over a set of dims
-  sum,
-  amax,
-  amin,
-  argmax,
-  // batched matmul: [B, M, K] x [B, K, N] -> [B, M, N]
-  matmul,
-  softmax,
-  log_softmax,
-  // im2col and its adjoint col2im, which convolution and pooling are built on
-  unfold,
-  fold,
-  // Composite ops (Note [Composite ops]): no reference kernel; where no
-  // backend on the device has one, graft computes them from the ops above.
-  linear,
-  conv2d,
-  conv2d_backward_input,
-  conv2d_backward_weight,
-  max_pool2d,
-  max_pool2d_backward,
-  avg_pool2d,
-  avg_pool2d_backward,
-  batch_norm,
-  batch_norm_backward,
-  softmax_backward,
-  eltwise_backward,
-  // optimizer updates, in place (Note [Fused updates])
-  sgd_update,
-  adam_update,
-  count_
+#define GRAFT_OP_ID(name, ...) name,
+  GRAFT_OP_TABLE(GRAFT_OP_ID)
+#undef GRAFT_OP_ID
+      count_
 };
 inline constexpr size_t kNumOps = static_cast<size_t>(OpId::count_);
+
+inline constexpr graft_op_category kOpCategories[] = {
+#define GRAFT_OP_CATEGORY(name, category, ...) category,
+    GRAFT_OP_TABLE(GRAFT_OP_CATEGORY)
+#undef GRAFT_OP_CATEGORY
+};
+constexpr graft_op_category category(OpId op) { return kOpCategories[static_cast<size_t>(op)]; }
+// Whether a fuser may take the op.
+constexpr bool is_elementwise(OpId op) { return GRAFT_OP_IS_ELEMENTWISE(category(op)); }
 
 // Op attributes: each op's schema says which slots it uses.
 struct Attrs {
@@ -143,13 +94,17 @@ struct OutMeta {
 // the output's shape and dtype.
 using InferFn = OutMeta (*)(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs);
 
+// What the op table says of an op, and its shape rule.
 struct OpSchema {
   const char* name;  // stable name, as plugins refer to the op (and errors name it)
   int version;
-  int n_inputs;
-  const char* attrs;  // what the attribute slots mean, e.g. "i0: dims mask, i1: keepdim"
-  InferFn infer;
-  bool composite = false;  // Note [Composite ops]
+  graft_op_category category;
+  bool composite;  // Note [Composite ops]
+  int n_inputs;    // the most inputs a call passes
+  int n_outputs;
+  uint32_t reference_dtypes;  // GRAFT_DTYPE_* bits
+  const char* contract;       // what the inputs and the attribute slots mean
+  InferFn infer;              // set by the op's family (define)
 };
 
 inline constexpr int kMaxDeviceTypes = 16;
@@ -158,6 +113,7 @@ inline constexpr int kMaxBackends = 64;
 // Each op family (engine/src/ops/) defines its ops' schemas; the reference
 // backend adds its kernels. Both run when the registry is first used.
 void define_elementwise_ops(Registry& r);
+void define_activation_ops(Registry& r);
 void define_reduce_ops(Registry& r);
 void define_linalg_ops(Registry& r);
 void define_nn_ops(Registry& r);
@@ -171,10 +127,8 @@ class Registry {
   static Registry& get();
 
   const OpSchema& schema(OpId op) const { return schemas_[static_cast<size_t>(op)]; }
-  void define(OpId op, const OpSchema& schema) {
-    check(schema.n_inputs <= kMaxInputs, "graft: op '", schema.name, "' has more inputs than kMaxInputs");
-    schemas_[static_cast<size_t>(op)] = schema;
-  }
+  // Gives an op of the table its shape rule.
+  void define(OpId op, InferFn infer) { schemas_[static_cast<size_t>(op)].infer = infer; }
   // The op with this stable name and a version at least as new; false when none.
   bool find_op(std::string_view name, int version, OpId* op) const;
 

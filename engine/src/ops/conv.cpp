@@ -452,55 +452,17 @@ Tensor dropout(const Tensor& x, DropoutOptions o) {
 
 namespace dispatch {
 void define_conv_ops(Registry& r) {
-  r.define(OpId::unfold, {"unfold", 1, 1,
-                          "input [N, C, H, W] contiguous; i0: kernel h, i1: kernel w, i2: stride, i3: padding, "
-                          "i4: dilation; f0: value of padded positions",
-                          unfold_rule});
-  r.define(OpId::fold, {"fold", 1, 1,
-                        "input [N, C kh kw, L] contiguous; i0..i4 as unfold, i5: output h, i6: output w; sums "
-                        "overlapping positions",
-                        fold_rule});
-  r.define(OpId::conv2d, {"conv2d", 1, 3,
-                          "inputs x [N, C, H, W], weight [O, C / groups, kh, kw], optional bias [O]; i0: stride, "
-                          "i1: padding, i2: dilation, i3: groups (square)",
-                          conv2d_rule, true});
-  r.define(OpId::conv2d_backward_input,
-           {"conv2d_backward_input", 1, 2,
-            "inputs grad [N, O, Ho, Wo], weight; output [N, C, H, W]; i0..i3 as conv2d, i4: H, i5: W",
-            conv2d_backward_input_rule, true});
-  r.define(OpId::conv2d_backward_weight,
-           {"conv2d_backward_weight", 1, 2,
-            "inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / groups, kh, kw]; i0..i3 as conv2d, i4: kh, "
-            "i5: kw",
-            conv2d_backward_weight_rule, true});
-  r.define(OpId::max_pool2d, {"max_pool2d", 1, 1,
-                              "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding, i3: dilation "
-                              "(square)",
-                              pool_rule, true});
-  r.define(OpId::max_pool2d_backward,
-           {"max_pool2d_backward", 1, 2,
-            "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; attributes as max_pool2d; each window's "
-            "gradient goes to its first maximum",
-            like_input_1_rule, true});
-  r.define(OpId::avg_pool2d, {"avg_pool2d", 1, 1,
-                              "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding (averages include "
-                              "padded zeros)",
-                              pool_rule, true});
-  r.define(OpId::avg_pool2d_backward,
-           {"avg_pool2d_backward", 1, 1,
-            "input grad [N, C, Ho, Wo]; output [N, C, H, W]; i0..i2 as avg_pool2d, i4: H, i5: W",
-            avg_pool2d_backward_rule, true});
-  r.define(OpId::batch_norm,
-           {"batch_norm", 1, 3,
-            "inputs x [N, C, ...] contiguous, affine [2, C] (weight; bias), and with i0 = 0 stats [2, C] (mean; "
-            "variance); f0: eps. i0 = 1: batch statistics, output flat [x.numel + 2 C] holding y, the mean and the "
-            "biased variance; i0 = 0: output y",
-            batch_norm_rule, true});
-  r.define(OpId::batch_norm_backward,
-           {"batch_norm_backward", 1, 3,
-            "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); f0: eps; "
-            "output flat [x.numel + 2 C] holding the gradients of x, weight and bias (batch statistics)",
-            batch_norm_rule, true});
+  r.define(OpId::unfold, unfold_rule);
+  r.define(OpId::fold, fold_rule);
+  r.define(OpId::conv2d, conv2d_rule);
+  r.define(OpId::conv2d_backward_input, conv2d_backward_input_rule);
+  r.define(OpId::conv2d_backward_weight, conv2d_backward_weight_rule);
+  r.define(OpId::max_pool2d, pool_rule);
+  r.define(OpId::max_pool2d_backward, like_input_1_rule);
+  r.define(OpId::avg_pool2d, pool_rule);
+  r.define(OpId::avg_pool2d_backward, avg_pool2d_backward_rule);
+  r.define(OpId::batch_norm, batch_norm_rule);
+  r.define(OpId::batch_norm_backward, batch_norm_rule);
 }
 }  // namespace dispatch
 

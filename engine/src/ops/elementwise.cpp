@@ -12,10 +12,9 @@ namespace {
 OutMeta broadcast_rule(OpId op, const Tensor* in, int n, const Attrs&) {
   Dims shape(in[0].sizes());
   for (int i = 1; i < n; ++i) shape = broadcast_shapes(shape, in[i].sizes(), op_name(op));
-  bool compare = op >= OpId::eq && op <= OpId::ge;
+  bool compare = dispatch::category(op) == GRAFT_OP_COMPARISON;
   return {shape, compare ? kBool : in[n - 1].dtype()};
 }
-
 
 // Arithmetic does not compute in bool (as in PyTorch, except add, which we keep simple).
 DType arithmetic_type(const Tensor& a, const Tensor& b, const char* op) {
@@ -356,50 +355,26 @@ Tensor Tensor::clamp(std::optional<Scalar> min, std::optional<Scalar> max) const
 }
 
 namespace dispatch {
+// Every elementwise row of the op table gets its shape rule from its category.
 void define_elementwise_ops(Registry& r) {
-  struct Def {
-    OpId op;
-    const char* name;
-    int n;
-    dispatch::InferFn rule;
-    const char* attrs;
-  };
-  const Def defs[] = {
-      {OpId::add, "add", 2, broadcast_rule, ""},
-      {OpId::sub, "sub", 2, broadcast_rule, ""},
-      {OpId::mul, "mul", 2, broadcast_rule, ""},
-      {OpId::div, "div", 2, broadcast_rule, ""},
-      {OpId::pow, "pow", 2, broadcast_rule, ""},
-      {OpId::maximum, "maximum", 2, broadcast_rule, ""},
-      {OpId::minimum, "minimum", 2, broadcast_rule, ""},
-      {OpId::eq, "eq", 2, broadcast_rule, ""},
-      {OpId::ne, "ne", 2, broadcast_rule, ""},
-      {OpId::lt, "lt", 2, broadcast_rule, ""},
-      {OpId::le, "le", 2, broadcast_rule, ""},
-      {OpId::gt, "gt", 2, broadcast_rule, ""},
-      {OpId::ge, "ge", 2, broadcast_rule, ""},
-      {OpId::where, "where", 3, broadcast_rule, ""},
-      {OpId::neg, "neg", 1, same_rule, ""},
-      {OpId::exp, "exp", 1, same_rule, ""},
-      {OpId::log, "log", 1, same_rule, ""},
-      {OpId::sqrt, "sqrt", 1, same_rule, ""},
-      {OpId::abs, "abs", 1, same_rule, ""},
-      {OpId::relu, "relu", 1, same_rule, ""},
-      {OpId::sigmoid, "sigmoid", 1, same_rule, ""},
-      {OpId::tanh, "tanh", 1, same_rule, ""},
-      {OpId::sin, "sin", 1, same_rule, ""},
-      {OpId::cos, "cos", 1, same_rule, ""},
-      {OpId::sign, "sign", 1, same_rule, ""},
-      {OpId::clamp, "clamp", 1, same_rule, "i0: has min, i1: has max, f0: min, f1: max"},
-      {OpId::copy, "copy", 1, same_rule, "output given: converts dtype, broadcasts input"},
-      {OpId::fill, "fill", 0, same_rule, "output given; f0: value (floating), i0: value (integer)"},
-  };
-  for (const Def& d : defs) r.define(d.op, {d.name, 1, d.n, d.attrs, d.rule});
-  r.define(OpId::eltwise_backward,
-           {"eltwise_backward", 1, 2,
-            "inputs grad and s, one shape; output grad times the derivative; i0: the function and what s is: "
-            "0 relu (y), 1 sigmoid (y), 2 tanh (y), 3 exp (y), 4 log (x), 5 sqrt (y), 6 abs (x)",
-            same_rule, true});
+  for (size_t i = 0; i < kNumOps; ++i) {
+    auto op = static_cast<OpId>(i);
+    switch (category(op)) {
+      case GRAFT_OP_UNARY:
+      case GRAFT_OP_CONVERT:
+      case GRAFT_OP_FILL:
+        r.define(op, same_rule);
+        break;
+      case GRAFT_OP_BINARY:
+      case GRAFT_OP_COMPARISON:
+      case GRAFT_OP_SELECT:
+        r.define(op, broadcast_rule);
+        break;
+      default:
+        break;
+    }
+  }
+  r.define(OpId::eltwise_backward, same_rule);
 }
 }  // namespace dispatch
 

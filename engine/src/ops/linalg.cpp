@@ -74,7 +74,7 @@ Tensor Tensor::matmul(const Tensor& o) const { return graft::matmul(*this, o); }
 
 namespace dispatch {
 void define_linalg_ops(Registry& r) {
-  r.define(OpId::matmul, {"matmul", 1, 2, "inputs [B, M, K] and [B, K, N], any strides", bmm_rule});
+  r.define(OpId::matmul, bmm_rule);
 }
 }  // namespace dispatch
 

@@ -156,15 +156,10 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) 
 
 namespace dispatch {
 void define_nn_ops(Registry& r) {
-  r.define(OpId::softmax, {"softmax", 1, 1, "i0: dim", softmax_rule});
-  r.define(OpId::log_softmax, {"log_softmax", 1, 1, "i0: dim", softmax_rule});
-  r.define(OpId::softmax_backward, {"softmax_backward", 1, 2,
-                                    "inputs grad, y (the forward's output), one shape; i0: dim, i1: 1 for "
-                                    "log_softmax",
-                                    same_rule, true});
-  r.define(OpId::linear, {"linear", 1, 3,
-                          "inputs x [M, K], weight [N, K], and a bias [N] when i0 = 1; output x weight^T + bias",
-                          linear_rule, true});
+  r.define(OpId::softmax, softmax_rule);
+  r.define(OpId::log_softmax, softmax_rule);
+  r.define(OpId::softmax_backward, same_rule);
+  r.define(OpId::linear, linear_rule);
 }
 }  // namespace dispatch
 

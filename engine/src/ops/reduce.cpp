@@ -149,11 +149,10 @@ Tensor Tensor::logsumexp(IntList dims, bool keepdim) const { return graft::logsu
 
 namespace dispatch {
 void define_reduce_ops(Registry& r) {
-  const char* attrs = "i0: bitmask of reduced dims, i1: keepdim";
-  r.define(OpId::sum, {"sum", 1, 1, attrs, reduce_rule});
-  r.define(OpId::amax, {"amax", 1, 1, attrs, reduce_rule});
-  r.define(OpId::amin, {"amin", 1, 1, attrs, reduce_rule});
-  r.define(OpId::argmax, {"argmax", 1, 1, "i0: bitmask with the one reduced dim, i1: keepdim", reduce_rule});
+  r.define(OpId::sum, reduce_rule);
+  r.define(OpId::amax, reduce_rule);
+  r.define(OpId::amin, reduce_rule);
+  r.define(OpId::argmax, reduce_rule);
 }
 }  // namespace dispatch
 

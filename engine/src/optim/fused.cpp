@@ -13,18 +13,8 @@ namespace graft {
 
 namespace dispatch {
 void define_optim_ops(Registry& r) {
-  r.define(OpId::sgd_update,
-           {"sgd_update", 1, 2,
-            "output the parameter, updated in place; inputs grad and the momentum buffer (grad again when momentum "
-            "is 0), updated in place; f0: lr, f1: momentum, f2: dampening, f3: weight decay; i0: 1 when the buffer "
-            "is new (it receives the step's direction), i1: nesterov",
-            ops::same_rule, true});
-  r.define(OpId::adam_update,
-           {"adam_update", 1, 4,
-            "output the parameter, updated in place; inputs grad, exp_avg, exp_avg_sq and max_exp_avg_sq (exp_avg_sq "
-            "again without amsgrad), the last three updated in place; f0: beta1, f1: beta2, f2: lr sqrt(1 - "
-            "beta2^t) / (1 - beta1^t), f3: eps sqrt(1 - beta2^t); i0: amsgrad. p -= f2 m / (sqrt(v) + f3)",
-            ops::same_rule, true});
+  r.define(OpId::sgd_update, ops::same_rule);
+  r.define(OpId::adam_update, ops::same_rule);
 }
 }  // namespace dispatch
 

@@ -109,7 +109,7 @@ void run_plugin_kernel(const dispatch::KernelCall& call, void* ctx) {
 
 bool plugin_kernel_supports(const dispatch::KernelCall& call, void* ctx) {
   const auto& k = *static_cast<const PluginKernel*>(ctx);
-  DType first = call.n_inputs == 0 ? call.output->dtype : call.inputs[call.op == dispatch::OpId::where ? 1 : 0].dtype;
+  DType first = call.n_inputs == 0 ? call.output->dtype : call.inputs[dispatch::category(call.op) == GRAFT_OP_SELECT ? 1 : 0].dtype;
   if (!k.kernel.supports) return (k.kernel.dtypes & dtype_bit(first)) != 0;
   Args a(call, k);
   return k.kernel.supports(k.kernel.ctx, &a.args) != 0;

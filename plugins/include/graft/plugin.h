@@ -16,7 +16,8 @@
  * Ops are named by stable strings with a version ("add" version 1). A plugin
  * that registers a kernel for an op graft does not know (or a newer version
  * of one) has that kernel skipped with a note, and keeps working otherwise.
- * The ops, their inputs and attributes are listed by `graft-info --ops`.
+ * The ops, their categories, inputs and attributes are the rows of the op
+ * table, graft/op_table.h, and are listed by `graft-info --ops`.
  */
 #ifndef GRAFT_PLUGIN_H
 #define GRAFT_PLUGIN_H

@@ -1,6 +1,8 @@
 #pragma once
 /// @file
 /// graft::nn::functional (alias F): the neural-network ops as functions.
+#include <string>
+
 #include "graft/ops.h"
 
 /// The neural-network ops as plain functions on tensors, like torch.nn.functional.
@@ -14,6 +16,18 @@ namespace graft::nn::functional {
 
 /// max(x, 0) for each element, as graft::relu().
 Tensor relu(const Tensor& x);
+/// Options of gelu().
+struct GELUFuncOptions {
+  /// "none": x Phi(x), Phi the standard normal CDF (exact, with erf); "tanh":
+  /// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), as PyTorch names them.
+  std::string approximate = "none";
+};
+/// The Gaussian Error Linear Unit of each element, as PyTorch's gelu; integer
+/// tensors compute in float32. Throws graft::Error for an unknown @p options.approximate.
+/// @code
+/// auto y = graft::F::gelu(x, {.approximate = "tanh"});
+/// @endcode
+Tensor gelu(const Tensor& x, GELUFuncOptions options = {});
 /// exp(x) normalized to sum to 1 along @p dim; floating-point tensors only.
 /// @code
 /// auto probs = graft::F::softmax(logits, 1);  // [N, C]: each row sums to 1

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// The built-in modules: Linear, Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, ReLU, Dropout, Flatten, Sequential.
+/// The built-in modules: Linear, Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, ReLU, GELU, Dropout, Flatten, Sequential.
 #include <functional>
 
 #include "graft/nn/functional.h"
@@ -49,6 +49,24 @@ class ReLUImpl : public Module {
 };
 /// A ReLU module: a holder of ReLUImpl.
 using ReLU = ModuleHolder<ReLUImpl>;
+
+/// Options of GELU: which form it computes (see F::gelu()).
+struct GELUOptions {
+  /// "none" (exact) or "tanh" (the tanh approximation).
+  std::string approximate = "none";
+};
+/// F::gelu() as a module, used as nn::GELU.
+class GELUImpl : public Module {
+ public:
+  /// A GELU of the form @p options.approximate; throws graft::Error for an unknown one.
+  explicit GELUImpl(GELUOptions options = {});
+  /// F::gelu(x) in the form of the options.
+  Tensor forward(const Tensor& x);
+  /// The options it was made with.
+  GELUOptions options;
+};
+/// A GELU module: a holder of GELUImpl.
+using GELU = ModuleHolder<GELUImpl>;
 
 /// Options of Conv2d: those of F::conv2d(), and whether the layer has a bias.
 struct Conv2dOptions {
