@@ -397,16 +397,14 @@ bool dense_same(const graft_kernel_args* a) {
 
 int32_t update_supports(void*, const graft_kernel_args* a) { return dense_same(a) ? 1 : 0; }
 
-double attr_f(const graft_kernel_args* a, int slot) { return a->attrs[GRAFT_ATTR_INT_SLOTS + slot].f; }
-int64_t attr_i(const graft_kernel_args* a, int slot) { return a->attrs[slot].i; }
-
 // sgd_update: d = g + wd p; b = momentum b + (1 - dampening) d (b = d when
 // new); d = nesterov ? d + momentum b : b; p -= lr d.
 int32_t sgd_run(void*, const graft_kernel_args* a, char* message, size_t size) {
   Builder b;
   type_of_dl(a->output->dtype, &b.t);
-  double lr = attr_f(a, 0), momentum = attr_f(a, 1), dampening = attr_f(a, 2), wd = attr_f(a, 3);
-  bool fresh = attr_i(a, 0) != 0, nesterov = attr_i(a, 1) != 0;
+  const graft_sgd_update_attrs& u = a->attrs->sgd_update;
+  double lr = u.lr, momentum = u.momentum, dampening = u.dampening, wd = u.weight_decay;
+  bool fresh = u.fresh_buffer != 0, nesterov = u.nesterov != 0;
   int p = b.input(), g = b.input();
   int d = wd != 0 ? b.node(Op::add, {g, b.node(Op::mul, {b.scalar(3), p})}) : g;
   int buffer = -1;
@@ -429,12 +427,13 @@ int32_t sgd_run(void*, const graft_kernel_args* a, char* message, size_t size) {
 }
 
 // adam_update: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; with amsgrad
-// vmax = max(vmax, v) takes v's place; p -= f2 m / (sqrt(v) + f3).
+// vmax = max(vmax, v) takes v's place; p -= step_size m / (sqrt(v) + eps).
 int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) {
   Builder b;
   type_of_dl(a->output->dtype, &b.t);
-  double beta1 = attr_f(a, 0), beta2 = attr_f(a, 1);
-  bool amsgrad = attr_i(a, 0) != 0;
+  const graft_adam_update_attrs& u = a->attrs->adam_update;
+  double beta1 = u.beta1, beta2 = u.beta2;
+  bool amsgrad = u.amsgrad != 0;
   int p = b.input(), g = b.input(), m = b.input(), v = b.input();
   int m2 = b.node(Op::add, {b.node(Op::mul, {b.scalar(0), m}), b.node(Op::mul, {b.scalar(1), g})});
   int v2 =
@@ -451,8 +450,7 @@ int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) 
     b.p.output_nodes.push_back(second);
     operands.push_back(&a->inputs[3]);
   }
-  graft_scalar scalars[6] = {{beta1, 0},     {1 - beta1, 0},    {beta2, 0},
-                             {1 - beta2, 0}, {attr_f(a, 2), 0}, {attr_f(a, 3), 0}};
+  graft_scalar scalars[6] = {{beta1, 0}, {1 - beta1, 0}, {beta2, 0}, {1 - beta2, 0}, {u.step_size, 0}, {u.eps, 0}};
   return run_program(b.p, operands, scalars, message, size);
 }
 

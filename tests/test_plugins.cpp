@@ -5,6 +5,7 @@
 
 #include "core/storage.h"
 #include "helpers.h"
+#include "plugins/loader.h"
 #include "plugins/plugin_device.h"
 
 using namespace graft;
@@ -45,7 +46,9 @@ TEST(BrokenPlugins, EachFailsWithTheFileAndTheReason) {
   const Case cases[] = {
       {"libgraft-no-entry.so", "exports no symbol 'graft_plugin_entry'"},
       {"libgraft-bad-abi.so", "ABI version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION + 1000) +
-                                  ", but this graft speaks versions 1 to " + std::to_string(GRAFT_PLUGIN_ABI_VERSION)},
+                                  ", but this graft loads version 4 only; rebuild the plugin against this graft's "
+                                  "plugin.h"},
+      {"libgraft-old-abi.so", "built for plugin ABI version 3, but this graft loads version 4 only"},
       {"libgraft-init-fails.so", "init failed (status 1): the device this plugin drives is not present"},
       {"libgraft-not-a-library.so", "cannot be loaded as a shared library"},
       {"libgraft-does-not-exist.so", "no such file"},
@@ -55,7 +58,7 @@ TEST(BrokenPlugins, EachFailsWithTheFileAndTheReason) {
     EXPECT_GRAFT_ERROR(load_plugin(path), path, c.reason);
   }
   std::vector<PluginInfo> list = plugins();
-  ASSERT_GE(list.size(), 5u);
+  ASSERT_GE(list.size(), 6u);
   for (const PluginInfo& p : list) {
     EXPECT_FALSE(p.loaded) << p.path;
     EXPECT_FALSE(p.error.empty()) << p.path;
@@ -247,4 +250,24 @@ TEST(Discovery, FollowsTheEnvironment) {
     bool example_first = order && std::string(order).rfind("example", 0) == 0;
     EXPECT_EQ(count("add", "example"), example_first ? 1u : 0u);
   }
+}
+
+TEST(PluginAbi, ExtensionTablesAndLayoutTypesAreKept) {
+  load_plugin(kBroken + "/libgraft-extras.so");
+  const PluginInfo* p = find_plugin("extras");
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(p->loaded) << p->error;  // its init checked that bad offers are refused
+  std::string backend;
+  const auto* table = static_cast<const int32_t*>(plugin::find_extension("test-table", 2, &backend));
+  ASSERT_NE(table, nullptr);
+  EXPECT_EQ(backend, "extras");
+  EXPECT_EQ(table[1], 11);
+  EXPECT_EQ(plugin::find_extension("test-table", 3), nullptr) << "only version 2 was offered";
+  EXPECT_EQ(plugin::find_extension("no-such-table", 0), nullptr);
+  const plugin::LayoutType* layout = nullptr;
+  for (int64_t id = 1; id < 64 && !layout; ++id)
+    if (const plugin::LayoutType* t = plugin::find_layout_type(id); t && t->name == "extras:reversed") layout = t;
+  ASSERT_NE(layout, nullptr);
+  EXPECT_EQ(layout->backend, "extras");
+  EXPECT_EQ(plugin::find_layout_type(0), nullptr) << "0 means plain strides";
 }

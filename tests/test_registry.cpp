@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "dispatch/registry.h"
 #include "helpers.h"
 
@@ -73,4 +75,53 @@ TEST(Registry, DtypeNoKernelTakesIsAClearError) {
                      "reference (takes float32, float64)", ".to(dtype)");
   EXPECT_GRAFT_ERROR(F::softmax(arange(0, 3), 0), "softmax", "floating");
   EXPECT_GRAFT_ERROR(-b, "neg", "bool");
+}
+
+TEST(Registry, TheOpTableIsTheSourceOfEverySchema) {
+  const Registry& r = Registry::get();
+  std::vector<std::string> names;
+  for (size_t i = 0; i < dispatch::kNumOps; ++i) {
+    const dispatch::OpSchema& s = r.schema(static_cast<OpId>(i));
+    names.push_back(s.name);
+    EXPECT_EQ(s.category, dispatch::category(static_cast<OpId>(i))) << s.name;
+    EXPECT_LE(s.n_inputs, dispatch::kMaxInputs) << s.name;
+    EXPECT_GE(s.n_outputs, 1) << s.name;
+    EXPECT_EQ(s.composite, s.reference_dtypes == 0) << s.name << ": composites, and only they, lack reference dtypes";
+    EXPECT_EQ(std::string(s.attrs).rfind("graft_", 0), 0u) << s.name;
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "op names are unique";
+  EXPECT_TRUE(dispatch::is_elementwise(OpId::gelu));
+  EXPECT_FALSE(dispatch::is_elementwise(OpId::gelu_backward));
+  EXPECT_EQ(dispatch::category(OpId::ge), GRAFT_OP_COMPARISON);
+  EXPECT_STREQ(r.schema(OpId::softmax).attrs, "graft_softmax_attrs");
+}
+
+namespace {
+bool absent_second_input(const dispatch::KernelCall& c, void*) {
+  return c.n_inputs == 2 && c.inputs[1].data == nullptr && c.inputs[1].ndim == 0;
+}
+void double_the_grad(const dispatch::KernelCall& c, void*) {
+  const float* g = static_cast<const float*>(c.inputs[0].data);
+  float* out = static_cast<float*>(c.output->data);
+  for (int64_t i = 0; i < c.output->sizes[0]; ++i) out[i] = 2 * g[i];
+}
+}  // namespace
+
+TEST(Registry, AnOptionalInputLeftOutReachesTheKernelAsAbsent) {
+  Registry& r = Registry::get();
+  dispatch::Kernel k;
+  k.run = double_the_grad;
+  k.supports = absent_second_input;  // takes no call with both inputs
+  k.priority = 10;
+  k.backend = r.add_backend("absent-input-test");
+  k.accepts = "float32, second input absent";
+  r.add_kernel(OpId::gelu_backward, kCPU.type(), k);
+  dispatch::Attrs a;
+  Tensor r1 = dispatch::try_run(OpId::gelu_backward, {tensor({1.f, -3.f}), Tensor()}, a);
+  ASSERT_TRUE(r1.defined());
+  expect_values(r1, {2, -6});
+  // With both inputs the test kernel refuses, and no other CPU kernel exists for this composite here.
+  BackendGuard only(std::vector<std::string>{"reference", "absent-input-test"});
+  EXPECT_FALSE(dispatch::try_run(OpId::gelu_backward, {tensor({1.f}), tensor({0.f})}, a).defined());
 }

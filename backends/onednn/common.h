@@ -13,8 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <oneapi/dnnl/dnnl.hpp>
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 namespace graft_onednn {
 
@@ -33,8 +33,8 @@ struct Call {
   intptr_t ctx;  // what the kernel was registered with, e.g. an algorithm
   const DLTensor& in(int i) const { return args->inputs[i]; }
   const DLTensor& out() const { return *args->output; }
-  int64_t i(int slot) const { return args->attrs[slot].i; }
-  double f(int slot) const { return args->attrs[GRAFT_ATTR_INT_SLOTS + slot].f; }
+  // The op's attributes: the member named after the op (graft/op_table.h).
+  const graft_op_attrs& attrs() const { return *args->attrs; }
 };
 
 using graft::plugin_util::is_contiguous;

@@ -12,7 +12,7 @@ using dnnl::algorithm;
 using dnnl::prop_kind;
 using tag = memory::format_tag;
 
-// ---- convolution: i0 stride, i1 padding, i2 dilation, i3 groups ----
+// ---- convolution ----
 
 struct ConvShape {
   Dims src, weights, dst, strides, dilation, padding;
@@ -24,7 +24,8 @@ struct ConvShape {
 
 // x [N, C, H, W], weight [O, C / g, kh, kw] and y [N, O, Ho, Wo] as oneDNN sees them.
 ConvShape conv_shape(const Call& c, const DLTensor& x, const DLTensor& w, const DLTensor& y) {
-  int64_t s = c.i(0), p = c.i(1), d = c.i(2), g = c.i(3);
+  const graft_conv2d_attrs& a = c.attrs().conv2d;  // the backward ops' are the same type
+  int64_t s = a.stride, p = a.padding, d = a.dilation, g = a.groups;
   ConvShape cs;
   cs.src = dims_of(x);
   cs.dst = dims_of(y);
@@ -124,14 +125,16 @@ void conv2d_backward_weight(const Call& c) {
   e.diff_weights.write_back(diff_w, e.shape.weights_md(), c.out().data);
 }
 
-// ---- pooling: i0 kernel, i1 stride, i2 padding, i3 dilation (max only) ----
+// ---- pooling (dilation: max only) ----
 
 struct PoolShape {
   Dims src, dst, kernel, strides, dilation, padding;
 };
 
 PoolShape pool_shape(const Call& c, const DLTensor& x, const DLTensor& y) {
-  int64_t k = c.i(0), s = c.i(1), p = c.i(2), d = c.ctx == static_cast<intptr_t>(algorithm::pooling_max) ? c.i(3) : 1;
+  const graft_pool2d_attrs& a = c.attrs().max_pool2d;  // the four pooling ops' are the same type
+  int64_t k = a.kernel, s = a.stride, p = a.padding;
+  int64_t d = c.ctx == static_cast<intptr_t>(algorithm::pooling_max) ? a.dilation : 1;
   return {dims_of(x), dims_of(y), {k, k}, {s, s}, {d - 1, d - 1}, {p, p}};
 }
 
@@ -204,16 +207,16 @@ memory::desc norm_layout(const DLTensor& x) {
 
 const auto kScaleShift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
 
-// inputs x, affine [2, C] (weight; bias) and, with i0 = 0, stats [2, C] (mean;
-// variance). i0 = 1: output [x.numel + 2 C] = y, mean, biased variance.
+// inputs x, affine [2, C] (weight; bias) and, unless training, stats [2, C]
+// (mean; variance). training: output [x.numel + 2 C] = y, mean, biased variance.
 void batch_norm(const Call& c) {
-  bool training = c.i(0) != 0;
+  bool training = c.attrs().batch_norm.training != 0;
   const DLTensor& x = c.in(0);
   Norm& e = cached<Norm>(Key(kNorm).add(c), [&] {
     memory::desc data = md_of(x), inside = norm_layout(x);
     auto flags = training ? kScaleShift : kScaleShift | dnnl::normalization_flags::use_global_stats;
     dnnl::batch_normalization_forward::desc d(training ? prop_kind::forward_training : prop_kind::forward_inference,
-                                              inside, float(c.f(0)), flags);
+                                              inside, float(c.attrs().batch_norm.eps), flags);
     dnnl::batch_normalization_forward::primitive_desc pd(d, engine());
     return std::make_shared<Norm>(Norm{dnnl::batch_normalization_forward(pd), data, plain({x.shape[1]}),
                                        Reordered::make(data, inside, false), {},
@@ -238,10 +241,10 @@ void batch_norm_backward(const Call& c) {
   const DLTensor& x = c.in(1);
   Norm& e = cached<Norm>(Key(kNormBackward).add(c), [&] {
     memory::desc data = md_of(x), inside = norm_layout(x);
+    float eps = float(c.attrs().batch_norm_backward.eps);
     dnnl::batch_normalization_forward::primitive_desc hint(
-        dnnl::batch_normalization_forward::desc(prop_kind::forward_training, inside, float(c.f(0)), kScaleShift),
-        engine());
-    dnnl::batch_normalization_backward::desc d(prop_kind::backward, inside, inside, float(c.f(0)), kScaleShift);
+        dnnl::batch_normalization_forward::desc(prop_kind::forward_training, inside, eps, kScaleShift), engine());
+    dnnl::batch_normalization_backward::desc d(prop_kind::backward, inside, inside, eps, kScaleShift);
     dnnl::batch_normalization_backward::primitive_desc pd(d, engine(), hint);
     return std::make_shared<Norm>(Norm{dnnl::batch_normalization_backward(pd), data, plain({x.shape[1]}),
                                        Reordered::make(data, inside, false), Reordered::make(data, inside, false),

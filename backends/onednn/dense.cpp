@@ -68,10 +68,10 @@ void matmul(const Call& c) {
               {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
 }
 
-// x [M, K] times weight [N, K] transposed, plus a bias [N] when i0 = 1; all
+// x [M, K] times weight [N, K] transposed, plus a bias [N] when has_bias; all
 // contiguous (composite ops' kernels get contiguous inputs).
 void linear(const Call& c) {
-  bool bias = c.i(0) != 0;
+  bool bias = c.attrs().linear.has_bias != 0;
   Built& b = built(Key(kLinear).add(c), [&] {
     int64_t n = c.in(1).shape[0], k = c.in(1).shape[1];
     std::vector<memory::desc> mds{md_of(c.in(0)), memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba),
@@ -155,8 +155,8 @@ bool dense_ok(const Call& c) { return big(c) && all_contiguous(c); }
 
 Eltwise eltwise_of(const Call& c) {
   if (c.ctx >= 0) return kForward[c.ctx].e;
-  // clamp: i0 has min, i1 has max, f0 min, f1 max.
-  return {algorithm::eltwise_clip_v2, c.i(0) ? float(c.f(0)) : -INFINITY, c.i(1) ? float(c.f(1)) : INFINITY};
+  const graft_clamp_attrs& a = c.attrs().clamp;
+  return {algorithm::eltwise_clip_v2, a.has_min ? float(a.min) : -INFINITY, a.has_max ? float(a.max) : INFINITY};
 }
 
 memory::desc flat_md(const DLTensor& t) { return plain({numel(t)}); }
@@ -172,7 +172,8 @@ void eltwise(const Call& c) {
 }
 
 bool eltwise_backward_ok(const Call& c) {
-  return c.i(0) >= 0 && c.i(0) < int64_t(std::size(kBackward)) && dense_ok(c);
+  int32_t f = c.attrs().eltwise_backward.function;
+  return f >= 0 && f < int32_t(std::size(kBackward)) && dense_ok(c);
 }
 
 void eltwise_backward_as(const Call& c, Backward e) {
@@ -188,19 +189,19 @@ void eltwise_backward_as(const Call& c, Backward e) {
               {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
 }
 
-void eltwise_backward(const Call& c) { eltwise_backward_as(c, kBackward[c.i(0)]); }
+void eltwise_backward(const Call& c) { eltwise_backward_as(c, kBackward[c.attrs().eltwise_backward.function]); }
 
-// gelu_backward: from x; i0: 1 for the tanh form.
+// gelu_backward, from x.
 void gelu_backward(const Call& c) {
-  eltwise_backward_as(c, {c.i(0) ? algorithm::eltwise_gelu_tanh : algorithm::eltwise_gelu_erf, false});
+  bool tanh = c.attrs().gelu_backward.tanh != 0;
+  eltwise_backward_as(c, {tanh ? algorithm::eltwise_gelu_tanh : algorithm::eltwise_gelu_erf, false});
 }
 
 // ---- reductions ----
 
-// sum over the dims in mask i0 (i1: keepdim does not change memory). oneDNN 2.6 has a fast kernel only for reducing the innermost dims
-// (a suffix of the dims of size > 1). A sum over the outermost dims (a
-// prefix; a bias's gradient) is a product with a row of ones instead. Other
-// patterns go to the reference backend.
+// sum over the dims in the mask (keepdim does not change memory). oneDNN 2.6 has a fast kernel only for reducing the
+// innermost dims (a suffix of the dims of size > 1). A sum over the outermost dims (a prefix; a bias's gradient) is a
+// product with a row of ones instead. Other patterns go to the reference backend.
 enum class Pattern { kNone, kSuffix, kPrefix };
 Pattern pattern(const Call& c, int64_t* rows) {
   const DLTensor& x = c.in(0);
@@ -208,7 +209,7 @@ Pattern pattern(const Call& c, int64_t* rows) {
   *rows = 1;
   for (int d = 0; d < x.ndim; ++d) {
     if (x.shape[d] == 1) continue;
-    bool r = c.i(0) >> d & 1;
+    bool r = c.attrs().sum.dims >> d & 1;
     if (r) *rows *= x.shape[d];
     if (r && seen_kept) prefix = false;
     if (!r && seen_reduced) suffix = false;
@@ -250,7 +251,7 @@ void reduce(const Call& c) {
     const DLTensor& x = c.in(0);
     Dims out = dims_of(x);
     for (int d = 0; d < x.ndim; ++d)
-      if (c.i(0) >> d & 1) out[d] = 1;
+      if (c.attrs().sum.dims >> d & 1) out[d] = 1;
     std::vector<memory::desc> mds{md_of(x), plain(out)};
     dnnl::reduction::desc d(algorithm::reduction_sum, mds[0], mds[1], 0.f, 0.f);
     return Built{dnnl::reduction(dnnl::reduction::primitive_desc(d, engine())), mds};
@@ -258,7 +259,7 @@ void reduce(const Call& c) {
   execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[1], c.out().data)}});
 }
 
-// ---- softmax and log-softmax along i0 ----
+// ---- softmax and log-softmax along a dim ----
 
 algorithm softmax_alg(bool log) { return log ? algorithm::softmax_log : algorithm::softmax_accurate; }
 
@@ -267,18 +268,20 @@ bool softmax_ok(const Call& c) { return c.in(0).ndim > 0 && c.in(0).ndim <= 6 &&
 void softmax(const Call& c) {
   Built& b = built(Key(kSoftmax).add(c), [&] {
     memory::desc md = md_of(c.in(0));
-    dnnl::softmax_v2_forward::desc d(prop_kind::forward_inference, softmax_alg(c.ctx), md, md, int(c.i(0)));
+    // log_softmax's attributes are the same type as softmax's.
+    dnnl::softmax_v2_forward::desc d(prop_kind::forward_inference, softmax_alg(c.ctx), md, md,
+                                     int(c.attrs().softmax.dim));
     return Built{dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(d, engine())), {md}};
   });
   execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[0], c.out().data)}});
 }
 
-// inputs grad, y; i0: dim, i1: log-softmax.
+// inputs grad, y.
 void softmax_backward(const Call& c) {
   Built& b = built(Key(kSoftmaxBackward).add(c), [&] {
     memory::desc md = md_of(c.in(0));
-    algorithm alg = softmax_alg(c.i(1) != 0);
-    int axis = int(c.i(0));
+    algorithm alg = softmax_alg(c.attrs().softmax_backward.log != 0);
+    int axis = int(c.attrs().softmax_backward.dim);
     dnnl::softmax_v2_forward::primitive_desc hint(
         dnnl::softmax_v2_forward::desc(prop_kind::forward_training, alg, md, md, axis), engine());
     dnnl::softmax_v2_backward::desc d(alg, md, md, md, axis);

@@ -85,13 +85,10 @@ Key& Key::add(const Call& c) {
   v.push_back(c.ctx);
   for (int i = 0; i < c.args->n_inputs; ++i) add(c.in(i));
   add(c.out());
-  for (int a = 0; a < c.args->n_attrs; ++a) {
-    v.push_back(c.args->attrs[a].i);
-    double f = c.args->attrs[a].f;
-    int64_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    v.push_back(bits);
-  }
+  // Every byte of the attributes (graft zeroes what the op's member leaves unused).
+  std::array<int64_t, (sizeof(graft_op_attrs) + 7) / 8> words{};
+  std::memcpy(words.data(), c.args->attrs, sizeof(graft_op_attrs));
+  v.insert(v.end(), words.begin(), words.end());
   return *this;
 }
 

@@ -11,8 +11,8 @@ namespace {
 // the columns, in the columns' order.
 template <class F>
 void for_each_window(const dispatch::KernelCall& c, const int64_t* image, F f) {
-  const auto& a = *c.attrs;
-  int64_t kh = a.i[0], kw = a.i[1], stride = a.i[2], pad = a.i[3], dil = a.i[4];
+  const graft_unfold_attrs& a = c.attrs->unfold;  // fold's are the same type
+  int64_t kh = a.kernel_h, kw = a.kernel_w, stride = a.stride, pad = a.padding, dil = a.dilation;
   int64_t n = image[0], ch = image[1], h = image[2], w = image[3];
   int64_t ho = (h + 2 * pad - dil * (kh - 1) - 1) / stride + 1;
   int64_t wo = (w + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
@@ -36,7 +36,7 @@ template <class T>
 void unfold(const dispatch::KernelCall& c) {
   const T* x = static_cast<const T*>(c.inputs[0].data);
   T* cols = static_cast<T*>(c.output->data);
-  T pad = static_cast<T>(c.attrs->f[0]);
+  T pad = static_cast<T>(c.attrs->unfold.pad_value);
   for_each_window(c, c.inputs[0].sizes, [&](int64_t col, int64_t in) { cols[col] = in >= 0 ? x[in] : pad; });
 }
 

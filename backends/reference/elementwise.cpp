@@ -159,9 +159,9 @@ void unary_kernel(const KernelCall& c) {
       case OpId::sign:
         return unary_loop<T, T>(c, [](T x) { return static_cast<T>((x > 0) - (x < 0)); });
       case OpId::clamp: {
-        const auto& a = *c.attrs;
-        bool has_min = a.i[0], has_max = a.i[1];
-        T lo = static_cast<T>(a.f[0]), hi = static_cast<T>(a.f[1]);
+        const graft_clamp_attrs& a = c.attrs->clamp;
+        bool has_min = a.has_min, has_max = a.has_max;
+        T lo = static_cast<T>(a.min), hi = static_cast<T>(a.max);
         return unary_loop<T, T>(c, [=](T x) {
           if (has_min && x < lo) x = lo;
           if (has_max && x > hi) x = hi;
@@ -214,9 +214,10 @@ void copy_kernel(const KernelCall& c) {
 void fill_kernel(const KernelCall& c) {
   visit_dtype(c.output->dtype, [&](auto tag) {
     using T = decltype(tag);
-    T v = std::is_floating_point_v<T> ? static_cast<T>(c.attrs->f[0])
-          : std::is_same_v<T, bool>   ? static_cast<T>(c.attrs->f[0] != 0 || c.attrs->i[0] != 0)
-                                      : static_cast<T>(c.attrs->i[0]);
+    const graft_fill_attrs& a = c.attrs->fill;
+    T v = std::is_floating_point_v<T> ? static_cast<T>(a.value)
+          : std::is_same_v<T, bool>   ? static_cast<T>(a.value != 0 || a.int_value != 0)
+                                      : static_cast<T>(a.int_value);
     elementwise<1>(c, [v](const std::array<char*, 1>& p, const std::array<int64_t, 1>& s, int64_t n) {
       T* o = reinterpret_cast<T*>(p[0]);
       for (int64_t i = 0; i < n; ++i) o[i * s[0]] = v;

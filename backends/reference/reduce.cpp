@@ -40,7 +40,7 @@ Split split_dims(const KTensor& in, const KTensor& out, int64_t mask) {
 template <class T, class Acc, class Init, class Step, class Finish>
 void reduce_loop(const KernelCall& c, Init init, Step step, Finish finish) {
   const KTensor &in = c.inputs[0], &out = *c.output;
-  Split s = split_dims(in, out, c.attrs->i[0]);
+  Split s = split_dims(in, out, c.attrs->sum.dims);  // one struct type for the four reductions
   const T* src = static_cast<const T*>(in.data);
   // The innermost reduced dim runs as a plain loop.
   int64_t n = s.red_sizes.empty() ? 1 : s.red_sizes.back();
@@ -118,7 +118,7 @@ void reduce_kernel(const KernelCall& c) {
 template <class T>
 void softmax_kernel(const KernelCall& c) {
   const KTensor &in = c.inputs[0], &out = *c.output;
-  int64_t d = c.attrs->i[0];
+  int64_t d = c.attrs->softmax.dim;  // log_softmax's is the same type
   bool log_space = c.op == OpId::log_softmax;
   if (in.ndim == 0) {
     *static_cast<T*>(out.data) = log_space ? T(0) : T(1);

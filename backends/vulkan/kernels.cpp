@@ -110,9 +110,9 @@ std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
   return s;
 }
 
-// A float attribute (slot k after the integer ones), and a float's bits.
-double float_attr(const graft_kernel_args* a, int k) { return a->attrs[GRAFT_ATTR_INT_SLOTS + k].f; }
-uint32_t bits(float f) {
+// A value's bits as a float.
+uint32_t bits(double value) {
+  float f = static_cast<float>(value);
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
@@ -198,9 +198,10 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
 
 void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   if (int32_t n = variants(static_cast<Ew>(code)); n > 1) {
-    if (a->attrs[0].i < 0 || a->attrs[0].i >= n)
-      throw Failure(GRAFT_INVALID, std::string(a->op) + ": unknown variant i0");
-    code += static_cast<int32_t>(a->attrs[0].i);
+    int32_t v = static_cast<Ew>(code) == Ew::eltwise_backward ? a->attrs->eltwise_backward.function
+                                                              : a->attrs->gelu_backward.tanh;
+    if (v < 0 || v >= n) throw Failure(GRAFT_INVALID, std::string(a->op) + ": unknown function " + std::to_string(v));
+    code += v;
   }
   auto op = static_cast<Ew>(code);
   const DLTensor& out = *a->output;
@@ -223,14 +224,16 @@ void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
     for (size_t d = 0; d < l.shape.size(); ++d) p[8 + 7 * t + 1 + d] = static_cast<uint32_t>(l.strides[t][d]);
   }
   if (op == Ew::clamp) {
-    p[36] = bits(static_cast<float>(float_attr(a, 0)));
-    p[37] = bits(static_cast<float>(float_attr(a, 1)));
-    p[40] = a->attrs[0].i != 0;
-    p[41] = a->attrs[1].i != 0;
+    const graft_clamp_attrs& c = a->attrs->clamp;
+    p[36] = bits(c.min);
+    p[37] = bits(c.max);
+    p[40] = c.has_min != 0;
+    p[41] = c.has_max != 0;
   }
   if (op == Ew::fill) {
-    p[36] = bits(static_cast<float>(float_attr(a, 0)));
-    auto v = static_cast<uint64_t>(type_of(out) == BOOL ? a->attrs[0].i != 0 || float_attr(a, 0) != 0 : a->attrs[0].i);
+    const graft_fill_attrs& f = a->attrs->fill;
+    p[36] = bits(f.value);
+    auto v = static_cast<uint64_t>(type_of(out) == BOOL ? f.int_value != 0 || f.value != 0 : f.int_value);
     p[38] = static_cast<uint32_t>(v);
     p[39] = static_cast<uint32_t>(v >> 32);
   }
@@ -297,7 +300,7 @@ void reduce_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   auto op = static_cast<Red>(code);
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
-  uint64_t mask = static_cast<uint64_t>(a->attrs[0].i);
+  uint64_t mask = static_cast<uint64_t>(a->attrs->sum.dims);  // one struct type for the four reductions
   std::vector<int64_t> kept, kept_strides, red, red_strides;
   for (int d = 0; d < x.ndim; ++d) {
     bool reduced = (mask >> d) & 1;
@@ -376,8 +379,9 @@ void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
                              static_cast<uint32_t>(out.strides[2])};
   if (K == 0) {
     // No products to sum: the output is zeros.
-    graft_attr attrs[GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS] = {};
-    graft_kernel_args fill{"fill", 1, 0, nullptr, &out, GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS, attrs};
+    graft_op_attrs zero{};
+    zero.fill = {0.0, 0};
+    graft_kernel_args fill{"fill", 1, 0, nullptr, &out, 1, &out, &zero, nullptr};
     ew_run(dev, static_cast<int32_t>(Ew::fill), &fill);
     return;
   }
@@ -408,7 +412,7 @@ Layout other_dims(const DLTensor& x, const DLTensor& out, int dim) {
 int32_t softmax_supports(int32_t code, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
-  int dim = static_cast<int>(a->attrs[0].i);
+  int dim = static_cast<int>(code == 2 ? a->attrs->softmax_backward.dim : a->attrs->softmax.dim);
   if (code == 2 &&
       (!is_contiguous(x) || !is_contiguous(a->inputs[1]) || !is_contiguous(out) || type_of(a->inputs[1]) != F32))
     return 0;
@@ -416,12 +420,12 @@ int32_t softmax_supports(int32_t code, const graft_kernel_args* a) {
          (x.ndim == 0 || (dim >= 0 && dim < x.ndim && other_dims(x, out, dim).shape.size() <= kMaxRank));
 }
 
-// code 0: softmax, 1: log-softmax, 2: softmax_backward (i1 = 1: of log-softmax).
+// code 0: softmax, 1: log-softmax (the same attribute type), 2: softmax_backward.
 void softmax_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
-  int dim = static_cast<int>(a->attrs[0].i);
-  int32_t log = code == 2 ? static_cast<int32_t>(a->attrs[1].i != 0) : code;
+  int dim = static_cast<int>(code == 2 ? a->attrs->softmax_backward.dim : a->attrs->softmax.dim);
+  int32_t log = code == 2 ? static_cast<int32_t>(a->attrs->softmax_backward.log != 0) : code;
   int64_t n = x.ndim == 0 ? 1 : x.shape[dim];
   int64_t rows = n == 0 ? 0 : numel(x) / n;
   if (rows == 0) return;
@@ -460,7 +464,8 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& out = *a->output;
   const DLTensor& image = fold_back ? out : x;
-  int64_t kh = a->attrs[0].i, kw = a->attrs[1].i, stride = a->attrs[2].i, pad = a->attrs[3].i, dil = a->attrs[4].i;
+  const graft_unfold_attrs& u = a->attrs->unfold;  // fold's are the same type
+  int64_t kh = u.kernel_h, kw = u.kernel_w, stride = u.stride, pad = u.padding, dil = u.dilation;
   int64_t H = image.shape[2], W = image.shape[3];
   int64_t Ho = (H + 2 * pad - dil * (kh - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
   int64_t n = numel(out);
@@ -471,7 +476,7 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
                              static_cast<uint32_t>(stride), static_cast<uint32_t>(pad),
                              static_cast<uint32_t>(dil),    static_cast<uint32_t>(Ho),
                              static_cast<uint32_t>(Wo),     element_offset(x),
-                             element_offset(out),           bits(static_cast<float>(float_attr(a, 0)))};
+                             element_offset(out),           bits(u.pad_value)};
   Access buffers[] = {access_of(out, true), access_of(x, false)};
   int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
   dev.dispatch(fold_back ? fold : unfold, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
@@ -496,17 +501,18 @@ void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   int64_t n = numel(out);
   if (n == 0) return;
   bool forward = code == 0 || code == 2;
-  const DLTensor& image = forward ? a->inputs[0] : out;   // [N, C, H, W]
-  const DLTensor& pooled = forward ? out : a->inputs[0];  // [N, C, Ho, Wo]
-  int64_t dilation = code < 2 ? a->attrs[3].i : 1;
+  const DLTensor& image = forward ? a->inputs[0] : out;     // [N, C, H, W]
+  const DLTensor& pooled = forward ? out : a->inputs[0];    // [N, C, Ho, Wo]
+  const graft_pool2d_attrs& window = a->attrs->max_pool2d;  // the four pooling ops' are the same type
+  int64_t dilation = code < 2 ? window.dilation : 1;
   std::vector<uint32_t> p = {static_cast<uint32_t>(n),
                              static_cast<uint32_t>(image.shape[2]),
                              static_cast<uint32_t>(image.shape[3]),
                              static_cast<uint32_t>(pooled.shape[2]),
                              static_cast<uint32_t>(pooled.shape[3]),
-                             static_cast<uint32_t>(a->attrs[0].i),
-                             static_cast<uint32_t>(a->attrs[1].i),
-                             static_cast<uint32_t>(a->attrs[2].i),
+                             static_cast<uint32_t>(window.kernel),
+                             static_cast<uint32_t>(window.stride),
+                             static_cast<uint32_t>(window.padding),
                              static_cast<uint32_t>(dilation),
                              element_offset(out),
                              element_offset(a->inputs[0]),
@@ -519,7 +525,7 @@ void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
 
 int32_t batch_norm_supports(int32_t, const graft_kernel_args* a) { return all_dense_f32(a, 2); }
 
-// code 0: batch_norm (batch statistics when i0 = 1, else the given ones);
+// code 0: batch_norm (batch statistics when training, else the given ones);
 // code 1: batch_norm_backward. Two dispatches each: per channel, then per element.
 void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[backward ? 1 : 0];
@@ -528,19 +534,15 @@ void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   for (int d = 2; d < x.ndim; ++d) s *= x.shape[d];
   int64_t n = numel(x);
   if (n == 0) return;
-  bool batch_stats = backward || a->attrs[0].i == 1;
+  const graft_batch_norm_attrs& bn = a->attrs->batch_norm;  // batch_norm_backward's is the same type
+  bool batch_stats = backward || bn.training == 1;
   // c: the running statistics (forward, eval), saved ones (backward), or
   // unused (forward, training: the output stands in).
   const DLTensor& third = backward || !batch_stats ? a->inputs[2] : out;
-  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]),
-                             static_cast<uint32_t>(c),
-                             static_cast<uint32_t>(s),
-                             element_offset(out),
-                             element_offset(a->inputs[0]),
-                             element_offset(a->inputs[1]),
-                             element_offset(third),
-                             bits(static_cast<float>(float_attr(a, 0))),
-                             batch_stats && !backward ? 1u : 0u};
+  std::vector<uint32_t> p = {
+      static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(c),     static_cast<uint32_t>(s), element_offset(out),
+      element_offset(a->inputs[0]),      element_offset(a->inputs[1]), element_offset(third),    bits(bn.eps),
+      batch_stats && !backward ? 1u : 0u};
   Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false), access_of(a->inputs[1], false),
                       access_of(third, false)};
   auto group = static_cast<int32_t>(dev.group_size());
@@ -578,9 +580,17 @@ void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
     p[2 + i] = element_offset(a->inputs[i]);
     buffers[static_cast<size_t>(i) + 1] = access_of(a->inputs[i], i > 0);  // the state is written
   }
-  for (int k = 0; k < 4; ++k) p[6 + k] = bits(static_cast<float>(float_attr(a, k)));
-  p[10] = a->attrs[0].i != 0;
-  p[11] = a->attrs[1].i != 0;
+  // optim.comp reads four floats and two flags, in the order of the structs.
+  if (adam) {
+    const graft_adam_update_attrs& u = a->attrs->adam_update;
+    p[6] = bits(u.beta1), p[7] = bits(u.beta2), p[8] = bits(u.step_size), p[9] = bits(u.eps);
+    p[10] = u.amsgrad != 0;
+  } else {
+    const graft_sgd_update_attrs& u = a->attrs->sgd_update;
+    p[6] = bits(u.lr), p[7] = bits(u.momentum), p[8] = bits(u.dampening), p[9] = bits(u.weight_decay);
+    p[10] = u.fresh_buffer != 0;
+    p[11] = u.nesterov != 0;
+  }
   int32_t spec[] = {static_cast<int32_t>(dev.group_size()), adam ? 1 : 0};
   dev.dispatch(optim, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
 }

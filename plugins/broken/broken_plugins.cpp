@@ -44,6 +44,29 @@ namespace {
   return host->add_fuser(host, &f, message, size);
 }
 
+// Offers an extension table and a layout type (and tries bad ones, which
+// graft must refuse without failing the plugin).
+[[maybe_unused]] int32_t extras_init(graft_host* host, char* message, size_t size) {
+  static const int32_t table[] = {7, 11, 13};
+  if (int32_t s = host->add_extension(host, "test-table", 2, table, message, size)) return s;
+  char ignored[256];
+  if (host->add_extension(host, "test-table", 3, table, ignored, sizeof ignored) != GRAFT_INVALID) {
+    graft::plugin_util::write_message(message, size, "a second extension of one name was accepted");
+    return GRAFT_ERROR;
+  }
+  static graft_layout_type layout{
+      "extras:reversed", nullptr,
+      [](void*, int64_t, const DLTensor*, const DLTensor*, char*, size_t) -> int32_t { return GRAFT_OK; }};
+  int64_t id = 0;
+  if (int32_t s = host->add_layout_type(host, &layout, &id, message, size)) return s;
+  graft_layout_type nameless{nullptr, nullptr, layout.to_plain};
+  if (id <= 0 || host->add_layout_type(host, &nameless, &id, ignored, sizeof ignored) != GRAFT_INVALID) {
+    graft::plugin_util::write_message(message, size, "a bad layout id or a nameless layout type was accepted");
+    return GRAFT_ERROR;
+  }
+  return GRAFT_OK;
+}
+
 #if BROKEN_KIND == 1  // wrong ABI version
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION + 1000, "bad-abi", "0", "", fail_init};
 #elif BROKEN_KIND == 2  // init fails
@@ -52,6 +75,10 @@ const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "init-fails", "0", "", fa
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "kernel-error", "0", "", kernel_error_init};
 #elif BROKEN_KIND == 4  // a fuser that fails
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "fuser-fails", "0", "", fuser_fails_init};
+#elif BROKEN_KIND == 5  // built for ABI 3, the slot-attribute ABI graft no longer loads
+const graft_plugin_info info{3, "old-abi", "0", "", fail_init};
+#elif BROKEN_KIND == 6  // not broken: an extension table and a layout type
+const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "extras", "0", "", extras_init};
 #endif
 
 }  // namespace

@@ -87,7 +87,7 @@ int32_t supports_f32(void*, const graft_kernel_args* a) {
 int32_t run_fill(void*, const graft_kernel_args* a, char* message, size_t size) {
   return guarded(message, size, [&] {
     auto* out = static_cast<float*>(a->output->data);
-    float v = static_cast<float>(a->attrs[GRAFT_ATTR_INT_SLOTS].f);  // float slot 0: the value
+    float v = static_cast<float>(a->attrs->fill.value);
     for_each_index(*a->output, [&](const std::vector<int64_t>& i) { out[offset_at(*a->output, i)] = v; });
     return GRAFT_OK;
   });
@@ -121,13 +121,13 @@ int32_t run_relu(void*, const graft_kernel_args* a, char* m, size_t s) {
   return elementwise(a, m, s, [](float x, float) { return x > 0 ? x : 0.f; });
 }
 
-// sum over the dims in the mask (integer slot 0); keepdim in integer slot 1.
+// sum over the dims in the mask; keepdim changes only the output's shape.
 int32_t run_sum(void*, const graft_kernel_args* a, char* message, size_t size) {
   return guarded(message, size, [&] {
     const DLTensor& in = a->inputs[0];
     const DLTensor& out = *a->output;
-    int64_t mask = a->attrs[0].i;
-    bool keepdim = a->attrs[1].i != 0;
+    int64_t mask = a->attrs->sum.dims;
+    bool keepdim = a->attrs->sum.keepdim != 0;
     auto* o = static_cast<float*>(out.data);
     const auto* x = static_cast<const float*>(in.data);
     for_each_index(out, [&](const std::vector<int64_t>& i) { o[offset_at(out, i)] = 0.f; });

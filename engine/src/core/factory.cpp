@@ -55,8 +55,7 @@ Tensor empty(IntList shape, TensorOptions options) {
 Tensor full(IntList shape, Scalar value, TensorOptions options) {
   Tensor t = make_empty(shape, options.dtype(), options.device());
   dispatch::Attrs attrs;
-  attrs.f[0] = value.to_double();
-  attrs.i[0] = value.to_int();
+  attrs.fill = {value.to_double(), value.to_int()};
   dispatch::call(dispatch::OpId::fill, nullptr, 0, t, attrs);
   return finish(t, options);
 }

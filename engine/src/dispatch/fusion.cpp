@@ -313,15 +313,15 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
                input_strides.back().data(),          outs[static_cast<size_t>(a)]->device};
         }
         inputs.push_back(plugin::dl_view(v));
-        graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0};
+        graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0, nullptr};
         leaf.index = static_cast<int32_t>(inputs.size() - 1);
         return operand_node[a] = emit(leaf);
       };
       auto scalar_of = [&](const Node& node) {
         bool floating = is_floating(node.dtype);
-        double f = node.attrs.f[0];
-        int64_t i = node.attrs.i[0];
-        if (node.dtype == kBool) i = node.attrs.f[0] != 0 || node.attrs.i[0] != 0;
+        double f = node.attrs.fill.value;
+        int64_t i = node.attrs.fill.int_value;
+        if (node.dtype == kBool) i = f != 0 || i != 0;
         scalars.push_back({floating ? f : static_cast<double>(i), i});
       };
       for (size_t i = 0; i < n; ++i) {
@@ -330,20 +330,19 @@ bool run_fused(Pending& s, const Fuser& f, std::string& message) {
         int32_t dtype = static_cast<int32_t>(plugin::dtype_bit(node.dtype));
         if (node.op == OpId::fill) {
           scalar_of(node);
-          node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0});
+          node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0, nullptr});
           continue;
         }
-        graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0};
+        graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0, &node.attrs};
         for (int k = 0; k < node.n_args; ++k) {
           int a = node.args[static_cast<size_t>(k)];
           out.args[k] = a >= 0 && in_group[static_cast<size_t>(a)] ? node_of[static_cast<size_t>(a)] : read_operand(a);
         }
         if (node.op == OpId::clamp) {
-          out.flags = static_cast<int32_t>((node.attrs.i[0] ? 1 : 0) | (node.attrs.i[1] ? 2 : 0));
+          const graft_clamp_attrs& c = node.attrs.clamp;
+          out.flags = static_cast<int32_t>((c.has_min ? 1 : 0) | (c.has_max ? 2 : 0));
           out.index = static_cast<int32_t>(scalars.size());
-          for (int b = 0; b < 2; ++b)
-            scalars.push_back(
-                {node.attrs.f[static_cast<size_t>(b)], static_cast<int64_t>(node.attrs.f[static_cast<size_t>(b)])});
+          for (double bound : {c.min, c.max}) scalars.push_back({bound, static_cast<int64_t>(bound)});
         }
         node_of[i] = emit(out);
       }

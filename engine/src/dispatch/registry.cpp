@@ -49,9 +49,9 @@ Registry& Registry::get() {
 
 Registry::Registry() {
   size_t i = 0;
-#define GRAFT_OP_SCHEMA(name, category, flags, inputs, outputs, dtypes, contract) \
-  schemas_[i++] =                                                                 \
-      OpSchema{#name, 1, category, ((flags)&GRAFT_OP_COMPOSITE) != 0, inputs, outputs, dtypes, contract, nullptr};
+#define GRAFT_OP_SCHEMA(name, category, flags, inputs, outputs, dtypes, attrs, contract)                           \
+  schemas_[i++] = OpSchema{#name,  1,        category, ((flags)&GRAFT_OP_COMPOSITE) != 0, inputs, outputs, dtypes, \
+                           #attrs, contract, nullptr};
   GRAFT_OP_TABLE(GRAFT_OP_SCHEMA)
 #undef GRAFT_OP_SCHEMA
   static_assert(kNumOps <= 1024, "graft: the op table is too long");
@@ -205,6 +205,10 @@ namespace {
 void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views,
               bool write = false) {
   for (int i = 0; i < n_inputs; ++i) {
+    if (!inputs[i].defined()) {  // an optional input left out (plugin.h)
+      views[i] = KTensor{nullptr, kFloat32, 0, nullptr, nullptr, device};
+      continue;
+    }
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
                    " but ", against, " is on ", device, "; move tensors to one device with .to(device) first");
@@ -294,7 +298,8 @@ Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs
   std::array<Tensor, kMaxInputs> dense;
   {
     NoGradGuard no_grad;  // the caller records the composite; these copies are not part of it
-    for (int i = 0; i < n; ++i) dense[i] = inputs.begin()[i].contiguous();
+    for (int i = 0; i < n; ++i)
+      if (const Tensor& t = inputs.begin()[i]; t.defined()) dense[i] = t.contiguous();
   }
   const Tensor* in = dense.data();
   OutMeta meta = r.schema(op).infer(op, in, n, attrs);

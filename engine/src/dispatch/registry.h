@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -16,7 +17,7 @@
 #include "graft/device.h"
 #include "graft/dtype.h"
 #include "graft/error.h"
-#include "graft/op_table.h"
+#include "graft/plugin.h"
 #include "graft/shape.h"
 
 namespace graft {
@@ -46,10 +47,10 @@ constexpr graft_op_category category(OpId op) { return kOpCategories[static_cast
 // Whether a fuser may take the op.
 constexpr bool is_elementwise(OpId op) { return GRAFT_OP_IS_ELEMENTWISE(category(op)); }
 
-// Op attributes: each op's schema says which slots it uses.
-struct Attrs {
-  std::array<int64_t, 8> i{};
-  std::array<double, 4> f{};
+// An op's attributes: the member of graft_op_attrs named after the op (its
+// struct is the op table's attrs column), e.g. attrs.softmax.dim. Zeroed.
+struct Attrs : graft_op_attrs {
+  Attrs() { std::memset(static_cast<graft_op_attrs*>(this), 0, sizeof(graft_op_attrs)); }
 };
 
 // A tensor as a kernel sees it (the fields of a DLPack DLTensor): data points
@@ -63,14 +64,17 @@ struct KTensor {
   Device device;
 };
 
-inline constexpr int kMaxInputs = 4;  // adam_update has the most
+inline constexpr int kMaxInputs = GRAFT_MAX_INPUTS;
+inline constexpr int kMaxOutputs = GRAFT_MAX_OUTPUTS;
 
 struct KernelCall {
   OpId op;
   int n_inputs;
   const KTensor* inputs;
-  const KTensor* output;
+  const KTensor* output;  // outputs[0]
   const Attrs* attrs;
+  int n_outputs = 1;
+  const KTensor* outputs = output;
 };
 
 using KernelFn = void (*)(const KernelCall& call, void* ctx);
@@ -103,7 +107,8 @@ struct OpSchema {
   int n_inputs;    // the most inputs a call passes
   int n_outputs;
   uint32_t reference_dtypes;  // GRAFT_DTYPE_* bits
-  const char* contract;       // what the inputs and the attribute slots mean
+  const char* attrs;          // the C struct of its attributes, e.g. "graft_softmax_attrs"
+  const char* contract;       // what the inputs and the output are
   InferFn infer;              // set by the op's family (define)
 };
 

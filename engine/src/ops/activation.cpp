@@ -62,7 +62,7 @@ Tensor gelu(const Tensor& x_in, GELUFuncOptions options) {
       const Tensor& x = n.saved(0);
       if (!autograd::needs_grad(g, x)) {  // a backend's kernel, unless this must be recorded
         Attrs a;
-        a.i[0] = tanh_form;
+        a.gelu_backward.tanh = tanh_form;
         if (Tensor r = dispatch::try_run(OpId::gelu_backward, {g, x}, a); r.defined()) return Grads{r};
       }
       return Grads{g * gelu_derivative(x, tanh_form)};

@@ -25,66 +25,63 @@ void check_geometry(const char* op, const F::UnfoldOptions& o) {
         "x", o.kernel_w, ", stride ", o.stride, ", padding ", o.padding, ", dilation ", o.dilation);
 }
 
-Attrs conv_attrs(const F::Conv2dOptions& o) {
+// conv2d's attributes; h and w as the backward ops read them.
+Attrs conv_attrs(const F::Conv2dOptions& o, int64_t h = 0, int64_t w = 0) {
   Attrs a;
-  a.i[0] = o.stride;
-  a.i[1] = o.padding;
-  a.i[2] = o.dilation;
-  a.i[3] = o.groups;
+  a.conv2d = {o.stride, o.padding, o.dilation, o.groups, h, w};
   return a;
 }
 
 Attrs unfold_attrs(const F::UnfoldOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
-  a.i[0] = o.kernel_h;
-  a.i[1] = o.kernel_w;
-  a.i[2] = o.stride;
-  a.i[3] = o.padding;
-  a.i[4] = o.dilation;
-  a.i[5] = height;
-  a.i[6] = width;
-  a.f[0] = o.pad_value;
+  a.unfold = {o.kernel_h, o.kernel_w, o.stride, o.padding, o.dilation, height, width, o.pad_value};
   return a;
 }
 
 OutMeta unfold_rule(OpId, const Tensor* in, int, const Attrs& a) {
   const Tensor& x = in[0];
-  int64_t ho = out_size(x.size(2), a.i[0], a.i[2], a.i[3], a.i[4]);
-  int64_t wo = out_size(x.size(3), a.i[1], a.i[2], a.i[3], a.i[4]);
-  return {Dims{x.size(0), x.size(1) * a.i[0] * a.i[1], ho * wo}, x.dtype()};
+  const graft_unfold_attrs& u = a.unfold;
+  int64_t ho = out_size(x.size(2), u.kernel_h, u.stride, u.padding, u.dilation);
+  int64_t wo = out_size(x.size(3), u.kernel_w, u.stride, u.padding, u.dilation);
+  return {Dims{x.size(0), x.size(1) * u.kernel_h * u.kernel_w, ho * wo}, x.dtype()};
 }
 
 OutMeta fold_rule(OpId, const Tensor* in, int, const Attrs& a) {
   const Tensor& cols = in[0];
-  return {Dims{cols.size(0), cols.size(1) / (a.i[0] * a.i[1]), a.i[5], a.i[6]}, cols.dtype()};
+  const graft_unfold_attrs& u = a.fold;
+  return {Dims{cols.size(0), cols.size(1) / (u.kernel_h * u.kernel_w), u.output_h, u.output_w}, cols.dtype()};
 }
 
 // The composites' rules: their front ends below have checked the inputs.
 OutMeta conv2d_rule(OpId, const Tensor* in, int, const Attrs& a) {
   const Tensor &x = in[0], &w = in[1];
-  return {Dims{x.size(0), w.size(0), out_size(x.size(2), w.size(2), a.i[0], a.i[1], a.i[2]),
-               out_size(x.size(3), w.size(3), a.i[0], a.i[1], a.i[2])},
+  const graft_conv2d_attrs& c = a.conv2d;
+  return {Dims{x.size(0), w.size(0), out_size(x.size(2), w.size(2), c.stride, c.padding, c.dilation),
+               out_size(x.size(3), w.size(3), c.stride, c.padding, c.dilation)},
           x.dtype()};
 }
 OutMeta conv2d_backward_input_rule(OpId, const Tensor* in, int, const Attrs& a) {
-  return {Dims{in[0].size(0), in[1].size(1) * a.i[3], a.i[4], a.i[5]}, in[0].dtype()};
+  const graft_conv2d_attrs& c = a.conv2d_backward_input;
+  return {Dims{in[0].size(0), in[1].size(1) * c.groups, c.h, c.w}, in[0].dtype()};
 }
 OutMeta conv2d_backward_weight_rule(OpId, const Tensor* in, int, const Attrs& a) {
-  return {Dims{in[0].size(1), in[1].size(1) / a.i[3], a.i[4], a.i[5]}, in[0].dtype()};
+  const graft_conv2d_attrs& c = a.conv2d_backward_weight;
+  return {Dims{in[0].size(1), in[1].size(1) / c.groups, c.h, c.w}, in[0].dtype()};
 }
-OutMeta pool_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta pool_rule(OpId op, const Tensor* in, int, const Attrs& a) {
   const Tensor& x = in[0];
-  return {Dims{x.size(0), x.size(1), out_size(x.size(2), a.i[0], a.i[1], a.i[2], a.i[3]),
-               out_size(x.size(3), a.i[0], a.i[1], a.i[2], a.i[3])},
+  const graft_pool2d_attrs& p = op == OpId::max_pool2d ? a.max_pool2d : a.avg_pool2d;
+  return {Dims{x.size(0), x.size(1), out_size(x.size(2), p.kernel, p.stride, p.padding, p.dilation),
+               out_size(x.size(3), p.kernel, p.stride, p.padding, p.dilation)},
           x.dtype()};
 }
 OutMeta like_input_1_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[1].sizes()), in[0].dtype()}; }
 OutMeta avg_pool2d_backward_rule(OpId, const Tensor* in, int, const Attrs& a) {
-  return {Dims{in[0].size(0), in[0].size(1), a.i[4], a.i[5]}, in[0].dtype()};
+  return {Dims{in[0].size(0), in[0].size(1), a.avg_pool2d_backward.h, a.avg_pool2d_backward.w}, in[0].dtype()};
 }
 OutMeta batch_norm_rule(OpId op, const Tensor* in, int, const Attrs& a) {
   const Tensor& x = op == OpId::batch_norm ? in[0] : in[1];
-  if (op == OpId::batch_norm && a.i[0] == 0) return {Dims(x.sizes()), x.dtype()};
+  if (op == OpId::batch_norm && !a.batch_norm.training) return {Dims(x.sizes()), x.dtype()};
   return {Dims{x.numel() + 2 * x.size(1)}, x.dtype()};
 }
 
@@ -155,9 +152,7 @@ Tensor output_columns(const Tensor& g, int64_t groups) {
 }
 
 Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, int64_t width, Conv2dOptions o) {
-  Attrs a = conv_attrs(o);
-  a.i[4] = height;
-  a.i[5] = width;
+  Attrs a = conv_attrs(o, height, width);
   if (!autograd::needs_grad(g, w))
     if (Tensor r = dispatch::try_run(OpId::conv2d_backward_input, {g, w}, a); r.defined()) return r;
   // The columns' gradient, per group [C/g kh kw, O/g] x [O/g, N L], folded back.
@@ -170,9 +165,7 @@ Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, i
 }
 
 Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int64_t kw, Conv2dOptions o) {
-  Attrs a = conv_attrs(o);
-  a.i[4] = kh;
-  a.i[5] = kw;
+  Attrs a = conv_attrs(o, kh, kw);
   if (!autograd::needs_grad(g, x))
     if (Tensor r = dispatch::try_run(OpId::conv2d_backward_weight, {g, x}, a); r.defined()) return r;
   UnfoldOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
@@ -234,14 +227,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o
 
 namespace {
 
+// Pooling's attributes, for any of the four pooling ops (one struct type).
 Attrs pool_attrs(const Pool2dOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
-  a.i[0] = o.kernel_size;
-  a.i[1] = o.stride;
-  a.i[2] = o.padding;
-  a.i[3] = o.dilation;
-  a.i[4] = height;
-  a.i[5] = width;
+  a.max_pool2d = {o.kernel_size, o.stride, o.padding, o.dilation, height, width};
   return a;
 }
 
@@ -365,12 +354,11 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
     Tensor affine = stack({o.weight.defined() ? o.weight.to(x.dtype()) : ones({c}, opts),
                            o.bias.defined() ? o.bias.to(x.dtype()) : zeros({c}, opts)});
     Attrs a;
-    a.i[0] = batch_stats;
-    a.f[0] = o.eps;
-    packed = batch_stats ? dispatch::try_run(OpId::batch_norm, {x, affine}, a)
-                         : dispatch::try_run(OpId::batch_norm,
-                                             {x, affine, stack({running_mean.to(x.dtype()), running_var.to(x.dtype())})},
-                                             a);
+    a.batch_norm = {batch_stats, o.eps};
+    packed = batch_stats
+                 ? dispatch::try_run(OpId::batch_norm, {x, affine}, a)
+                 : dispatch::try_run(OpId::batch_norm,
+                                     {x, affine, stack({running_mean.to(x.dtype()), running_var.to(x.dtype())})}, a);
   }
   if (packed.defined() && !batch_stats) {
     // With running statistics the gradient is a few elementwise ops.
@@ -413,25 +401,26 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   Tensor stats = make_view(packed, {2, c}, {c, 1}, numel).clone();
   update_running(stats.slice(0, 0, 1), stats.slice(0, 1, 2));
   if (recording) {
-    Node* node = autograd::record("BatchNormBackward", {&x, &o.weight, &o.bias}, y,
-                                  [eps = o.eps, shape, dims, c](Node& n, const Tensor& g) {
-      Tensor x = n.saved(0), stats = n.saved(1), weight = n.saved(2);
-      if (!autograd::needs_grad(g, x, weight)) {
-        Attrs a;
-        a.f[0] = eps;
-        TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
-        Tensor saved = cat({stats, weight.defined() ? weight.to(x.dtype()).view({1, c}) : ones({1, c}, opts)});
-        if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g, x, saved}, a); r.defined()) {
-          // The [C] gradients are copied out, so that they do not hold x's.
-          int64_t numel = x.numel();
-          Tensor gw = make_view(r, {c}, {1}, numel);
-          return Grads{if_needed(n, 0, [&] { return make_view(r, x.sizes(), contiguous_strides(x.sizes()), 0); }),
-                       if_needed(n, 1, [&] { return gw.dtype() == weight.dtype() ? gw.clone() : gw.to(weight.dtype()); }),
-                       if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c).clone(); })};
-        }
-      }
-      return batch_norm_grads(n, g, x, weight, eps, shape, dims);
-    });
+    Node* node = autograd::record(
+        "BatchNormBackward", {&x, &o.weight, &o.bias}, y, [eps = o.eps, shape, dims, c](Node& n, const Tensor& g) {
+          Tensor x = n.saved(0), stats = n.saved(1), weight = n.saved(2);
+          if (!autograd::needs_grad(g, x, weight)) {
+            Attrs a;
+            a.batch_norm_backward.eps = eps;
+            TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
+            Tensor saved = cat({stats, weight.defined() ? weight.to(x.dtype()).view({1, c}) : ones({1, c}, opts)});
+            if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g, x, saved}, a); r.defined()) {
+              // The [C] gradients are copied out, so that they do not hold x's.
+              int64_t numel = x.numel();
+              Tensor gw = make_view(r, {c}, {1}, numel);
+              return Grads{
+                  if_needed(n, 0, [&] { return make_view(r, x.sizes(), contiguous_strides(x.sizes()), 0); }),
+                  if_needed(n, 1, [&] { return gw.dtype() == weight.dtype() ? gw.clone() : gw.to(weight.dtype()); }),
+                  if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c).clone(); })};
+            }
+          }
+          return batch_norm_grads(n, g, x, weight, eps, shape, dims);
+        });
     node->save(x);
     node->save(stats);
     node->save(o.weight);

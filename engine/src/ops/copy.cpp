@@ -180,8 +180,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::fill_(Scalar v) {
   check_inplace(*this, "fill_", false);
   Attrs attrs;
-  attrs.f[0] = v.to_double();
-  attrs.i[0] = v.to_int();
+  attrs.fill = {v.to_double(), v.to_int()};
   dispatch::call(OpId::fill, nullptr, 0, *this, attrs);
   bump(*this);
   if (autograd::needs_grad(*this))

@@ -238,15 +238,15 @@ Tensor where(const Tensor& cond, Scalar a, const Tensor& b) { return where(cond,
 // ---- unary math ----
 
 namespace {
-// Codes of eltwise_backward's i0 (stable: plugins see them).
-enum EltwiseCode : int64_t { kNoCode = -1, kRelu, kSigmoid, kTanh, kExp, kLog, kSqrt, kAbs };
+// No eltwise_backward function (graft_eltwise_function) for the op.
+constexpr int kNoCode = -1;
 
 // An op whose backward uses its input x (save_input) or its output y:
 // backward(g, x, y), written in graft ops, unless a backend has a kernel for
 // eltwise_backward with this code and nothing needs recording.
 template <class F>
 Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bool save_input, F backward,
-             EltwiseCode code = kNoCode) {
+             int code = kNoCode) {
   Tensor x = needs_float ? float_input(x_in) : x_in;
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   Tensor y = dispatch::run(op, {x});
@@ -255,7 +255,7 @@ Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bo
       const Tensor& saved = n.saved(0).defined() ? n.saved(0) : n.saved(1);
       if (code != kNoCode && !autograd::needs_grad(g, saved)) {
         Attrs a;
-        a.i[0] = code;
+        a.eltwise_backward.function = code;
         if (Tensor r = dispatch::try_run(OpId::eltwise_backward, {g, saved}, a); r.defined()) return Grads{r};
       }
       return Grads{backward(g, n.saved(0), n.saved(1))};
@@ -268,32 +268,40 @@ Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bo
 }  // namespace
 
 Tensor exp(const Tensor& x) {
-  return unary(OpId::exp, "ExpBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y; }, kExp);
+  return unary(
+      OpId::exp, "ExpBackward", x, true, false, [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y; },
+      GRAFT_ELTWISE_EXP);
 }
 Tensor log(const Tensor& x) {
-  return unary(OpId::log, "LogBackward", x, true, true,
-               [](const Tensor& g, const Tensor& x, const Tensor&) { return g / x; }, kLog);
+  return unary(
+      OpId::log, "LogBackward", x, true, true, [](const Tensor& g, const Tensor& x, const Tensor&) { return g / x; },
+      GRAFT_ELTWISE_LOG);
 }
 Tensor sqrt(const Tensor& x) {
-  return unary(OpId::sqrt, "SqrtBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g / (y * 2.0); }, kSqrt);
+  return unary(
+      OpId::sqrt, "SqrtBackward", x, true, false,
+      [](const Tensor& g, const Tensor&, const Tensor& y) { return g / (y * 2.0); }, GRAFT_ELTWISE_SQRT);
 }
 Tensor abs(const Tensor& x) {
-  return unary(OpId::abs, "AbsBackward", x, false, true,
-               [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sign(x); }, kAbs);
+  return unary(
+      OpId::abs, "AbsBackward", x, false, true,
+      [](const Tensor& g, const Tensor& x, const Tensor&) { return g * sign(x); }, GRAFT_ELTWISE_ABS);
 }
 Tensor relu(const Tensor& x) {
-  return unary(OpId::relu, "ReluBackward", x, false, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return where(y > 0, g, zeros_like(g)); }, kRelu);
+  return unary(
+      OpId::relu, "ReluBackward", x, false, false,
+      [](const Tensor& g, const Tensor&, const Tensor& y) { return where(y > 0, g, zeros_like(g)); },
+      GRAFT_ELTWISE_RELU);
 }
 Tensor sigmoid(const Tensor& x) {
-  return unary(OpId::sigmoid, "SigmoidBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * (1.0 - y); }, kSigmoid);
+  return unary(
+      OpId::sigmoid, "SigmoidBackward", x, true, false,
+      [](const Tensor& g, const Tensor&, const Tensor& y) { return g * y * (1.0 - y); }, GRAFT_ELTWISE_SIGMOID);
 }
 Tensor tanh(const Tensor& x) {
-  return unary(OpId::tanh, "TanhBackward", x, true, false,
-               [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (1.0 - y * y); }, kTanh);
+  return unary(
+      OpId::tanh, "TanhBackward", x, true, false,
+      [](const Tensor& g, const Tensor&, const Tensor& y) { return g * (1.0 - y * y); }, GRAFT_ELTWISE_TANH);
 }
 Tensor sin(const Tensor& x) {
   return unary(OpId::sin, "SinBackward", x, true, true,
@@ -312,9 +320,7 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
   check(x.defined(), "graft: clamp of an undefined tensor");
   check(min || max, "graft: clamp needs a min, a max or both");
   Attrs attrs;
-  attrs.i[0] = min.has_value();
-  attrs.i[1] = max.has_value();
-  attrs.f = {min ? min->to_double() : 0.0, max ? max->to_double() : 0.0, 0, 0};
+  attrs.clamp = {min.has_value(), max.has_value(), min ? min->to_double() : 0.0, max ? max->to_double() : 0.0};
   Tensor y = dispatch::run(OpId::clamp, {x}, attrs);
   if (autograd::needs_grad(x)) {
     autograd::record("ClampBackward", {&x}, y, [min, max](Node& n, const Tensor& g) {

@@ -20,18 +20,17 @@ OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&) {
 
 Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
+  int64_t d = wrap_dim(dim, x.dim(), op_name(op));
   Attrs attrs;
-  attrs.i[0] = wrap_dim(dim, x.dim(), op_name(op));
+  attrs.softmax.dim = d;  // log_softmax's struct is the same type
   Tensor y = dispatch::run(op, {x}, attrs);
   if (autograd::needs_grad(x)) {
-    int64_t d = attrs.i[0];
     const char* name = op == OpId::softmax ? "SoftmaxBackward" : "LogSoftmaxBackward";
     autograd::record(name, {&x}, y, [op, d](Node& n, const Tensor& g) {
       Tensor y = n.saved(0);
       if (!autograd::needs_grad(g, y)) {
         Attrs a;
-        a.i[0] = d;
-        a.i[1] = op == OpId::log_softmax;
+        a.softmax_backward = {d, op == OpId::log_softmax};
         if (Tensor r = dispatch::try_run(OpId::softmax_backward, {g, y}, a); r.defined()) return Grads{r};
       }
       if (op == OpId::softmax) return Grads{y * (g - sum(g * y, {d}, true))};
@@ -96,8 +95,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       w.size(1) > 0) {
     Tensor x2 = x.reshape({-1, w.size(1)});
     Attrs a;
-    a.i[0] = b.defined();
-    Tensor y = b.defined() ? dispatch::try_run(OpId::linear, {x2, w, b}, a) : dispatch::try_run(OpId::linear, {x2, w}, a);
+    a.linear.has_bias = b.defined();
+    Tensor y =
+        b.defined() ? dispatch::try_run(OpId::linear, {x2, w, b}, a) : dispatch::try_run(OpId::linear, {x2, w}, a);
     if (y.defined()) {
       if (autograd::needs_grad(x2, w, b)) {
         Node* n = autograd::record("LinearBackward", {&x2, &w, &b}, y, [](Node& n, const Tensor& g) {

@@ -49,16 +49,15 @@ OutMeta reduce_rule(OpId op, const Tensor* in, int, const Attrs& a) {
     t = kInt64;
   if (op == OpId::amax || op == OpId::amin || op == OpId::argmax) {
     for (size_t i = 0; i < in[0].sizes().size(); ++i)
-      check(!(a.i[0] >> i & 1) || in[0].sizes()[i] > 0, "graft: ", op_name(op), ": cannot reduce over dim ", i,
+      check(!(a.sum.dims >> i & 1) || in[0].sizes()[i] > 0, "graft: ", op_name(op), ": cannot reduce over dim ", i,
             " of size 0 in shape ", in[0].sizes(), " (the result has no identity)");
   }
-  return {reduced_shape(in[0].sizes(), a.i[0], a.i[1] != 0), t};
+  return {reduced_shape(in[0].sizes(), a.sum.dims, a.sum.keepdim != 0), t};  // one struct type for the four
 }
 
 Tensor reduce(OpId op, const Tensor& x, int64_t mask, bool keepdim) {
   Attrs attrs;
-  attrs.i[0] = mask;
-  attrs.i[1] = keepdim;
+  attrs.sum = {mask, keepdim};
   return dispatch::run(op, {x}, attrs);
 }
 

@@ -73,8 +73,7 @@ void Adam::step() {
       double step_size = lr / (1 - std::pow(b1, t));
       double bias2_sqrt = std::sqrt(1 - std::pow(b2, t));
       dispatch::Attrs a;
-      a.f = {b1, b2, step_size * bias2_sqrt, eps * bias2_sqrt};
-      a.i[0] = amsgrad;
+      a.adam_update = {b1, b2, step_size * bias2_sqrt, eps * bias2_sqrt, amsgrad};
       if (detail::fused_update(dispatch::OpId::adam_update, {g, m, v, vmax ? *vmax : v}, p, a)) continue;
       m.mul_(b1).add_(g, 1 - b1);
       v.mul_(b2).add_(g * g, 1 - b2);

@@ -53,9 +53,7 @@ void SGD::step() {
         }
       }
       dispatch::Attrs a;
-      a.f = {lr, momentum, dampening, wd};
-      a.i[0] = fresh;
-      a.i[1] = nesterov;
+      a.sgd_update = {lr, momentum, dampening, wd, fresh, nesterov};
       if (detail::fused_update(dispatch::OpId::sgd_update, {g, buf ? *buf : g}, p, a)) continue;
       Tensor d = wd != 0 ? g + p * wd : g;
       if (buf) {

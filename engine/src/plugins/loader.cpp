@@ -45,8 +45,32 @@ struct Staging {
   std::vector<std::string> kernel_devices;
   std::vector<dispatch::OpId> kernel_ops;
   std::vector<std::pair<std::string, graft_fuser>> fusers;  // by device type name
+  std::vector<LayoutType> layouts;
+  std::vector<Extension> extensions;
   std::vector<std::string> notes;
 };
+
+struct Loader {
+  std::recursive_mutex mutex;
+  std::vector<PluginInfo> records;
+  std::vector<std::string> tried;    // canonical paths
+  std::deque<PluginDevice> devices;  // never destroyed while the process lives
+  std::deque<std::unique_ptr<PluginKernel>> kernels;
+  std::deque<LayoutType> layouts;
+  std::deque<Extension> extensions;
+  int64_t next_layout = 1;  // 0 means plain strides
+};
+
+Loader& loader() {
+  static auto* l = new Loader;  // intentionally leaked: plugins outlive static destruction
+  return *l;
+}
+
+int64_t next_layout_id() {
+  Loader& l = loader();
+  std::lock_guard lock(l.mutex);
+  return l.next_layout++;
+}
 
 void write(char* message, size_t size, const std::string& text) {
   if (!message || size == 0) return;
@@ -146,22 +170,39 @@ void host_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, in
   parallel_for(n, grain, [&](int64_t begin, int64_t end) { body(ctx, begin, end); });
 }
 
+int32_t host_add_layout_type(graft_host* host, const graft_layout_type* layout, int64_t* id, char* message,
+                             size_t size) {
+  auto& s = *static_cast<Staging*>(host->impl);
+  if (!layout || !layout->name || !*layout->name || !layout->to_plain || !id) {
+    write(message, size,
+          "add_layout_type: a layout type needs a name, a to_plain function and somewhere to put its id");
+    return GRAFT_INVALID;
+  }
+  *id = next_layout_id();
+  s.layouts.push_back({*layout, layout->name, s.name, *id});
+  return GRAFT_OK;
+}
+
+int32_t host_add_extension(graft_host* host, const char* name, uint32_t version, const void* table, char* message,
+                           size_t size) {
+  auto& s = *static_cast<Staging*>(host->impl);
+  if (!name || !*name || !table) {
+    write(message, size, "add_extension: an extension needs a name and a table");
+    return GRAFT_INVALID;
+  }
+  bool taken = find_extension(name, 0) != nullptr;
+  for (const Extension& e : s.extensions) taken = taken || e.name == name;
+  if (taken) {
+    write(message, size, "add_extension: an extension named '" + std::string(name) + "' is already offered");
+    return GRAFT_INVALID;
+  }
+  s.extensions.push_back({name, s.name, version, table});
+  return GRAFT_OK;
+}
+
 void host_log(graft_host* host, const char* line) {
   auto& s = *static_cast<Staging*>(host->impl);
   log(LogLevel::info, "[" + s.name + "] " + (line ? line : ""));
-}
-
-struct Loader {
-  std::recursive_mutex mutex;
-  std::vector<PluginInfo> records;
-  std::vector<std::string> tried;    // canonical paths
-  std::deque<PluginDevice> devices;  // never destroyed while the process lives
-  std::deque<std::unique_ptr<PluginKernel>> kernels;
-};
-
-Loader& loader() {
-  static auto* l = new Loader;  // intentionally leaked: plugins outlive static destruction
-  return *l;
 }
 
 std::string stem_name(const std::string& path) {
@@ -199,6 +240,11 @@ void commit(Staging& s) {
     kernel.accepts = k->accepts.c_str();
     r.add_kernel(s.kernel_ops[i], type, kernel);
   }
+  for (LayoutType& t : s.layouts) {
+    LayoutType& kept = l.layouts.emplace_back(std::move(t));
+    kept.type.name = kept.name.c_str();
+  }
+  for (Extension& e : s.extensions) l.extensions.push_back(std::move(e));
   for (auto& [device_type, fuser] : s.fusers) {
     int16_t type = find_device_type(device_type);
     if (type < 0) continue;
@@ -211,10 +257,14 @@ void commit(Staging& s) {
 // commits what it added. Returns why it failed, or "" (info gets its fields).
 std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::string& path, PluginInfo& info) {
   if (!p) return GRAFT_PLUGIN_ENTRY_SYMBOL "() returned no plugin description";
-  if (p->abi_version < GRAFT_PLUGIN_ABI_OLDEST || p->abi_version > GRAFT_PLUGIN_ABI_VERSION)
-    return "built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft speaks versions " +
-           std::to_string(GRAFT_PLUGIN_ABI_OLDEST) + " to " + std::to_string(GRAFT_PLUGIN_ABI_VERSION) +
+  if (p->abi_version < GRAFT_PLUGIN_ABI_OLDEST || p->abi_version > GRAFT_PLUGIN_ABI_VERSION) {
+    std::string speaks = GRAFT_PLUGIN_ABI_OLDEST == GRAFT_PLUGIN_ABI_VERSION
+                             ? "loads version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION) + " only"
+                             : "loads versions " + std::to_string(GRAFT_PLUGIN_ABI_OLDEST) + " to " +
+                                   std::to_string(GRAFT_PLUGIN_ABI_VERSION);
+    return "built for plugin ABI version " + std::to_string(p->abi_version) + ", but this graft " + speaks +
            "; rebuild the plugin against this graft's plugin.h";
+  }
   if (!p->name || !*p->name || !p->init) return "its description lacks a name or an init function";
   info.name = p->name;
   info.version = p->version ? p->version : "";
@@ -225,9 +275,10 @@ std::string init_plugin(Registry& r, const graft_plugin_info* p, const std::stri
   if (backends.size() >= static_cast<size_t>(dispatch::kMaxBackends))
     return "graft already has " + std::to_string(backends.size()) + " backends, the most it takes";
 
-  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}, {}};
-  graft_host host{GRAFT_PLUGIN_ABI_VERSION, &staging,       host_add_device_type, host_add_kernel, host_log,
-                  host_num_threads,         host_add_fuser, host_parallel_for};
+  Staging staging{&r, info.name, path, {}, {}, {}, {}, {}, {}, {}, {}};
+  graft_host host{
+      GRAFT_PLUGIN_ABI_VERSION, &staging,       host_add_device_type, host_add_kernel,      host_log,
+      host_num_threads,         host_add_fuser, host_parallel_for,    host_add_layout_type, host_add_extension};
   char message[1024] = "";
   int32_t status = p->init(&host, message, sizeof message);
   message[sizeof message - 1] = '\0';  // whatever the plugin wrote
@@ -299,6 +350,25 @@ std::vector<std::string> split(const std::string& text, char sep) {
 }
 
 }  // namespace
+
+const void* find_extension(const std::string& name, uint32_t min_version, std::string* backend) {
+  Loader& l = loader();
+  std::lock_guard lock(l.mutex);
+  for (const Extension& e : l.extensions)
+    if (e.name == name && e.version >= min_version) {
+      if (backend) *backend = e.backend;
+      return e.table;
+    }
+  return nullptr;
+}
+
+const LayoutType* find_layout_type(int64_t id) {
+  Loader& l = loader();
+  std::lock_guard lock(l.mutex);
+  for (const LayoutType& t : l.layouts)
+    if (t.id == id) return &t;
+  return nullptr;
+}
 
 PluginInfo load_plugin_info(const graft_plugin_info* p, const std::string& label) {
   Registry& r = Registry::get();

@@ -1,7 +1,6 @@
 #include "plugins/plugin_kernel.h"
 
 #include <array>
-#include <tuple>
 
 #include "graft/error.h"
 
@@ -48,24 +47,18 @@ DLTensor dl_view(const dispatch::KTensor& t) {
 
 namespace {
 
-// Everything a kernel call needs, on the stack.
+// Everything a kernel call needs, on the stack. graft's Attrs are the ABI's
+// graft_op_attrs, so they pass by pointer.
 struct Args {
   std::array<DLTensor, dispatch::kMaxInputs> inputs;
-  DLTensor output;
-  std::array<graft_attr, GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS> attrs;
+  std::array<DLTensor, dispatch::kMaxOutputs> outputs;
   graft_kernel_args args;
 
   Args(const dispatch::KernelCall& c, const PluginKernel& k) {
     for (int i = 0; i < c.n_inputs; ++i) inputs[i] = dl_view(c.inputs[i]);
-    output = dl_view(*c.output);
-    // The integer slots, then the floating ones (see plugin.h).
-    static_assert(GRAFT_ATTR_INT_SLOTS == std::tuple_size_v<decltype(c.attrs->i)>);
-    static_assert(GRAFT_ATTR_FLOAT_SLOTS == std::tuple_size_v<decltype(c.attrs->f)>);
-    for (size_t i = 0; i < GRAFT_ATTR_INT_SLOTS; ++i) attrs[i] = {GRAFT_ATTR_INT, c.attrs->i[i], 0.0};
-    for (size_t i = 0; i < GRAFT_ATTR_FLOAT_SLOTS; ++i)
-      attrs[GRAFT_ATTR_INT_SLOTS + i] = {GRAFT_ATTR_FLOAT, 0, c.attrs->f[i]};
-    args = {k.op_name.c_str(), k.op_version, c.n_inputs, inputs.data(), &output, static_cast<int32_t>(attrs.size()),
-            attrs.data()};
+    for (int i = 0; i < c.n_outputs; ++i) outputs[i] = dl_view(c.outputs[i]);
+    args = {k.op_name.c_str(), k.op_version,   c.n_inputs, inputs.data(), outputs.data(),
+            c.n_outputs,       outputs.data(), c.attrs,    nullptr};
   }
 };
 

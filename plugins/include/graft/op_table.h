@@ -12,7 +12,7 @@
  *
  * GRAFT_OP_TABLE(X) calls X once per op:
  *
- *     X(name, category, flags, inputs, outputs, reference_dtypes, contract)
+ *     X(name, category, flags, inputs, outputs, reference_dtypes, attrs, contract)
  *
  * - name: the op's stable name, written as an identifier (add, not "add").
  * - category: a graft_op_category (which decides broadcasting, the output's
@@ -23,14 +23,16 @@
  * - outputs: the output tensors a call writes.
  * - reference_dtypes: GRAFT_DTYPE_* bits that the reference kernels compute
  *   (0 for composite ops).
- * - contract: what the inputs, the output and the attribute slots mean
- *   (i0 is the first integer slot, f0 the first floating one), for
- *   plugin authors and graft-info.
+ * - attrs: the C struct of the op's attributes (graft_no_attrs for none); a
+ *   kernel reads them as graft_kernel_args.attrs->NAME, e.g.
+ *   `args->attrs->softmax.dim`.
+ * - contract: what the inputs and the output are, for plugin authors and
+ *   graft-info.
  */
 #ifndef GRAFT_OP_TABLE_H
 #define GRAFT_OP_TABLE_H
 
-#include "graft/plugin.h"
+#include <stdint.h>
 
 /** What kind of op a row is. The elementwise kinds are those a fuser may take. */
 typedef enum {
@@ -58,94 +60,224 @@ typedef enum {
 /** Whether ops of a category are elementwise: a fuser may take them. */
 #define GRAFT_OP_IS_ELEMENTWISE(category) ((category) >= GRAFT_OP_UNARY && (category) <= GRAFT_OP_FILL)
 
+/** An op without attributes. */
+typedef struct {
+  int32_t unused; /**< C has no empty structs */
+} graft_no_attrs;
+
+/** clamp: the bounds it has (an integer dtype rounds them toward zero). */
+typedef struct {
+  int32_t has_min; /**< whether min applies */
+  int32_t has_max; /**< whether max applies */
+  double min;      /**< the lower bound */
+  double max;      /**< the upper bound */
+} graft_clamp_attrs;
+
+/** fill: the value, as a float (for float dtypes) and as an integer (for integer and bool dtypes). */
+typedef struct {
+  double value;      /**< the value for float dtypes */
+  int64_t int_value; /**< the value for integer dtypes; bool: nonzero is true */
+} graft_fill_attrs;
+
+/** sum, amax, amin, argmax: which dims are reduced. */
+typedef struct {
+  int64_t dims;    /**< bitmask: bit d set when dim d is reduced (argmax: one bit) */
+  int32_t keepdim; /**< reduced dims stay as size 1 (the memory is the same either way) */
+} graft_reduce_attrs;
+
+/** softmax, log_softmax: the dim they normalize over. */
+typedef struct {
+  int64_t dim; /**< in [0, ndim) */
+} graft_softmax_attrs;
+
+/** softmax_backward: the forward's dim and kind. */
+typedef struct {
+  int64_t dim; /**< in [0, ndim) */
+  int32_t log; /**< 1: the forward was log_softmax */
+} graft_softmax_backward_attrs;
+
+/** unfold (im2col) and fold (its adjoint, col2im). */
+typedef struct {
+  int64_t kernel_h; /**< the window's height */
+  int64_t kernel_w; /**< the window's width */
+  int64_t stride;   /**< the step between windows, both dims */
+  int64_t padding;  /**< zero padding on every side */
+  int64_t dilation; /**< the step between a window's taps */
+  int64_t output_h; /**< fold: the output's height */
+  int64_t output_w; /**< fold: the output's width */
+  double pad_value; /**< unfold: the value of padded positions */
+} graft_unfold_attrs;
+
+/** linear. */
+typedef struct {
+  int32_t has_bias; /**< a third input, the bias, is given */
+} graft_linear_attrs;
+
+/** conv2d and its backward ops (square stride, padding and dilation). */
+typedef struct {
+  int64_t stride;   /**< the step between output positions, in input pixels */
+  int64_t padding;  /**< zero padding on every side */
+  int64_t dilation; /**< the step between the kernel's taps */
+  int64_t groups;   /**< channel groups */
+  int64_t h;        /**< conv2d_backward_input: the input's height; conv2d_backward_weight: the kernel's */
+  int64_t w;        /**< conv2d_backward_input: the input's width; conv2d_backward_weight: the kernel's */
+} graft_conv2d_attrs;
+
+/** max_pool2d, avg_pool2d and their backward ops (square windows). */
+typedef struct {
+  int64_t kernel;   /**< the window's size */
+  int64_t stride;   /**< the step between windows */
+  int64_t padding;  /**< padding on every side (max: never chosen; avg: zeros, counted) */
+  int64_t dilation; /**< the step between a window's taps (max_pool2d) */
+  int64_t h;        /**< the backward ops: the input's height */
+  int64_t w;        /**< the backward ops: the input's width */
+} graft_pool2d_attrs;
+
+/** batch_norm and batch_norm_backward. */
+typedef struct {
+  int32_t training; /**< batch_norm: 1 normalizes with the batch's statistics, 0 with the given ones */
+  double eps;       /**< added to the variance */
+} graft_batch_norm_attrs;
+
+/** The functions of eltwise_backward, and what its second input s is. */
+typedef enum {
+  GRAFT_ELTWISE_RELU = 0,    /**< s is the output y */
+  GRAFT_ELTWISE_SIGMOID = 1, /**< s is the output y */
+  GRAFT_ELTWISE_TANH = 2,    /**< s is the output y */
+  GRAFT_ELTWISE_EXP = 3,     /**< s is the output y */
+  GRAFT_ELTWISE_LOG = 4,     /**< s is the input x */
+  GRAFT_ELTWISE_SQRT = 5,    /**< s is the output y */
+  GRAFT_ELTWISE_ABS = 6      /**< s is the input x */
+} graft_eltwise_function;
+
+/** eltwise_backward. */
+typedef struct {
+  int32_t function; /**< a graft_eltwise_function */
+} graft_eltwise_backward_attrs;
+
+/** gelu_backward. */
+typedef struct {
+  int32_t tanh; /**< 1: the derivative of gelu_tanh, 0: of gelu */
+} graft_gelu_backward_attrs;
+
+/** sgd_update. */
+typedef struct {
+  double lr;            /**< the learning rate */
+  double momentum;      /**< 0: no momentum buffer */
+  double dampening;     /**< of the gradient's share in the buffer */
+  double weight_decay;  /**< L2 penalty added to the gradient */
+  int32_t fresh_buffer; /**< 1: the buffer is new and receives the step's direction */
+  int32_t nesterov;     /**< Nesterov momentum */
+} graft_sgd_update_attrs;
+
+/** adam_update: the step's constants, with the bias corrections folded in. */
+typedef struct {
+  double beta1;     /**< the first moment's decay */
+  double beta2;     /**< the second moment's decay */
+  double step_size; /**< lr sqrt(1 - beta2^t) / (1 - beta1^t) */
+  double eps;       /**< eps sqrt(1 - beta2^t) */
+  int32_t amsgrad;  /**< keep the largest second moment (input 3) */
+} graft_adam_update_attrs;
+
 /* clang-format off */
-/** The op table: X(name, category, flags, inputs, outputs, reference_dtypes, contract) per op. */
+/** The op table: X(name, category, flags, inputs, outputs, reference_dtypes, attrs, contract) per op. */
 #define GRAFT_OP_TABLE(X) \
-  X(add, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "") \
-  X(sub, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "") \
-  X(mul, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "") \
-  X(div, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_FLOATS, "") \
-  X(pow, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "") \
-  X(maximum, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "NaN wins") \
-  X(minimum, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, "NaN wins") \
-  X(eq, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(ne, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(lt, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(le, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(gt, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(ge, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, "") \
-  X(where, GRAFT_OP_SELECT, 0, 3, 1, GRAFT_OP_ANY, "inputs condition (bool), a, b") \
-  X(neg, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, "") \
-  X(exp, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(log, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(sqrt, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(abs, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, "") \
-  X(relu, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, "") \
-  X(sigmoid, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(tanh, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(sin, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(cos, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(sign, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, "") \
-  X(erf, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "") \
-  X(gelu, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, "x Phi(x), Phi the standard normal CDF (with erf)") \
-  X(gelu_tanh, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, \
+  X(add, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(sub, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(mul, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(div, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(pow, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(maximum, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "NaN wins") \
+  X(minimum, GRAFT_OP_BINARY, 0, 2, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "NaN wins") \
+  X(eq, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(ne, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(lt, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(le, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(gt, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(ge, GRAFT_OP_COMPARISON, 0, 2, 1, GRAFT_OP_ANY, graft_no_attrs, "") \
+  X(where, GRAFT_OP_SELECT, 0, 3, 1, GRAFT_OP_ANY, graft_no_attrs, "inputs condition (bool), a, b") \
+  X(neg, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(exp, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(log, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(sqrt, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(abs, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(relu, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(sigmoid, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(tanh, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(sin, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(cos, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(sign, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, graft_no_attrs, "") \
+  X(erf, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "") \
+  X(gelu, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, "x Phi(x), Phi the standard normal CDF (with erf)") \
+  X(gelu_tanh, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_FLOATS, graft_no_attrs, \
     "0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), GELU's tanh approximation") \
-  X(clamp, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, "i0: has min, i1: has max, f0: min, f1: max") \
-  X(copy, GRAFT_OP_CONVERT, 0, 1, 1, GRAFT_OP_ANY, "output given: converts dtype, broadcasts input") \
-  X(fill, GRAFT_OP_FILL, 0, 0, 1, GRAFT_OP_ANY, "output given; f0: value (floating), i0: value (integer)") \
-  X(sum, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, "i0: bitmask of reduced dims, i1: keepdim") \
-  X(amax, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, "i0: bitmask of reduced dims, i1: keepdim") \
-  X(amin, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, "i0: bitmask of reduced dims, i1: keepdim") \
-  X(argmax, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, \
-    "output int64; i0: bitmask with the one reduced dim, i1: keepdim; the first maximum wins") \
-  X(matmul, GRAFT_OP_STRUCTURED, 0, 2, 1, GRAFT_OP_FLOATS, "inputs [B, M, K] and [B, K, N], any strides") \
-  X(softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, "i0: dim") \
-  X(log_softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, "i0: dim") \
-  X(unfold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, \
-    "input [N, C, H, W] contiguous; i0: kernel h, i1: kernel w, i2: stride, i3: padding, i4: dilation; " \
-    "f0: value of padded positions") \
-  X(fold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, \
-    "input [N, C kh kw, L] contiguous; i0..i4 as unfold, i5: output h, i6: output w; sums overlapping positions") \
-  X(linear, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, \
-    "inputs x [M, K], weight [N, K], and a bias [N] when i0 = 1; output x weight^T + bias") \
-  X(conv2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, \
-    "inputs x [N, C, H, W], weight [O, C / groups, kh, kw], optional bias [O]; i0: stride, i1: padding, " \
-    "i2: dilation, i3: groups (square)") \
-  X(conv2d_backward_input, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad [N, O, Ho, Wo], weight; output [N, C, H, W]; i0..i3 as conv2d, i4: H, i5: W") \
-  X(conv2d_backward_weight, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / groups, kh, kw]; i0..i3 as conv2d, i4: kh, i5: kw") \
-  X(max_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, \
-    "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding, i3: dilation (square)") \
-  X(max_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; attributes as max_pool2d; each window's " \
-    "gradient goes to its first maximum") \
-  X(avg_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, \
-    "input [N, C, H, W]; i0: kernel size, i1: stride, i2: padding (averages include padded zeros)") \
-  X(avg_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, \
-    "input grad [N, C, Ho, Wo]; output [N, C, H, W]; i0..i2 as avg_pool2d, i4: H, i5: W") \
-  X(batch_norm, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, \
-    "inputs x [N, C, ...] contiguous, affine [2, C] (weight; bias), and with i0 = 0 stats [2, C] (mean; " \
-    "variance); f0: eps. i0 = 1: batch statistics, output flat [x.numel + 2 C] holding y, the mean and the " \
-    "biased variance; i0 = 0: output y") \
-  X(batch_norm_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, \
-    "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); f0: eps; output " \
-    "flat [x.numel + 2 C] holding the gradients of x, weight and bias (batch statistics)") \
-  X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad, y (the forward's output), one shape; i0: dim, i1: 1 for log_softmax") \
-  X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad and s, one shape; output grad times the derivative; i0: the function and what s is: " \
-    "0 relu (y), 1 sigmoid (y), 2 tanh (y), 3 exp (y), 4 log (x), 5 sqrt (y), 6 abs (x)") \
-  X(gelu_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, \
-    "inputs grad and x, one shape; output grad times the derivative of gelu at x; i0: 1 for gelu_tanh") \
-  X(sgd_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 2, 1, 0, \
+  X(clamp, GRAFT_OP_UNARY, 0, 1, 1, GRAFT_OP_NUMBERS, graft_clamp_attrs, "the bounds it has") \
+  X(copy, GRAFT_OP_CONVERT, 0, 1, 1, GRAFT_OP_ANY, graft_no_attrs, "output given: converts dtype, broadcasts input") \
+  X(fill, GRAFT_OP_FILL, 0, 0, 1, GRAFT_OP_ANY, graft_fill_attrs, "output given, of any dtype") \
+  X(sum, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, "") \
+  X(amax, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, "") \
+  X(amin, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, "") \
+  X(argmax, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, \
+    "output int64; one reduced dim; the first maximum wins") \
+  X(matmul, GRAFT_OP_STRUCTURED, 0, 2, 1, GRAFT_OP_FLOATS, graft_no_attrs, "inputs [B, M, K] and [B, K, N], any strides") \
+  X(softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_softmax_attrs, "") \
+  X(log_softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_softmax_attrs, "") \
+  X(unfold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_unfold_attrs, \
+    "input [N, C, H, W] contiguous; output [N, C kernel_h kernel_w, L]") \
+  X(fold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_unfold_attrs, \
+    "input [N, C kernel_h kernel_w, L] contiguous; output [N, C, output_h, output_w]; sums overlapping " \
+    "positions") \
+  X(linear, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_linear_attrs, \
+    "inputs x [M, K], weight [N, K], and a bias [N] when has_bias; output x weight^T + bias") \
+  X(conv2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_conv2d_attrs, \
+    "inputs x [N, C, H, W], weight [O, C / groups, kh, kw], optional bias [O]; square stride, padding " \
+    "and dilation") \
+  X(conv2d_backward_input, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_conv2d_attrs, \
+    "inputs grad [N, O, Ho, Wo], weight; output [N, C, h, w]") \
+  X(conv2d_backward_weight, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_conv2d_attrs, \
+    "inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / groups, h, w] (h, w: the kernel's)") \
+  X(max_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
+    "input [N, C, H, W]; square windows") \
+  X(max_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_pool2d_attrs, \
+    "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; each window's gradient goes to its " \
+    "first maximum") \
+  X(avg_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
+    "input [N, C, H, W]; averages include padded zeros") \
+  X(avg_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
+    "input grad [N, C, Ho, Wo]; output [N, C, h, w]") \
+  X(batch_norm, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_batch_norm_attrs, \
+    "inputs x [N, C, ...] contiguous, affine [2, C] (weight; bias), and unless training stats [2, C] " \
+    "(mean; variance). training: batch statistics, output flat [x.numel + 2 C] holding y, the mean and the " \
+    "biased variance; else output y") \
+  X(batch_norm_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_batch_norm_attrs, \
+    "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); output flat " \
+    "[x.numel + 2 C] holding the gradients of x, weight and bias (batch statistics)") \
+  X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_softmax_backward_attrs, \
+    "inputs grad, y (the forward's output), one shape") \
+  X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_eltwise_backward_attrs, \
+    "inputs grad and s (the forward's output y or input x, see graft_eltwise_function), one shape; " \
+    "output grad times the derivative") \
+  X(gelu_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_gelu_backward_attrs, \
+    "inputs grad and x, one shape; output grad times the derivative of gelu (or gelu_tanh) at x") \
+  X(sgd_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_sgd_update_attrs, \
     "output the parameter, updated in place; inputs grad and the momentum buffer (grad again when momentum is " \
-    "0), updated in place; f0: lr, f1: momentum, f2: dampening, f3: weight decay; i0: 1 when the buffer is " \
-    "new (it receives the step's direction), i1: nesterov") \
-  X(adam_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 4, 1, 0, \
+    "0), updated in place") \
+  X(adam_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 4, 1, 0, graft_adam_update_attrs, \
     "output the parameter, updated in place; inputs grad, exp_avg, exp_avg_sq and max_exp_avg_sq (exp_avg_sq " \
-    "again without amsgrad), the last three updated in place; f0: beta1, f1: beta2, f2: lr sqrt(1 - beta2^t) " \
-    "/ (1 - beta1^t), f3: eps sqrt(1 - beta2^t); i0: amsgrad. p -= f2 m / (sqrt(v) + f3)")
+    "again without amsgrad), the last three updated in place; p -= step_size m / (sqrt(v) + eps)")
 /* clang-format on */
+
+/** The attributes of any op: the member named after the op holds them (its
+ * type is the table's attrs column), e.g. `attrs->softmax.dim`. The members
+ * share their memory (an anonymous union, C11 and C++). */
+typedef struct {
+  union {
+/** @cond one member per row of the table */
+#define GRAFT_OP_ATTRS_MEMBER(name, category, flags, inputs, outputs, dtypes, attrs, contract) attrs name;
+    GRAFT_OP_TABLE(GRAFT_OP_ATTRS_MEMBER)
+#undef GRAFT_OP_ATTRS_MEMBER
+    /** @endcond */
+  };
+} graft_op_attrs;
 
 #endif /* GRAFT_OP_TABLE_H */

@@ -33,15 +33,23 @@ extern "C" {
 /** The plugin ABI version this header describes: a plugin puts it in graft_plugin_info.abi_version.
  *
  * Version 2 added graft_host.num_threads; version 3 added fusers
- * (graft_host.add_fuser) and graft_host.parallel_for. graft still loads
- * plugins built for versions 1 and 2. */
-#define GRAFT_PLUGIN_ABI_VERSION 3
+ * (graft_host.add_fuser) and graft_host.parallel_for; version 4 gave every
+ * op a typed attribute struct (graft_op_attrs, from the op table), several
+ * outputs, optional inputs, up to GRAFT_MAX_INPUTS inputs, bfloat16, layout
+ * types and extension tables. graft loads plugins built for version 4 only:
+ * an older one is refused with a message saying so (rebuild it against this
+ * header). */
+#define GRAFT_PLUGIN_ABI_VERSION 4
 /** The oldest plugin ABI version graft still loads. */
-#define GRAFT_PLUGIN_ABI_OLDEST 1
+#define GRAFT_PLUGIN_ABI_OLDEST 4
 /** The name of the one symbol a plugin exports: a graft_plugin_entry_fn. */
 #define GRAFT_PLUGIN_ENTRY_SYMBOL "graft_plugin_entry"
 /** The DLPack type code of bool tensors (DLPack's later kDLBool), 8 bits per element. */
 #define GRAFT_DL_BOOL 6
+/** The most input tensors a kernel call passes. */
+#define GRAFT_MAX_INPUTS 8
+/** The most output tensors a kernel call writes. */
+#define GRAFT_MAX_OUTPUTS 4
 
 /** What every function a plugin gives graft returns.
  *
@@ -61,50 +69,37 @@ enum {
   GRAFT_DTYPE_FLOAT64 = 1u << 1, /**< float64 */
   GRAFT_DTYPE_INT32 = 1u << 2,   /**< int32 */
   GRAFT_DTYPE_INT64 = 1u << 3,   /**< int64 */
-  GRAFT_DTYPE_BOOL = 1u << 4     /**< bool (GRAFT_DL_BOOL in a DLTensor) */
+  GRAFT_DTYPE_BOOL = 1u << 4,    /**< bool (GRAFT_DL_BOOL in a DLTensor) */
+  GRAFT_DTYPE_BFLOAT16 = 1u << 5 /**< bfloat16 (DLPack's kDLBfloat, 16 bits) */
 };
 
-/** What a graft_attr holds. */
-typedef enum { GRAFT_ATTR_INT = 1, GRAFT_ATTR_FLOAT = 2 } graft_attr_kind;
-/** @var GRAFT_ATTR_INT
- * An integer attribute, in graft_attr.i.
- */
-/** @var GRAFT_ATTR_FLOAT
- * A floating-point attribute, in graft_attr.f.
- */
+#include "graft/op_table.h"
 
-/** The number of integer attribute slots in every kernel call.
+/** One kernel call: the op, its tensors and its attributes.
  *
- * Every call passes GRAFT_ATTR_INT_SLOTS integer attributes, then
- * GRAFT_ATTR_FLOAT_SLOTS floating ones; each op's schema (graft-info --ops)
- * says what the slots it uses mean, e.g. sum: "i0: bitmask of reduced dims,
- * i1: keepdim"; fill: "f0: value". */
-#define GRAFT_ATTR_INT_SLOTS 8
-/** The number of floating-point attribute slots in every kernel call, after the integer ones. */
-#define GRAFT_ATTR_FLOAT_SLOTS 4
-
-/** One op attribute. */
-typedef struct {
-  int32_t kind; /**< graft_attr_kind */
-  /** The value of an integer attribute. */
-  int64_t i;
-  /** The value of a floating-point attribute. */
-  double f;
-} graft_attr;
-
-/** One kernel call: the op, its input and output tensors, and its attributes. */
+ * Optional inputs: an input the caller left out (an absent bias or mask)
+ * has data, shape and strides NULL and ndim 0; the op's contract says which
+ * may be absent. Ops that draw random numbers take a seed and an offset
+ * among their attributes. graft zeroes the bytes of graft_op_attrs that the
+ * op's member does not use, so a kernel may hash or compare the whole
+ * struct. */
 typedef struct {
   const char* op;     /**< stable op name */
   int32_t op_version; /**< the version graft implements */
-  /** The number of input tensors. */
+  /** The number of input tensors (at most GRAFT_MAX_INPUTS). */
   int32_t n_inputs;
   /** The input tensors, as DLTensor views (see the notes at the top of this file). */
   const DLTensor* inputs;
-  const DLTensor* output; /**< allocated by graft on the kernel's device */
-  /** The number of attributes: GRAFT_ATTR_INT_SLOTS + GRAFT_ATTR_FLOAT_SLOTS. */
-  int32_t n_attrs;
-  /** The attributes: the integer slots, then the floating-point ones. */
-  const graft_attr* attrs;
+  const DLTensor* output; /**< the first output, allocated by graft on the kernel's device */
+  /** The number of outputs (at most GRAFT_MAX_OUTPUTS). */
+  int32_t n_outputs;
+  const DLTensor* outputs; /**< every output; outputs[0] is output */
+  /** The op's attributes: read the member named after the op, e.g. attrs->softmax.dim. */
+  const graft_op_attrs* attrs;
+  /** Per tensor (inputs, then outputs): a layout id from graft_host.add_layout_type, or 0 for plain
+   * strides. NULL when every tensor is plain, which is always so for kernels of backends that never
+   * registered a layout type. */
+  const int64_t* layouts;
 } graft_kernel_args;
 
 /** Runs the op. May return before the device has finished (asynchronous
@@ -201,6 +196,9 @@ typedef struct {
   int32_t index;   /**< "input": into inputs; "scalar": into scalars; "clamp": its bounds are scalars
                       [index] and [index + 1] */
   int32_t flags;   /**< "clamp": bit 0 it has a lower bound, bit 1 an upper one */
+  /** The op's attributes (as in a kernel call; NULL for "input" and "scalar"). Scalars that vary
+   * between calls of one kernel are passed as scalars instead, so that they are not part of its key. */
+  const graft_op_attrs* attrs;
 } graft_fused_node;
 
 /** An expression for a fuser to compute in one pass, with its tensors and scalars. */
@@ -239,6 +237,19 @@ typedef struct {
   int32_t (*stat)(void* ctx, int32_t index, const char** name, double* value);
 } graft_fuser;
 
+/** A backend's own memory layout (a blocked format), registered with
+ * graft_host.add_layout_type. A tensor with such a layout is seen by
+ * everything outside that backend as plain strides: graft calls to_plain
+ * before anything else reads it. */
+typedef struct {
+  const char* name; /**< for messages and counters, e.g. "onednn:nChw16c" */
+  /** Passed back to to_plain as its first argument. */
+  void* ctx;
+  /** Writes src (in this layout, with tag the backend chose) to dst (plain strides, same shape and dtype). */
+  int32_t (*to_plain)(void* ctx, int64_t tag, const DLTensor* src, const DLTensor* dst, char* message,
+                      size_t message_size);
+} graft_layout_type;
+
 typedef struct graft_host graft_host;
 /** What graft hands a plugin's init: the functions through which it adds device types, kernels and fusers.
  *
@@ -266,6 +277,15 @@ struct graft_host {
    * graft's threads, and returns when every chunk is done. May be kept and
    * called at any time, from any thread (nested calls run inline). */
   void (*parallel_for)(int64_t n, int64_t grain, void (*body)(void* ctx, int64_t begin, int64_t end), void* ctx);
+  /** Version 4. Registers a memory layout of the plugin's (copied) and writes its id (nonzero) to *id. */
+  int32_t (*add_layout_type)(graft_host* host, const graft_layout_type* layout, int64_t* id, char* message,
+                             size_t message_size);
+  /** Version 4. Offers an optional table of functions under a name and version (for example the
+   * collectives of a communication plugin, "collectives" version 1), which the part of graft that
+   * knows the name looks up; the table and what it points to must stay valid. A name graft does not
+   * know is kept and ignored. */
+  int32_t (*add_extension)(graft_host* host, const char* name, uint32_t version, const void* table, char* message,
+                           size_t message_size);
 };
 
 /** What a plugin is: the static description its entry function returns.
