@@ -160,8 +160,8 @@ std::vector<OpCase> all_cases() {
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum({-1}); });
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum({0}, true); });
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum(); });
-  add(c, "amax", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].max(-1); });
-  add(c, "amin", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].min(0, true); });
+  add(c, "amax", reduce_shapes, [](const std::vector<Tensor>& v) { return amax(v[0], {-1}); });
+  add(c, "amin", reduce_shapes, [](const std::vector<Tensor>& v) { return amin(v[0], {0}, true); });
   add(c, "argmax", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].argmax(-1); }, false);
   add(c, "matmul", {{{4, 5}, {5, 3}}, {{7, 33}, {33, 9}}, {{2, 3, 5}, {5, 4}}, {{2, 3, 5}, {2, 5, 6}}},
       [](const std::vector<Tensor>& v) { return matmul(v[0], v[1]); });
