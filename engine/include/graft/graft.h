@@ -7,6 +7,7 @@
 /// @endcode
 #include "graft/autograd.h"
 #include "graft/backend.h"
+#include "graft/custom_function.h"
 #include "graft/data.h"
 #include "graft/device.h"
 #include "graft/dtype.h"
