@@ -138,7 +138,7 @@ std::vector<LRScheduler::Hyperparameter> StepLR::hyperparameters() {
   return {{"step_size", &step_size_}, {"gamma", &gamma_}};
 }
 
-CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, int64_t T_max, double eta_min)  // NOLINT
+CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, int64_t T_max, double eta_min)
     : LRScheduler(optimizer), t_max_(T_max), eta_min_(eta_min) {
   check(T_max > 0, "graft: CosineAnnealingLR: T_max must be positive, got ", T_max,
         "; it is the number of epochs of the half cosine");
