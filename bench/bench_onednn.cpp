@@ -245,7 +245,7 @@ std::vector<KernelCase> kernel_cases() {
   };
   Tensor w1 = graft::randn({32, 1, 3, 3}), w2 = graft::randn({64, 32, 3, 3}), b2 = graft::randn({64});
   Tensor lw = graft::randn({256, 784}), lb = graft::randn({256}), row = graft::randn({256});
-  F::BatchNormOptions bn;
+  F::BatchNormFuncOptions bn;
   bn.training = true;
   auto conv2 = [w2, b2](const Tensor& x) { return F::conv2d(x, w2, b2, {.padding = 1}); };
   auto norm = [bn](const Tensor& x) { return F::batch_norm(x, {}, {}, bn); };

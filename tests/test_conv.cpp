@@ -87,7 +87,7 @@ TEST_F(Conv, ABatchTooLargeToUnfoldAtOnceGoesInSlices) {
 
 TEST_F(Conv, Gradients) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return F::unfold(v[0], {2, 3, 1, 1, 1, 0.0}); }, {p({1, 2, 4, 5})}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return F::fold(v[0], 4, 5, {2, 3, 1, 1, 1, 0.0}); }, {p({1, 12, 25})}));
+  EXPECT_TRUE(gradcheck([](const Inputs& v) { return F::fold(v[0], 4, 5, {2, 3, 1, 1, 1}); }, {p({1, 12, 25})}));
   auto conv = [](int64_t s, int64_t pad, int64_t d, int64_t g) {
     return [=](const Inputs& v) { return F::conv2d(v[0], v[1], v[2], {s, pad, d, g}); };
   };
@@ -129,7 +129,7 @@ TEST_F(Conv, PoolingValues) {
   // A kernel larger than the input with a stride: no output position, not one made of padding.
   EXPECT_GRAFT_ERROR(F::max_pool2d(zeros({1, 1, 2, 2}), {3, 2}), "does not fit");
   EXPECT_GRAFT_ERROR(F::conv2d(zeros({1, 1, 2, 2}), zeros({1, 1, 3, 3}), {}, {.stride = 2}), "does not fit");
-  EXPECT_GRAFT_ERROR(F::fold(zeros({1, 25, 9}), 1, 1, {5, 5, 1, 0, 1, 0.0}), "fold");
+  EXPECT_GRAFT_ERROR(F::fold(zeros({1, 25, 9}), 1, 1, {5, 5, 1, 0, 1}), "fold");
 }
 
 TEST_F(Conv, BatchNormStatistics) {
@@ -185,10 +185,33 @@ TEST_F(Conv, Modules) {
   bn.eval();
   Tensor e = bn(x);
   EXPECT_GT(e.mean().item<float>(), 1.0f);  // normalized by running stats, not this batch's
-  nn::Sequential net{nn::Conv2d(1, 2, 3), nn::MaxPool2d(2), nn::AvgPool2d(F::Pool2dOptions{1}), nn::Dropout(0.5),
+  nn::Sequential net{nn::Conv2d(1, 2, 3), nn::MaxPool2d(2), nn::AvgPool2d(nn::AvgPool2dOptions{1}), nn::Dropout(0.5),
                      nn::Flatten()};
   EXPECT_EQ(net(zeros({3, 1, 8, 8})).shape(), (std::vector<int64_t>{3, 2 * 3 * 3}));
   net.eval();
   Tensor a = net(ones({1, 1, 8, 8})), b = net(ones({1, 1, 8, 8}));
   EXPECT_EQ(a.to_vector<float>(), b.to_vector<float>());  // no dropout in eval
+}
+
+TEST_F(Conv, FunctionalAndModuleOptionsAreDistinctTypes) {
+  // As in libtorch: F:: functions take *FuncOptions, modules their own *Options.
+  static_assert(!std::is_same_v<nn::Conv2dOptions, F::Conv2dFuncOptions>);
+  static_assert(!std::is_same_v<nn::BatchNormOptions, F::BatchNormFuncOptions>);
+  static_assert(!std::is_same_v<nn::MaxPool2dOptions, F::MaxPool2dFuncOptions>);
+  static_assert(!std::is_same_v<nn::AvgPool2dOptions, F::AvgPool2dFuncOptions>);
+  static_assert(!std::is_same_v<F::UnfoldFuncOptions, F::FoldFuncOptions>);
+  // A module passes its options on to the function.
+  Tensor x = arange(0, 16).to(kFloat32).view({1, 1, 4, 4});
+  nn::MaxPool2d max_pool(nn::MaxPool2dOptions{.kernel_size = 2, .stride = 1});
+  expect_values(max_pool(x), {5, 6, 7, 9, 10, 11, 13, 14, 15});
+  expect_values(F::max_pool2d(x, F::MaxPool2dFuncOptions{.kernel_size = 2, .stride = 1}),
+                {5, 6, 7, 9, 10, 11, 13, 14, 15});
+  nn::AvgPool2d avg_pool(nn::AvgPool2dOptions{.kernel_size = 2});
+  expect_values(avg_pool(x), {2.5, 4.5, 10.5, 12.5});
+  expect_values(F::avg_pool2d(x, F::AvgPool2dFuncOptions{.kernel_size = 2, .stride = 2, .padding = 1}),
+                {0 / 4.0, (1 + 2) / 4.0, 3 / 4.0, (4 + 8) / 4.0, (5 + 6 + 9 + 10) / 4.0, (7 + 11) / 4.0, 12 / 4.0,
+                 (13 + 14) / 4.0, 15 / 4.0});
+  nn::Conv2d conv(1, 2, 3, nn::Conv2dOptions{.stride = 2, .padding = 1, .bias = false});
+  expect_near(conv(x).to_vector<double>(),
+              F::conv2d(x, conv->weight, {}, F::Conv2dFuncOptions{.stride = 2, .padding = 1}).to_vector<double>());
 }

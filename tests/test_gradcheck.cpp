@@ -58,7 +58,9 @@ TEST_F(Gradcheck, Reductions) {
   check_both([](const Inputs& v) { return v[0].sum(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].sum({1}) * v[0].sum({0}, true).sum(); }, {p({2, 3})});
   check_both([](const Inputs& v) { return v[0].mean({0, 2}, true); }, {p({2, 3, 2})});
-  check_both([](const Inputs& v) { return v[0].max(1) + v[0].min(); }, {p({3, 4})});
+  check_both([](const Inputs& v) { return amax(v[0], {1}) + v[0].min(); }, {p({3, 4})});
+  check_both([](const Inputs& v) { return std::get<0>(v[0].max(1)) * std::get<0>(v[0].min(0, true)).sum(); },
+             {p({3, 4})});
   check_both([](const Inputs& v) { return v[0].logsumexp({1}); }, {p({3, 4})});
   check_both([](const Inputs& v) { return v[0].max(); }, {p({5})});
 }

@@ -87,9 +87,9 @@ TEST(Ops, Reductions) {
   EXPECT_FLOAT_EQ(x.mean().item<float>(), 2.5f);
   EXPECT_FLOAT_EQ(x.max().item<float>(), 5);
   EXPECT_FLOAT_EQ(x.min().item<float>(), 0);
-  expect_values(x.max(0), {3, 4, 5});
-  expect_values(x.max(1, true), {2, 5});
-  expect_values(x.min(-1), {0, 3});
+  expect_values(std::get<0>(x.max(0)), {3, 4, 5});
+  expect_values(std::get<0>(x.max(1, true)), {2, 5});
+  expect_values(std::get<0>(x.min(-1)), {0, 3});
   Tensor y = tensor({1.f, 7.f, 3.f, 9.f, 2.f, 4.f}, {2, 3});
   EXPECT_EQ(y.argmax(1).to_vector<int64_t>(), (std::vector<int64_t>{1, 0}));
   EXPECT_EQ(y.argmax(0).to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1}));
@@ -105,6 +105,65 @@ TEST(Ops, Reductions) {
   EXPECT_GRAFT_ERROR(arange(0, 3).mean(), "mean", "floating");
   EXPECT_GRAFT_ERROR(zeros({0}).max(), "amax", "size 0");
   EXPECT_FLOAT_EQ(zeros({0}).sum().item<float>(), 0);
+}
+
+TEST(Ops, MaxMinAlongDimGiveValuesAndIndices) {
+  // Ties (the 5s in row 0, the 1s in row 1): the first index, as PyTorch.
+  Tensor x = tensor({3.0, 5.0, 5.0, -2.0, 1.0, 1.0, 7.0, 0.5}, {2, 4}, kFloat64);
+  auto [values, indices] = x.max(1);
+  EXPECT_EQ(values.shape(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(indices.dtype(), kInt64);
+  expect_values(values, {5, 7});
+  EXPECT_EQ(indices.to_vector<int64_t>(), (std::vector<int64_t>{1, 2}));
+  auto [low, low_at] = x.min(1);
+  expect_values(low, {-2, 0.5});
+  EXPECT_EQ(low_at.to_vector<int64_t>(), (std::vector<int64_t>{3, 3}));
+  auto [col_max, col_max_at] = x.max(0, /*keepdim=*/true);
+  EXPECT_EQ(col_max.shape(), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(col_max_at.shape(), (std::vector<int64_t>{1, 4}));
+  expect_values(col_max, {3, 5, 7, 0.5});
+  EXPECT_EQ(col_max_at.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1, 1}));
+  auto [col_min, col_min_at] = graft::min(x, -2);
+  expect_values(col_min, {1, 1, 5, -2});
+  EXPECT_EQ(col_min_at.to_vector<int64_t>(), (std::vector<int64_t>{1, 1, 0, 0}));
+  // The first minimum among equal ones, and a NaN wins, for max and min alike.
+  const double nan = std::nan("");
+  Tensor y = tensor({2.0, 0.0, 0.0, nan, 1.0, nan}, {6}, kFloat64);
+  EXPECT_EQ(std::get<1>(y.slice(0, 0, 3).min(0)).item<int64_t>(), 1);
+  EXPECT_EQ(y.argmin(0).item<int64_t>(), 3);
+  EXPECT_TRUE(std::isnan(std::get<0>(y.max(0)).item<double>()));
+  EXPECT_EQ(std::get<1>(y.max(0)).item<int64_t>(), 3);
+  // Integers keep their dtype; the smallest int64 is found too.
+  Tensor n = tensor(std::vector<int64_t>{4, INT64_MIN, 9, INT64_MIN}, {4});
+  auto [n_min, n_at] = n.min(0);
+  EXPECT_EQ(n_min.dtype(), kInt64);
+  EXPECT_EQ(n_min.item<int64_t>(), INT64_MIN);
+  EXPECT_EQ(n_at.item<int64_t>(), 1);
+  EXPECT_EQ(std::get<1>(tensor({1, 3, 3}, {3}, kInt32).max(0)).item<int64_t>(), 1);
+  // A 0-dim tensor is its own extreme.
+  auto [s, s_at] = scalar_tensor(2.5).max(0);
+  EXPECT_EQ(s.dim(), 0);
+  EXPECT_FLOAT_EQ(s.item<float>(), 2.5f);
+  EXPECT_EQ(s_at.item<int64_t>(), 0);
+  EXPECT_GRAFT_ERROR(zeros({2, 0}).max(1), "max(dim)", "size 0");
+  EXPECT_GRAFT_ERROR(x.min(2), "min");
+}
+
+TEST(Ops, MaxAlongDimSendsTheGradientToTheReturnedIndexOnly) {
+  // amax splits a tie's gradient; max(dim) gives all of it to the index it returned.
+  Tensor x = tensor({3.0, 5.0, 5.0, -2.0, 1.0, 1.0, 7.0, 0.5}, {2, 4}, kFloat64).requires_grad_();
+  auto [values, indices] = x.max(1);
+  (values * tensor({2.0, 3.0}, {2}, kFloat64)).sum().backward();
+  expect_values(x.grad(), {0, 2, 0, 0, 0, 0, 3, 0});
+  x.set_grad(Tensor());
+  auto [low, low_at] = x.min(0, true);
+  EXPECT_TRUE(low.requires_grad());
+  EXPECT_FALSE(low_at.requires_grad());
+  low.sum().backward();
+  expect_values(x.grad(), {0, 0, 1, 1, 1, 1, 0, 0});
+  x.set_grad(Tensor());
+  amax(x, {1}).sum().backward();
+  expect_values(x.grad(), {0, 0.5, 0.5, 0, 0, 0, 1, 0});
 }
 
 TEST(Ops, Matmul) {

@@ -130,6 +130,56 @@ TEST(Optim, ParamGroupsHaveTheirOwnOptions) {
   EXPECT_GRAFT_ERROR(optim::SGD({start()}, {.lr = -1}), "lr", "negative");
 }
 
+TEST(Optim, ParamGroupsAreReadAndChangedByName) {
+  Tensor a = start(), b = start();
+  optim::SGD opt({a}, {.lr = 0.1, .momentum = 0.9});
+  opt.add_param_group({b}, {.lr = 0.1});
+  ASSERT_EQ(opt.param_groups().size(), 2u);
+  EXPECT_EQ(opt.param_groups()[1].params()[0].impl(), b.impl());
+  EXPECT_DOUBLE_EQ(opt.param_groups()[0].option("momentum"), 0.9);
+  EXPECT_DOUBLE_EQ(opt.param_groups()[1].option("nesterov"), 0);
+  EXPECT_TRUE(opt.param_groups()[0].has_option("dampening"));
+  EXPECT_FALSE(opt.param_groups()[0].has_option("beta1"));
+  // Per-group learning rates: a by 0.5, b by 0.01, momentum off for a.
+  opt.param_groups()[0].set_lr(0.5).set_option("momentum", 0);
+  opt.param_groups()[1].lr() = 0.01;
+  a.set_grad(tensor({1.0, 2.0, -1.0}, {3}, kFloat64));
+  b.set_grad(tensor({1.0, 2.0, -1.0}, {3}, kFloat64));
+  opt.step();
+  expect_near(a.to_vector<double>(), {0.5 - 0.5, -1.0 - 1.0, 2.0 + 0.5}, 1e-12);
+  expect_near(b.to_vector<double>(), {0.5 - 0.01, -1.0 - 0.02, 2.0 + 0.01}, 1e-12);
+  const optim::Optimizer& read_only = opt;
+  EXPECT_DOUBLE_EQ(read_only.param_groups()[1].lr(), 0.01);
+  EXPECT_GRAFT_ERROR(opt.param_groups()[0].option("betas"), "betas", "lr, momentum");
+  EXPECT_GRAFT_ERROR(opt.param_groups()[0].set_lr(-0.1), "lr", "negative", "-0.1");
+  EXPECT_DOUBLE_EQ(opt.param_groups()[0].lr(), 0.5);
+}
+
+TEST(Optim, StateDictKeepsEachGroupsLearningRate) {
+  Tensor a = start(), b = start();
+  optim::Adam opt({a}, {.lr = 0.1});
+  opt.add_param_group({b}, {.lr = 0.2});
+  opt.param_groups()[1].lr() = 0.003;
+  opt.param_groups()[0].set_initial_lr(0.1);
+  StateDict sd = opt.state_dict();
+  EXPECT_DOUBLE_EQ(sd.at("param_groups.0.lr").item<double>(), 0.1);
+  EXPECT_DOUBLE_EQ(sd.at("param_groups.1.lr").item<double>(), 0.003);
+  EXPECT_DOUBLE_EQ(sd.at("param_groups.0.initial_lr").item<double>(), 0.1);
+  EXPECT_FALSE(sd.contains("param_groups.1.initial_lr"));
+  Tensor c = start(), d = start();
+  optim::Adam fresh({c}, {.lr = 1});
+  fresh.add_param_group({d}, {.lr = 1});
+  fresh.load_state_dict(sd);
+  EXPECT_DOUBLE_EQ(fresh.param_groups()[0].lr(), 0.1);
+  EXPECT_DOUBLE_EQ(fresh.param_groups()[1].lr(), 0.003);
+  EXPECT_EQ(fresh.param_groups()[0].initial_lr(), std::optional<double>(0.1));
+  EXPECT_FALSE(fresh.param_groups()[1].initial_lr().has_value());
+  // The loaded rates drive the updates: one step moves d by 0.003 per unit (Adam's first step is lr * sign(g)).
+  d.set_grad(tensor({1.0, -1.0, 1.0}, {3}, kFloat64));
+  fresh.step();
+  expect_near(d.to_vector<double>(), {0.5 - 0.003, -1.0 + 0.003, 2.0 - 0.003}, 1e-9);
+}
+
 TEST(Optim, StateDictResumesExactly) {
   // Two steps, save, load into a fresh optimizer, one more step: the same as three steps.
   Tensor p = start();

@@ -164,15 +164,15 @@ std::vector<OpCase> all_cases() {
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum({-1}); });
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum({0}, true); });
   add(c, "sum", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].sum(); });
-  add(c, "amax", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].max(-1); });
-  add(c, "amin", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].min(0, true); });
+  add(c, "amax", reduce_shapes, [](const std::vector<Tensor>& v) { return amax(v[0], {-1}); });
+  add(c, "amin", reduce_shapes, [](const std::vector<Tensor>& v) { return amin(v[0], {0}, true); });
   add(c, "argmax", reduce_shapes, [](const std::vector<Tensor>& v) { return v[0].argmax(-1); }, false);
   add(c, "matmul", {{{4, 5}, {5, 3}}, {{7, 33}, {33, 9}}, {{2, 3, 5}, {5, 4}}, {{2, 3, 5}, {2, 5, 6}}},
       [](const std::vector<Tensor>& v) { return matmul(v[0], v[1]); });
   add(c, "softmax", reduce_shapes, [](const std::vector<Tensor>& v) { return F::softmax(v[0], -1); });
   add(c, "log_softmax", reduce_shapes, [](const std::vector<Tensor>& v) { return F::log_softmax(v[0], 0); });
   add(c, "unfold", {{{2, 3, 6, 5}}}, [](const std::vector<Tensor>& v) { return F::unfold(v[0], {3, 2, 1, 1, 1, 0.0}); });
-  add(c, "fold", {{{2, 18, 36}}}, [](const std::vector<Tensor>& v) { return F::fold(v[0], 6, 5, {3, 2, 1, 1, 1, 0.0}); });
+  add(c, "fold", {{{2, 18, 36}}}, [](const std::vector<Tensor>& v) { return F::fold(v[0], 6, 5, {3, 2, 1, 1, 1}); });
   // Composite ops: on the reference backend they are computed from the ops above.
   add(c, "conv2d", {{{2, 4, 5, 6}, {4, 2, 3, 3}}},
       [](const std::vector<Tensor>& v) { return F::conv2d(v[0], v[1], Tensor(), {1, 1, 1, 2}); });
@@ -187,14 +187,14 @@ std::vector<OpCase> all_cases() {
   add(c, "avg_pool2d", {{{2, 3, 9, 8}}},
       [](const std::vector<Tensor>& v) { return F::avg_pool2d(v[0], {.kernel_size = 3, .stride = 2, .padding = 1}); });
   add(c, "batch_norm", {{{4, 3, 5, 5}, {3}, {3}}, {{8, 5}, {5}, {5}}}, [](const std::vector<Tensor>& v) {
-    F::BatchNormOptions o;
+    F::BatchNormFuncOptions o;
     o.weight = v[1];
     o.bias = v[2];
     o.training = true;
     return F::batch_norm(v[0], {}, {}, o);
   });
   add(c, "batch_norm", {{{4, 3, 5, 5}, {3}, {3}}}, [](const std::vector<Tensor>& v) {
-    return F::batch_norm(v[0], v[1].detach(), v[2].detach().abs() + 0.5, F::BatchNormOptions());
+    return F::batch_norm(v[0], v[1].detach(), v[2].detach().abs() + 0.5, F::BatchNormFuncOptions());
   });
   add(c, "linear", {{{5, 7}, {3, 7}, {3}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1], v[2]); });
   add(c, "linear", {{{2, 4, 7}, {3, 7}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1]); });

@@ -3,6 +3,7 @@
 /// Free functions and operators on tensors. Every op here is differentiable
 /// where PyTorch's is, and dispatches through the registry to the loaded backends.
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "graft/tensor.h"
@@ -183,8 +184,23 @@ Tensor mean(const Tensor& x, IntList dims = {}, bool keepdim = false);
 Tensor amax(const Tensor& x, IntList dims = {}, bool keepdim = false);
 /// The smallest values over @p dims; ties share the gradient evenly. A reduced dim of size 0 is an error.
 Tensor amin(const Tensor& x, IntList dims = {}, bool keepdim = false);
-/// The int64 indices of the largest values along @p dim; not differentiable.
+/// The int64 indices of the largest values along @p dim (the first one on ties, a NaN before any number);
+/// not differentiable.
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+/// The int64 indices of the smallest values along @p dim (the first one on ties, a NaN before any number);
+/// not differentiable.
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+/// The largest values along @p dim and their int64 indices, as torch.max(x, dim).
+///
+/// On ties the index is the first one, and the whole gradient of a value goes to
+/// the element at its index (not split as amax() splits it). A NaN counts as the
+/// largest value. Throws graft::Error when dim @p dim has size 0.
+/// @code
+/// auto [values, indices] = graft::max(logits, 1);  // [N, C] -> [N] and [N]
+/// @endcode
+std::tuple<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);
+/// The smallest values along @p dim and their int64 indices, as torch.min(x, dim); ties and gradients as max().
+std::tuple<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim = false);
 /// log(sum(exp(x))) over @p dims, shifted by the maximum for stability; floating-point tensors only.
 Tensor logsumexp(const Tensor& x, IntList dims, bool keepdim = false);
 /// Sums g down to shape: the gradient of broadcasting a tensor of that shape.

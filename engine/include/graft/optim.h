@@ -3,6 +3,10 @@
 /// Optimizers. Each update is written in graft ops, in place, under NoGradGuard,
 /// so it runs on whichever device holds the parameters.
 #include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -21,6 +25,56 @@ enum class NonFinite { Stop, Skip };
 /// Throw graft::Error naming the parameter; nothing is updated (the default).
 /// @var NonFinite::Skip
 /// Leave every parameter as it was and count the step in Optimizer::skipped_steps().
+
+/// One parameter group of an optimizer: its parameters and the hyperparameters they share.
+///
+/// Optimizer::param_groups() gives the groups in the order they were added;
+/// their hyperparameters are read and changed by name, and the learning rate
+/// has accessors of its own (as libtorch's OptimizerParamGroup and
+/// torch.optim's param_groups):
+/// @code
+/// graft::optim::SGD optimizer(backbone->parameters(), {.lr = 0.1, .momentum = 0.9});
+/// optimizer.add_param_group(head->parameters(), {.lr = 0.01});
+/// optimizer.param_groups()[1].lr() = 0.001;            // the head only
+/// optimizer.param_groups()[0].set_option("momentum", 0.5);
+/// @endcode
+class OptimizerParamGroup {
+ public:
+  /// A group of @p params with hyperparameters @p options (name, value), as optimizers make them.
+  OptimizerParamGroup(std::vector<Tensor> params, std::vector<std::pair<const char*, double>> options)
+      : params_(std::move(params)), options_(std::move(options)) {}
+
+  /// The group's parameters.
+  const std::vector<Tensor>& params() const { return params_; }
+  /// The learning rate, to read or assign (`group.lr() = 0.01`; set_lr() also checks the value).
+  double& lr() { return option("lr"); }
+  /// The learning rate.
+  double lr() const { return option("lr"); }
+  /// Sets the learning rate; throws graft::Error when @p lr is negative.
+  OptimizerParamGroup& set_lr(double lr) { return set_option("lr", lr); }
+  /// The hyperparameter @p name ("lr", "momentum", "beta1", ...), to read or assign.
+  ///
+  /// Throws graft::Error naming the group's hyperparameters when it has no @p name.
+  double& option(std::string_view name);
+  /// The value of hyperparameter @p name; throws graft::Error when the group has none of that name.
+  double option(std::string_view name) const { return const_cast<OptimizerParamGroup*>(this)->option(name); }
+  /// Sets hyperparameter @p name; throws graft::Error for an unknown name or a negative value.
+  OptimizerParamGroup& set_option(std::string_view name, double value);
+  /// True when the group has a hyperparameter called @p name.
+  bool has_option(std::string_view name) const;
+  /// Every hyperparameter as (name, value), in the optimizer's order; booleans are 0 or 1.
+  const std::vector<std::pair<const char*, double>>& options() const { return options_; }
+  /// The learning rate the first LRScheduler bound to the optimizer found (PyTorch's "initial_lr"); none before.
+  std::optional<double> initial_lr() const { return initial_lr_; }
+  /// Sets initial_lr(), as an LRScheduler does; throws graft::Error when @p lr is negative.
+  void set_initial_lr(double lr);
+
+ private:
+  friend class Optimizer;
+  std::vector<Tensor> params_;
+  std::vector<std::pair<const char*, double>> options_;
+  std::optional<double> initial_lr_;
+};
 
 /// The base of the optimizers: parameter groups with their hyperparameters, and state per parameter.
 ///
@@ -49,28 +103,25 @@ class Optimizer {
   /// Sets the learning rate of every parameter group (for schedules).
   /// Throws graft::Error when @p lr is negative.
   void set_lr(double lr);
+  /// The parameter groups, in the order they were added, to read and change their hyperparameters.
+  std::span<OptimizerParamGroup> param_groups() { return groups_; }
+  /// The parameter groups, read only.
+  std::span<const OptimizerParamGroup> param_groups() const { return groups_; }
   /// What step() does with a NaN or Inf gradient; NonFinite::Stop by default.
   void set_nonfinite(NonFinite policy) { nonfinite_ = policy; }
   /// The steps that NonFinite::Skip skipped so far.
   int64_t skipped_steps() const { return skipped_steps_; }
   /// Hyperparameters per group and state per parameter, keyed
-  /// "param_groups.G.NAME" and "state.I.NAME" (I counts parameters across groups).
+  /// "param_groups.G.NAME" and "state.I.NAME" (I counts parameters across groups);
+  /// "param_groups.G.initial_lr" too once a scheduler has set it.
   StateDict state_dict() const;
   /// Validates everything first (counts, names, shapes) and leaves the
   /// optimizer unchanged when it throws.
   void load_state_dict(const StateDict& dict);
 
  protected:
-  /// A parameter group: parameters and the hyperparameters they share.
-  struct Group {
-    /// The group's parameters.
-    std::vector<Tensor> params;
-    std::vector<std::pair<const char*, double>> options;  ///< name, value
-    /// The hyperparameter @p name, to read or change; a missing one is an internal error.
-    double& option(const char* name);
-    /// The value of hyperparameter @p name.
-    double option(const char* name) const { return const_cast<Group*>(this)->option(name); }
-  };
+  /// A parameter group, as the optimizers' own code names it.
+  using Group = OptimizerParamGroup;
   /// Per parameter: named state tensors (momentum buffers, moments, step).
   using ParamState = std::vector<std::pair<std::string, Tensor>>;
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -329,14 +330,19 @@ class Tensor {
   Tensor mean(IntList dims, bool keepdim = false) const;
   /// The largest element, as a 0-dim tensor; ties share the gradient evenly.
   Tensor max() const;
-  /// The largest values along @p dim (values only; argmax() gives the indices).
-  Tensor max(int64_t dim, bool keepdim = false) const;
+  /// The largest values along @p dim and their int64 indices, as graft::max(x, dim, keepdim).
+  /// @code
+  /// auto [values, indices] = x.max(1);  // x [N, C]: values [N], indices [N]
+  /// @endcode
+  std::tuple<Tensor, Tensor> max(int64_t dim, bool keepdim = false) const;
   /// The smallest element, as a 0-dim tensor; ties share the gradient evenly.
   Tensor min() const;
-  /// The smallest values along @p dim.
-  Tensor min(int64_t dim, bool keepdim = false) const;
-  /// The int64 index of the largest value along @p dim; not differentiable.
+  /// The smallest values along @p dim and their int64 indices, as graft::min(x, dim, keepdim).
+  std::tuple<Tensor, Tensor> min(int64_t dim, bool keepdim = false) const;
+  /// The int64 index of the largest value along @p dim (the first one on ties); not differentiable.
   Tensor argmax(int64_t dim, bool keepdim = false) const;
+  /// The int64 index of the smallest value along @p dim (the first one on ties); not differentiable.
+  Tensor argmin(int64_t dim, bool keepdim = false) const;
   /// log(sum(exp(x))) over @p dims, computed stably; floating-point tensors only.
   Tensor logsumexp(IntList dims, bool keepdim = false) const;
   /// @}

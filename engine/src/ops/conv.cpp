@@ -19,20 +19,25 @@ int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t padding, int64_t
   return span < 0 ? 0 : span / stride + 1;
 }
 
-void check_geometry(const char* op, const F::UnfoldOptions& o) {
+void check_geometry(const char* op, const F::UnfoldFuncOptions& o) {
   check(o.kernel_h > 0 && o.kernel_w > 0 && o.stride > 0 && o.padding >= 0 && o.dilation > 0, "graft: ", op,
         ": kernel size, stride and dilation must be positive and padding not negative, got kernel ", o.kernel_h,
         "x", o.kernel_w, ", stride ", o.stride, ", padding ", o.padding, ", dilation ", o.dilation);
 }
 
 // conv2d's attributes; h and w as the backward ops read them.
-Attrs conv_attrs(const F::Conv2dOptions& o, int64_t h = 0, int64_t w = 0) {
+Attrs conv_attrs(const F::Conv2dFuncOptions& o, int64_t h = 0, int64_t w = 0) {
   Attrs a;
   a.conv2d = {o.stride, o.padding, o.dilation, o.groups, h, w};
   return a;
 }
 
-Attrs unfold_attrs(const F::UnfoldOptions& o, int64_t height = 0, int64_t width = 0) {
+// The same geometry for fold(), which has no padding value.
+F::FoldFuncOptions fold_options(const F::UnfoldFuncOptions& o) {
+  return {o.kernel_h, o.kernel_w, o.stride, o.padding, o.dilation};
+}
+
+Attrs unfold_attrs(const F::UnfoldFuncOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
   a.unfold = {o.kernel_h, o.kernel_w, o.stride, o.padding, o.dilation, height, width, o.pad_value};
   return a;
@@ -92,7 +97,7 @@ using namespace ops;
 
 namespace nn::functional {
 
-Tensor unfold(const Tensor& x_in, UnfoldOptions o) {
+Tensor unfold(const Tensor& x_in, UnfoldFuncOptions o) {
   check(x_in.defined() && x_in.dim() == 4, "graft: unfold: expected input [N, C, H, W], got ",
         x_in.defined() ? Dims(x_in.sizes()) : Dims());
   check_geometry("unfold", o);
@@ -104,15 +109,14 @@ Tensor unfold(const Tensor& x_in, UnfoldOptions o) {
   Tensor cols = dispatch::run(OpId::unfold, {x}, unfold_attrs(o));
   if (autograd::needs_grad(x)) {
     autograd::record("UnfoldBackward", {&x}, cols, [o, h = x.size(2), w = x.size(3)](Node&, const Tensor& g) {
-      UnfoldOptions zero_pad = o;
-      zero_pad.pad_value = 0;
-      return Grads{fold(g, h, w, zero_pad)};
+      return Grads{fold(g, h, w, fold_options(o))};
     });
   }
   return cols;
 }
 
-Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, UnfoldOptions o) {
+Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, FoldFuncOptions fo) {
+  UnfoldFuncOptions o{fo.kernel_h, fo.kernel_w, fo.stride, fo.padding, fo.dilation, 0.0};
   check_geometry("fold", o);
   int64_t k = o.kernel_h * o.kernel_w;
   int64_t ho = out_size(height, o.kernel_h, o.stride, o.padding, o.dilation);
@@ -124,11 +128,7 @@ Tensor fold(const Tensor& cols_in, int64_t height, int64_t width, UnfoldOptions 
   Tensor cols = cols_in.contiguous();
   Tensor x = dispatch::run(OpId::fold, {cols}, unfold_attrs(o, height, width));
   if (autograd::needs_grad(cols)) {
-    autograd::record("FoldBackward", {&cols}, x, [o](Node&, const Tensor& g) {
-      UnfoldOptions zero_pad = o;
-      zero_pad.pad_value = 0;
-      return Grads{unfold(g, zero_pad)};
-    });
+    autograd::record("FoldBackward", {&cols}, x, [o](Node&, const Tensor& g) { return Grads{unfold(g, o)}; });
   }
   return x;
 }
@@ -139,7 +139,7 @@ namespace {
 constexpr int64_t kMaxColumns = int64_t{1} << 24;
 
 // x's columns per group for a product over the whole batch: [g, C/g kh kw, N L].
-Tensor conv_columns(const Tensor& x, const UnfoldOptions& u, int64_t groups) {
+Tensor conv_columns(const Tensor& x, const UnfoldFuncOptions& u, int64_t groups) {
   Tensor cols = unfold(x, u);  // [N, C kh kw, L]
   int64_t n = x.size(0), l = cols.size(2);
   return cols.view({n, groups, -1, l}).permute({1, 2, 0, 3}).reshape({groups, -1, n * l});
@@ -151,7 +151,7 @@ Tensor output_columns(const Tensor& g, int64_t groups) {
   return g.reshape({n, out, -1}).permute({1, 0, 2}).reshape({groups, out / groups, -1});
 }
 
-Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, int64_t width, Conv2dOptions o) {
+Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, int64_t width, Conv2dFuncOptions o) {
   Attrs a = conv_attrs(o, height, width);
   if (!autograd::needs_grad(g, w))
     if (Tensor r = dispatch::try_run(OpId::conv2d_backward_input, {g, w}, a); r.defined()) return r;
@@ -161,21 +161,21 @@ Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, i
   Tensor cols = matmul(wg.transpose(1, 2), output_columns(g, groups));  // [g, C/g kh kw, N L]
   int64_t l = g.size(2) * g.size(3);
   cols = cols.view({groups, -1, n, l}).permute({2, 0, 1, 3}).reshape({n, -1, l});
-  return fold(cols, height, width, {w.size(2), w.size(3), o.stride, o.padding, o.dilation, 0.0});
+  return fold(cols, height, width, {w.size(2), w.size(3), o.stride, o.padding, o.dilation});
 }
 
-Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int64_t kw, Conv2dOptions o) {
+Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int64_t kw, Conv2dFuncOptions o) {
   Attrs a = conv_attrs(o, kh, kw);
   if (!autograd::needs_grad(g, x))
     if (Tensor r = dispatch::try_run(OpId::conv2d_backward_weight, {g, x}, a); r.defined()) return r;
-  UnfoldOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
+  UnfoldFuncOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
   Tensor gw = matmul(output_columns(g, o.groups), conv_columns(x, u, o.groups).transpose(1, 2));  // [g, O/g, C/g kh kw]
   return gw.reshape({g.size(1), x.size(1) / o.groups, kh, kw});
 }
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dFuncOptions o) {
   check(x.defined() && x.dim() == 4, "graft: conv2d: expected input [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
   check(w.defined() && w.dim() == 4, "graft: conv2d: expected weight [out_channels, in_channels / groups, kh, kw], got ",
@@ -187,7 +187,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o
         "], got ", b.defined() ? Dims(b.sizes()) : Dims());
   check(x.dtype() == w.dtype() && (!b.defined() || b.dtype() == x.dtype()), "graft: conv2d: input is ", x.dtype(),
         " but weight is ", w.dtype(), b.defined() ? " and bias " : "", b.defined() ? dtype_name(b.dtype()) : "");
-  UnfoldOptions u{w.size(2), w.size(3), o.stride, o.padding, o.dilation, 0.0};
+  UnfoldFuncOptions u{w.size(2), w.size(3), o.stride, o.padding, o.dilation, 0.0};
   check_geometry("conv2d", u);
   int64_t ho = out_size(x.size(2), u.kernel_h, o.stride, o.padding, o.dilation);
   int64_t wo = out_size(x.size(3), u.kernel_w, o.stride, o.padding, o.dilation);
@@ -228,20 +228,20 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions o
 namespace {
 
 // Pooling's attributes, for any of the four pooling ops (one struct type).
-Attrs pool_attrs(const Pool2dOptions& o, int64_t height = 0, int64_t width = 0) {
+Attrs pool_attrs(const MaxPool2dFuncOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
   a.max_pool2d = {o.kernel_size, o.stride, o.padding, o.dilation, height, width};
   return a;
 }
 
-UnfoldOptions pool_unfold(const Pool2dOptions& o, double pad_value) {
+UnfoldFuncOptions pool_unfold(const MaxPool2dFuncOptions& o, double pad_value) {
   return {o.kernel_size, o.kernel_size, o.stride, o.padding, o.dilation, pad_value};
 }
 
 // Each plane as an image of one channel: [N C, 1, H, W].
 Tensor planes(const Tensor& x) { return x.reshape({x.size(0) * x.size(1), 1, x.size(2), x.size(3)}); }
 
-Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const Pool2dOptions& o) {
+Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const MaxPool2dFuncOptions& o) {
   if (!autograd::needs_grad(g, x))
     if (Tensor r = dispatch::try_run(OpId::max_pool2d_backward, {g, x}, pool_attrs(o)); r.defined()) return r;
   // Each window's gradient goes to its first maximum, as in PyTorch and oneDNN.
@@ -250,26 +250,27 @@ Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const Pool2dOptions
   Tensor window = arange(0, k, 1, TensorOptions().dtype(kInt64).device(x.device())).view({1, k, 1});
   Tensor hit = window == cols.argmax(1, /*keepdim=*/true);
   Tensor share = g.reshape({cols.size(0), 1, cols.size(2)});
-  return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), pool_unfold(o, 0)).view(x.sizes());
+  return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), fold_options(pool_unfold(o, 0)))
+      .view(x.sizes());
 }
 
-Tensor avg_pool2d_backward(const Tensor& g, int64_t height, int64_t width, const Pool2dOptions& o) {
+Tensor avg_pool2d_backward(const Tensor& g, int64_t height, int64_t width, const MaxPool2dFuncOptions& o) {
   if (!autograd::needs_grad(g))
     if (Tensor r = dispatch::try_run(OpId::avg_pool2d_backward, {g}, pool_attrs(o, height, width)); r.defined())
       return r;
   int64_t k = o.kernel_size * o.kernel_size, l = g.size(2) * g.size(3);
   Tensor share = (g / double(k)).reshape({g.size(0) * g.size(1), 1, l}).expand({g.size(0) * g.size(1), k, l});
-  return fold(share, height, width, pool_unfold(o, 0)).view({g.size(0), g.size(1), height, width});
+  return fold(share, height, width, fold_options(pool_unfold(o, 0))).view({g.size(0), g.size(1), height, width});
 }
 
-Tensor pool(const char* op, const Tensor& x, Pool2dOptions o, bool is_max) {
+Tensor pool(const char* op, const Tensor& x, MaxPool2dFuncOptions o, bool is_max) {
   check(x.defined() && x.dim() == 4, "graft: ", op, ": expected input [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
   if (o.stride == 0) o.stride = o.kernel_size;
   check(o.padding * 2 <= o.kernel_size, "graft: ", op, ": padding ", o.padding,
         " should be at most half the kernel size ", o.kernel_size);
   check(is_max || o.dilation == 1, "graft: avg_pool2d has no dilation");
-  UnfoldOptions u = pool_unfold(o, is_max ? -INFINITY : 0.0);
+  UnfoldFuncOptions u = pool_unfold(o, is_max ? -INFINITY : 0.0);
   check_geometry(op, u);
   int64_t ho = out_size(x.size(2), o.kernel_size, o.stride, o.padding, o.dilation);
   int64_t wo = out_size(x.size(3), o.kernel_size, o.stride, o.padding, o.dilation);
@@ -295,8 +296,10 @@ Tensor pool(const char* op, const Tensor& x, Pool2dOptions o, bool is_max) {
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x, Pool2dOptions o) { return pool("max_pool2d", x, o, true); }
-Tensor avg_pool2d(const Tensor& x, Pool2dOptions o) { return pool("avg_pool2d", x, o, false); }
+Tensor max_pool2d(const Tensor& x, MaxPool2dFuncOptions o) { return pool("max_pool2d", x, o, true); }
+Tensor avg_pool2d(const Tensor& x, AvgPool2dFuncOptions o) {
+  return pool("avg_pool2d", x, {o.kernel_size, o.stride, o.padding, 1}, false);
+}
 
 namespace {
 
@@ -318,7 +321,7 @@ Grads batch_norm_grads(const Node& n, const Tensor& g, const Tensor& x, const Te
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, BatchNormOptions o) {
+Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions o) {
   check(x_in.defined() && x_in.dim() >= 2, "graft: batch_norm: expected input [N, C, ...], got ",
         x_in.defined() ? Dims(x_in.sizes()) : Dims());
   check(is_floating(x_in.dtype()), "graft: batch_norm needs a floating-point input, got ", x_in.dtype());
@@ -428,7 +431,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   return y;
 }
 
-Tensor dropout(const Tensor& x, DropoutOptions o) {
+Tensor dropout(const Tensor& x, DropoutFuncOptions o) {
   check(x.defined(), "graft: dropout of an undefined tensor");
   check(o.p >= 0 && o.p <= 1, "graft: dropout probability must be in [0, 1], got ", o.p);
   if (!o.training || o.p == 0) return x;

@@ -1,5 +1,5 @@
 // Reductions over a set of dims: sum, mean, amax/amin (max/min values),
-// argmax and logsumexp.
+// argmax/argmin, max/min along a dim with indices, and logsumexp.
 #include <cmath>
 
 #include "ops/common.h"
@@ -122,6 +122,50 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   return reduce(OpId::argmax, x, dims_mask({dim}, x.dim(), "argmax"), keepdim);
 }
 
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  check(x.defined(), "graft: argmin of an undefined tensor");
+  NoGradGuard no_grad;
+  // argmax keeps the first of equal values, so the first minimum is the first
+  // maximum of -x (a NaN stays a NaN); integers would overflow at their
+  // minimum, so for them it is the first position that equals the minimum.
+  if (is_floating(x.dtype())) return argmax(neg(x), dim, keepdim);
+  Tensor wide = x.to(kInt64);
+  return argmax((wide == amin(wide, {dim}, true)).to(kInt64), dim, keepdim);
+}
+
+namespace {
+// The values at indices (int64, keepdim shape) along dim, and the indices.
+// Selecting with where() sends each value's gradient to its one index only.
+std::tuple<Tensor, Tensor> take_along(const Tensor& x, int64_t d, bool keepdim, const Tensor& indices) {
+  Dims along(static_cast<size_t>(x.dim()), 1);
+  along[static_cast<size_t>(d)] = x.size(d);
+  Tensor positions = arange(x.size(d), TensorOptions(kInt64).device(x.device())).reshape(along);
+  Tensor values = sum(where(positions == indices, x, 0), {d}, keepdim).to(x.dtype());
+  return {values, keepdim ? indices : indices.squeeze(d)};
+}
+
+std::tuple<Tensor, Tensor> extreme_with_index(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
+  const char* op = is_max ? "max(dim)" : "min(dim)";
+  check(x.defined(), "graft: ", op, " of an undefined tensor");
+  if (x.dim() == 0) {  // as in PyTorch, a 0-dim tensor is its own extreme along dim 0 (or -1)
+    check(dim == 0 || dim == -1, "graft: ", op, ": dim ", dim, " is out of range for a 0-dim tensor; use 0 or -1");
+    return extreme_with_index(x.reshape({1}), 0, false, is_max);
+  }
+  int64_t d = wrap_dim(dim, x.dim(), op);
+  check(x.size(d) > 0, "graft: ", op, ": dim ", dim, " of shape ", x.sizes(),
+        " has size 0, so it has no extreme value; reduce over a dim with elements");
+  Tensor indices = is_max ? argmax(x.detach(), d, true) : argmin(x.detach(), d, true);
+  return take_along(x, d, keepdim, indices);
+}
+}  // namespace
+
+std::tuple<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
+  return extreme_with_index(x, dim, keepdim, true);
+}
+std::tuple<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
+  return extreme_with_index(x, dim, keepdim, false);
+}
+
 Tensor logsumexp(const Tensor& x, IntList dims, bool keepdim) {
   check(x.defined() && is_floating(x.dtype()), "graft: logsumexp needs a floating-point tensor");
   // Shift by the (constant) max for stability; infinite maxima shift by 0.
@@ -140,10 +184,11 @@ Tensor Tensor::sum(IntList dims, bool keepdim) const { return graft::sum(*this, 
 Tensor Tensor::mean() const { return graft::mean(*this); }
 Tensor Tensor::mean(IntList dims, bool keepdim) const { return graft::mean(*this, dims, keepdim); }
 Tensor Tensor::max() const { return amax(*this); }
-Tensor Tensor::max(int64_t dim, bool keepdim) const { return amax(*this, {dim}, keepdim); }
+std::tuple<Tensor, Tensor> Tensor::max(int64_t dim, bool keepdim) const { return graft::max(*this, dim, keepdim); }
 Tensor Tensor::min() const { return amin(*this); }
-Tensor Tensor::min(int64_t dim, bool keepdim) const { return amin(*this, {dim}, keepdim); }
+std::tuple<Tensor, Tensor> Tensor::min(int64_t dim, bool keepdim) const { return graft::min(*this, dim, keepdim); }
 Tensor Tensor::argmax(int64_t dim, bool keepdim) const { return graft::argmax(*this, dim, keepdim); }
+Tensor Tensor::argmin(int64_t dim, bool keepdim) const { return graft::argmin(*this, dim, keepdim); }
 Tensor Tensor::logsumexp(IntList dims, bool keepdim) const { return graft::logsumexp(*this, dims, keepdim); }
 
 namespace dispatch {

@@ -46,7 +46,7 @@ void Adam::step() {
     double lr = group.option("lr"), b1 = group.option("beta1"), b2 = group.option("beta2");
     double eps = group.option("eps"), wd = group.option("weight_decay");
     bool amsgrad = group.option("amsgrad") != 0;
-    for (Tensor& p : group.params) {
+    for (Tensor p : group.params()) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
       ParamState& state = state_of(p);

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "graft/autograd.h"
@@ -9,10 +8,28 @@
 
 namespace graft::optim {
 
-double& Optimizer::Group::option(const char* name) {
-  for (auto& [n, v] : options)
-    if (std::strcmp(n, name) == 0) return v;
-  detail::fail("graft internal error: optimizer option '", name, "' missing");
+double& OptimizerParamGroup::option(std::string_view name) {
+  for (auto& [n, v] : options_)
+    if (name == n) return v;
+  std::string known;
+  for (const auto& [n, v] : options_) known += (known.empty() ? "" : ", ") + std::string(n);
+  detail::fail("graft: optimizer parameter group: no hyperparameter '", name, "'; this optimizer's are ", known);
+}
+
+bool OptimizerParamGroup::has_option(std::string_view name) const {
+  return std::any_of(options_.begin(), options_.end(), [&](const auto& o) { return name == o.first; });
+}
+
+OptimizerParamGroup& OptimizerParamGroup::set_option(std::string_view name, double value) {
+  double& slot = option(name);
+  check(value >= 0, "graft: optimizer parameter group: ", name, " must not be negative, got ", value);
+  slot = value;
+  return *this;
+}
+
+void OptimizerParamGroup::set_initial_lr(double lr) {
+  check(lr >= 0, "graft: optimizer parameter group: initial_lr must not be negative, got ", lr);
+  initial_lr_ = lr;
 }
 
 void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<const char*, double>> options) {
@@ -21,17 +38,17 @@ void Optimizer::add_group(std::vector<Tensor> params, std::vector<std::pair<cons
     check(p.defined() && p.is_leaf() && p.requires_grad(), "graft: optimizer: parameter ", i,
           " must be a leaf tensor that requires grad");
     for (const Group& g : groups_)
-      for (const Tensor& q : g.params)
+      for (const Tensor& q : g.params())
         check(q.impl() != p.impl(), "graft: optimizer: parameter ", i, " already belongs to another parameter group");
   }
   for (auto& [name, value] : options)
     check(value >= 0, "graft: optimizer: option ", name, " must not be negative, got ", value);
-  groups_.push_back(Group{std::move(params), std::move(options)});
+  groups_.emplace_back(std::move(params), std::move(options));
 }
 
 void Optimizer::set_lr(double lr) {
   check(lr >= 0, "graft: optimizer: the learning rate must not be negative, got ", lr);
-  for (Group& g : groups_) g.option("lr") = lr;
+  for (Group& g : groups_) g.lr() = lr;
 }
 
 bool Optimizer::gradients_finite() {
@@ -42,7 +59,7 @@ bool Optimizer::gradients_finite() {
   // test run, per parameter.
   std::vector<std::pair<Device, Tensor>> totals;
   for (Group& g : groups_)
-    for (Tensor& p : g.params) {
+    for (const Tensor& p : g.params()) {
       Tensor grad = p.grad();
       if (!grad.defined() || grad.numel() == 0) continue;
       Tensor s = grad.sum();
@@ -57,7 +74,7 @@ bool Optimizer::gradients_finite() {
   if (finite) return true;
   size_t index = 0;
   for (Group& g : groups_)
-    for (Tensor& p : g.params) {
+    for (const Tensor& p : g.params()) {
       Tensor grad = p.grad();
       if (grad.defined() && grad.numel() > 0) {
         double largest = grad.abs().max().item<double>();  // NaN propagates through max
@@ -79,7 +96,7 @@ bool Optimizer::gradients_finite() {
 
 void Optimizer::zero_grad() {
   for (Group& g : groups_)
-    for (Tensor& p : g.params) p.set_grad(Tensor());
+    for (const Tensor& p : g.params()) p.set_grad(Tensor());
 }
 
 Optimizer::ParamState& Optimizer::state_of(const Tensor& p) { return state_[p.impl()]; }
@@ -94,9 +111,10 @@ StateDict Optimizer::state_dict() const {
   StateDict d;
   size_t index = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
-    for (const auto& [name, value] : groups_[g].options)
-      d.set("param_groups." + std::to_string(g) + "." + name, scalar_tensor(value, kFloat64));
-    for (const Tensor& p : groups_[g].params) {
+    std::string prefix = "param_groups." + std::to_string(g) + ".";
+    for (const auto& [name, value] : groups_[g].options_) d.set(prefix + name, scalar_tensor(value, kFloat64));
+    if (groups_[g].initial_lr_) d.set(prefix + "initial_lr", scalar_tensor(*groups_[g].initial_lr_, kFloat64));
+    for (const Tensor& p : groups_[g].params_) {
       auto it = state_.find(p.impl());
       if (it != state_.end())
         for (const auto& [name, t] : it->second) d.set("state." + std::to_string(index) + "." + name, t);
@@ -109,12 +127,13 @@ StateDict Optimizer::state_dict() const {
 void Optimizer::load_state_dict(const StateDict& dict) {
   // Parse and check everything into new state before replacing any.
   std::vector<std::vector<std::pair<const char*, double>>> options;
+  std::vector<std::optional<double>> initial_lrs;
   std::unordered_map<const void*, ParamState> state;
   std::vector<const Tensor*> params;
   for (const Group& g : groups_)
-    for (const Tensor& p : g.params) params.push_back(&p);
+    for (const Tensor& p : g.params()) params.push_back(&p);
   for (size_t g = 0; g < groups_.size(); ++g) {
-    auto opts = groups_[g].options;
+    auto opts = groups_[g].options_;
     for (auto& [name, value] : opts) {
       std::string key = "param_groups." + std::to_string(g) + "." + name;
       const Tensor* t = dict.find(key);
@@ -123,6 +142,13 @@ void Optimizer::load_state_dict(const StateDict& dict) {
       value = t->item<double>();
     }
     options.push_back(opts);
+    std::optional<double> initial_lr = groups_[g].initial_lr_;
+    if (const Tensor* t = dict.find("param_groups." + std::to_string(g) + ".initial_lr"); t && t->defined()) {
+      check(t->numel() == 1, "graft: optimizer load_state_dict: key 'param_groups.", g, ".initial_lr' has shape ",
+            t->sizes(), "; it must hold one number");
+      initial_lr = t->item<double>();
+    }
+    initial_lrs.push_back(initial_lr);
   }
   for (const auto& [key, t] : dict) {
     if (key.rfind("param_groups.", 0) == 0) continue;
@@ -148,10 +174,10 @@ void Optimizer::load_state_dict(const StateDict& dict) {
   // optimizer, or of other options, is refused here rather than half-used).
   size_t index = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
-    Group loaded{{}, options[g]};
+    Group loaded({}, options[g]);
     std::vector<std::string> expected = state_names(loaded);
     std::sort(expected.begin(), expected.end());
-    for (const Tensor& p : groups_[g].params) {
+    for (const Tensor& p : groups_[g].params_) {
       auto it = state.find(p.impl());
       if (it != state.end()) {
         std::vector<std::string> have;
@@ -171,7 +197,10 @@ void Optimizer::load_state_dict(const StateDict& dict) {
       ++index;
     }
   }
-  for (size_t g = 0; g < groups_.size(); ++g) groups_[g].options = options[g];
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    groups_[g].options_ = options[g];
+    groups_[g].initial_lr_ = initial_lrs[g];
+  }
   state_ = std::move(state);
 }
 

@@ -38,7 +38,7 @@ void SGD::step() {
     double lr = group.option("lr"), momentum = group.option("momentum");
     double dampening = group.option("dampening"), wd = group.option("weight_decay");
     bool nesterov = group.option("nesterov") != 0;
-    for (Tensor& p : group.params) {
+    for (Tensor p : group.params()) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
       Tensor* buf = nullptr;

@@ -49,7 +49,10 @@ enum class Reduction { Mean, Sum, None };
 /// @var Reduction::None
 /// No reduction: one loss per example.
 
-/// Options of the losses.
+/// Options of the losses (cross_entropy(), nll_loss(), mse_loss()).
+///
+/// One struct for all three: they share this one field, and graft has no loss
+/// modules whose options it could be confused with.
 struct LossOptions {
   /// How the losses of the examples are combined.
   Reduction reduction = Reduction::Mean;
@@ -79,8 +82,9 @@ namespace graft::nn::functional {
 /// Options of conv2d().
 ///
 /// Convolution and pooling take one size, stride, padding and dilation for
-/// both spatial dims. Inputs are [N, C, H, W].
-struct Conv2dOptions {
+/// both spatial dims. Inputs are [N, C, H, W]. Functions' options end in
+/// FuncOptions, apart from the modules' (nn::Conv2dOptions), as in libtorch.
+struct Conv2dFuncOptions {
   /// The step between output positions, in input pixels.
   int64_t stride = 1;
   /// Zeros added on every side of the input.
@@ -99,28 +103,38 @@ struct Conv2dOptions {
 /// @code
 /// auto y = graft::F::conv2d(x, w, b, {.stride = 1, .padding = 1});  // 3x3 kernels keep H and W
 /// @endcode
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = {}, Conv2dOptions options = {});
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = {}, Conv2dFuncOptions options = {});
 
-/// Options of max_pool2d() and avg_pool2d().
-struct Pool2dOptions {
+/// Options of max_pool2d().
+struct MaxPool2dFuncOptions {
   /// The window's height and width.
   int64_t kernel_size = 2;
   int64_t stride = 0;  ///< 0: the kernel size
-  /// Padding on every side, at most half the kernel size (-inf for max pooling, zeros for average pooling).
+  /// Padding on every side, at most half the kernel size; padded positions count as -inf.
   int64_t padding = 0;
-  int64_t dilation = 1;  ///< max pooling only
+  /// The spacing between the window's taps.
+  int64_t dilation = 1;
 };
 /// The maximum over each window of x [N, C, H, W], channel by channel.
 /// @code
 /// auto y = graft::F::max_pool2d(x, {.kernel_size = 2});  // halves H and W
 /// @endcode
-Tensor max_pool2d(const Tensor& x, Pool2dOptions options);
+Tensor max_pool2d(const Tensor& x, MaxPool2dFuncOptions options);
+
+/// Options of avg_pool2d().
+struct AvgPool2dFuncOptions {
+  /// The window's height and width.
+  int64_t kernel_size = 2;
+  int64_t stride = 0;  ///< 0: the kernel size
+  /// Zeros added on every side, at most half the kernel size.
+  int64_t padding = 0;
+};
 /// The mean over each window of x [N, C, H, W], channel by channel.
 /// Averages include padded zeros (PyTorch's count_include_pad = true).
-Tensor avg_pool2d(const Tensor& x, Pool2dOptions options);
+Tensor avg_pool2d(const Tensor& x, AvgPool2dFuncOptions options);
 
-/// Options of batch_norm().
-struct BatchNormOptions {
+/// Options of batch_norm() (nn::BatchNormOptions are the module's).
+struct BatchNormFuncOptions {
   Tensor weight;  ///< [C] or undefined
   Tensor bias;    ///< [C] or undefined
   /// Normalize with the batch's statistics and update the running ones; otherwise use the running ones.
@@ -139,10 +153,10 @@ struct BatchNormOptions {
 /// batch's statistics are used in every mode. Throws graft::Error when a
 /// statistic, the weight or the bias is not [C], or when training sees only one
 /// value per channel.
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, BatchNormOptions options);
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions options);
 
 /// Options of dropout().
-struct DropoutOptions {
+struct DropoutFuncOptions {
   /// The probability of zeroing an element, in [0, 1].
   double p = 0.5;
   /// Apply dropout; when false, dropout() returns its input.
@@ -150,10 +164,10 @@ struct DropoutOptions {
 };
 /// Zeros each element with probability p (from the global generator) and
 /// scales the rest by 1 / (1 - p); the identity when not training.
-Tensor dropout(const Tensor& x, DropoutOptions options = {});
+Tensor dropout(const Tensor& x, DropoutFuncOptions options = {});
 
-/// Options of unfold() and fold(): the kernel's size, its stride, padding and dilation.
-struct UnfoldOptions {
+/// Options of unfold(): the kernel's size, its stride, padding and dilation, and the padding value.
+struct UnfoldFuncOptions {
   /// @var kernel_h
   /// The kernel's height.
   /// @var kernel_w
@@ -170,9 +184,24 @@ struct UnfoldOptions {
 };
 /// im2col: [N, C, H, W] -> [N, C * kh * kw, L], one column per output position.
 /// L is the number of kernel positions, Ho * Wo.
-Tensor unfold(const Tensor& x, UnfoldOptions options);
+Tensor unfold(const Tensor& x, UnfoldFuncOptions options);
+
+/// Options of fold(): the geometry of the unfold() whose columns it sums back.
+struct FoldFuncOptions {
+  /// @var kernel_h
+  /// The kernel's height.
+  /// @var kernel_w
+  /// The kernel's width.
+  int64_t kernel_h = 1, kernel_w = 1;
+  /// The step between kernel positions.
+  int64_t stride = 1;
+  /// Padding on every side of the image (dropped from the result).
+  int64_t padding = 0;
+  /// The spacing between the kernel's taps.
+  int64_t dilation = 1;
+};
 /// col2im, unfold's adjoint: sums columns [N, C * kh * kw, L] back into [N, C, H, W].
 /// @p height and @p width are H and W of the image the columns came from.
-Tensor fold(const Tensor& cols, int64_t height, int64_t width, UnfoldOptions options);
+Tensor fold(const Tensor& cols, int64_t height, int64_t width, FoldFuncOptions options);
 
 }  // namespace graft::nn::functional

@@ -68,7 +68,7 @@ class GELUImpl : public Module {
 /// A GELU module: a holder of GELUImpl.
 using GELU = ModuleHolder<GELUImpl>;
 
-/// Options of Conv2d: those of F::conv2d(), and whether the layer has a bias.
+/// Options of the Conv2d module: those of F::conv2d() (F::Conv2dFuncOptions), and whether the layer has a bias.
 struct Conv2dOptions {
   /// The step between output positions, in input pixels.
   int64_t stride = 1;
@@ -113,7 +113,7 @@ class Conv2dImpl : public Module {
 /// @endcode
 using Conv2d = ModuleHolder<Conv2dImpl>;
 
-/// Options of BatchNorm2d.
+/// Options of the BatchNorm2d module (F::batch_norm() takes F::BatchNormFuncOptions).
 struct BatchNormOptions {
   /// Added to the variance, for numerical stability.
   double eps = 1e-5;
@@ -149,25 +149,55 @@ class BatchNorm2dImpl : public Module {
 /// Batch normalization over channels: a holder of BatchNorm2dImpl.
 using BatchNorm2d = ModuleHolder<BatchNorm2dImpl>;
 
-/// Max or average pooling (the function it applies), options fixed at construction.
-template <Tensor (*Pool)(const Tensor&, F::Pool2dOptions)>
-class Pool2dImpl : public Module {
+/// Options of the MaxPool2d module (F::max_pool2d() takes F::MaxPool2dFuncOptions).
+struct MaxPool2dOptions {
+  /// The window's height and width.
+  int64_t kernel_size = 2;
+  int64_t stride = 0;  ///< 0: the kernel size
+  /// Padding on every side, at most half the kernel size; padded positions count as -inf.
+  int64_t padding = 0;
+  /// The spacing between the window's taps.
+  int64_t dilation = 1;
+};
+
+/// Max pooling (F::max_pool2d()) as a module, used as nn::MaxPool2d.
+class MaxPool2dImpl : public Module {
  public:
   /// Pooling with @p options.
-  explicit Pool2dImpl(F::Pool2dOptions options) : options(options) {}
+  explicit MaxPool2dImpl(MaxPool2dOptions options) : options(options) {}
   /// Pooling over windows of @p kernel_size x @p kernel_size, as far apart as they are wide.
-  explicit Pool2dImpl(int64_t kernel_size) : options{kernel_size} {}
-  /// Pool(x, options) for x [N, C, H, W].
-  Tensor forward(const Tensor& x) { return Pool(x, options); }
+  explicit MaxPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
+  /// F::max_pool2d() of x [N, C, H, W] with these options.
+  Tensor forward(const Tensor& x) {
+    return F::max_pool2d(x, {options.kernel_size, options.stride, options.padding, options.dilation});
+  }
   /// The options given at construction.
-  F::Pool2dOptions options;
+  MaxPool2dOptions options;
 };
-/// Max pooling (F::max_pool2d()) as a module.
-using MaxPool2dImpl = Pool2dImpl<F::max_pool2d>;
-/// Average pooling (F::avg_pool2d()) as a module.
-using AvgPool2dImpl = Pool2dImpl<F::avg_pool2d>;
 /// A max pooling module: `nn::MaxPool2d(2)` halves H and W.
 using MaxPool2d = ModuleHolder<MaxPool2dImpl>;
+
+/// Options of the AvgPool2d module (F::avg_pool2d() takes F::AvgPool2dFuncOptions).
+struct AvgPool2dOptions {
+  /// The window's height and width.
+  int64_t kernel_size = 2;
+  int64_t stride = 0;  ///< 0: the kernel size
+  /// Zeros added on every side, at most half the kernel size.
+  int64_t padding = 0;
+};
+
+/// Average pooling (F::avg_pool2d()) as a module, used as nn::AvgPool2d.
+class AvgPool2dImpl : public Module {
+ public:
+  /// Pooling with @p options.
+  explicit AvgPool2dImpl(AvgPool2dOptions options) : options(options) {}
+  /// Pooling over windows of @p kernel_size x @p kernel_size, as far apart as they are wide.
+  explicit AvgPool2dImpl(int64_t kernel_size) : options{kernel_size} {}
+  /// F::avg_pool2d() of x [N, C, H, W] with these options.
+  Tensor forward(const Tensor& x) { return F::avg_pool2d(x, {options.kernel_size, options.stride, options.padding}); }
+  /// The options given at construction.
+  AvgPool2dOptions options;
+};
 /// An average pooling module: `nn::AvgPool2d(2)` halves H and W.
 using AvgPool2d = ModuleHolder<AvgPool2dImpl>;
 
