@@ -118,10 +118,52 @@ TEST(Registry, AnOptionalInputLeftOutReachesTheKernelAsAbsent) {
   k.accepts = "float32, second input absent";
   r.add_kernel(OpId::gelu_backward, kCPU.type(), k);
   dispatch::Attrs a;
-  Tensor r1 = dispatch::try_run(OpId::gelu_backward, {tensor({1.f, -3.f}), Tensor()}, a);
-  ASSERT_TRUE(r1.defined());
-  expect_values(r1, {2, -6});
+  bool by_kernel = false;
+  auto no_decomposition = [] { return Tensor(); };
+  dispatch::Outputs r1 = dispatch::run_composite(OpId::gelu_backward, {tensor({1.f, -3.f}), Tensor()}, a,
+                                                 no_decomposition, {}, &by_kernel);
+  ASSERT_TRUE(by_kernel);
+  expect_values(r1[0], {2, -6});
   // With both inputs the test kernel refuses, and no other CPU kernel exists for this composite here.
   BackendGuard only(std::vector<std::string>{"reference", "absent-input-test"});
-  EXPECT_FALSE(dispatch::try_run(OpId::gelu_backward, {tensor({1.f}), tensor({0.f})}, a).defined());
+  dispatch::run_composite(OpId::gelu_backward, {tensor({1.f}), tensor({0.f})}, a, no_decomposition, {}, &by_kernel);
+  EXPECT_FALSE(by_kernel);
+}
+
+namespace {
+int backward_kernel_calls = 0;
+void counting_relu_backward(const dispatch::KernelCall& c, void*) {
+  ++backward_kernel_calls;
+  const float* g = static_cast<const float*>(c.inputs[0].data);
+  const float* y = static_cast<const float*>(c.inputs[1].data);
+  float* out = static_cast<float*>(c.output->data);
+  for (int64_t i = 0; i < c.output->sizes[0]; ++i) out[i] = y[i] > 0 ? g[i] : 0.f;
+}
+bool relu_of_floats(const dispatch::KernelCall& c, void*) {
+  return c.attrs->eltwise_backward.function == GRAFT_ELTWISE_RELU && c.inputs[0].dtype == kFloat32 &&
+         c.output->ndim == 1;
+}
+}  // namespace
+
+TEST(Registry, ABackwardOpsKernelRunsOnlyWhenNothingNeedsRecording) {
+  Registry& r = Registry::get();
+  dispatch::Kernel k;
+  k.run = counting_relu_backward;
+  k.supports = relu_of_floats;
+  k.priority = 10;
+  k.backend = r.add_backend("backward-kernel-test");
+  k.accepts = "float32 relu";
+  r.add_kernel(OpId::eltwise_backward, kCPU.type(), k);
+  BackendGuard only(std::vector<std::string>{"reference", "backward-kernel-test"});
+  Tensor x = tensor({-1.f, 2.f, 3.f}).requires_grad_();
+  (x.relu() * x).sum().backward();
+  EXPECT_EQ(backward_kernel_calls, 1) << "plain backward: the kernel";
+  expect_values(x.grad(), {0, 4, 6});
+  // With create_graph the gradient must be recorded: relu's backward is decomposed instead.
+  x.set_grad(Tensor());
+  Tensor y = (x.relu() * x).sum();
+  Tensor gx = autograd::grad({y}, {x}, {.create_graph = true})[0];
+  EXPECT_EQ(backward_kernel_calls, 1) << "create_graph: no kernel for a backward op";
+  expect_values(gx, {0, 4, 6});
+  EXPECT_TRUE(gx.requires_grad());
 }

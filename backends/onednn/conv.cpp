@@ -53,7 +53,7 @@ struct ConvForward {
 };
 
 void conv2d(const Call& c) {
-  bool bias = c.args->n_inputs == 3;
+  bool bias = c.args->n_inputs == 3 && !graft::plugin_util::is_absent(c.in(2));
   ConvForward& e = cached<ConvForward>(Key(kConv).add(c), [&] {
     ConvShape s = conv_shape(c, c.in(0), c.in(1), c.out());
     auto pd = conv_forward_pd(s, bias);
@@ -208,7 +208,7 @@ memory::desc norm_layout(const DLTensor& x) {
 const auto kScaleShift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
 
 // inputs x, affine [2, C] (weight; bias) and, unless training, stats [2, C]
-// (mean; variance). training: output [x.numel + 2 C] = y, mean, biased variance.
+// (mean; variance); outputs y and, when training, the mean and biased variance.
 void batch_norm(const Call& c) {
   bool training = c.attrs().batch_norm.training != 0;
   const DLTensor& x = c.in(0);
@@ -224,19 +224,21 @@ void batch_norm(const Call& c) {
   });
   int64_t ch = x.shape[1];
   auto* affine = static_cast<const float*>(c.in(1).data);
-  const float* stats = training ? static_cast<float*>(c.out().data) + numel(x) : static_cast<float*>(c.in(2).data);
+  const DLTensor* outs = c.args->outputs;
+  const void* mean = training ? outs[1].data : c.in(2).data;
+  const void* var = training ? outs[2].data : static_cast<const float*>(c.in(2).data) + ch;
   memory dst = e.dst.output(e.data, c.out().data, 2);
   e.prim.execute(stream(), {{DNNL_ARG_SRC, e.src.input(e.data, x.data, 0)},
                             {DNNL_ARG_DST, dst},
                             {DNNL_ARG_SCALE, mem(e.channels, affine)},
                             {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
-                            {DNNL_ARG_MEAN, mem(e.channels, stats)},
-                            {DNNL_ARG_VARIANCE, mem(e.channels, stats + ch)}});
+                            {DNNL_ARG_MEAN, mem(e.channels, mean)},
+                            {DNNL_ARG_VARIANCE, mem(e.channels, var)}});
   e.dst.write_back(dst, e.data, c.out().data);
 }
 
-// inputs grad, x, saved [3, C] (mean; biased variance; weight); output
-// [x.numel + 2 C] = the gradients of x, weight and bias.
+// inputs grad, x, saved [3, C] (mean; biased variance; weight); outputs the
+// gradients of x, weight and bias.
 void batch_norm_backward(const Call& c) {
   const DLTensor& x = c.in(1);
   Norm& e = cached<Norm>(Key(kNormBackward).add(c), [&] {
@@ -261,8 +263,8 @@ void batch_norm_backward(const Call& c) {
                             {DNNL_ARG_SCALE, mem(e.channels, saved + 2 * ch)},
                             {DNNL_ARG_SHIFT, mem(e.channels, saved + 2 * ch)},  // read by no formula here
                             {DNNL_ARG_DIFF_SRC, diff_src},
-                            {DNNL_ARG_DIFF_SCALE, mem(e.channels, out + numel(x))},
-                            {DNNL_ARG_DIFF_SHIFT, mem(e.channels, out + numel(x) + ch)}});
+                            {DNNL_ARG_DIFF_SCALE, mem(e.channels, c.args->outputs[1].data)},
+                            {DNNL_ARG_DIFF_SHIFT, mem(e.channels, c.args->outputs[2].data)}});
   e.dst.write_back(diff_src, e.data, out);
 }
 

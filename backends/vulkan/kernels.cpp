@@ -30,7 +30,7 @@ SHADER(unfold, 2);
 SHADER(fold, 2);
 SHADER(optim, 5);
 SHADER(pool, 3);
-SHADER(batchnorm, 4);
+SHADER(batchnorm, 6);
 #undef SHADER
 
 constexpr int kMaxRank = 6;  // dims a shader indexes, after collapsing
@@ -485,7 +485,7 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
 // ---- pooling and batch norm (composite ops with kernels of their own) ----
 
 // Every tensor float32 and contiguous, the first input of at least min_rank
-// dims (batch norm's packed output is flat).
+// dims.
 int32_t all_dense_f32(const graft_kernel_args* a, int min_rank) {
   if (type_of(*a->output) != F32 || !is_contiguous(*a->output) || !fits(numel(*a->output))) return 0;
   for (int i = 0; i < a->n_inputs; ++i)
@@ -537,14 +537,17 @@ void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   const graft_batch_norm_attrs& bn = a->attrs->batch_norm;  // batch_norm_backward's is the same type
   bool batch_stats = backward || bn.training == 1;
   // c: the running statistics (forward, eval), saved ones (backward), or
-  // unused (forward, training: the output stands in).
+  // unused (forward, training: the output stands in). s and t: the [C]
+  // outputs (forward, eval: unused, the output stands in).
   const DLTensor& third = backward || !batch_stats ? a->inputs[2] : out;
+  const DLTensor& s_out = batch_stats ? a->outputs[1] : out;
+  const DLTensor& t_out = batch_stats ? a->outputs[2] : out;
   std::vector<uint32_t> p = {
-      static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(c),     static_cast<uint32_t>(s), element_offset(out),
-      element_offset(a->inputs[0]),      element_offset(a->inputs[1]), element_offset(third),    bits(bn.eps),
-      batch_stats && !backward ? 1u : 0u};
-  Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false), access_of(a->inputs[1], false),
-                      access_of(third, false)};
+      static_cast<uint32_t>(x.shape[0]),  static_cast<uint32_t>(c),     static_cast<uint32_t>(s), element_offset(out),
+      element_offset(a->inputs[0]),       element_offset(a->inputs[1]), element_offset(third),    bits(bn.eps),
+      batch_stats && !backward ? 1u : 0u, element_offset(s_out),        element_offset(t_out)};
+  Access buffers[] = {access_of(out, true),    access_of(a->inputs[0], false), access_of(a->inputs[1], false),
+                      access_of(third, false), access_of(s_out, true),         access_of(t_out, true)};
   auto group = static_cast<int32_t>(dev.group_size());
   if (batch_stats) {
     int32_t spec[] = {group, backward ? 2 : 0, group};

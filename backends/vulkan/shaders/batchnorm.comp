@@ -1,11 +1,11 @@
 #version 450
 // Batch norm over x [N, C, S] (S: the spatial elements), contiguous:
 //   OP 0: per channel (a workgroup each), the batch mean and biased variance
-//         of a, written after the normalized values in the output;
+//         of a, written to s and t;
 //   OP 1: y = (x - mean) / sqrt(var + eps) * weight + bias, one invocation
 //         per element, with the statistics from OP 0 (training) or from c;
-//   OP 2: per channel, the gradients of weight and bias from the output's
-//         gradient a, x in b and saved [mean; var; weight] in c;
+//   OP 2: per channel, the gradients of weight and bias (into s and t) from
+//         the output's gradient a, x in b and saved [mean; var; weight] in c;
 //   OP 3: the gradient of x, one invocation per element.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
@@ -17,9 +17,12 @@ DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)  // x (forward) or the output's gradient (backward)
 DECLARE_BUFFER(3, b)  // affine [weight; bias] (forward) or x (backward)
 DECLARE_BUFFER(4, c)  // running [mean; var] (forward, eval) or saved [mean; var; weight] (backward)
+DECLARE_BUFFER(5, s)  // the batch's mean (forward) or the weight's gradient (backward)
+DECLARE_BUFFER(6, t)  // the batch's biased variance (forward) or the bias's gradient (backward)
 
 // Parameters: [0] N, [1] C, [2] S, [3] output offset, [4..6] offsets of a,
-// b, c, [7] eps, [8] 1 when the statistics are the batch's (in the output).
+// b, c, [7] eps, [8] 1 when the statistics are the batch's (in s and t),
+// [9], [10] offsets of s and t.
 shared float partial[WG];
 
 float total(float x) {
@@ -38,7 +41,6 @@ float total(float x) {
 void main() {
   uint N = p[0], C = p[1], S = p[2];
   uint count = N * S;           // elements per channel
-  uint stats = p[3] + N * C * S;  // where the output's [mean; var] (or weight and bias gradients) start
   if (OP == 0 || OP == 2) {
     uint ch = group_index();
     if (ch >= C) return;
@@ -65,12 +67,12 @@ void main() {
     s2 = total(s2);
     if (lane != 0) return;
     if (OP == 0) {
-      o_f[stats + ch] = mean;
-      o_f[stats + C + ch] = s2 / float(count);
+      s_f[p[9] + ch] = mean;
+      t_f[p[10] + ch] = s2 / float(count);
     } else {
       float invstd = inversesqrt(c_f[p[6] + C + ch] + pf(7));
-      o_f[stats + ch] = s2 * invstd;  // weight: sum of g * xhat
-      o_f[stats + C + ch] = s1;       // bias: sum of g
+      s_f[p[9] + ch] = s2 * invstd;  // weight: sum of g * xhat
+      t_f[p[10] + ch] = s1;          // bias: sum of g
     }
     return;
   }
@@ -78,8 +80,8 @@ void main() {
   if (i >= N * C * S) return;
   uint ch = (i / S) % C;
   if (OP == 1) {
-    float mean = p[8] != 0u ? o_f[stats + ch] : c_f[p[6] + ch];
-    float var = p[8] != 0u ? o_f[stats + C + ch] : c_f[p[6] + C + ch];
+    float mean = p[8] != 0u ? s_f[p[9] + ch] : c_f[p[6] + ch];
+    float var = p[8] != 0u ? t_f[p[10] + ch] : c_f[p[6] + C + ch];
     float w = b_f[p[5] + ch], bias = b_f[p[5] + C + ch];
     o_f[p[3] + i] = (a_f[p[4] + i] - mean) * inversesqrt(var + pf(7)) * w + bias;
     return;
@@ -88,5 +90,5 @@ void main() {
   float mean = c_f[p[6] + ch], invstd = inversesqrt(c_f[p[6] + C + ch] + pf(7)), w = c_f[p[6] + 2 * C + ch];
   float xhat = (b_f[p[5] + i] - mean) * invstd;
   float m = float(N * S);
-  o_f[p[3] + i] = w * invstd * (a_f[p[4] + i] - o_f[stats + C + ch] / m - xhat * o_f[stats + ch] / m);
+  o_f[p[3] + i] = w * invstd * (a_f[p[4] + i] - t_f[p[10] + ch] / m - xhat * s_f[p[9] + ch] / m);
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include "autograd/function.h"
 #include "core/profiler.h"
 #include "core/tensor_impl.h"
 #include "dispatch/fusion.h"
@@ -49,9 +50,18 @@ Registry& Registry::get() {
 
 Registry::Registry() {
   size_t i = 0;
-#define GRAFT_OP_SCHEMA(name, category, flags, inputs, outputs, dtypes, attrs, contract)                           \
-  schemas_[i++] = OpSchema{#name,  1,        category, ((flags)&GRAFT_OP_COMPOSITE) != 0, inputs, outputs, dtypes, \
-                           #attrs, contract, nullptr};
+#define GRAFT_OP_SCHEMA(name, category, flags, inputs, outputs, dtypes, attrs, contract) \
+  schemas_[i++] = OpSchema{#name,                                                        \
+                           1,                                                            \
+                           category,                                                     \
+                           ((flags)&GRAFT_OP_COMPOSITE) != 0,                            \
+                           ((flags)&GRAFT_OP_BACKWARD) != 0,                             \
+                           inputs,                                                       \
+                           outputs,                                                      \
+                           dtypes,                                                       \
+                           #attrs,                                                       \
+                           contract,                                                     \
+                           nullptr};
   GRAFT_OP_TABLE(GRAFT_OP_SCHEMA)
 #undef GRAFT_OP_SCHEMA
   static_assert(kNumOps <= 1024, "graft: the op table is too long");
@@ -201,7 +211,7 @@ void set_allowed_backends(uint64_t mask) { tls_allowed_backends = mask; }
 namespace {
 
 // against: what the device must match, for errors ("the output", "input 0").
-// write: the kernel may write them too (try_call's updates in place).
+// write: the kernel may write them too (a composite's updates in place).
 void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views,
               bool write = false) {
   for (int i = 0; i < n_inputs; ++i) {
@@ -264,76 +274,95 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   const OpSchema& s = Registry::get().schema(op);
   const Tensor* in = inputs.begin();
   int n = static_cast<int>(inputs.size());
-  OutMeta meta = s.infer(op, in, n, attrs);
+  OutMeta meta = s.infer(op, in, n, attrs, 0);
   Tensor out = make_empty(meta.shape, meta.dtype, in[0].device());
   call(op, in, n, out, attrs);
   return out;
 }
 
 // Note [Composite ops]
-// linear, conv2d, pooling, batch norm and the backward ops of several ops are
-// registered ops without a reference kernel. Their front end asks try_run
-// for a backend's kernel first (oneDNN registers its own) and otherwise
-// computes them from the primitive ops, which every device can run (through
-// the host fallback if need be). A composite is therefore never mirrored to
-// the host whole, and a backend that leaves one out loses nothing. Their
-// kernels always see contiguous inputs.
+// linear, conv2d, pooling, batch norm, the optimizers' updates and the
+// backward ops of several ops are registered ops without a reference kernel.
+// Their front end calls run_composite: a backend's kernel when one takes the
+// call (oneDNN registers its own), else the decomposition into primitive ops,
+// which every device can run (through the host fallback if need be). A
+// composite is therefore never mirrored to the host whole, and a backend that
+// leaves one out loses nothing. Their kernels always see contiguous tensors.
+//
+// One rule decides when a kernel may not run: a backward op (GRAFT_OP_BACKWARD)
+// is differentiated only through its decomposition, so while its inputs need
+// recording (create_graph) the decomposition runs. Forward composites record
+// their own node on a kernel's outputs (run_composite's by_kernel).
 namespace {
+
 bool any_allowed(const Registry::KernelList* list) {
   if (list)
     for (const Kernel& k : list->kernels)
       if (tls_allowed_backends >> k.backend & 1) return true;
   return false;
 }
-}  // namespace
 
-bool has_kernels(OpId op, Device device) { return any_allowed(Registry::get().kernels(op, device.type())); }
-
-Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
-  Registry& r = Registry::get();
-  int n = static_cast<int>(inputs.size());
-  Device device = inputs.begin()->device();
-  const Registry::KernelList* list = r.kernels(op, device.type());
-  if (!any_allowed(list)) return Tensor();
+// Contiguous copies of the inputs (undefined ones stay so), outside autograd:
+// the caller records the composite.
+std::array<Tensor, kMaxInputs> dense_inputs(const Tensor* inputs, int n) {
+  NoGradGuard no_grad;
   std::array<Tensor, kMaxInputs> dense;
-  {
-    NoGradGuard no_grad;  // the caller records the composite; these copies are not part of it
-    for (int i = 0; i < n; ++i)
-      if (const Tensor& t = inputs.begin()[i]; t.defined()) dense[i] = t.contiguous();
-  }
-  const Tensor* in = dense.data();
-  OutMeta meta = r.schema(op).infer(op, in, n, attrs);
-  std::array<KTensor, kMaxInputs> views;
-  views_of(op, in, n, device, "input 0", views.data());
-  // The supports check sees the output's geometry before it is allocated.
-  Dims strides = contiguous_strides(meta.shape);
-  KTensor out_view{nullptr,           meta.dtype,     static_cast<int32_t>(meta.shape.size()),
-                   meta.shape.data(), strides.data(), device};
-  KernelCall kc{op, n, views.data(), &out_view, &attrs};
-  const Kernel* k = find_kernel(list, kc);
-  if (!k) return Tensor();
-  Tensor out = make_empty(meta.shape, meta.dtype, device);
-  out_view.data = out.impl()->data();
-  run_kernel(r, *k, kc, in);
-  return out;
+  for (int i = 0; i < n; ++i)
+    if (inputs[i].defined()) dense[i] = inputs[i].contiguous();
+  return dense;
 }
 
-bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, const Attrs& attrs) {
+}  // namespace
+
+Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attrs, const Outputs& given) {
   Registry& r = Registry::get();
-  Device device = out.device();
-  for (const Tensor& t : inputs)
-    if (t.device() != device || !t.is_contiguous()) return false;
+  const OpSchema& s = r.schema(op);
+  if (s.gradient_by_decomposition && autograd::is_grad_enabled())
+    for (int i = 0; i < n; ++i)
+      if (autograd::requires_grad(inputs[i])) return {};
+  const Tensor* first = std::find_if(inputs, inputs + n, [](const Tensor& t) { return t.defined(); });
+  Device device = !given.empty() ? given[0].device() : first != inputs + n ? first->device() : kCPU;
   const Registry::KernelList* list = r.kernels(op, device.type());
-  if (!out.is_contiguous() || !any_allowed(list)) return false;
-  int n = static_cast<int>(inputs.size());
+  if (!any_allowed(list)) return {};
+  bool in_place = !given.empty();
+  std::array<Tensor, kMaxInputs> dense;
+  if (in_place) {  // written in place: nothing is copied, so everything must be dense already
+    for (int i = 0; i < n; ++i)
+      if (inputs[i].defined() && (inputs[i].device() != device || !inputs[i].is_contiguous())) return {};
+    for (const Tensor& t : given)
+      if (t.device() != device || !t.is_contiguous()) return {};
+    std::copy(inputs, inputs + n, dense.begin());
+  } else {
+    dense = dense_inputs(inputs, n);
+  }
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, inputs.begin(), n, device, "the output", views.data(), /*write=*/true);
-  KTensor out_view = view_of(out, true);
-  KernelCall kc{op, n, views.data(), &out_view, &attrs};
-  const Kernel* k = find_kernel(list, kc);
-  if (!k) return false;
-  run_kernel(r, *k, kc, inputs.begin());
-  return true;
+  views_of(op, dense.data(), n, device, in_place ? "the output" : "input 0", views.data(), in_place);
+  // The supports check sees fresh outputs' geometry before they are allocated.
+  int n_out = in_place ? static_cast<int>(given.size()) : s.n_outputs;
+  std::array<OutMeta, kMaxOutputs> metas;
+  std::array<Dims, kMaxOutputs> strides;
+  std::array<KTensor, kMaxOutputs> outs;
+  for (int k = 0; k < n_out; ++k) {
+    if (in_place) {
+      outs[k] = view_of(given[k], true);
+      continue;
+    }
+    metas[k] = s.infer(op, dense.data(), n, attrs, k);
+    strides[k] = contiguous_strides(metas[k].shape);
+    outs[k] =
+        KTensor{nullptr,           metas[k].dtype, static_cast<int32_t>(metas[k].shape.size()), metas[k].shape.data(),
+                strides[k].data(), device};
+  }
+  KernelCall kc{op, n, views.data(), outs.data(), &attrs, n_out, outs.data()};
+  const Kernel* kernel = find_kernel(list, kc);
+  if (!kernel) return {};
+  Outputs result = given;
+  for (int k = 0; k < n_out && !in_place; ++k) {
+    result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));
+    outs[k].data = result.back().impl()->data();
+  }
+  run_kernel(r, *kernel, kc, dense.data());
+  return result;
 }
 
 }  // namespace graft::dispatch

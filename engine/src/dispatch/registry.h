@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "graft/device.h"
@@ -95,16 +96,17 @@ struct OutMeta {
   DType dtype;
 };
 // Shape and dtype rule: validates the inputs (throwing graft::Error) and gives
-// the output's shape and dtype.
-using InferFn = OutMeta (*)(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs);
+// the shape and dtype of output number `output` (0 for ops with one output).
+using InferFn = OutMeta (*)(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, int output);
 
 // What the op table says of an op, and its shape rule.
 struct OpSchema {
   const char* name;  // stable name, as plugins refer to the op (and errors name it)
   int version;
   graft_op_category category;
-  bool composite;  // Note [Composite ops]
-  int n_inputs;    // the most inputs a call passes
+  bool composite;                  // Note [Composite ops]
+  bool gradient_by_decomposition;  // GRAFT_OP_BACKWARD: a kernel only when nothing needs recording
+  int n_inputs;                    // the most inputs a call passes
   int n_outputs;
   uint32_t reference_dtypes;  // GRAFT_DTYPE_* bits
   const char* attrs;          // the C struct of its attributes, e.g. "graft_softmax_attrs"
@@ -204,18 +206,34 @@ void load_discovered_plugins(Registry& r);
 
 // Runs op on inputs into out (already allocated with the right shape/dtype).
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
-// Runs op: applies its shape rule, allocates the output on the inputs' device, calls.
+// Runs a primitive op: applies its shape rule, allocates the output on the
+// inputs' device, calls (with fusion and the host fallback).
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
-// Whether a kernel allowed on this thread (BackendGuard) exists for op on
-// device; it may still refuse a particular call.
-bool has_kernels(OpId op, Device device);
-// Runs a composite op when a kernel on the inputs' device takes the call;
-// otherwise returns an undefined tensor and the caller computes it from other ops.
-Tensor try_run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});
-// The same for an op whose output is given (and updated in place): true when
-// a kernel took the call. Every tensor must be contiguous and on one device,
-// else it returns false without looking further.
-bool try_call(OpId op, std::initializer_list<Tensor> inputs, const Tensor& out, const Attrs& attrs = {});
+
+// A composite op's outputs.
+using Outputs = std::vector<Tensor>;
+// The kernel half of run_composite (dispatch/composite.cpp): the outputs by a
+// backend's kernel, or empty when none takes the call or the rule of Note
+// [Composite ops] forbids one.
+Outputs composite_kernel(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, const Outputs& given);
+
+// Runs a composite op (Note [Composite ops]): by a backend's kernel when one
+// takes the call, else by decompose(), which computes the outputs from other
+// ops (and returns a Tensor or Outputs). An undefined input is an optional
+// input left out. given: outputs to update in place (an optimizer's
+// parameter; the op's other inputs are then written too), or empty to
+// allocate them by the op's shape rule. *by_kernel tells which way ran.
+template <class Decompose>
+Outputs run_composite(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs, Decompose&& decompose,
+                      const Outputs& given = {}, bool* by_kernel = nullptr) {
+  Outputs out = composite_kernel(op, inputs.begin(), static_cast<int>(inputs.size()), attrs, given);
+  if (by_kernel) *by_kernel = !out.empty();
+  if (!out.empty()) return out;
+  if constexpr (std::is_same_v<std::invoke_result_t<Decompose>, Outputs>)
+    return decompose();
+  else
+    return Outputs{decompose()};
+}
 
 // For a call on a device where no kernel takes it: runs it on the host with
 // the CPU kernels, copying in and out (dispatch/fallback.cpp).

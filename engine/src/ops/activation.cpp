@@ -60,12 +60,10 @@ Tensor gelu(const Tensor& x_in, GELUFuncOptions options) {
   if (autograd::needs_grad(x)) {
     autograd::record("GeluBackward", {&x}, y, [tanh_form](Node& n, const Tensor& g) {
       const Tensor& x = n.saved(0);
-      if (!autograd::needs_grad(g, x)) {  // a backend's kernel, unless this must be recorded
-        Attrs a;
-        a.gelu_backward.tanh = tanh_form;
-        if (Tensor r = dispatch::try_run(OpId::gelu_backward, {g, x}, a); r.defined()) return Grads{r};
-      }
-      return Grads{g * gelu_derivative(x, tanh_form)};
+      Attrs a;
+      a.gelu_backward.tanh = tanh_form;
+      return Grads{dispatch::run_composite(OpId::gelu_backward, {g, x}, a,
+                                           [&] { return g * gelu_derivative(x, tanh_form); })[0]};
     })->save(x);
   }
   return y;

@@ -16,7 +16,9 @@ using dispatch::OutMeta;
 inline const char* op_name(OpId op) { return dispatch::Registry::get().schema(op).name; }
 
 // A shape rule: the output has input 0's shape and dtype.
-inline OutMeta same_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[0].sizes()), in[0].dtype()}; }
+inline OutMeta same_rule(OpId, const Tensor* in, int, const Attrs&, int) {
+  return {Dims(in[0].sizes()), in[0].dtype()};
+}
 
 // f() when input i of node n takes a gradient, else an undefined tensor: a
 // backward rule skips the work for inputs that do not require grad.

@@ -43,7 +43,7 @@ Attrs unfold_attrs(const F::UnfoldFuncOptions& o, int64_t height = 0, int64_t wi
   return a;
 }
 
-OutMeta unfold_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta unfold_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   const Tensor& x = in[0];
   const graft_unfold_attrs& u = a.unfold;
   int64_t ho = out_size(x.size(2), u.kernel_h, u.stride, u.padding, u.dilation);
@@ -51,43 +51,48 @@ OutMeta unfold_rule(OpId, const Tensor* in, int, const Attrs& a) {
   return {Dims{x.size(0), x.size(1) * u.kernel_h * u.kernel_w, ho * wo}, x.dtype()};
 }
 
-OutMeta fold_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta fold_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   const Tensor& cols = in[0];
   const graft_unfold_attrs& u = a.fold;
   return {Dims{cols.size(0), cols.size(1) / (u.kernel_h * u.kernel_w), u.output_h, u.output_w}, cols.dtype()};
 }
 
 // The composites' rules: their front ends below have checked the inputs.
-OutMeta conv2d_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta conv2d_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   const Tensor &x = in[0], &w = in[1];
   const graft_conv2d_attrs& c = a.conv2d;
   return {Dims{x.size(0), w.size(0), out_size(x.size(2), w.size(2), c.stride, c.padding, c.dilation),
                out_size(x.size(3), w.size(3), c.stride, c.padding, c.dilation)},
           x.dtype()};
 }
-OutMeta conv2d_backward_input_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta conv2d_backward_input_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   const graft_conv2d_attrs& c = a.conv2d_backward_input;
   return {Dims{in[0].size(0), in[1].size(1) * c.groups, c.h, c.w}, in[0].dtype()};
 }
-OutMeta conv2d_backward_weight_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta conv2d_backward_weight_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   const graft_conv2d_attrs& c = a.conv2d_backward_weight;
   return {Dims{in[0].size(1), in[1].size(1) / c.groups, c.h, c.w}, in[0].dtype()};
 }
-OutMeta pool_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+OutMeta pool_rule(OpId op, const Tensor* in, int, const Attrs& a, int) {
   const Tensor& x = in[0];
   const graft_pool2d_attrs& p = op == OpId::max_pool2d ? a.max_pool2d : a.avg_pool2d;
   return {Dims{x.size(0), x.size(1), out_size(x.size(2), p.kernel, p.stride, p.padding, p.dilation),
                out_size(x.size(3), p.kernel, p.stride, p.padding, p.dilation)},
           x.dtype()};
 }
-OutMeta like_input_1_rule(OpId, const Tensor* in, int, const Attrs&) { return {Dims(in[1].sizes()), in[0].dtype()}; }
-OutMeta avg_pool2d_backward_rule(OpId, const Tensor* in, int, const Attrs& a) {
+OutMeta like_input_1_rule(OpId, const Tensor* in, int, const Attrs&, int) {
+  return {Dims(in[1].sizes()), in[0].dtype()};
+}
+OutMeta avg_pool2d_backward_rule(OpId, const Tensor* in, int, const Attrs& a, int) {
   return {Dims{in[0].size(0), in[0].size(1), a.avg_pool2d_backward.h, a.avg_pool2d_backward.w}, in[0].dtype()};
 }
-OutMeta batch_norm_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+// Output 0 as x; outputs 1 and 2 per channel (forward without batch
+// statistics: empty, unwritten).
+OutMeta batch_norm_rule(OpId op, const Tensor* in, int, const Attrs& a, int output) {
   const Tensor& x = op == OpId::batch_norm ? in[0] : in[1];
-  if (op == OpId::batch_norm && !a.batch_norm.training) return {Dims(x.sizes()), x.dtype()};
-  return {Dims{x.numel() + 2 * x.size(1)}, x.dtype()};
+  if (output == 0) return {Dims(x.sizes()), x.dtype()};
+  bool stats = op == OpId::batch_norm_backward || a.batch_norm.training;
+  return {Dims{stats ? x.size(1) : 0}, x.dtype()};
 }
 
 }  // namespace
@@ -152,25 +157,24 @@ Tensor output_columns(const Tensor& g, int64_t groups) {
 }
 
 Tensor conv2d_backward_input(const Tensor& g, const Tensor& w, int64_t height, int64_t width, Conv2dFuncOptions o) {
-  Attrs a = conv_attrs(o, height, width);
-  if (!autograd::needs_grad(g, w))
-    if (Tensor r = dispatch::try_run(OpId::conv2d_backward_input, {g, w}, a); r.defined()) return r;
-  // The columns' gradient, per group [C/g kh kw, O/g] x [O/g, N L], folded back.
-  int64_t n = g.size(0), groups = o.groups;
-  Tensor wg = w.reshape({groups, w.size(0) / groups, -1});
-  Tensor cols = matmul(wg.transpose(1, 2), output_columns(g, groups));  // [g, C/g kh kw, N L]
-  int64_t l = g.size(2) * g.size(3);
-  cols = cols.view({groups, -1, n, l}).permute({2, 0, 1, 3}).reshape({n, -1, l});
-  return fold(cols, height, width, {w.size(2), w.size(3), o.stride, o.padding, o.dilation});
+  return dispatch::run_composite(OpId::conv2d_backward_input, {g, w}, conv_attrs(o, height, width), [&] {
+    // The columns' gradient, per group [C/g kh kw, O/g] x [O/g, N L], folded back.
+    int64_t n = g.size(0), groups = o.groups;
+    Tensor wg = w.reshape({groups, w.size(0) / groups, -1});
+    Tensor cols = matmul(wg.transpose(1, 2), output_columns(g, groups));  // [g, C/g kh kw, N L]
+    int64_t l = g.size(2) * g.size(3);
+    cols = cols.view({groups, -1, n, l}).permute({2, 0, 1, 3}).reshape({n, -1, l});
+    return fold(cols, height, width, {w.size(2), w.size(3), o.stride, o.padding, o.dilation});
+  })[0];
 }
 
 Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int64_t kw, Conv2dFuncOptions o) {
-  Attrs a = conv_attrs(o, kh, kw);
-  if (!autograd::needs_grad(g, x))
-    if (Tensor r = dispatch::try_run(OpId::conv2d_backward_weight, {g, x}, a); r.defined()) return r;
-  UnfoldFuncOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
-  Tensor gw = matmul(output_columns(g, o.groups), conv_columns(x, u, o.groups).transpose(1, 2));  // [g, O/g, C/g kh kw]
-  return gw.reshape({g.size(1), x.size(1) / o.groups, kh, kw});
+  return dispatch::run_composite(OpId::conv2d_backward_weight, {g, x}, conv_attrs(o, kh, kw), [&] {
+    UnfoldFuncOptions u{kh, kw, o.stride, o.padding, o.dilation, 0.0};
+    Tensor gw =
+        matmul(output_columns(g, o.groups), conv_columns(x, u, o.groups).transpose(1, 2));  // [g, O/g, C/g kh kw]
+    return gw.reshape({g.size(1), x.size(1) / o.groups, kh, kw});
+  })[0];
 }
 
 }  // namespace
@@ -193,26 +197,29 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dFuncOptio
   int64_t wo = out_size(x.size(3), u.kernel_w, o.stride, o.padding, o.dilation);
   check(ho > 0 && wo > 0, "graft: conv2d: a ", u.kernel_h, "x", u.kernel_w, " kernel (dilation ", o.dilation,
         ", padding ", o.padding, ") does not fit the input ", x.sizes(), "; the output would be ", ho, "x", wo);
-  Attrs a = conv_attrs(o);
-  Tensor y = b.defined() ? dispatch::try_run(OpId::conv2d, {x, w, b}, a) : dispatch::try_run(OpId::conv2d, {x, w}, a);
-  if (!y.defined()) {
-    // From other ops: one product per group over the whole batch, so the
-    // weight's gradient is one product too rather than N summed ones. A
-    // batch whose columns would pass kMaxColumns goes in slices (evaluating
-    // a thousand images at once), so no device meets a buffer larger than
-    // it can hold.
-    int64_t n = x.size(0), out = w.size(0);
-    int64_t per_image = std::max<int64_t>(1, x.size(1) * u.kernel_h * u.kernel_w * ho * wo);
-    if (int64_t slice = std::max<int64_t>(1, kMaxColumns / per_image); n > slice) {
-      std::vector<Tensor> parts;
-      for (int64_t i = 0; i < n; i += slice) parts.push_back(conv2d(x.slice(0, i, std::min(n, i + slice)), w, b, o));
-      return cat(parts, 0);
-    }
-    y = matmul(w.reshape({o.groups, out / o.groups, -1}), conv_columns(x, u, o.groups));  // [g, O/g, N L]
-    y = y.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
-    return b.defined() ? y + b.view({1, out, 1, 1}) : y;
-  }
-  if (autograd::needs_grad(x, w, b)) {
+  bool by_kernel = false;
+  Tensor y = dispatch::run_composite(
+      OpId::conv2d, {x, w, b}, conv_attrs(o),
+      [&] {
+        // From other ops (recorded as they run): one product per group over
+        // the whole batch, so the weight's gradient is one product too rather
+        // than N summed ones. A batch whose columns would pass kMaxColumns goes
+        // in slices (evaluating a thousand images at once), so no device meets
+        // a buffer larger than it can hold.
+        int64_t n = x.size(0), out = w.size(0);
+        int64_t per_image = std::max<int64_t>(1, x.size(1) * u.kernel_h * u.kernel_w * ho * wo);
+        if (int64_t slice = std::max<int64_t>(1, kMaxColumns / per_image); n > slice) {
+          std::vector<Tensor> parts;
+          for (int64_t i = 0; i < n; i += slice)
+            parts.push_back(conv2d(x.slice(0, i, std::min(n, i + slice)), w, b, o));
+          return cat(parts, 0);
+        }
+        Tensor r = matmul(w.reshape({o.groups, out / o.groups, -1}), conv_columns(x, u, o.groups));  // [g, O/g, N L]
+        r = r.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
+        return b.defined() ? r + b.view({1, out, 1, 1}) : r;
+      },
+      {}, &by_kernel)[0];
+  if (by_kernel && autograd::needs_grad(x, w, b)) {
     Node* node = autograd::record("Conv2dBackward", {&x, &w, &b}, y, [o](Node& n, const Tensor& g) {
       Tensor x = n.saved(0), w = n.saved(1);
       return Grads{if_needed(n, 0, [&] { return conv2d_backward_input(g, w, x.size(2), x.size(3), o); }),
@@ -242,25 +249,24 @@ UnfoldFuncOptions pool_unfold(const MaxPool2dFuncOptions& o, double pad_value) {
 Tensor planes(const Tensor& x) { return x.reshape({x.size(0) * x.size(1), 1, x.size(2), x.size(3)}); }
 
 Tensor max_pool2d_backward(const Tensor& g, const Tensor& x, const MaxPool2dFuncOptions& o) {
-  if (!autograd::needs_grad(g, x))
-    if (Tensor r = dispatch::try_run(OpId::max_pool2d_backward, {g, x}, pool_attrs(o)); r.defined()) return r;
-  // Each window's gradient goes to its first maximum, as in PyTorch and oneDNN.
-  Tensor cols = unfold(planes(x.detach()), pool_unfold(o, -INFINITY));  // [N C, k k, L]
-  int64_t k = cols.size(1);
-  Tensor window = arange(0, k, 1, TensorOptions().dtype(kInt64).device(x.device())).view({1, k, 1});
-  Tensor hit = window == cols.argmax(1, /*keepdim=*/true);
-  Tensor share = g.reshape({cols.size(0), 1, cols.size(2)});
-  return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), fold_options(pool_unfold(o, 0)))
-      .view(x.sizes());
+  return dispatch::run_composite(OpId::max_pool2d_backward, {g, x}, pool_attrs(o), [&] {
+    // Each window's gradient goes to its first maximum, as in PyTorch and oneDNN.
+    Tensor cols = unfold(planes(x.detach()), pool_unfold(o, -INFINITY));  // [N C, k k, L]
+    int64_t k = cols.size(1);
+    Tensor window = arange(0, k, 1, TensorOptions().dtype(kInt64).device(x.device())).view({1, k, 1});
+    Tensor hit = window == cols.argmax(1, /*keepdim=*/true);
+    Tensor share = g.reshape({cols.size(0), 1, cols.size(2)});
+    return fold(where(hit, share, zeros_like(share)), x.size(2), x.size(3), fold_options(pool_unfold(o, 0)))
+        .view(x.sizes());
+  })[0];
 }
 
 Tensor avg_pool2d_backward(const Tensor& g, int64_t height, int64_t width, const MaxPool2dFuncOptions& o) {
-  if (!autograd::needs_grad(g))
-    if (Tensor r = dispatch::try_run(OpId::avg_pool2d_backward, {g}, pool_attrs(o, height, width)); r.defined())
-      return r;
-  int64_t k = o.kernel_size * o.kernel_size, l = g.size(2) * g.size(3);
-  Tensor share = (g / double(k)).reshape({g.size(0) * g.size(1), 1, l}).expand({g.size(0) * g.size(1), k, l});
-  return fold(share, height, width, fold_options(pool_unfold(o, 0))).view({g.size(0), g.size(1), height, width});
+  return dispatch::run_composite(OpId::avg_pool2d_backward, {g}, pool_attrs(o, height, width), [&] {
+    int64_t k = o.kernel_size * o.kernel_size, l = g.size(2) * g.size(3);
+    Tensor share = (g / double(k)).reshape({g.size(0) * g.size(1), 1, l}).expand({g.size(0) * g.size(1), k, l});
+    return fold(share, height, width, fold_options(pool_unfold(o, 0))).view({g.size(0), g.size(1), height, width});
+  })[0];
 }
 
 Tensor pool(const char* op, const Tensor& x, MaxPool2dFuncOptions o, bool is_max) {
@@ -276,12 +282,11 @@ Tensor pool(const char* op, const Tensor& x, MaxPool2dFuncOptions o, bool is_max
   int64_t wo = out_size(x.size(3), o.kernel_size, o.stride, o.padding, o.dilation);
   check(ho > 0 && wo > 0, "graft: ", op, ": a ", o.kernel_size, "x", o.kernel_size, " window (dilation ", o.dilation,
         ", padding ", o.padding, ") does not fit the input ", x.sizes(), "; the output would be ", ho, "x", wo);
-  Tensor y = dispatch::try_run(is_max ? OpId::max_pool2d : OpId::avg_pool2d, {x}, pool_attrs(o));
-  if (!y.defined()) {
-    NoGradGuard no_grad;  // the gradient is the node below, as with a kernel
+  Tensor y = dispatch::run_composite(is_max ? OpId::max_pool2d : OpId::avg_pool2d, {x}, pool_attrs(o), [&] {
+    NoGradGuard no_grad;                 // the gradient is the node below, as with a kernel
     Tensor cols = unfold(planes(x), u);  // [N C, k k, L]
-    y = (is_max ? amax(cols, {1}) : cols.mean({1})).view({x.size(0), x.size(1), ho, wo});
-  }
+    return (is_max ? amax(cols, {1}) : cols.mean({1})).view({x.size(0), x.size(1), ho, wo});
+  })[0];
   if (autograd::needs_grad(x)) {
     int64_t h = x.size(2), w = x.size(3);
     Node* node = autograd::record(is_max ? "MaxPool2dBackward" : "AvgPool2dBackward", {&x}, y,
@@ -319,6 +324,46 @@ Grads batch_norm_grads(const Node& n, const Tensor& g, const Tensor& x, const Te
   return {gx, if_needed(n, 1, [&] { return gw.reshape({c}); }), if_needed(n, 2, [&] { return gb.reshape({c}); })};
 }
 
+// The node for a kernel's batch norm: with running statistics the gradient is
+// a few elementwise ops; with the batch's, batch_norm_backward (a kernel when
+// nothing needs recording, else batch_norm_grads).
+void record_batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& y, bool batch_stats,
+                       const BatchNormFuncOptions& o, const Dims& shape, const std::vector<int64_t>& dims) {
+  Node* node;
+  if (!batch_stats) {
+    node = autograd::record(
+        "BatchNormBackward", {&x, &o.weight, &o.bias}, y, [eps = o.eps, shape, dims](Node& n, const Tensor& g) {
+          Tensor x = n.saved(0), weight = n.saved(3);
+          Tensor invstd = (n.saved(2).view(shape) + eps).pow(-0.5);
+          return Grads{
+              if_needed(n, 0, [&] { return weight.defined() ? g * (weight.view(shape) * invstd) : g * invstd; }),
+              if_needed(n, 1, [&] { return (g * (x - n.saved(1).view(shape)) * invstd).sum(dims); }),
+              if_needed(n, 2, [&] { return g.sum(dims); })};
+        });
+  } else {
+    node = autograd::record(
+        "BatchNormBackward", {&x, &o.weight, &o.bias}, y, [eps = o.eps, shape, dims](Node& n, const Tensor& g) {
+          Tensor x = n.saved(0), weight = n.saved(3);
+          int64_t c = x.size(1);
+          Tensor saved;
+          {
+            NoGradGuard no_grad;
+            TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
+            saved = stack({n.saved(1), n.saved(2), weight.defined() ? weight.to(x.dtype()) : ones({c}, opts)});
+          }
+          Attrs a;
+          a.batch_norm_backward.eps = eps;
+          dispatch::Outputs r = dispatch::run_composite(OpId::batch_norm_backward, {g, x, saved}, a, [&] {
+            return dispatch::Outputs(batch_norm_grads(n, g, x, weight, eps, shape, dims));
+          });
+          return Grads{if_needed(n, 0, [&] { return r[0]; }),
+                       if_needed(n, 1, [&] { return r[1].dtype() == weight.dtype() ? r[1] : r[1].to(weight.dtype()); }),
+                       if_needed(n, 2, [&] { return r[2]; })};
+        });
+  }
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&x, &mean, &var, &o.weight}) node->save(*t);
+}
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions o) {
@@ -348,86 +393,41 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   };
 
   // A backend's kernel (Note [Composite ops]) takes the weight and bias as
-  // one [2, C] tensor.
-  bool recording = autograd::needs_grad(x, o.weight, o.bias);
-  Tensor packed;
-  if (dispatch::has_kernels(OpId::batch_norm, x.device())) {
+  // one [2, C] tensor, and the running statistics as another.
+  TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
+  Tensor affine, stats;
+  {
     NoGradGuard no_grad;
-    TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
-    Tensor affine = stack({o.weight.defined() ? o.weight.to(x.dtype()) : ones({c}, opts),
-                           o.bias.defined() ? o.bias.to(x.dtype()) : zeros({c}, opts)});
-    Attrs a;
-    a.batch_norm = {batch_stats, o.eps};
-    packed = batch_stats
-                 ? dispatch::try_run(OpId::batch_norm, {x, affine}, a)
-                 : dispatch::try_run(OpId::batch_norm,
-                                     {x, affine, stack({running_mean.to(x.dtype()), running_var.to(x.dtype())})}, a);
+    affine = stack({o.weight.defined() ? o.weight.to(x.dtype()) : ones({c}, opts),
+                    o.bias.defined() ? o.bias.to(x.dtype()) : zeros({c}, opts)});
+    if (!batch_stats) stats = stack({running_mean.to(x.dtype()), running_var.to(x.dtype())});
   }
-  if (packed.defined() && !batch_stats) {
-    // With running statistics the gradient is a few elementwise ops.
-    if (recording) {
-      Node* node = autograd::record("BatchNormBackward", {&x, &o.weight, &o.bias}, packed,
-                                    [eps = o.eps, shape, dims](Node& n, const Tensor& g) {
-        Tensor x = n.saved(0), weight = n.saved(3);
-        Tensor invstd = (n.saved(2).view(shape) + eps).pow(-0.5);
-        return Grads{if_needed(n, 0, [&] { return weight.defined() ? g * (weight.view(shape) * invstd) : g * invstd; }),
-                     if_needed(n, 1, [&] { return (g * (x - n.saved(1).view(shape)) * invstd).sum(dims); }),
-                     if_needed(n, 2, [&] { return g.sum(dims); })};
-      });
-      for (const Tensor* t : std::initializer_list<const Tensor*>{&x, &running_mean, &running_var, &o.weight})
-        node->save(*t);
-    }
-    return packed;
-  }
-  if (!packed.defined()) {
-    Tensor mean, var;
-    if (batch_stats) {
-      mean = x.mean(dims, true);
-      Tensor centered = x - mean;
-      var = (centered * centered).mean(dims, true);
-      update_running(mean, var);
-    } else {
-      mean = running_mean.view(shape);
-      var = running_var.view(shape);
-    }
-    Tensor y = (x - mean) / sqrt(var + o.eps);
-    if (o.weight.defined()) y = y * o.weight.view(shape);
-    if (o.bias.defined()) y = y + o.bias.view(shape);
-    return y;
-  }
-  // The kernel's output holds y, then the batch's mean and biased variance.
-  // y is its head; the statistics are copied out here and the tail is never
-  // read again, so y is no view of anything a user can reach.
-  int64_t numel = x.numel();
-  Tensor y = make_view(packed, x.sizes(), contiguous_strides(x.sizes()), 0);
-  y.impl()->is_view = false;
-  Tensor stats = make_view(packed, {2, c}, {c, 1}, numel).clone();
-  update_running(stats.slice(0, 0, 1), stats.slice(0, 1, 2));
-  if (recording) {
-    Node* node = autograd::record(
-        "BatchNormBackward", {&x, &o.weight, &o.bias}, y, [eps = o.eps, shape, dims, c](Node& n, const Tensor& g) {
-          Tensor x = n.saved(0), stats = n.saved(1), weight = n.saved(2);
-          if (!autograd::needs_grad(g, x, weight)) {
-            Attrs a;
-            a.batch_norm_backward.eps = eps;
-            TensorOptions opts = TensorOptions().dtype(x.dtype()).device(x.device());
-            Tensor saved = cat({stats, weight.defined() ? weight.to(x.dtype()).view({1, c}) : ones({1, c}, opts)});
-            if (Tensor r = dispatch::try_run(OpId::batch_norm_backward, {g, x, saved}, a); r.defined()) {
-              // The [C] gradients are copied out, so that they do not hold x's.
-              int64_t numel = x.numel();
-              Tensor gw = make_view(r, {c}, {1}, numel);
-              return Grads{
-                  if_needed(n, 0, [&] { return make_view(r, x.sizes(), contiguous_strides(x.sizes()), 0); }),
-                  if_needed(n, 1, [&] { return gw.dtype() == weight.dtype() ? gw.clone() : gw.to(weight.dtype()); }),
-                  if_needed(n, 2, [&] { return make_view(r, {c}, {1}, numel + c).clone(); })};
-            }
-          }
-          return batch_norm_grads(n, g, x, weight, eps, shape, dims);
-        });
-    node->save(x);
-    node->save(stats);
-    node->save(o.weight);
-  }
+  Attrs a;
+  a.batch_norm = {batch_stats, o.eps};
+  bool by_kernel = false;
+  dispatch::Outputs out = dispatch::run_composite(
+      OpId::batch_norm, {x, affine, stats}, a,
+      [&] {
+        Tensor mean = running_mean.defined() ? running_mean.view(shape) : Tensor(), var;
+        var = running_var.defined() ? running_var.view(shape) : Tensor();
+        if (batch_stats) {
+          mean = x.mean(dims, true);
+          Tensor centered = x - mean;
+          var = (centered * centered).mean(dims, true);
+          update_running(mean, var);
+        }
+        Tensor y = (x - mean) / sqrt(var + o.eps);
+        if (o.weight.defined()) y = y * o.weight.view(shape);
+        if (o.bias.defined()) y = y + o.bias.view(shape);
+        return y;
+      },
+      {}, &by_kernel);
+  Tensor y = out[0];
+  if (!by_kernel) return y;  // recorded op by op
+  if (batch_stats) update_running(out[1], out[2]);
+  if (autograd::needs_grad(x, o.weight, o.bias))
+    record_batch_norm(x, batch_stats ? out[1] : running_mean, batch_stats ? out[2] : running_var, y, batch_stats, o,
+                      shape, dims);
   return y;
 }
 

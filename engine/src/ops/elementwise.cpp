@@ -9,7 +9,7 @@ namespace ops {
 
 namespace {
 
-OutMeta broadcast_rule(OpId op, const Tensor* in, int n, const Attrs&) {
+OutMeta broadcast_rule(OpId op, const Tensor* in, int n, const Attrs&, int) {
   Dims shape(in[0].sizes());
   for (int i = 1; i < n; ++i) shape = broadcast_shapes(shape, in[i].sizes(), op_name(op));
   bool compare = dispatch::category(op) == GRAFT_OP_COMPARISON;
@@ -252,13 +252,12 @@ Tensor unary(OpId op, const char* name, const Tensor& x_in, bool needs_float, bo
   Tensor y = dispatch::run(op, {x});
   if (autograd::needs_grad(x)) {
     Node* n = autograd::record(name, {&x}, y, [backward, code](Node& n, const Tensor& g) {
+      if (code == kNoCode) return Grads{backward(g, n.saved(0), n.saved(1))};
       const Tensor& saved = n.saved(0).defined() ? n.saved(0) : n.saved(1);
-      if (code != kNoCode && !autograd::needs_grad(g, saved)) {
-        Attrs a;
-        a.eltwise_backward.function = code;
-        if (Tensor r = dispatch::try_run(OpId::eltwise_backward, {g, saved}, a); r.defined()) return Grads{r};
-      }
-      return Grads{backward(g, n.saved(0), n.saved(1))};
+      Attrs a;
+      a.eltwise_backward.function = code;
+      return Grads{dispatch::run_composite(OpId::eltwise_backward, {g, saved}, a,
+                                           [&] { return backward(g, n.saved(0), n.saved(1)); })[0]};
     });
     n->save(save_input ? x : Tensor());
     n->save(save_input ? Tensor() : y, /*is_output=*/true);

@@ -6,7 +6,7 @@ namespace graft {
 namespace ops {
 namespace {
 
-OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&) {
+OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&, int) {
   const Tensor &a = in[0], &b = in[1];
   check(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
         "graft internal error: batched matmul of ", a.sizes(), " and ", b.sizes());

@@ -7,14 +7,14 @@ namespace graft {
 namespace ops {
 namespace {
 
-OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+OutMeta softmax_rule(OpId op, const Tensor* in, int, const Attrs& a, int) {
   check(is_floating(in[0].dtype()), "graft: ", op_name(op), " needs a floating-point tensor, got ", in[0].dtype(),
         in[0].sizes());
   (void)a;
   return {Dims(in[0].sizes()), in[0].dtype()};
 }
 
-OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&) {
+OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&, int) {
   return {Dims{in[0].size(0), in[1].size(0)}, in[0].dtype()};
 }
 
@@ -28,13 +28,12 @@ Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
     const char* name = op == OpId::softmax ? "SoftmaxBackward" : "LogSoftmaxBackward";
     autograd::record(name, {&x}, y, [op, d](Node& n, const Tensor& g) {
       Tensor y = n.saved(0);
-      if (!autograd::needs_grad(g, y)) {
-        Attrs a;
-        a.softmax_backward = {d, op == OpId::log_softmax};
-        if (Tensor r = dispatch::try_run(OpId::softmax_backward, {g, y}, a); r.defined()) return Grads{r};
-      }
-      if (op == OpId::softmax) return Grads{y * (g - sum(g * y, {d}, true))};
-      return Grads{g - exp(y) * sum(g, {d}, true)};
+      Attrs a;
+      a.softmax_backward = {d, op == OpId::log_softmax};
+      return Grads{dispatch::run_composite(OpId::softmax_backward, {g, y}, a, [&] {
+        if (op == OpId::softmax) return y * (g - sum(g * y, {d}, true));
+        return g - exp(y) * sum(g, {d}, true);
+      })[0]};
     })->save(y, /*is_output=*/true);
   }
   return y;
@@ -91,31 +90,35 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         w.size(1), " (in_features)");
   check(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "graft: linear: the bias must be [", w.size(0),
         "] (out_features), got ", b.defined() ? Dims(b.sizes()) : Dims());
-  if (x.dtype() == w.dtype() && (!b.defined() || b.dtype() == w.dtype()) && x.device() == w.device() &&
-      w.size(1) > 0) {
-    Tensor x2 = x.reshape({-1, w.size(1)});
-    Attrs a;
-    a.linear.has_bias = b.defined();
-    Tensor y =
-        b.defined() ? dispatch::try_run(OpId::linear, {x2, w, b}, a) : dispatch::try_run(OpId::linear, {x2, w}, a);
-    if (y.defined()) {
-      if (autograd::needs_grad(x2, w, b)) {
-        Node* n = autograd::record("LinearBackward", {&x2, &w, &b}, y, [](Node& n, const Tensor& g) {
-          Tensor x = n.saved(0), w = n.saved(1);
-          return Grads{if_needed(n, 0, [&] { return matmul(g, w); }),
-                       if_needed(n, 1, [&] { return matmul(g.t(), x); }),
-                       if_needed(n, 2, [&] { return g.sum({0}); })};
-        });
-        n->save(x2);
-        n->save(w);
-      }
-      Dims shape(x.sizes());
-      shape.back() = w.size(0);
-      return y.view(shape);
-    }
+  auto decompose = [&] {
+    Tensor y = matmul(x, w.t());
+    return b.defined() ? y + b : y;
+  };
+  // A backend's kernel takes [M, K] inputs of one dtype and device.
+  if (x.dtype() != w.dtype() || (b.defined() && b.dtype() != w.dtype()) || x.device() != w.device() || w.size(1) == 0)
+    return decompose();
+  Tensor x2 = x.reshape({-1, w.size(1)});
+  Attrs a;
+  a.linear.has_bias = b.defined();
+  bool by_kernel = false;
+  Tensor y = dispatch::run_composite(
+      OpId::linear, {x2, w, b}, a,
+      [&] {
+        return decompose().reshape({-1, w.size(0)});
+      },
+      {}, &by_kernel)[0];
+  if (by_kernel && autograd::needs_grad(x2, w, b)) {
+    Node* n = autograd::record("LinearBackward", {&x2, &w, &b}, y, [](Node& n, const Tensor& g) {
+      Tensor x = n.saved(0), w = n.saved(1);
+      return Grads{if_needed(n, 0, [&] { return matmul(g, w); }), if_needed(n, 1, [&] { return matmul(g.t(), x); }),
+                   if_needed(n, 2, [&] { return g.sum({0}); })};
+    });
+    n->save(x2);
+    n->save(w);
   }
-  Tensor y = matmul(x, w.t());
-  return b.defined() ? y + b : y;
+  Dims shape(x.sizes());
+  shape.back() = w.size(0);
+  return y.view(shape);
 }
 
 namespace {

@@ -41,7 +41,7 @@ Tensor expand_reduced(const Tensor& g, IntList shape, int64_t mask, bool keepdim
 
 namespace {
 
-OutMeta reduce_rule(OpId op, const Tensor* in, int, const Attrs& a) {
+OutMeta reduce_rule(OpId op, const Tensor* in, int, const Attrs& a, int) {
   DType t = in[0].dtype();
   if (op == OpId::argmax)
     t = kInt64;

@@ -22,7 +22,8 @@ namespace optim::detail {
 
 bool fused_update(dispatch::OpId op, std::initializer_list<Tensor> inputs, Tensor& param,
                   const dispatch::Attrs& attrs) {
-  if (!dispatch::try_call(op, inputs, param, attrs)) return false;
+  int n = static_cast<int>(inputs.size());
+  if (dispatch::composite_kernel(op, inputs.begin(), n, attrs, {param}).empty()) return false;
   // In-place writes, as far as autograd's saved-tensor checks go.
   param.impl()->bump_version();
   for (auto it = inputs.begin() + 1; it != inputs.end(); ++it) it->impl()->bump_version();  // not the gradient

@@ -6,8 +6,9 @@
 namespace graft::optim::detail {
 
 // Runs op's kernel on param's device when one takes the call (every tensor
-// contiguous), bumping the versions of everything it wrote; false otherwise,
-// and then the caller computes the update from graft ops.
+// contiguous; the kernel half of dispatch::run_composite with param given),
+// bumping the versions of everything it wrote; false otherwise, and then the
+// caller computes the update from graft ops.
 bool fused_update(dispatch::OpId op, std::initializer_list<Tensor> inputs, Tensor& param, const dispatch::Attrs& attrs);
 
 }  // namespace graft::optim::detail

@@ -18,7 +18,8 @@
  * - category: a graft_op_category (which decides broadcasting, the output's
  *   dtype rule, and whether a fuser may take the op).
  * - flags: GRAFT_OP_COMPOSITE when graft has no reference kernel for it and
- *   computes it from other ops where no backend has one; else 0.
+ *   computes it from other ops where no backend has one, GRAFT_OP_BACKWARD
+ *   for the backward ops among those; else 0.
  * - inputs: the most input tensors a call passes.
  * - outputs: the output tensors a call writes.
  * - reference_dtypes: GRAFT_DTYPE_* bits that the reference kernels compute
@@ -49,6 +50,9 @@ typedef enum {
 
 /** The op is a composite: no reference kernel; graft computes it from other ops where no backend has one. */
 #define GRAFT_OP_COMPOSITE 1
+/** A backward op: autograd differentiates it only through the ops it decomposes into, so graft runs a
+ * backend's kernel for it only when nothing needs recording (a second derivative needs the decomposition). */
+#define GRAFT_OP_BACKWARD 2
 
 /** The reference dtypes of float math. */
 #define GRAFT_OP_FLOATS (GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64)
@@ -232,32 +236,33 @@ typedef struct {
   X(conv2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_conv2d_attrs, \
     "inputs x [N, C, H, W], weight [O, C / groups, kh, kw], optional bias [O]; square stride, padding " \
     "and dilation") \
-  X(conv2d_backward_input, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_conv2d_attrs, \
+  X(conv2d_backward_input, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_conv2d_attrs, \
     "inputs grad [N, O, Ho, Wo], weight; output [N, C, h, w]") \
-  X(conv2d_backward_weight, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_conv2d_attrs, \
+  X(conv2d_backward_weight, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_conv2d_attrs, \
     "inputs grad [N, O, Ho, Wo], x [N, C, H, W]; output [O, C / groups, h, w] (h, w: the kernel's)") \
   X(max_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
     "input [N, C, H, W]; square windows") \
-  X(max_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_pool2d_attrs, \
+  X(max_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_pool2d_attrs, \
     "inputs grad [N, C, Ho, Wo], x [N, C, H, W]; output x's shape; each window's gradient goes to its " \
     "first maximum") \
   X(avg_pool2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
     "input [N, C, H, W]; averages include padded zeros") \
-  X(avg_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 1, 1, 0, graft_pool2d_attrs, \
+  X(avg_pool2d_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 1, 1, 0, graft_pool2d_attrs, \
     "input grad [N, C, Ho, Wo]; output [N, C, h, w]") \
-  X(batch_norm, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_batch_norm_attrs, \
+  X(batch_norm, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 3, 0, graft_batch_norm_attrs, \
     "inputs x [N, C, ...] contiguous, affine [2, C] (weight; bias), and unless training stats [2, C] " \
-    "(mean; variance). training: batch statistics, output flat [x.numel + 2 C] holding y, the mean and the " \
-    "biased variance; else output y") \
-  X(batch_norm_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_batch_norm_attrs, \
-    "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); output flat " \
-    "[x.numel + 2 C] holding the gradients of x, weight and bias (batch statistics)") \
-  X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_softmax_backward_attrs, \
+    "(mean; variance); outputs y (x's shape) and, when training, the batch's mean [C] and biased variance [C] " \
+    "(else [0] each, unwritten)") \
+  X(batch_norm_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 3, 3, 0, \
+    graft_batch_norm_attrs, \
+    "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); outputs the " \
+    "gradients of x, of the weight [C] and of the bias [C], with the batch's statistics") \
+  X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_softmax_backward_attrs, \
     "inputs grad, y (the forward's output), one shape") \
-  X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_eltwise_backward_attrs, \
+  X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_eltwise_backward_attrs, \
     "inputs grad and s (the forward's output y or input x, see graft_eltwise_function), one shape; " \
     "output grad times the derivative") \
-  X(gelu_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_gelu_backward_attrs, \
+  X(gelu_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_gelu_backward_attrs, \
     "inputs grad and x, one shape; output grad times the derivative of gelu (or gelu_tanh) at x") \
   X(sgd_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 2, 1, 0, graft_sgd_update_attrs, \
     "output the parameter, updated in place; inputs grad and the momentum buffer (grad again when momentum is " \

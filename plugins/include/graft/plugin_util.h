@@ -51,6 +51,9 @@ inline bool is_contiguous(const DLTensor& t) noexcept {
   return true;
 }
 
+/** Whether t is an optional input the caller left out (data NULL, ndim 0; see graft_kernel_args). */
+inline bool is_absent(const DLTensor& t) noexcept { return t.data == nullptr && t.ndim == 0; }
+
 /** graft's GRAFT_DTYPE_* bit for a DLPack dtype, or 0 for one graft does not have. */
 inline uint32_t dtype_bit(DLDataType d) noexcept {
   if (d.lanes != 1) return 0;
@@ -59,6 +62,7 @@ inline uint32_t dtype_bit(DLDataType d) noexcept {
   if (d.code == kDLInt && d.bits == 32) return GRAFT_DTYPE_INT32;
   if (d.code == kDLInt && d.bits == 64) return GRAFT_DTYPE_INT64;
   if (d.code == GRAFT_DL_BOOL && d.bits == 8) return GRAFT_DTYPE_BOOL;
+  if (d.code == kDLBfloat && d.bits == 16) return GRAFT_DTYPE_BFLOAT16;
   return 0;
 }
 
