@@ -90,6 +90,7 @@ Outcome evaluate(const OpCase& c, const std::vector<Tensor>& host, DType dtype, 
   Outcome o;
   uint64_t f0 = fallbacks_now(), op0 = calls_now(c.op, backend);
   o.out = c.fn(in);
+  synchronize(device.str());  // fused ops count when computed
   if (result) {
     result->forward_fallbacks = fallbacks_now() - f0;
     result->forward_by_backend = calls_now(c.op, backend) > op0;

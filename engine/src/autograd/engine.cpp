@@ -7,7 +7,7 @@
 
 #include "autograd/accumulate_grad.h"
 #include "autograd/function.h"
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "graft/ops.h"
 
 namespace graft::autograd {
@@ -200,7 +200,7 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
   std::vector<Capture> none;
   run_backward(roots, std::move(grads), options.retain_graph || options.create_graph, options.create_graph,
                /*accumulate=*/true, none);
-  dispatch::flush();  // a graph boundary (Note [Fusion])
+  fusion::flush();  // a graph boundary (Note [Fusion])
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs, GradOptions options,
@@ -220,7 +220,7 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   for (const Tensor& t : inputs) hold.push_back(gradient_edge(t).fn);
   run_backward(roots, std::move(grads), options.retain_graph || options.create_graph, options.create_graph,
                /*accumulate=*/false, captures);
-  dispatch::flush();  // a graph boundary (Note [Fusion])
+  fusion::flush();  // a graph boundary (Note [Fusion])
   std::vector<Tensor> result;
   for (size_t i = 0; i < captures.size(); ++i) {
     check(captures[i].reached || options.allow_unused, "graft: autograd::grad: input ", i, " (", inputs[i].dtype(),

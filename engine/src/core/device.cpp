@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/storage.h"
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
@@ -301,7 +301,7 @@ void empty_cache(const std::string& device) { device_backend(existing_device(dev
 
 void synchronize(const std::string& device) {
   Device d(device);
-  dispatch::flush_all();  // pending fused work first (Note [Fusion])
+  fusion::flush_all();  // pending fused work first (Note [Fusion])
   device_backend(d).synchronize(d.index());
 }
 

@@ -5,6 +5,7 @@
 #include "autograd/accumulate_grad.h"
 #include "autograd/function.h"
 #include "core/tensor_impl.h"
+#include "fusion/fusion.h"
 #include "graft/ops.h"
 
 namespace graft {
@@ -48,7 +49,10 @@ int64_t Tensor::numel() const { return impl_->numel; }
 int64_t Tensor::storage_offset() const { return impl_->offset; }
 DType Tensor::dtype() const { return impl_->dtype; }
 Device Tensor::device() const { return impl_->device(); }
-void* Tensor::data_ptr() const { return impl_->data(); }
+void* Tensor::data_ptr() const {
+  fusion::materialize(*impl_, fusion::Access::write);  // Note [Materialization]
+  return impl_->address();
+}
 uint32_t Tensor::version() const { return impl_->version(); }
 
 bool Tensor::is_contiguous() const {
@@ -82,7 +86,8 @@ std::vector<T> Tensor::to_vector() const {
     NoGradGuard no_grad;
     host = cpu().to(dtype_of<T>::value).contiguous();
   }
-  const T* p = static_cast<const T*>(host.impl()->read_data());
+  fusion::materialize(*host.impl(), fusion::Access::read);
+  const T* p = static_cast<const T*>(host.impl()->address());
   return std::vector<T>(p, p + host.numel());
 }
 

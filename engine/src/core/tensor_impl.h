@@ -10,9 +10,6 @@ namespace graft {
 namespace autograd {
 class Node;
 }
-namespace dispatch {
-void flush_for(const Storage& storage, bool write);  // dispatch/fusion.h
-}
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -34,22 +31,9 @@ struct TensorImpl {
   std::vector<Tensor::Hook> hooks;  // a leaf's hooks; a non-leaf's live on its grad_fn
 
   Device device() const { return storage->device; }
-  // The first element's address, for reading and writing: pending work that
-  // writes or reads the memory is computed first (Note [Fusion]).
-  void* data() const {
-    if (storage->fusion_writer.load(std::memory_order_acquire) ||
-        storage->fusion_readers.load(std::memory_order_acquire)) [[unlikely]]
-      dispatch::flush_for(*storage, true);
-    return address();
-  }
-  // The same, for reading only: only pending work that writes it runs first.
-  const void* read_data() const {
-    if (storage->fusion_writer.load(std::memory_order_acquire)) [[unlikely]]
-      dispatch::flush_for(*storage, false);
-    return address();
-  }
-
-  // The address with no pending work considered (data and read_data).
+  // The first element's address. Memory that pending fused work writes or
+  // reads is not computed yet: fusion::materialize comes first (Note
+  // [Materialization] in fusion/fusion.h).
   void* address() const {
     if (!storage->exposed.load(std::memory_order_relaxed)) storage->exposed.store(true, std::memory_order_relaxed);
     return static_cast<char*>(storage->data) + offset * static_cast<int64_t>(element_size(dtype));

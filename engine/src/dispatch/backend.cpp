@@ -1,7 +1,7 @@
 #include "graft/backend.h"
 
 #include "core/storage.h"
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/error.h"
 
@@ -57,7 +57,7 @@ void reset_dispatch_stats() { dispatch::Registry::get().reset_counts(); }
 
 std::vector<std::pair<std::string, double>> fusion_stats() {
   dispatch::Registry::get();  // plugins add fusers
-  return dispatch::fusion_counters();
+  return fusion::counters();
 }
 
 namespace {

@@ -8,7 +8,7 @@
 #include "autograd/function.h"
 #include "core/profiler.h"
 #include "core/tensor_impl.h"
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "graft/autograd.h"
 #include "graft/error.h"
 
@@ -176,7 +176,8 @@ thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 
 KTensor view_of(const Tensor& t, bool write) {
   const TensorImpl* impl = t.impl();
-  void* data = write ? impl->data() : const_cast<void*>(impl->read_data());
+  fusion::materialize(*impl, write ? fusion::Access::write : fusion::Access::read);  // Note [Materialization]
+  void* data = impl->address();
   return KTensor{
       data,          impl->dtype, static_cast<int32_t>(impl->sizes.size()), impl->sizes.data(), impl->strides.data(),
       impl->device()};
@@ -254,7 +255,7 @@ const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc
 }  // namespace
 
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
-  if (record(op, inputs, n_inputs, out, attrs)) return;  // Note [Fusion]
+  if (fusion::record(op, inputs, n_inputs, out, attrs)) return;  // Note [Fusion]
   Device device = out.device();
   std::array<KTensor, kMaxInputs> views;
   views_of(op, inputs, n_inputs, device, "the output", views.data());
@@ -359,7 +360,7 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
   Outputs result = given;
   for (int k = 0; k < n_out && !in_place; ++k) {
     result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));
-    outs[k].data = result.back().impl()->data();
+    outs[k].data = result.back().impl()->address();  // fresh: nothing pending
   }
   run_kernel(r, *kernel, kc, dense.data());
   return result;

@@ -160,14 +160,6 @@ class Registry {
   void count_call(OpId op, uint16_t backend) {
     calls_[static_cast<size_t>(op)][backend].fetch_add(1, std::memory_order_relaxed);
   }
-  // An op counted for a backend that did not run it after all (a fuser that
-  // failed and handed it back).
-  void uncount_call(OpId op, uint16_t backend) {
-    auto& n = calls_[static_cast<size_t>(op)][backend];
-    uint64_t v = n.load(std::memory_order_relaxed);
-    while (v > 0 && !n.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
-    }  // a reset in between leaves nothing to take back
-  }
   void count_fallback(OpId op) { fallbacks_[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
   uint64_t calls(OpId op, uint16_t backend) const {
     return calls_[static_cast<size_t>(op)][backend].load(std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 // Copies and conversions (clone, contiguous, to), and the in-place ops.
 #include <vector>
 
+#include "fusion/fusion.h"
 #include "ops/common.h"
 
 namespace graft {
@@ -13,6 +14,12 @@ Tensor copy_into_new(const Tensor& x, DType type) {
   return out;
 }
 
+// src's memory for reading, its pending work computed (Note [Materialization]).
+const void* read_address(const Tensor& src) {
+  fusion::materialize(*src.impl(), fusion::Access::read);
+  return src.impl()->address();
+}
+
 // Copies contiguous src into contiguous out of the same size and dtype on
 // another device, through host memory when neither side is the host.
 void transfer(const Tensor& src, const Tensor& out) {
@@ -23,13 +30,13 @@ void transfer(const Tensor& src, const Tensor& out) {
   DeviceBackend& to = device_backend(device);
   if (device.is_cpu()) {
     from.synchronize(src.device().index());
-    from.copy_to_host(out.data_ptr(), src.impl()->read_data(), nbytes, src.device().index());
+    from.copy_to_host(out.data_ptr(), read_address(src), nbytes, src.device().index());
   } else if (src.device().is_cpu()) {
-    to.copy_from_host(out.data_ptr(), src.impl()->read_data(), nbytes, device.index());
+    to.copy_from_host(out.data_ptr(), read_address(src), nbytes, device.index());
   } else {
     std::vector<char> staging(nbytes);
     from.synchronize(src.device().index());
-    from.copy_to_host(staging.data(), src.impl()->read_data(), nbytes, src.device().index());
+    from.copy_to_host(staging.data(), read_address(src), nbytes, src.device().index());
     to.copy_from_host(out.data_ptr(), staging.data(), nbytes, device.index());
   }
 }

@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "graft/autograd.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
@@ -86,7 +86,7 @@ void Adam::step() {
       p.sub_(m / denom * step_size);
     }
   }
-  dispatch::flush();  // a graph boundary (Note [Fusion])
+  fusion::flush();  // a graph boundary (Note [Fusion])
 }
 
 }  // namespace graft::optim

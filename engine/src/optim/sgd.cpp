@@ -1,4 +1,4 @@
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "graft/autograd.h"
 #include "graft/ops.h"
 #include "graft/optim.h"
@@ -66,7 +66,7 @@ void SGD::step() {
       p.add_(d, -lr);
     }
   }
-  dispatch::flush();  // a graph boundary (Note [Fusion])
+  fusion::flush();  // a graph boundary (Note [Fusion])
 }
 
 }  // namespace graft::optim

@@ -15,7 +15,7 @@
 
 #include "core/parallel.h"
 #include "core/storage.h"
-#include "dispatch/fusion.h"
+#include "fusion/fusion.h"
 #include "dispatch/registry.h"
 #include "graft/backend.h"
 #include "graft/error.h"
@@ -151,7 +151,7 @@ int32_t host_add_fuser(graft_host* host, const graft_fuser* fuser, char* message
     return GRAFT_INVALID;
   }
   if (int16_t t = find_device_type(type); t >= 0)
-    if (int b = dispatch::fuser_backend(t); b >= 0) {
+    if (int b = fusion::fuser_backend(t); b >= 0) {
       write(message, size,
             "add_fuser: device type '" + type + "' already has a fuser, from backend '" +
                 s.registry->backend_name(static_cast<uint16_t>(b)) + "'");
@@ -249,7 +249,7 @@ void commit(Staging& s) {
     int16_t type = find_device_type(device_type);
     if (type < 0) continue;
     fuser.device_type = nullptr;  // the plugin's string; graft keeps the type's number
-    dispatch::add_fuser(type, fuser, backend);
+    fusion::add_fuser(type, fuser, backend);
   }
 }
 

@@ -9,11 +9,10 @@
 //
 // The pending work is computed (flushed) when
 //  - memory that pending work writes is touched, or memory it reads is
-//    written: TensorImpl::data() (read and write) and read_data() (read
-//    only) are the ways to a tensor's memory (kernel arguments, host reads,
-//    in-place writes) and flush first. So a host read, an op that is not
-//    elementwise, an in-place write to an input of the expression or a view
-//    of a pending value all see computed values;
+//    written: fusion::materialize is the one step before every access to a
+//    tensor's memory (Note [Materialization] in fusion/fusion.h). So a host
+//    read, an op that is not elementwise, an in-place write to an input of
+//    the expression or a view of a pending value all see computed values;
 //  - the expression grows past kMaxNodes nodes or kMaxOperands inputs;
 //  - a graph boundary is reached: the end of backward() and of an
 //    optimizer's step(), and graft::synchronize (every thread's work).
@@ -35,20 +34,15 @@
 // the ones still referenced are written by the fill kernel.
 //
 // Autograd records ops above this layer, exactly as without it, so backward
-// rules made of elementwise ops fuse too. When the fuser fails, every
+// rules made of elementwise ops fuse too. An op counts for the fuser's backend
+// (graft::dispatch_stats) when a flush has computed it, not when recorded. When the fuser fails, every
 // pending op runs one by one with the other backends, and the failure is
 // reported once. When a flush throws (out of memory), everything stays
 // pending and the next access tries again: outputs are fresh and inputs
 // unchanged, so computing twice gives the same values.
-#include "dispatch/fusion.h"
+#include "fusion/pending.h"
 
 #include <algorithm>
-#include <array>
-#include <atomic>
-#include <deque>
-#include <map>
-#include <memory>
-#include <mutex>
 
 #include "core/profiler.h"
 #include "core/tensor_impl.h"
@@ -56,58 +50,29 @@
 #include "graft/log.h"
 #include "plugins/plugin_kernel.h"
 
-namespace graft::dispatch {
+namespace graft::fusion {
 
-namespace {
-
-constexpr size_t kMaxNodes = 96;
-constexpr size_t kMaxOperands = 24;
-constexpr size_t kNumDTypes = 5;
-
-struct Fuser {
-  graft_fuser api;
-  uint16_t backend;
-  std::array<std::array<bool, kNumDTypes>, kNumOps> supports{};
-};
-
-// A tensor pending work reads that no pending node writes.
-struct Input {
-  std::shared_ptr<Storage> storage;
-  Dims sizes, strides;
-  int64_t offset;
-  DType dtype;
-};
-
-struct Node {
-  OpId op;
-  DType dtype;
-  Dims shape;
-  Attrs attrs;
-  int n_args = 0;
-  std::array<int, 3> args{};   // a node (>= 0) or an input, -(input + 1)
-  std::weak_ptr<Storage> out;  // the tensor waiting for the value
-};
-
-// One thread's pending work (Note [Fusion]: each thread's flushes fall by
-// its own program order, so its results never depend on other threads).
-struct Pending {
-  Device device{-1, 0};  // where the pending work runs
-  std::vector<Node> nodes;
-  std::vector<Input> inputs;
-};
-
-struct State {
-  std::mutex mutex;  // every Pending, the marks on storages and the counters
-  std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
-  std::vector<Pending*> lists;                                      // of every thread
-  bool warned = false;
-  uint64_t recorded = 0, flushes = 0, calls = 0, fallbacks = 0;
-};
+using dispatch::allowed_backends;
+using dispatch::Registry;
 
 State& state() {
   static auto* s = new State;  // leaked: pending work may outlive static destruction
   return *s;
 }
+
+Tensor wrap(const std::shared_ptr<Storage>& storage, IntList sizes, IntList strides, int64_t offset, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = storage;
+  impl->sizes = Dims(sizes);
+  impl->strides = Dims(strides);
+  impl->offset = offset;
+  impl->numel = numel_of(sizes);
+  impl->dtype = dtype;
+  impl->is_view = true;
+  return Tensor(std::move(impl));
+}
+
+namespace {
 
 void flush_list(State& s, Pending& p);
 
@@ -151,27 +116,6 @@ bool fuser_takes(const Fuser& f, OpId op, DType t) {
   return f.supports[static_cast<size_t>(op)][static_cast<size_t>(dtype_index(t))];
 }
 
-// A tensor over a storage, as the eager path and groups see it.
-Tensor wrap(const std::shared_ptr<Storage>& storage, IntList sizes, IntList strides, int64_t offset, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = storage;
-  impl->sizes = Dims(sizes);
-  impl->strides = Dims(strides);
-  impl->offset = offset;
-  impl->numel = numel_of(sizes);
-  impl->dtype = dtype;
-  impl->is_view = true;
-  return Tensor(std::move(impl));
-}
-
-Dims broadcast_to(IntList sizes, IntList strides, const Dims& shape) {
-  Dims s;
-  s.resize(shape.size(), 0);
-  size_t lead = shape.size() - sizes.size();
-  for (size_t d = 0; d < sizes.size(); ++d) s[lead + d] = sizes[d] == 1 ? 0 : strides[d];
-  return s;
-}
-
 void clear_marks(Pending& s) {
   for (const Input& in : s.inputs) in.storage->fusion_readers.fetch_sub(1, std::memory_order_release);
   for (const Node& n : s.nodes)
@@ -184,10 +128,9 @@ void clear_marks(Pending& s) {
   s.device = Device(-1, 0);
 }
 
-// Runs every pending node with the registry's kernels, one by one.
-// The ops of a failed fused call, one by one; each is counted for the backend
-// that runs it instead of the fuser's.
-void run_eagerly(Pending& s, uint16_t fuser_backend) {
+// The ops of a failed fused call, one by one with the registry's kernels
+// (each counted for the backend that runs it).
+void run_eagerly(Pending& s) {
   std::vector<Tensor> values(s.nodes.size());
   auto operand = [&](int a) {
     if (a >= 0) return values[static_cast<size_t>(a)];
@@ -202,183 +145,8 @@ void run_eagerly(Pending& s, uint16_t fuser_backend) {
       values[i] = make_empty(n.shape, n.dtype, s.device);
     std::array<Tensor, 3> args;
     for (int k = 0; k < n.n_args; ++k) args[static_cast<size_t>(k)] = operand(n.args[static_cast<size_t>(k)]);
-    Registry::get().uncount_call(n.op, fuser_backend);
-    call(n.op, args.data(), n.n_args, values[i], n.attrs);
+    dispatch::call(n.op, args.data(), n.n_args, values[i], n.attrs);
   }
-}
-
-// One fused call: the outputs of one shape in one stage.
-struct Group {
-  int stage;
-  Dims shape;
-  std::vector<int> outputs;
-};
-
-// Computes the pending nodes with the fuser; false when it failed (message).
-bool run_fused(Pending& s, const Fuser& f, std::string& message) {
-  size_t n = s.nodes.size();
-  std::vector<std::shared_ptr<Storage>> outs(n);
-  for (size_t i = 0; i < n; ++i) outs[i] = s.nodes[i].out.lock();
-  auto is_output = [&](int i) {
-    return i >= 0 && outs[static_cast<size_t>(i)] && s.nodes[static_cast<size_t>(i)].op != OpId::fill;
-  };
-
-  // Fills still referenced: written by the fill kernel.
-  for (size_t i = 0; i < n; ++i)
-    if (outs[i] && s.nodes[i].op == OpId::fill) {
-      const Node& node = s.nodes[i];
-      call(OpId::fill, nullptr, 0, wrap(outs[i], node.shape, contiguous_strides(node.shape), 0, node.dtype),
-           node.attrs);
-    }
-
-  // stage[i]: the round in which output i can be written (Note [Fusion]).
-  std::vector<int> stage(n, 0);
-  std::vector<Group> groups;
-  for (size_t i = 0; i < n; ++i) {
-    if (!is_output(static_cast<int>(i))) continue;
-    const Dims& shape = s.nodes[i].shape;
-    std::vector<char> seen(n, 0);
-    int st = 0;
-    std::vector<int> stack(s.nodes[i].args.begin(), s.nodes[i].args.begin() + s.nodes[i].n_args);
-    while (!stack.empty()) {
-      int a = stack.back();
-      stack.pop_back();
-      if (a < 0 || seen[static_cast<size_t>(a)]) continue;
-      seen[static_cast<size_t>(a)] = 1;
-      const Node& arg = s.nodes[static_cast<size_t>(a)];
-      if (is_output(a)) {
-        st = std::max(st, stage[static_cast<size_t>(a)] + (arg.shape == shape ? 0 : 1));
-        continue;
-      }
-      stack.insert(stack.end(), arg.args.begin(), arg.args.begin() + arg.n_args);
-    }
-    stage[i] = st;
-    auto g =
-        std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.stage == st && g.shape == shape; });
-    if (g == groups.end()) g = groups.insert(groups.end(), Group{st, shape, {}});
-    g->outputs.push_back(static_cast<int>(i));
-  }
-  int last_stage = 0;
-  for (const Group& g : groups) last_stage = std::max(last_stage, g.stage);
-
-  for (int round = 0; round <= last_stage; ++round)
-    for (const Group& g : groups) {
-      if (g.stage != round) continue;
-      // The nodes the group needs, in evaluation order.
-      std::vector<char> in_group(n, 0);
-      std::vector<int> stack(g.outputs.begin(), g.outputs.end());
-      for (int o : g.outputs) in_group[static_cast<size_t>(o)] = 1;
-      while (!stack.empty()) {
-        int i = stack.back();
-        stack.pop_back();
-        const Node& node = s.nodes[static_cast<size_t>(i)];
-        for (int k = 0; k < node.n_args; ++k) {
-          int a = node.args[static_cast<size_t>(k)];
-          if (a < 0 || in_group[static_cast<size_t>(a)]) continue;
-          // Another group's output is read from memory; so is every input.
-          bool from_memory = is_output(a) && !(stage[static_cast<size_t>(a)] == g.stage &&
-                                               s.nodes[static_cast<size_t>(a)].shape == g.shape);
-          if (from_memory) continue;
-          in_group[static_cast<size_t>(a)] = 1;
-          stack.push_back(a);
-        }
-      }
-      std::vector<graft_fused_node> nodes;
-      std::vector<DLTensor> inputs;
-      std::deque<Dims> input_strides;  // stable addresses: the DLTensors point into them
-      std::vector<graft_scalar> scalars;
-      std::vector<int> node_of(n, -1);
-      std::map<int, int> operand_node;  // operand (input or output read back) -> its "input" node
-      auto emit = [&](graft_fused_node node) {
-        nodes.push_back(node);
-        return static_cast<int32_t>(nodes.size() - 1);
-      };
-      auto read_operand = [&](int a) -> int32_t {
-        if (auto it = operand_node.find(a); it != operand_node.end()) return it->second;
-        dispatch::KTensor v;
-        if (a < 0) {
-          const Input& in = s.inputs[static_cast<size_t>(-a - 1)];
-          input_strides.push_back(broadcast_to(in.sizes, in.strides, g.shape));
-          v = {static_cast<char*>(in.storage->data) + in.offset * static_cast<int64_t>(element_size(in.dtype)),
-               in.dtype,
-               static_cast<int32_t>(g.shape.size()),
-               g.shape.data(),
-               input_strides.back().data(),
-               in.storage->device};
-        } else {
-          const Node& node = s.nodes[static_cast<size_t>(a)];
-          input_strides.push_back(broadcast_to(node.shape, contiguous_strides(node.shape), g.shape));
-          v = {outs[static_cast<size_t>(a)]->data,   node.dtype,
-               static_cast<int32_t>(g.shape.size()), g.shape.data(),
-               input_strides.back().data(),          outs[static_cast<size_t>(a)]->device};
-        }
-        inputs.push_back(plugin::dl_view(v));
-        graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0, nullptr};
-        leaf.index = static_cast<int32_t>(inputs.size() - 1);
-        return operand_node[a] = emit(leaf);
-      };
-      auto scalar_of = [&](const Node& node) {
-        bool floating = is_floating(node.dtype);
-        double f = node.attrs.fill.value;
-        int64_t i = node.attrs.fill.int_value;
-        if (node.dtype == kBool) i = f != 0 || i != 0;
-        scalars.push_back({floating ? f : static_cast<double>(i), i});
-      };
-      for (size_t i = 0; i < n; ++i) {
-        if (!in_group[i]) continue;
-        const Node& node = s.nodes[i];
-        int32_t dtype = static_cast<int32_t>(plugin::dtype_bit(node.dtype));
-        if (node.op == OpId::fill) {
-          scalar_of(node);
-          node_of[i] = emit({"scalar", dtype, 0, {}, static_cast<int32_t>(scalars.size() - 1), 0, nullptr});
-          continue;
-        }
-        graft_fused_node out{Registry::get().schema(node.op).name, dtype, node.n_args, {}, 0, 0, &node.attrs};
-        for (int k = 0; k < node.n_args; ++k) {
-          int a = node.args[static_cast<size_t>(k)];
-          out.args[k] = a >= 0 && in_group[static_cast<size_t>(a)] ? node_of[static_cast<size_t>(a)] : read_operand(a);
-        }
-        if (node.op == OpId::clamp) {
-          const graft_clamp_attrs& c = node.attrs.clamp;
-          out.flags = static_cast<int32_t>((c.has_min ? 1 : 0) | (c.has_max ? 2 : 0));
-          out.index = static_cast<int32_t>(scalars.size());
-          for (double bound : {c.min, c.max}) scalars.push_back({bound, static_cast<int64_t>(bound)});
-        }
-        node_of[i] = emit(out);
-      }
-      Dims out_strides = contiguous_strides(g.shape);
-      std::vector<DLTensor> outputs;
-      std::vector<int32_t> output_nodes;
-      for (int o : g.outputs) {
-        const Node& node = s.nodes[static_cast<size_t>(o)];
-        dispatch::KTensor v{outs[static_cast<size_t>(o)]->data,
-                            node.dtype,
-                            static_cast<int32_t>(g.shape.size()),
-                            g.shape.data(),
-                            out_strides.data(),
-                            outs[static_cast<size_t>(o)]->device};
-        outputs.push_back(plugin::dl_view(v));
-        output_nodes.push_back(node_of[static_cast<size_t>(o)]);
-      }
-      graft_fused_args args{static_cast<int32_t>(nodes.size()),
-                            nodes.data(),
-                            static_cast<int32_t>(inputs.size()),
-                            inputs.data(),
-                            static_cast<int32_t>(outputs.size()),
-                            outputs.data(),
-                            output_nodes.data(),
-                            static_cast<int32_t>(scalars.size()),
-                            scalars.data()};
-      char text[512] = "";
-      int32_t status = f.api.run(f.api.ctx, &args, text, sizeof text);
-      text[sizeof text - 1] = '\0';
-      if (status != GRAFT_OK) {
-        message = *text ? text : "(no message)";
-        return false;
-      }
-      ++state().calls;
-    }
-  return true;
 }
 
 void flush_list(State& st, Pending& s) {
@@ -399,6 +167,7 @@ void flush_list(State& st, Pending& s) {
   std::string message;
   int64_t start = profiler::recording() ? profiler::now_ns() : 0;
   if (run_fused(s, f, message)) {
+    for (const Node& n : s.nodes) Registry::get().count_call(n.op, f.backend);
     if (start)  // Note [Profiling]
       profiler::record_call("fused", f.backend, s.device, s.nodes.back().dtype, start, [&] {
         const Dims& shape = s.nodes.back().shape;
@@ -413,7 +182,7 @@ void flush_list(State& st, Pending& s) {
       log(LogLevel::warn, "[" + Registry::get().backend_name(f.backend) +
                               "] fused kernel failed; running its ops one by one instead: " + message);
     }
-    run_eagerly(s, f.backend);
+    run_eagerly(s);
   }
   clear_marks(s);
 }
@@ -511,7 +280,6 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   mine.nodes.push_back(std::move(node));
   mine.device = device;
   ++s.recorded;
-  Registry::get().count_call(op, f->backend);
   return true;
 }
 
@@ -530,7 +298,7 @@ void flush_all() {
   for (Pending* p : s.lists) flush_list(s, *p);
 }
 
-void flush_for(const Storage& st, bool write) {
+void compute_pending_for(const Storage& st, bool write) {
   if (tls_flushing) return;
   State& s = state();
   std::lock_guard lock(s.mutex);
@@ -540,7 +308,7 @@ void flush_for(const Storage& st, bool write) {
       if (reads(*p, st)) flush_list(s, *p);
 }
 
-std::vector<std::pair<std::string, double>> fusion_counters() {
+std::vector<std::pair<std::string, double>> counters() {
   State& s = state();
   std::lock_guard lock(s.mutex);
   std::vector<std::pair<std::string, double>> out = {{"ops recorded", static_cast<double>(s.recorded)},
@@ -558,4 +326,4 @@ std::vector<std::pair<std::string, double>> fusion_counters() {
   return out;
 }
 
-}  // namespace graft::dispatch
+}  // namespace graft::fusion

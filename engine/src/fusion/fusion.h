@@ -1,0 +1,51 @@
+#pragma once
+// The fusion layer (Note [Fusion], fusion/pending.cpp): on a device whose
+// plugin registered a fuser, elementwise ops are recorded as a pending
+// expression instead of running, and computed together when a value is
+// needed. Planning and lowering the fused calls: fusion/lower.cpp.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor_impl.h"
+#include "dispatch/registry.h"
+#include "graft/plugin.h"
+
+namespace graft::fusion {
+
+// Registers a plugin's fuser for a device type (plugins/loader.cpp); one per type.
+void add_fuser(int16_t device_type, const graft_fuser& fuser, uint16_t backend);
+// The backend whose fuser serves the device type, or -1.
+int fuser_backend(int16_t device_type);
+
+// Records op (inputs -> out) as pending when fusion is on for out's device,
+// the fuser computes the op in these dtypes and out is a fresh tensor that
+// nothing else refers to. Returns false when the caller must run it now.
+bool record(dispatch::OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const dispatch::Attrs& attrs);
+
+// Note [Materialization]
+// Pending work owns the memory of the values it will write, and may read
+// memory that someone is about to write. So every access to a tensor's
+// memory goes through one step first: materialize(t, access) computes the
+// work that writes t's storage and, for a write, all work that reads it.
+// It runs where memory is reached (the registry's kernel arguments, host
+// reads and copies, Tensor::data_ptr), never hidden in an accessor, and is
+// a no-op on a thread that is computing pending work.
+enum class Access { read, write };
+void compute_pending_for(const Storage& storage, bool write);
+inline void materialize(const TensorImpl& t, Access access) {
+  const Storage& s = *t.storage;
+  if (s.fusion_writer.load(std::memory_order_acquire) ||
+      (access == Access::write && s.fusion_readers.load(std::memory_order_acquire))) [[unlikely]]
+    compute_pending_for(s, access == Access::write);
+}
+
+// Computes the calling thread's pending work (graph boundaries), or every
+// thread's (flush_all, for graft::synchronize).
+void flush();
+void flush_all();
+
+// Counters of the fusion layer and of the fusers, for graft::fusion_stats().
+std::vector<std::pair<std::string, double>> counters();
+
+}  // namespace graft::fusion

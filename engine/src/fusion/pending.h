@@ -1,0 +1,76 @@
+#pragma once
+// The fusion layer's own types, shared by its recording side (pending.cpp)
+// and its planning and lowering side (lower.cpp). Note [Fusion].
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/storage.h"
+#include "fusion/fusion.h"
+
+namespace graft::fusion {
+
+using dispatch::Attrs;
+using dispatch::kMaxDeviceTypes;
+using dispatch::kNumOps;
+using dispatch::OpId;
+
+constexpr size_t kMaxNodes = 96;
+constexpr size_t kMaxOperands = 24;
+constexpr size_t kNumDTypes = 5;
+
+struct Fuser {
+  graft_fuser api;
+  uint16_t backend;
+  std::array<std::array<bool, kNumDTypes>, kNumOps> supports{};
+};
+
+// A tensor pending work reads that no pending node writes.
+struct Input {
+  std::shared_ptr<Storage> storage;
+  Dims sizes, strides;
+  int64_t offset;
+  DType dtype;
+};
+
+struct Node {
+  OpId op;
+  DType dtype;
+  Dims shape;
+  Attrs attrs;
+  int n_args = 0;
+  std::array<int, 3> args{};   // a node (>= 0) or an input, -(input + 1)
+  std::weak_ptr<Storage> out;  // the tensor waiting for the value
+};
+
+// One thread's pending work (Note [Fusion]: each thread's flushes fall by
+// its own program order, so its results never depend on other threads).
+struct Pending {
+  Device device{-1, 0};  // where the pending work runs
+  std::vector<Node> nodes;
+  std::vector<Input> inputs;
+};
+
+struct State {
+  std::mutex mutex;  // every Pending, the marks on storages and the counters
+  std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
+  std::vector<Pending*> lists;                                      // of every thread
+  bool warned = false;
+  uint64_t recorded = 0, flushes = 0, calls = 0, fallbacks = 0;  // calls: fused calls made
+};
+
+State& state();
+
+// A tensor over a storage (a view, not recorded by autograd), as the eager
+// path and the fill kernel see a pending value's memory.
+Tensor wrap(const std::shared_ptr<Storage>& storage, IntList sizes, IntList strides, int64_t offset, DType dtype);
+
+// Computes the pending nodes of s with the fuser f: plans the fused calls
+// and lowers each to a graft_fused_args (lower.cpp); false when the fuser
+// failed (message says why).
+bool run_fused(Pending& s, const Fuser& f, std::string& message);
+
+}  // namespace graft::fusion
