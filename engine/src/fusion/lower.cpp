@@ -107,13 +107,19 @@ class FusedCall {
     for (int o : g_.outputs) {
       const Node& node = s_.nodes[static_cast<size_t>(o)];
       const Storage& st = *p_.outs[static_cast<size_t>(o)];
-      outputs_.push_back(plugin::dl_view({st.data, node.dtype, static_cast<int32_t>(g_.shape.size()),
-                                          g_.shape.data(), out_strides_.data(), st.device}));
+      outputs_.push_back(plugin::dl_view({st.data, node.dtype, static_cast<int32_t>(g_.shape.size()), g_.shape.data(),
+                                          out_strides_.data(), st.device}));
       output_nodes_.push_back(node_of[static_cast<size_t>(o)]);
     }
-    return {static_cast<int32_t>(nodes_.size()),   nodes_.data(),        static_cast<int32_t>(inputs_.size()),
-            inputs_.data(),                        static_cast<int32_t>(outputs_.size()), outputs_.data(),
-            output_nodes_.data(),                  static_cast<int32_t>(scalars_.size()), scalars_.data()};
+    return {static_cast<int32_t>(nodes_.size()),
+            nodes_.data(),
+            static_cast<int32_t>(inputs_.size()),
+            inputs_.data(),
+            static_cast<int32_t>(outputs_.size()),
+            outputs_.data(),
+            output_nodes_.data(),
+            static_cast<int32_t>(scalars_.size()),
+            scalars_.data()};
   }
 
  private:
@@ -165,14 +171,17 @@ class FusedCall {
       const Input& in = s_.inputs[static_cast<size_t>(-a - 1)];
       input_strides_.push_back(broadcast_to(in.sizes, in.strides, g_.shape));
       v = {static_cast<char*>(in.storage->data) + in.offset * static_cast<int64_t>(element_size(in.dtype)),
-           in.dtype, static_cast<int32_t>(g_.shape.size()), g_.shape.data(), input_strides_.back().data(),
+           in.dtype,
+           static_cast<int32_t>(g_.shape.size()),
+           g_.shape.data(),
+           input_strides_.back().data(),
            in.storage->device};
     } else {
       const Node& node = s_.nodes[static_cast<size_t>(a)];
       const Storage& st = *p_.outs[static_cast<size_t>(a)];
       input_strides_.push_back(broadcast_to(node.shape, contiguous_strides(node.shape), g_.shape));
-      v = {st.data, node.dtype, static_cast<int32_t>(g_.shape.size()), g_.shape.data(),
-           input_strides_.back().data(), st.device};
+      v = {st.data,  node.dtype, static_cast<int32_t>(g_.shape.size()), g_.shape.data(), input_strides_.back().data(),
+           st.device};
     }
     inputs_.push_back(plugin::dl_view(v));
     graft_fused_node leaf{"input", static_cast<int32_t>(plugin::dtype_bit(v.dtype)), 0, {}, 0, 0, nullptr};

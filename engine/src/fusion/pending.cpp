@@ -82,10 +82,18 @@ class ThreadPending {
  public:
   Pending& get() {
     if (!p_) {
-      p_ = new Pending;
       State& s = state();
       std::lock_guard lock(s.mutex);
-      s.lists.push_back(p_);
+      for (Pending* p : s.lists)  // an ended thread's, once empty (Note [Fusion locking])
+        if (!p->owned) {
+          std::lock_guard inner(p->mutex);
+          if (p->nodes.empty()) {
+            p_ = p;
+            break;
+          }
+        }
+      if (!p_) p_ = s.lists.emplace_back(new Pending);
+      p_->owned = true;
     }
     return *p_;
   }
@@ -93,14 +101,16 @@ class ThreadPending {
   ~ThreadPending() {
     if (!p_) return;
     State& s = state();
-    std::lock_guard lock(s.mutex);
-    try {
-      flush_list(s, *p_);
-    } catch (...) {
-      return;  // still pending: the list stays, for an access from another thread to retry
+    {
+      std::lock_guard lock(p_->mutex);
+      try {
+        flush_list(s, *p_);
+      } catch (...) {
+        // still pending, for an access from another thread to retry
+      }
     }
-    s.lists.erase(std::find(s.lists.begin(), s.lists.end(), p_));
-    delete p_;
+    std::lock_guard lock(s.mutex);
+    p_->owned = false;
   }
 
  private:
@@ -177,8 +187,7 @@ void flush_list(State& st, Pending& s) {
       });
   } else {
     ++st.fallbacks;
-    if (!st.warned) {
-      st.warned = true;
+    if (!st.warned.exchange(true)) {
       log(LogLevel::warn, "[" + Registry::get().backend_name(f.backend) +
                               "] fused kernel failed; running its ops one by one instead: " + message);
     }
@@ -233,21 +242,25 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
       return false;
 
   Pending& mine = tls_pending.get();
-  std::lock_guard lock(s.mutex);
-  // An operand pending in another thread's list is computed there first. One
-  // that is a view of a value pending here, a full expression or another
+  // An operand pending in another thread's list is computed there first,
+  // before this thread's lock is taken (Note [Fusion locking]). The operands
+  // stay referenced here, so no other thread can make them pending again.
+  for (int i = 0; i < n_inputs; ++i) {
+    auto* writer = static_cast<Pending*>(inputs[i].impl()->storage->fusion_writer.load(std::memory_order_acquire));
+    if (writer && writer != &mine) {
+      std::lock_guard lock(writer->mutex);
+      flush_list(s, *writer);
+    }
+  }
+  std::lock_guard lock(mine.mutex);
+  // One that is a view of a value pending here, a full expression or another
   // device's pending work: compute what is pending here first.
   bool flush_first = mine.nodes.size() >= kMaxNodes ||
                      mine.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
                      (!mine.nodes.empty() && mine.device != device);
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
-    auto* writer = static_cast<Pending*>(in->storage->fusion_writer.load(std::memory_order_relaxed));
-    if (!writer) continue;
-    if (writer != &mine) {
-      flush_list(s, *writer);
-      continue;
-    }
+    if (in->storage->fusion_writer.load(std::memory_order_relaxed) != &mine) continue;
     const Node& producer = mine.nodes[static_cast<size_t>(in->storage->fusion_node)];
     flush_first = flush_first || in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape ||
                   !inputs[i].is_contiguous();
@@ -286,35 +299,40 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
 void flush() {
   Pending* mine = tls_pending.peek();
   if (tls_flushing || !mine) return;
-  State& s = state();
-  std::lock_guard lock(s.mutex);
-  flush_list(s, *mine);
+  std::lock_guard lock(mine->mutex);
+  flush_list(state(), *mine);
 }
 
 void flush_all() {
   if (tls_flushing) return;
   State& s = state();
-  std::lock_guard lock(s.mutex);
-  for (Pending* p : s.lists) flush_list(s, *p);
+  for (Pending* p : s.snapshot()) {
+    std::lock_guard lock(p->mutex);
+    flush_list(s, *p);
+  }
 }
 
 void compute_pending_for(const Storage& st, bool write) {
   if (tls_flushing) return;
   State& s = state();
-  std::lock_guard lock(s.mutex);
-  if (auto* writer = static_cast<Pending*>(st.fusion_writer.load(std::memory_order_relaxed))) flush_list(s, *writer);
-  if (write && st.fusion_readers.load(std::memory_order_relaxed))
-    for (Pending* p : s.lists)
+  if (auto* writer = static_cast<Pending*>(st.fusion_writer.load(std::memory_order_acquire))) {
+    std::lock_guard lock(writer->mutex);
+    flush_list(s, *writer);  // if another thread computed it meanwhile, only what is pending now runs
+  }
+  if (write && st.fusion_readers.load(std::memory_order_acquire))
+    for (Pending* p : s.snapshot()) {
+      std::lock_guard lock(p->mutex);
       if (reads(*p, st)) flush_list(s, *p);
+    }
 }
 
 std::vector<std::pair<std::string, double>> counters() {
   State& s = state();
-  std::lock_guard lock(s.mutex);
-  std::vector<std::pair<std::string, double>> out = {{"ops recorded", static_cast<double>(s.recorded)},
-                                                     {"flushes", static_cast<double>(s.flushes)},
-                                                     {"fused calls", static_cast<double>(s.calls)},
-                                                     {"failed flushes run op by op", static_cast<double>(s.fallbacks)}};
+  std::vector<std::pair<std::string, double>> out = {
+      {"ops recorded", static_cast<double>(s.recorded.load())},
+      {"flushes", static_cast<double>(s.flushes.load())},
+      {"fused calls", static_cast<double>(s.calls.load())},
+      {"failed flushes run op by op", static_cast<double>(s.fallbacks.load())}};
   for (const auto& slot : s.fusers) {
     const Fuser* f = slot.load();
     if (!f || !f->api.stat) continue;

@@ -48,18 +48,33 @@ struct Node {
 
 // One thread's pending work (Note [Fusion]: each thread's flushes fall by
 // its own program order, so its results never depend on other threads).
+// Note [Fusion locking]: a thread records into its own Pending under that
+// Pending's mutex only, so recording takes no process-wide lock. Another
+// thread that touches one of its values locks the same mutex to compute it.
+// A flush holds one Pending's mutex and takes no other lock (code that runs
+// while flushing never records or flushes again), so locks never nest.
+// Pendings are never freed: a thread's is handed to a later thread once
+// empty, so a pointer read from a storage's mark always stays valid.
 struct Pending {
+  std::mutex mutex;      // nodes, inputs, device, and the marks that name this Pending
+  bool owned = false;    // a living thread records into it (under State::mutex)
   Device device{-1, 0};  // where the pending work runs
   std::vector<Node> nodes;
   std::vector<Input> inputs;
 };
 
 struct State {
-  std::mutex mutex;  // every Pending, the marks on storages and the counters
+  std::mutex mutex;                                                 // lists and the fusers' registration
   std::array<std::atomic<const Fuser*>, kMaxDeviceTypes> fusers{};  // read without the mutex
-  std::vector<Pending*> lists;                                      // of every thread
-  bool warned = false;
-  uint64_t recorded = 0, flushes = 0, calls = 0, fallbacks = 0;  // calls: fused calls made
+  std::vector<Pending*> lists;                                      // every thread's, living or not
+  std::atomic<bool> warned{false};
+  std::atomic<uint64_t> recorded{0}, flushes{0}, calls{0}, fallbacks{0};  // calls: fused calls made
+
+  // The lists as they are now (a Pending is never removed from them).
+  std::vector<Pending*> snapshot() {
+    std::lock_guard lock(mutex);
+    return lists;
+  }
 };
 
 State& state();
