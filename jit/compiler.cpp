@@ -66,6 +66,48 @@ Value* erf_of(IRBuilder<>& b, Value* x) {
 
 }  // namespace
 
+bool lowers(Op op, Type t) {
+  switch (op) {
+    case Op::input:
+    case Op::scalar:
+    case Op::eq:
+    case Op::ne:
+    case Op::lt:
+    case Op::le:
+    case Op::gt:
+    case Op::ge:
+    case Op::where:
+    case Op::copy:
+      return true;  // any type
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::maximum:
+    case Op::minimum:
+    case Op::neg:
+    case Op::abs:
+    case Op::relu:
+    case Op::sign:
+    case Op::clamp:
+      return t != Type::boolean;  // integers too
+    case Op::div:
+    case Op::pow:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::sin:
+    case Op::cos:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::erf:
+    case Op::gelu:
+    case Op::gelu_tanh:
+      return is_float(t);
+    default:
+      return false;  // not lowered here: graft runs it with the other backends
+  }
+}
+
 struct Compiler::Impl {
   std::unique_ptr<llvm::orc::LLJIT> jit;
   std::unique_ptr<llvm::TargetMachine> machine;

@@ -15,6 +15,10 @@ namespace graft::jit {
 // strides[j] elements (inputs, then outputs) and writes the outputs.
 using KernelFn = void (*)(int64_t n, char* const* ptrs, const int64_t* strides, const graft_scalar* scalars);
 
+// Whether compiled loops compute op on values of type t: the op table's
+// elementwise ops this compiler lowers (beside Compiler's code for them).
+bool lowers(Op op, Type t);
+
 class Compiler {
  public:
   // Sets up LLJIT for the host; null with the reason in error on failure.

@@ -78,32 +78,6 @@ bool type_of_dl(const DLDataType& d, Type* t) {
   return type_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(d)), t);
 }
 
-// Whether the kernels compute op on values of type t.
-bool computes(Op op, Type t) {
-  if (op == Op::count_) return false;
-  if (op == Op::input || op == Op::scalar) return true;
-  int c = category(op);
-  if (!GRAFT_OP_IS_ELEMENTWISE(c) || c == GRAFT_OP_FILL) return false;  // fills reach the JIT as scalars
-  if (c == GRAFT_OP_CONVERT || c == GRAFT_OP_SELECT || c == GRAFT_OP_COMPARISON) return true;
-  if (t == Type::boolean) return false;
-  if (is_float(t)) return true;
-  switch (op) {
-    case Op::add:
-    case Op::sub:
-    case Op::mul:
-    case Op::maximum:
-    case Op::minimum:
-    case Op::neg:
-    case Op::abs:
-    case Op::relu:
-    case Op::sign:
-    case Op::clamp:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // The loop after merging dims: rows of n elements; operand j's row r starts
 // at base[j] + (row offset) and steps by inner[j] elements.
 struct Loop {
@@ -269,7 +243,7 @@ int32_t fuser_supports(void*, const char* op, int32_t dtype) {
   Type t;
   if (!type_of_bit(dtype, &t)) return 0;
   if (std::strcmp(op, "fill") == 0) return 1;  // fills arrive as scalars
-  return computes(op_named(op), t) ? 1 : 0;
+  return lowers(op_named(op), t) ? 1 : 0;
 }
 
 int32_t fuser_run(void*, const graft_fused_args* a, char* message, size_t size) {
@@ -288,7 +262,7 @@ int32_t fuser_run(void*, const graft_fused_args* a, char* message, size_t size) 
     const graft_fused_node& in = a->nodes[i];
     Node n;
     n.op = in.op ? op_named(in.op) : Op::count_;
-    if (!type_of_bit(in.dtype, &n.type) || !computes(n.op, n.type))
+    if (!type_of_bit(in.dtype, &n.type) || !lowers(n.op, n.type))
       return invalid("node " + std::to_string(i) + " (" + (in.op ? in.op : "null") + ") is not an op it computes");
     if (in.n_args != arity(n.op)) return invalid("node " + std::to_string(i) + " has the wrong number of arguments");
     n.n_args = static_cast<uint8_t>(in.n_args);

@@ -85,19 +85,21 @@ const char* category_name(graft_op_category c) {
 void print_ops(bool md) {
   const auto& r = graft::dispatch::Registry::get();
   std::cout << (md ? "## Ops\n\nFrom the op table (`graft/op_table.h`). Composite ops have no reference kernel: "
-                     "where no backend has one, graft computes them from the other ops. Elementwise categories "
-                     "(unary to fill) are those a fuser may take.\n\n| op | version | category | inputs | outputs "
-                     "| composite | inputs and attributes |\n|---|---|---|---|---|---|---|\n"
-                   : "Ops (name, version, category, inputs, outputs, composite, inputs and attributes):\n");
+                     "where no backend has one, graft computes them from the other ops; a backward op runs a kernel "
+                     "only when nothing needs recording. Elementwise categories (unary to fill) are those a fuser "
+                     "may take; kernels read the attributes as `args->attrs->NAME`.\n\n| op | version | category | "
+                     "inputs | outputs | kind | attributes | inputs and outputs |\n|---|---|---|---|---|---|---|---|\n"
+                   : "Ops (name, version, category, inputs, outputs, kind, attributes, inputs and outputs):\n");
   for (size_t i = 0; i < graft::dispatch::kNumOps; ++i) {
     const auto& s = r.schema(static_cast<graft::dispatch::OpId>(i));
-    const char* composite = s.composite ? "composite" : "";
+    const char* kind = s.gradient_by_decomposition ? "composite, backward" : s.composite ? "composite" : "primitive";
+    std::string attrs = std::string(s.attrs) == "graft_no_attrs" ? "" : s.attrs;
     if (md)
       std::cout << "| " << s.name << " | " << s.version << " | " << category_name(s.category) << " | " << s.n_inputs
-                << " | " << s.n_outputs << " | " << (s.composite ? "yes" : "") << " | " << s.contract << " |\n";
+                << " | " << s.n_outputs << " | " << kind << " | " << attrs << " | " << s.contract << " |\n";
     else
       std::cout << "  " << s.name << " v" << s.version << "  " << category_name(s.category) << "  inputs " << s.n_inputs
-                << "  outputs " << s.n_outputs << "  " << composite << "  " << s.contract << "\n";
+                << "  outputs " << s.n_outputs << "  " << kind << "  " << attrs << "  " << s.contract << "\n";
   }
   std::cout << "\n";
 }

@@ -64,6 +64,10 @@ typedef enum {
 /** Whether ops of a category are elementwise: a fuser may take them. */
 #define GRAFT_OP_IS_ELEMENTWISE(category) ((category) >= GRAFT_OP_UNARY && (category) <= GRAFT_OP_FILL)
 
+/* Every attribute struct below is made of 8-byte fields only, so none has
+ * padding: with the union zeroed first, every byte of graft_op_attrs is
+ * defined, and a kernel may hash or compare the whole struct. */
+
 /** An op without attributes. */
 typedef struct {
   int32_t unused; /**< C has no empty structs */
@@ -71,8 +75,8 @@ typedef struct {
 
 /** clamp: the bounds it has (an integer dtype rounds them toward zero). */
 typedef struct {
-  int32_t has_min; /**< whether min applies */
-  int32_t has_max; /**< whether max applies */
+  int64_t has_min; /**< whether min applies */
+  int64_t has_max; /**< whether max applies */
   double min;      /**< the lower bound */
   double max;      /**< the upper bound */
 } graft_clamp_attrs;
@@ -86,7 +90,7 @@ typedef struct {
 /** sum, amax, amin, argmax: which dims are reduced. */
 typedef struct {
   int64_t dims;    /**< bitmask: bit d set when dim d is reduced (argmax: one bit) */
-  int32_t keepdim; /**< reduced dims stay as size 1 (the memory is the same either way) */
+  int64_t keepdim; /**< reduced dims stay as size 1 (the memory is the same either way) */
 } graft_reduce_attrs;
 
 /** softmax, log_softmax: the dim they normalize over. */
@@ -97,7 +101,7 @@ typedef struct {
 /** softmax_backward: the forward's dim and kind. */
 typedef struct {
   int64_t dim; /**< in [0, ndim) */
-  int32_t log; /**< 1: the forward was log_softmax */
+  int64_t log; /**< 1: the forward was log_softmax */
 } graft_softmax_backward_attrs;
 
 /** unfold (im2col) and fold (its adjoint, col2im). */
@@ -114,7 +118,7 @@ typedef struct {
 
 /** linear. */
 typedef struct {
-  int32_t has_bias; /**< a third input, the bias, is given */
+  int64_t has_bias; /**< a third input, the bias, is given */
 } graft_linear_attrs;
 
 /** conv2d and its backward ops (square stride, padding and dilation). */
@@ -139,7 +143,7 @@ typedef struct {
 
 /** batch_norm and batch_norm_backward. */
 typedef struct {
-  int32_t training; /**< batch_norm: 1 normalizes with the batch's statistics, 0 with the given ones */
+  int64_t training; /**< batch_norm: 1 normalizes with the batch's statistics, 0 with the given ones */
   double eps;       /**< added to the variance */
 } graft_batch_norm_attrs;
 
@@ -156,12 +160,12 @@ typedef enum {
 
 /** eltwise_backward. */
 typedef struct {
-  int32_t function; /**< a graft_eltwise_function */
+  int64_t function; /**< a graft_eltwise_function */
 } graft_eltwise_backward_attrs;
 
 /** gelu_backward. */
 typedef struct {
-  int32_t tanh; /**< 1: the derivative of gelu_tanh, 0: of gelu */
+  int64_t tanh; /**< 1: the derivative of gelu_tanh, 0: of gelu */
 } graft_gelu_backward_attrs;
 
 /** sgd_update. */
@@ -170,8 +174,8 @@ typedef struct {
   double momentum;      /**< 0: no momentum buffer */
   double dampening;     /**< of the gradient's share in the buffer */
   double weight_decay;  /**< L2 penalty added to the gradient */
-  int32_t fresh_buffer; /**< 1: the buffer is new and receives the step's direction */
-  int32_t nesterov;     /**< Nesterov momentum */
+  int64_t fresh_buffer; /**< 1: the buffer is new and receives the step's direction */
+  int64_t nesterov;     /**< Nesterov momentum */
 } graft_sgd_update_attrs;
 
 /** adam_update: the step's constants, with the bias corrections folded in. */
@@ -180,7 +184,7 @@ typedef struct {
   double beta2;     /**< the second moment's decay */
   double step_size; /**< lr sqrt(1 - beta2^t) / (1 - beta1^t) */
   double eps;       /**< eps sqrt(1 - beta2^t) */
-  int32_t amsgrad;  /**< keep the largest second moment (input 3) */
+  int64_t amsgrad;  /**< keep the largest second moment (input 3) */
 } graft_adam_update_attrs;
 
 /* clang-format off */
