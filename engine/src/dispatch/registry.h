@@ -20,10 +20,7 @@
 #include "graft/error.h"
 #include "graft/plugin.h"
 #include "graft/shape.h"
-
-namespace graft {
-class Tensor;
-}
+#include "graft/tensor.h"  // complete: run_composite's default arguments hold Tensors
 
 namespace graft::dispatch {
 
