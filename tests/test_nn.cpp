@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "helpers.h"
@@ -184,4 +185,95 @@ TEST(Modules, GeluGradientAgainstItsDerivative) {
   for (double v : x.detach().to_vector<double>())
     want.push_back(0.5 * (1 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI));
   expect_values(x.grad(), want, 1e-12);
+}
+
+TEST(Masks, TrilTriuAndMaskedFill) {
+  Tensor x = arange(1, 10, 1, kFloat32).view({3, 3});
+  expect_values(tril(x), {1, 0, 0, 4, 5, 0, 7, 8, 9});
+  expect_values(tril(x, -1), {0, 0, 0, 4, 0, 0, 7, 8, 0});
+  expect_values(triu(x), {1, 2, 3, 0, 5, 6, 0, 0, 9});
+  expect_values(triu(x, 1), {0, 2, 3, 0, 0, 6, 0, 0, 0});
+  // Batches, non-square matrices and bool tensors (a causal mask).
+  EXPECT_EQ(shape(tril(ones({2, 2, 3}))), (std::vector<int64_t>{2, 2, 3}));
+  expect_values(tril(ones({2, 3})), {1, 0, 0, 1, 1, 0});
+  Tensor causal = tril(ones({3, 3}, kBool));
+  EXPECT_EQ(causal.dtype(), kBool);
+  expect_values(causal, {1, 0, 0, 1, 1, 0, 1, 1, 1});
+  // masked_fill: value where the mask is true; the gradient flows elsewhere.
+  Tensor s = tensor({1.f, 2.f, 3.f, 4.f}, {2, 2}).requires_grad_();
+  Tensor m = tensor({true, false}, {1, 2});
+  Tensor y = s.masked_fill(m, -1e9);
+  expect_values(y, {-1e9, 2, -1e9, 4});
+  y.sum().backward();
+  expect_values(s.grad(), {0, 1, 0, 1});
+  EXPECT_GRAFT_ERROR(s.masked_fill(tensor({1.f, 0.f}), 0), "masked_fill", "bool");
+  EXPECT_GRAFT_ERROR(s.masked_fill(ones({3, 2, 2}, kBool), 0), "masked_fill", "[3, 2, 2]");
+  EXPECT_GRAFT_ERROR(tril(ones({3})), "tril", "[3]");
+}
+
+TEST(Modules, ModuleListRegistersItsModulesByPosition) {
+  nn::ModuleList blocks;
+  for (int i = 0; i < 3; ++i) blocks->push_back(nn::Linear(4, 4));
+  blocks->push_back(nn::ReLU());
+  EXPECT_EQ(blocks->size(), 4u);
+  EXPECT_EQ(blocks->parameters().size(), 6u);
+  StateDict sd = blocks->state_dict();
+  EXPECT_TRUE(sd.contains("2.weight"));
+  EXPECT_TRUE(sd.contains("0.bias"));
+  Tensor x = randn({2, 4});
+  Tensor y = x;
+  for (size_t i = 0; i < 3; ++i) y = blocks->at<nn::LinearImpl>(i)->forward(y);
+  Tensor want = blocks->at<nn::LinearImpl>(2)->forward(
+      blocks->at<nn::LinearImpl>(1)->forward(blocks->at<nn::LinearImpl>(0)->forward(x)));
+  expect_near(y.to_vector<double>(), want.to_vector<double>(), 1e-6);
+  size_t seen = 0;
+  for (const auto& m : *blocks) seen += m != nullptr;
+  EXPECT_EQ(seen, 4u);
+  EXPECT_GRAFT_ERROR((*blocks)[4], "ModuleList", "index 4", "4 modules");
+  EXPECT_GRAFT_ERROR(blocks->at<nn::LinearImpl>(3), "ModuleList", "index 3");
+}
+
+TEST(Init, FillsInPlaceWithTheDocumentedDistributions) {
+  manual_seed(11);
+  Tensor w = zeros({256, 128}).requires_grad_();
+  Tensor same = nn::init::xavier_uniform_(w);
+  EXPECT_TRUE(same.shares_storage(w));
+  EXPECT_TRUE(w.requires_grad()) << "a parameter stays a leaf";
+  double bound = std::sqrt(6.0 / (256 + 128));
+  std::vector<double> v = w.to_vector<double>();
+  double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+  EXPECT_GE(lo, -bound);
+  EXPECT_LE(hi, bound);
+  EXPECT_LT(lo, -0.9 * bound);  // the whole range is used
+  EXPECT_GT(hi, 0.9 * bound);
+  nn::init::kaiming_uniform_(w);  // fan_in 128, gain sqrt(2): bound sqrt(6 / 128)
+  EXPECT_LE(w.abs().max().item<double>(), std::sqrt(6.0 / 128));
+  EXPECT_GT(w.abs().max().item<double>(), 0.9 * std::sqrt(6.0 / 128));
+  nn::init::normal_(w, 1.0, 0.02);
+  EXPECT_NEAR(w.mean().item<double>(), 1.0, 0.002);
+  EXPECT_NEAR((w - 1.0).pow(2).mean().sqrt().item<double>(), 0.02, 0.002);
+  nn::init::uniform_(w, 2.0, 3.0);
+  EXPECT_GE(w.min().item<double>(), 2.0);
+  EXPECT_LT(w.max().item<double>(), 3.0);
+  expect_values(nn::init::zeros_(zeros({2}) + 5), {0, 0});
+  expect_values(nn::init::ones_(zeros({2})), {1, 1});
+  EXPECT_GRAFT_ERROR(nn::init::xavier_uniform_(zeros({4})), "xavier_uniform_", "2 dims");
+  EXPECT_GRAFT_ERROR(nn::init::kaiming_uniform_(zeros({4, 4}), 0, "fan_avg"), "kaiming_uniform_", "fan_avg");
+  EXPECT_GRAFT_ERROR(nn::init::normal_(zeros({4}), 0, -1), "normal_", "-1");
+  EXPECT_GRAFT_ERROR(nn::init::normal_(zeros({4}, kInt64)), "normal_", "floating-point");
+}
+
+TEST(Init, ClipGradNormScalesToTheLimitAndReturnsTheNorm) {
+  Tensor a = zeros({2}).requires_grad_(), b = zeros({1}).requires_grad_(), c = zeros({3}).requires_grad_();
+  ((a * tensor({3.f, 0.f})).sum() + (b * 4.f).sum()).backward();  // grads: a [3, 0], b [4]; c has none
+  double norm = nn::utils::clip_grad_norm_({a, b, c}, 1.0);
+  EXPECT_NEAR(norm, 5.0, 1e-6);
+  expect_values(a.grad(), {0.6, 0}, 1e-5);
+  expect_values(b.grad(), {0.8}, 1e-5);
+  EXPECT_FALSE(c.grad().defined());
+  // Under the limit: unchanged.
+  EXPECT_NEAR(nn::utils::clip_grad_norm_({a, b}, 10.0), 1.0, 1e-5);
+  expect_values(a.grad(), {0.6, 0}, 1e-5);
+  EXPECT_EQ(nn::utils::clip_grad_norm_({c}, 1.0), 0.0);
+  EXPECT_GRAFT_ERROR(nn::utils::clip_grad_norm_({a}, -1.0), "clip_grad_norm_", "-1");
 }

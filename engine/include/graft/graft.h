@@ -16,6 +16,7 @@
 #include "graft/lr_scheduler.h"
 #include "graft/memory.h"
 #include "graft/nn/functional.h"
+#include "graft/nn/init.h"
 #include "graft/nn/module.h"
 #include "graft/nn/modules.h"
 #include "graft/ops.h"

@@ -123,6 +123,14 @@ Tensor operator>=(const Tensor& a, Scalar b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 /// where() with a number for b, such as `where(mask, x, 0.0)`.
 Tensor where(const Tensor& cond, const Tensor& a, Scalar b);
+/// The lower triangle of the last two dims of @p x (a matrix or a batch of
+/// them): elements with column - row <= @p k kept, the rest 0, as torch.tril.
+/// @code
+/// auto causal = graft::tril(graft::ones({T, T}, graft::kBool));  // true where a position may look
+/// @endcode
+Tensor tril(const Tensor& x, int64_t k = 0);
+/// The upper triangle: elements with column - row >= @p k kept, the rest 0, as torch.triu.
+Tensor triu(const Tensor& x, int64_t k = 0);
 /// where() with a number for a.
 Tensor where(const Tensor& cond, Scalar a, const Tensor& b);
 

@@ -281,6 +281,9 @@ class Tensor {
   Tensor sign() const;
   /// Each element limited to [min, max]; either bound may be std::nullopt, not both.
   Tensor clamp(std::optional<Scalar> min, std::optional<Scalar> max = std::nullopt) const;
+  /// @p value where the bool @p mask (broadcast to this tensor's shape) is true, this tensor elsewhere,
+  /// as torch's masked_fill; the gradient flows where the mask is false.
+  Tensor masked_fill(const Tensor& mask, Scalar value) const;
   /// @}
 
   /// @name In place

@@ -174,6 +174,12 @@ Tensor BatchNorm2dImpl::forward(const Tensor& x) {
   return F::batch_norm(x, running_mean, running_var, {weight, bias, is_training(), options.momentum, options.eps});
 }
 
+const std::shared_ptr<Module>& ModuleListImpl::operator[](size_t index) const {
+  check(index < modules_.size(), "graft: ModuleList: index ", index, " is out of range for a list of ", modules_.size(),
+        " modules");
+  return modules_[index];
+}
+
 Tensor SequentialImpl::forward(const Tensor& x) const {
   Tensor y = x;
   for (const auto& step : steps_) y = step(y);

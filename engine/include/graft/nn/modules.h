@@ -259,6 +259,57 @@ class SequentialImpl : public Module {
  private:
   std::vector<std::function<Tensor(const Tensor&)>> steps_;
 };
+/// Modules kept in a list, registered under their positions ("0", "1", ...),
+/// as torch.nn.ModuleList: for a forward that walks the list itself (a stack
+/// of blocks). Their parameters and state dict keys are the list's.
+class ModuleListImpl : public Module {
+ public:
+  /// An empty list, to fill with push_back().
+  ModuleListImpl() = default;
+  /// A list of the given modules, in order: holders such as nn::Linear, or shared pointers to modules.
+  template <class... Ms>
+  requires(sizeof...(Ms) > 0) explicit ModuleListImpl(Ms&&... modules) { (push_back(std::forward<Ms>(modules)), ...); }
+
+  /// Appends the module @p m holds, registered under its position.
+  template <class Impl>
+  void push_back(const ModuleHolder<Impl>& m) {
+    push_back(m.ptr());
+  }
+  /// Appends the module @p m, registered under its position.
+  template <class M>
+  void push_back(const std::shared_ptr<M>& m) {
+    register_module(std::to_string(modules_.size()), m);
+    modules_.push_back(m);
+  }
+  /// The module at @p index; throws graft::Error naming the index and the size when it is out of range.
+  const std::shared_ptr<Module>& operator[](size_t index) const;
+  /// The module at @p index as its own type M (e.g. TransformerBlockImpl); throws graft::Error when it is another type.
+  template <class M>
+  std::shared_ptr<M> at(size_t index) const {
+    std::shared_ptr<M> m = std::dynamic_pointer_cast<M>((*this)[index]);
+    check(m != nullptr, "graft: ModuleList: the module at index ", index, " is not of the type asked for");
+    return m;
+  }
+  /// The number of modules.
+  size_t size() const { return modules_.size(); }
+  /// Whether the list holds no module.
+  bool empty() const { return modules_.empty(); }
+  /// The modules, in order, for a range-for.
+  std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return modules_.begin(); }
+  /// The end of the modules.
+  std::vector<std::shared_ptr<Module>>::const_iterator end() const { return modules_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<Module>> modules_;
+};
+/// A list of modules: a holder of ModuleListImpl.
+/// @code
+/// graft::nn::ModuleList blocks;
+/// for (int i = 0; i < 4; ++i) blocks->push_back(graft::nn::Linear(64, 64));
+/// for (const auto& block : *blocks) x = std::static_pointer_cast<graft::nn::LinearImpl>(block)->forward(x);
+/// @endcode
+using ModuleList = ModuleHolder<ModuleListImpl>;
+
 /// Modules run one after another: a holder of SequentialImpl.
 /// @code
 /// graft::nn::Sequential model{graft::nn::Linear(784, 256), graft::nn::ReLU(), graft::nn::Linear(256, 10)};
