@@ -245,8 +245,9 @@ typedef struct {
   const char* name; /**< for messages and counters, e.g. "onednn:nChw16c" */
   /** Passed back to to_plain as its first argument. */
   void* ctx;
-  /** Writes src (in this layout, with tag the backend chose) to dst (plain strides, same shape and dtype). */
-  int32_t (*to_plain)(void* ctx, int64_t tag, const DLTensor* src, const DLTensor* dst, char* message,
+  /** Writes src (in this layout) to dst (plain strides, same shape and dtype); layout is the id
+   * add_layout_type gave, so one function may serve several layout types. */
+  int32_t (*to_plain)(void* ctx, int64_t layout, const DLTensor* src, const DLTensor* dst, char* message,
                       size_t message_size);
 } graft_layout_type;
 
