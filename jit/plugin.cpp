@@ -1,6 +1,6 @@
 // graft-jit: fuses the CPU's elementwise ops into compiled loops.
 //
-// graft's fusion layer (Note [Fusion] in engine/src/dispatch/fusion.cpp)
+// graft's fusion layer (Note [Fusion] in engine/src/fusion/pending.cpp)
 // hands this plugin's fuser whole expressions. The fuser turns one into a
 // Program, collapses the loop's dims, classifies each operand's inner stride
 // and looks the result up in a cache of compiled kernels; a miss compiles it
