@@ -211,6 +211,99 @@ TEST(Masks, TrilTriuAndMaskedFill) {
   EXPECT_GRAFT_ERROR(tril(ones({3})), "tril", "[3]");
 }
 
+TEST(Indexing, IndexSelectGatherAndScatterAddValues) {
+  Tensor x = arange(0, 6, 1, kFloat32).view({2, 3});  // [[0, 1, 2], [3, 4, 5]]
+  Tensor rows = tensor(std::vector<int64_t>{1, 1, 0});
+  expect_values(index_select(x, 0, rows), {3, 4, 5, 3, 4, 5, 0, 1, 2});
+  expect_values(x.index_select(1, tensor(std::vector<int64_t>{2, 0})), {2, 0, 5, 3});
+  expect_values(x.transpose(0, 1).index_select(0, tensor(std::vector<int64_t>{2})), {2, 5});  // a strided view
+  EXPECT_EQ(index_select(x, 0, zeros({0}, kInt64)).shape(), (std::vector<int64_t>{0, 3}));
+  Tensor index = tensor(std::vector<int64_t>{2, 0, 1, 1}, {2, 2});
+  expect_values(gather(x, 1, index), {2, 0, 4, 4});
+  expect_values(x.gather(0, tensor(std::vector<int64_t>{1, 0, 1}, {1, 3})), {3, 1, 5});
+  // Repeated indices add up, in order; the result is a new tensor.
+  Tensor base = ones({2, 3});
+  Tensor added = base.scatter_add(1, index, tensor({10.0f, 20.0f, 30.0f, 40.0f}, {2, 2}));
+  expect_values(added, {21, 1, 11, 1, 71, 1});
+  expect_values(base, {1, 1, 1, 1, 1, 1});
+  // index smaller than src: only its positions count.
+  expect_values(zeros({3}).scatter_add(0, tensor(std::vector<int64_t>{2, 2}), tensor({1.0f, 2.0f, 4.0f}, {3})),
+                {0, 0, 3});
+  // Integers add exactly.
+  Tensor counts = zeros({4}, kInt64).scatter_add(0, tensor(std::vector<int64_t>{3, 1, 3}), ones({3}, kInt64));
+  EXPECT_EQ(counts.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0, 2}));
+}
+
+TEST(Indexing, ScatterAddIsDeterministicAcrossThreadCounts) {
+  manual_seed(5);
+  Tensor src = randn({4096, 64});
+  Tensor index = (rand({4096, 64}) * 7).to(kInt64);
+  set_num_threads(1);
+  std::vector<float> one = zeros({7, 64}).scatter_add(0, index, src).to_vector<float>();
+  set_num_threads(2);
+  std::vector<float> two = zeros({7, 64}).scatter_add(0, index, src).to_vector<float>();
+  EXPECT_EQ(one, two);
+}
+
+TEST(Indexing, BadIndicesAreErrorsNamingTheIndexDimAndSize) {
+  Tensor x = zeros({4, 3});
+  EXPECT_GRAFT_ERROR(index_select(x, 0, tensor(std::vector<int64_t>{0, 4})), "index_select: index 4 is out of range for dim 0 of size 4");
+  EXPECT_GRAFT_ERROR(index_select(x, 1, tensor(std::vector<int64_t>{-1})), "index_select: index -1 is out of range for dim 1 of size 3");
+  EXPECT_GRAFT_ERROR(gather(x, 1, tensor(std::vector<int64_t>{0, 3}, {1, 2})), "gather: index 3 is out of range for dim 1 of size 3");
+  EXPECT_GRAFT_ERROR(x.scatter_add(0, tensor(std::vector<int64_t>{9}, {1, 1}), ones({1, 1})), "scatter_add: index 9 is out of range for dim 0 of size 4");
+  EXPECT_GRAFT_ERROR(F::embedding(tensor(std::vector<int64_t>{1, 7}), zeros({5, 2})), "embedding: index 7 is out of range for dim 0 of size 5");
+  EXPECT_GRAFT_ERROR(index_select(x, 0, tensor({0.0f})), "indices must be int64, got float32");
+  EXPECT_GRAFT_ERROR(index_select(x, 0, zeros({1, 1}, kInt64)), "the index must have one dim");
+  EXPECT_GRAFT_ERROR(index_select(x, 2, zeros({1}, kInt64)), "dim 2");
+  EXPECT_GRAFT_ERROR(gather(x, 0, zeros({2}, kInt64)), "as many dims as the tensor");
+  EXPECT_GRAFT_ERROR(gather(x, 0, zeros({2, 4}, kInt64)), "larger than the tensor");
+  EXPECT_GRAFT_ERROR(x.scatter_add(0, zeros({1, 1}, kInt64), ones({1, 1}, kFloat64)), "src is float64");
+  EXPECT_GRAFT_ERROR(x.scatter_add(0, zeros({2, 2}, kInt64), ones({1, 2})), "larger than src");
+  EXPECT_GRAFT_ERROR(F::embedding(zeros({2}, kInt64), zeros({5})), "the weight must be [num_embeddings, dim]");
+}
+
+TEST(Modules, EmbeddingLooksUpRowsAndAddsTheirGradients) {
+  manual_seed(11);
+  nn::Embedding emb(1000, 16);
+  EXPECT_EQ(emb->weight.shape(), (std::vector<int64_t>{1000, 16}));
+  double mean = emb->weight.mean().item<double>();
+  double var = (emb->weight * emb->weight).mean().item<double>() - mean * mean;
+  EXPECT_NEAR(mean, 0.0, 0.03);  // N(0, 1), as PyTorch's
+  EXPECT_NEAR(var, 1.0, 0.05);
+  Tensor ids = tensor(std::vector<int64_t>{3, 5, 3, 0, 3, 9}, {2, 3});
+  Tensor h = emb(ids);
+  EXPECT_EQ(h.shape(), (std::vector<int64_t>{2, 3, 16}));
+  EXPECT_EQ(h.select(0, 1).select(0, 1).to_vector<float>(), emb->weight.select(0, 3).to_vector<float>());
+  h.sum().backward();
+  std::vector<float> g = emb->weight.grad().sum({1}).to_vector<float>();
+  EXPECT_EQ(g[3], 48);  // three uses of 16 ones
+  EXPECT_EQ(g[0], 16);
+  EXPECT_EQ(g[1], 0);
+  EXPECT_GRAFT_ERROR(nn::Embedding(0, 3), "must be positive");
+}
+
+TEST(Modules, LayerNormNormalizesTheTrailingDims) {
+  nn::LayerNorm norm(std::vector<int64_t>{2, 2});
+  EXPECT_EQ(norm->weight.to_vector<float>(), (std::vector<float>{1, 1, 1, 1}));
+  EXPECT_EQ(norm->bias.to_vector<float>(), (std::vector<float>{0, 0, 0, 0}));
+  Tensor x = tensor({1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 5.0f, 5.0f, 5.0f}, {2, 2, 2});
+  Tensor y = norm(x);
+  // mean 2.5, biased variance 1.25 in the first group; a constant group gives zeros.
+  double s = 1 / std::sqrt(1.25 + 1e-5);
+  expect_values(y, {-1.5 * s, -0.5 * s, 0.5 * s, 1.5 * s, 0, 0, 0, 0}, 1e-5);
+  expect_values(F::layer_norm(x, {2}, tensor({2.0f, 1.0f}), tensor({0.0f, 10.0f})).select(0, 0).select(0, 0),
+                {-2 / std::sqrt(0.25 + 1e-5) * 0.5, 10 + 0.5 / std::sqrt(0.25 + 1e-5)}, 1e-4);
+  nn::LayerNorm plain(std::vector<int64_t>{2}, nn::LayerNormOptions{.elementwise_affine = false});
+  EXPECT_TRUE(plain->parameters().empty());
+  nn::LayerNorm no_bias(std::vector<int64_t>{2}, nn::LayerNormOptions{.bias = false});
+  EXPECT_EQ(no_bias->named_parameters().size(), 1u);
+  EXPECT_GRAFT_ERROR(F::layer_norm(x, {3}), "does not end in the normalized shape [3]");
+  EXPECT_GRAFT_ERROR(F::layer_norm(x, {2}, ones({3})), "the weight must have the normalized shape [2]");
+  EXPECT_GRAFT_ERROR(F::layer_norm(x, {}), "does not end in the normalized shape");
+  EXPECT_GRAFT_ERROR(F::layer_norm(ones({2, 2}, kInt64), {2}), "floating-point");
+  EXPECT_GRAFT_ERROR(nn::LayerNorm(std::vector<int64_t>{0}), "must be non-empty and positive");
+}
+
 TEST(Modules, ModuleListRegistersItsModulesByPosition) {
   nn::ModuleList blocks;
   for (int i = 0; i < 3; ++i) blocks->push_back(nn::Linear(4, 4));

@@ -15,5 +15,7 @@ void run_matmul(const dispatch::KernelCall& c, void* ctx);
 void run_softmax(const dispatch::KernelCall& c, void* ctx);
 void run_unfold(const dispatch::KernelCall& c, void* ctx);
 void run_fold(const dispatch::KernelCall& c, void* ctx);
+void run_gather(const dispatch::KernelCall& c, void* ctx);
+void run_scatter_add(const dispatch::KernelCall& c, void* ctx);
 
 }  // namespace graft::reference

@@ -134,6 +134,23 @@ Tensor triu(const Tensor& x, int64_t k = 0);
 /// where() with a number for a.
 Tensor where(const Tensor& cond, Scalar a, const Tensor& b);
 
+/// @name Indexing
+/// Indices are int64 tensors on @p x's device. An index outside [0, size) is
+/// a graft::Error naming the index, the dim and its size: raised by the call
+/// when the indices are in host memory, and at the next synchronization of a
+/// plugin device (whose kernels never touch memory outside a tensor).
+/// @{
+/// The slices of @p x at @p index (one dim) along @p dim, in that order, as torch.index_select:
+/// the result has @p x's shape with index.numel() in place of size(dim).
+/// @code
+/// auto rows = graft::index_select(table, 0, graft::tensor({2, 0, 2}, {3}, graft::kInt64));
+/// @endcode
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+/// out[i][j] = x[index[i][j]][j] for dim 0 (and so on for other dims), as torch.gather: @p index has
+/// as many dims as @p x, each at most x's except along @p dim, and gives the result's shape.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+/// @}
+
 /// @name Unary math
 /// Unary math. Functions that need floating point (exp, log, sqrt, sigmoid, tanh, sin, cos)
 /// compute integer and bool tensors in float32.

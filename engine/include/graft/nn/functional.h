@@ -2,6 +2,7 @@
 /// @file
 /// graft::nn::functional (alias F): the neural-network ops as functions.
 #include <string>
+#include <vector>
 
 #include "graft/ops.h"
 
@@ -154,6 +155,21 @@ struct BatchNormFuncOptions {
 /// statistic, the weight or the bias is not [C], or when training sees only one
 /// value per channel.
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions options);
+
+/// Layer normalization over the trailing dims @p normalized_shape of @p x, as torch's layer_norm:
+/// (x - mean) / sqrt(var + eps) with the biased variance, then times @p weight and plus @p bias
+/// (each optional, of shape @p normalized_shape). Throws graft::Error when x's trailing sizes, the weight or
+/// the bias do not match @p normalized_shape.
+/// @code
+/// auto y = F::layer_norm(x, {x.size(-1)}, w, b);  // each row of x normalized
+/// @endcode
+Tensor layer_norm(const Tensor& x, std::vector<int64_t> normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+
+/// The rows of @p weight [num_embeddings, dim] at @p indices (int64, any shape), as torch's embedding:
+/// the result is [indices' shape..., dim]. An index outside [0, num_embeddings) is a graft::Error (see
+/// graft::index_select). The weight's gradient adds up the rows a batch used, in index order.
+Tensor embedding(const Tensor& indices, const Tensor& weight);
 
 /// Options of dropout().
 struct DropoutFuncOptions {
