@@ -117,6 +117,16 @@ TEST_F(Gradcheck, LayerNorm) {
   check_both([](const Inputs& v) { return F::layer_norm(v[0], {3}, {}, {}, 0.1); }, {p({3})});
 }
 
+TEST_F(Gradcheck, Attention) {
+  Tensor keep = tensor(std::vector<int64_t>{1, 0, 1, 1, 1, 0}).to(kBool).view({2, 3});
+  check_both([](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2]); },
+             {p({1, 2, 2, 3}), p({1, 2, 3, 3}), p({1, 2, 3, 2})});
+  check_both([&](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2], {.attn_mask = keep}); },
+             {p({2, 3}), p({3, 3}), p({3, 2})});
+  check_both([](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2], {.is_causal = true}); },
+             {p({3, 2}), p({3, 2}), p({3, 2})});
+}
+
 TEST_F(Gradcheck, InPlaceInTheGraph) {
   check_both(
       [](const Inputs& v) {

@@ -1,6 +1,7 @@
 #pragma once
 /// @file
 /// graft::nn::functional (alias F): the neural-network ops as functions.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -170,6 +171,29 @@ Tensor layer_norm(const Tensor& x, std::vector<int64_t> normalized_shape, const 
 /// the result is [indices' shape..., dim]. An index outside [0, num_embeddings) is a graft::Error (see
 /// graft::index_select). The weight's gradient adds up the rows a batch used, in index order.
 Tensor embedding(const Tensor& indices, const Tensor& weight);
+
+/// Options of scaled_dot_product_attention().
+struct ScaledDotProductAttentionFuncOptions {
+  /// Optional: bool, true where a key takes part (PyTorch's convention for this function), or a float mask
+  /// added to the scores; it broadcasts to [B, H, L, S].
+  Tensor attn_mask = {};
+  /// The probability of dropping an attention weight (applied whenever positive, as PyTorch does).
+  double dropout_p = 0.0;
+  /// Query i attends to keys 0..i only; not together with attn_mask.
+  bool is_causal = false;
+  /// The factor of q k^T; 1 / sqrt(E) when not given.
+  std::optional<double> scale = std::nullopt;
+};
+/// softmax(q k^T scale + mask) v for q [..., L, E], k [..., S, E] and v [..., S, Ev] (usually [B, H, T, D]), as
+/// torch's scaled_dot_product_attention: the result is [..., L, Ev]. A backend's fused kernel may run it without
+/// making the [L, S] score matrix; with dropout_p > 0 it is computed from other ops. Throws graft::Error for
+/// shapes that do not fit, a mask that does not broadcast or is neither bool nor q's dtype, or a mask given
+/// together with is_causal.
+/// @code
+/// auto y = F::scaled_dot_product_attention(q, k, v, {.is_causal = true});
+/// @endcode
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    ScaledDotProductAttentionFuncOptions options = {});
 
 /// Options of dropout().
 struct DropoutFuncOptions {
