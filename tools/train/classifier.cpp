@@ -66,6 +66,8 @@ int train_classifier(Options o, Device device, const std::string& description) {
   if (o.epochs == 0) o.epochs = o.model == "mlp" ? 10 : 3;
   if (o.lr_decay < 0) o.lr_decay = o.model == "mlp" ? 1.0 : 0.3;
   if (o.lr <= 0) o.lr = o.optimizer == "sgd" ? 0.05 : 1e-3;
+  if (o.batch_size == 0) o.batch_size = 64;
+  if (o.data.empty()) o.data = "/usr/share/datasets/fashion-mnist";
   std::optional<autograd::DetectAnomalyGuard> anomaly;
   if (o.anomaly) anomaly.emplace();
 

@@ -1,7 +1,7 @@
-// graft-train: the main job. Trains an MLP or a CNN on Fashion-MNIST with any
-// loaded backend, shows progress, evaluates on the test set every epoch,
-// tells which plugins loaded and which backends did the work, and saves and
-// resumes checkpoints.
+// graft-train: the main job. Trains an MLP or a CNN on Fashion-MNIST, or a
+// character-level GPT on text, with any loaded backend; shows progress,
+// evaluates as it goes, tells which plugins loaded and which backends did the
+// work, and saves and resumes checkpoints.
 #include <graft/graft.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "classifier.h"
+#include "language_model.h"
 #include "options.h"
 #include "report.h"
 
@@ -43,6 +44,7 @@ int run(Options o) {
     bool own = !o.backend.empty() && std::find(all.begin(), all.end(), o.backend + ":0") != all.end();
     o.device = own ? o.backend + ":0" : "cpu";
   }
+  if (o.model == "gpt") return graft::train::train_gpt(o, graft::Device(o.device), description);
   return graft::train::train_classifier(o, graft::Device(o.device), description);
 }
 
@@ -50,14 +52,16 @@ int run(Options o) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"graft-train: train an MLP or a CNN on Fashion-MNIST with graft"};
-  app.add_option("--data", o.data, "folder with the Fashion-MNIST IDX files")->capture_default_str();
-  app.add_option("--model", o.model, "mlp (784-256-128-10) or cnn (2 conv + BN + pool)")
-      ->check(CLI::IsMember({"mlp", "cnn"}))
+  CLI::App app{"graft-train: train an MLP or a CNN on Fashion-MNIST, or a character-level GPT on text, with graft"};
+  app.add_option("--data", o.data,
+                 "mlp, cnn: folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist); "
+                 "gpt: a text file or a folder of them (default: the files of the Debian package fortunes)");
+  app.add_option("--model", o.model, "mlp (784-256-128-10), cnn (2 conv + BN + pool) or gpt (character-level)")
+      ->check(CLI::IsMember({"mlp", "cnn", "gpt"}))
       ->capture_default_str();
   app.add_option("--epochs", o.epochs, "epochs to train (default: 10 for mlp, 3 for cnn)")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", o.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", o.lr, "learning rate (default: 1e-3 for adam, 0.05 for sgd)");
+  app.add_option("--batch-size", o.batch_size, "examples per step (default: 64; gpt 12)")->check(CLI::PositiveNumber);
+  app.add_option("--lr", o.lr, "learning rate (default: 1e-3 for adam and gpt, 0.05 for sgd)");
   app.add_option("--lr-decay", o.lr_decay, "learning rate factor per epoch after the first (default: 1 mlp, 0.3 cnn)");
   app.add_option("--optimizer", o.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   app.add_option("--seed", o.seed)->capture_default_str();
@@ -75,6 +79,31 @@ int main(int argc, char** argv) {
   app.add_option("--limit", o.limit, "train on the first N images only");
   app.add_option("--test-limit", o.test_limit, "test on the first N images only");
   app.add_flag("--anomaly", o.anomaly, "detect NaN/Inf in backward and name the op");
+  auto* gpt = app.add_option_group("gpt", "--model gpt");
+  gpt->add_option("--layers", o.layers, "transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--heads", o.heads, "attention heads per block")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--embd", o.embd, "the model's width")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--block-size", o.block_size, "the context, in bytes")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--iters", o.iters, "training iterations")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--stop-at", o.stop_at,
+                  "end this run after that iteration, saving --checkpoint (the schedule still spans --iters)");
+  gpt->add_option("--warmup", o.warmup, "iterations of linear warm-up")->capture_default_str();
+  gpt->add_option("--min-lr", o.min_lr, "the rate cosine decay ends at")->capture_default_str();
+  gpt->add_option("--weight-decay", o.weight_decay, "AdamW's, on matrices and embeddings")->capture_default_str();
+  gpt->add_option("--grad-clip", o.grad_clip, "the largest gradient norm")->capture_default_str();
+  gpt->add_option("--dropout", o.dropout)->capture_default_str();
+  gpt->add_option("--eval-interval", o.eval_interval, "iterations between validation losses (and checkpoints)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gpt->add_option("--eval-iters", o.eval_iters, "batches per validation loss")->check(CLI::PositiveNumber)->capture_default_str();
+  gpt->add_option("--log-interval", o.log_interval, "iterations between progress lines")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gpt->add_option("--sample", o.sample, "bytes to generate at the end (0: none)")->capture_default_str();
+  gpt->add_option("--temperature", o.temperature)->capture_default_str();
+  gpt->add_option("--top-k", o.top_k, "sample among the k likeliest bytes (0: all)")->capture_default_str();
+  gpt->add_option("--prompt", o.prompt, "the text the sample continues");
+  gpt->add_flag("--no-kv-cache", o.no_kv_cache, "sample without the key/value cache (every byte recomputes its context)");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);
