@@ -135,7 +135,9 @@ Tensor triu(const Tensor& x, int64_t k = 0);
 Tensor where(const Tensor& cond, Scalar a, const Tensor& b);
 
 /// @name Sampling
+/// Choosing values and drawing samples, for generation.
 /// @{
+
 /// The @p k largest (or, with @p largest false, smallest) values along @p dim and their int64 indices, as
 /// torch.topk: in order from the largest (smallest) when @p sorted, ties broken by the smaller index, a NaN
 /// counted larger than any number. The values are differentiable (a gather). The selection runs on the host.
@@ -158,6 +160,7 @@ Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement = 
 /// when the indices are in host memory, and at the next synchronization of a
 /// plugin device (whose kernels never touch memory outside a tensor).
 /// @{
+
 /// The slices of @p x at @p index (one dim) along @p dim, in that order, as torch.index_select:
 /// the result has @p x's shape with index.numel() in place of size(dim).
 /// @code
