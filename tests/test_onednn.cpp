@@ -243,3 +243,72 @@ TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
     expect_near(x.grad().to_vector<double>(), rx.grad().to_vector<double>(), 1e-4);
   }
 }
+
+TEST_F(Onednn, FusedAttentionMatchesTheReferenceOverManyBlocks) {
+  manual_seed(9);
+  // Several query blocks (128) and key blocks (256), with partial ones.
+  Tensor q0 = randn({2, 3, 300, 16}), k0 = randn({2, 3, 520, 16}), v0 = randn({2, 3, 520, 8});
+  Tensor keep = rand({300, 520}) > 0.3;
+  keep = keep.masked_fill(arange(0, 520, 1, kInt64) == 7, true);  // every query keeps a key
+  Tensor bias = randn({2, 1, 300, 520});
+  struct Setting {
+    const char* name;
+    F::ScaledDotProductAttentionFuncOptions options;
+    int64_t keys;
+  };
+  std::vector<Setting> settings = {{"bool mask", {.attn_mask = keep}, 520},
+                                   {"float mask", {.attn_mask = bias}, 520},
+                                   {"causal", {.is_causal = true, .scale = 0.3}, 300}};
+  for (const Setting& s : settings) {
+    for (bool create_graph : {false, true}) {
+      auto run = [&](std::vector<Tensor>* grads) {
+        Tensor q = q0.clone().requires_grad_(), k = k0.slice(2, 0, s.keys).contiguous().requires_grad_();
+        Tensor v = v0.slice(2, 0, s.keys).contiguous().requires_grad_();
+        Tensor y = F::scaled_dot_product_attention(q, k, v, s.options);
+        autograd::GradOptions o;
+        o.create_graph = create_graph;
+        *grads = autograd::grad({(y * y).sum()}, {q, k, v}, o);
+        if (create_graph) {  // a second derivative, through the backward's decomposition
+          Tensor gg = (*grads)[0].pow(2).sum() + (*grads)[1].sum();
+          grads->push_back(autograd::grad({gg}, {v})[0]);
+        }
+        for (Tensor& g : *grads) g = g.detach();
+        return y.detach();
+      };
+      std::vector<Tensor> want_grads, grads;
+      Tensor want;
+      {
+        BackendGuard only("reference");
+        want = run(&want_grads);
+      }
+      reset_dispatch_stats();
+      Tensor got = run(&grads);
+      EXPECT_EQ(calls("scaled_dot_product_attention", "onednn"), 1u) << s.name;
+      // With a graph the first derivative is decomposed (so it differentiates
+      // again); the second pass meets y's node again and takes the kernel.
+      EXPECT_EQ(calls("scaled_dot_product_attention_backward", "onednn"), 1u) << s.name;
+      expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
+      for (size_t i = 0; i < grads.size(); ++i)
+        expect_near(grads[i].to_vector<double>(), want_grads[i].to_vector<double>(),
+                    1e-4 * (1 + want_grads[i].abs().max().item<double>()));
+    }
+  }
+}
+
+TEST_F(Onednn, FusedAttentionKeepsNoScoreMatrix) {
+  manual_seed(10);
+  Tensor q = randn({2, 2, 512, 32}).requires_grad_(), k = randn({2, 2, 512, 32}).requires_grad_();
+  Tensor v = randn({2, 2, 512, 32}).requires_grad_();
+  auto peak = [&](bool fused) {
+    std::optional<BackendGuard> only;
+    if (!fused) only.emplace("reference");
+    reset_peak_memory_stats("cpu");
+    uint64_t before = memory_stats("cpu").allocated_bytes;
+    F::scaled_dot_product_attention(q, k, v, {.is_causal = true}).sum().backward();
+    return memory_stats("cpu").peak_bytes - before;
+  };
+  uint64_t composite = peak(false), fused = peak(true);
+  // One [2, 2, 512, 512] float32 matrix is 4 MiB; the composite keeps several.
+  EXPECT_GT(composite, uint64_t{8} << 20);
+  EXPECT_LT(fused * 4, composite) << "fused " << fused << " bytes, composite " << composite;
+}

@@ -73,7 +73,8 @@ TEST_F(Vulkan, EveryOpCaseRunsOnTheDeviceUnderValidation) {
   // runs on the device itself (no host fallback) with the validation layer
   // watching (TearDown: no report).
   // Composite ops run as the primitive ops they decompose into.
-  const std::set<std::string> composite = {"conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "linear"};
+  const std::set<std::string> composite = {"conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "linear",
+                                           "scaled_dot_product_attention"};
   opcases::Target target{"vulkan", "vulkan:0"};
   for (const auto& c : opcases::all_cases()) {
     SCOPED_TRACE(c.name);

@@ -68,7 +68,8 @@ enum Kind : int64_t {
   kNorm,
   kNormBackward,
   kLayerNorm,
-  kLayerNormBackward
+  kLayerNormBackward,
+  kAttention
 };
 
 // Note [Primitive cache]
@@ -147,9 +148,10 @@ int32_t supports(void* ctx, const graft_kernel_args* a) {
   }
 }
 
-// The kernel families (dense.cpp, conv.cpp) add their kernels through this.
+// The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels through this.
 using AddKernel = std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx)>;
 void add_dense_kernels(const AddKernel& add);
 void add_conv_kernels(const AddKernel& add);
+void add_attention_kernels(const AddKernel& add);
 
 }  // namespace graft_onednn

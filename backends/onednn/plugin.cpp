@@ -190,6 +190,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
     };
     add_dense_kernels(add);
     add_conv_kernels(add);
+    add_attention_kernels(add);
   });
 }
 

@@ -216,11 +216,11 @@ std::vector<OpCase> all_cases() {
   add(c, "layer_norm", {{{2, 3, 4, 5}, {4, 5}}},
       [](const std::vector<Tensor>& v) { return F::layer_norm(v[0], {4, 5}, v[1]); });
   add(c, "layer_norm", {{{5, 33}}}, [](const std::vector<Tensor>& v) { return F::layer_norm(v[0], {33}); });
-  // Attention is composed of matmul, masks and softmax; its cases count as matmul's.
   for (bool causal : {false, true}) {
     Shapes shapes = {{2, 2, 5, 4}, {2, 2, 6, 4}, {2, 2, 6, 3}};
-    std::string name = describe("scaled_dot_product_attention", shapes, false) + (causal ? " causal" : " masked");
-    c.push_back({name, "matmul", shapes, [causal](const std::vector<Tensor>& v) {
+    std::string op = "scaled_dot_product_attention";
+    c.push_back({describe(op, shapes, false) + (causal ? " causal" : " masked"), op, shapes,
+                 [causal](const std::vector<Tensor>& v) {
                    TensorOptions opts = TensorOptions().dtype(kBool).device(v[0].device());
                    if (causal) return F::scaled_dot_product_attention(v[0], v[1], v[2], {.is_causal = true});
                    Tensor keep = tril(ones({5, 6}, opts), 1);

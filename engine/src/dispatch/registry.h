@@ -120,6 +120,7 @@ void define_elementwise_ops(Registry& r);
 void define_activation_ops(Registry& r);
 void define_index_ops(Registry& r);
 void define_norm_ops(Registry& r);
+void define_attention_ops(Registry& r);
 void define_reduce_ops(Registry& r);
 void define_linalg_ops(Registry& r);
 void define_nn_ops(Registry& r);

@@ -127,6 +127,12 @@ typedef struct {
   double eps;              /**< added to the variance */
 } graft_layer_norm_attrs;
 
+/** scaled_dot_product_attention and its backward. */
+typedef struct {
+  double scale;      /**< the factor of q k^T */
+  int64_t is_causal; /**< 1: query i takes keys 0..i only (the top-left triangle); then there is no mask */
+} graft_attention_attrs;
+
 /** linear. */
 typedef struct {
   int64_t has_bias; /**< a third input, the bias, is given */
@@ -288,6 +294,16 @@ typedef struct {
     "inputs grad and x (contiguous, one shape), the forward's mean and biased variance, weight (optional); " \
     "outputs the gradients of x, of the weight (written only when the weight is given) and of the bias " \
     "(x's trailing sizes each)") \
+  X(scaled_dot_product_attention, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 4, 2, 0, graft_attention_attrs, \
+    "inputs q [B, H, L, E], k [B, H, S, E], v [B, H, S, Ev] (contiguous) and mask (optional: bool, true where " \
+    "a key takes part, or q's dtype, added to the scores; at most 4 dims, broadcasting to [B, H, L, S] from " \
+    "the right); outputs " \
+    "softmax(q k^T scale + mask) v [B, H, L, Ev] and the log-sum-exp of each row of scaled, masked scores " \
+    "[B, H, L], which the backward takes") \
+  X(scaled_dot_product_attention_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 7, 3, 0, \
+    graft_attention_attrs, \
+    "inputs grad (out's shape, contiguous), q, k, v, mask (optional), and the forward's out and log-sum-exp; " \
+    "outputs the gradients of q, k and v") \
   X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_softmax_backward_attrs, \
     "inputs grad, y (the forward's output), one shape") \
   X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_eltwise_backward_attrs, \
