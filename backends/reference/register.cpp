@@ -11,7 +11,7 @@ namespace {
 // The kernel's dtypes as bits by DType, from the table's GRAFT_DTYPE_* bits.
 uintptr_t dtype_set(uint32_t graft_bits) {
   uintptr_t set = 0;
-  for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+  for (DType t : kAllDTypes)
     if (graft_bits & plugin::dtype_bit(t)) set |= uintptr_t{1} << static_cast<int>(t);
   return set;
 }
@@ -23,36 +23,38 @@ bool supports(const KernelCall& c, void* ctx) {
   return reinterpret_cast<uintptr_t>(ctx) >> static_cast<int>(t) & 1;
 }
 
-// The reference kernel of an op that has one, by category or by op.
+// The reference kernel of an op that has one, by category or by op. All but
+// the conversions compute bfloat16 in float32 (Note [bfloat16 on the
+// reference backend]).
 KernelFn kernel_for(OpId op) {
   using namespace reference;
   switch (category(op)) {
     case GRAFT_OP_UNARY:
-      return run_unary;
+      return bf16_as_f32<run_unary>;
     case GRAFT_OP_BINARY:
     case GRAFT_OP_COMPARISON:
-      return run_binary;
+      return bf16_as_f32<run_binary>;
     case GRAFT_OP_SELECT:
-      return run_where;
+      return bf16_as_f32<run_where>;
     case GRAFT_OP_CONVERT:
       return run_copy;
     case GRAFT_OP_FILL:
       return run_fill;
     case GRAFT_OP_REDUCTION:
-      return run_reduce;
+      return bf16_as_f32<run_reduce>;
     default:
       break;
   }
   switch (op) {
     case OpId::matmul:
-      return run_matmul;
+      return bf16_as_f32<run_matmul>;
     case OpId::softmax:
     case OpId::log_softmax:
-      return run_softmax;
+      return bf16_as_f32<run_softmax>;
     case OpId::unfold:
-      return run_unfold;
+      return bf16_as_f32<run_unfold>;
     case OpId::fold:
-      return run_fold;
+      return bf16_as_f32<run_fold>;
     default:
       detail::fail("graft internal error: op '", Registry::get().schema(op).name,
                    "' has reference dtypes in the op table but no reference kernel");
@@ -74,9 +76,9 @@ void register_reference_kernels(Registry& r) {
     k.ctx = reinterpret_cast<void*>(dtype_set(s.reference_dtypes));
     k.priority = 0;
     k.backend = 0;  // "reference"
-    k.accepts = s.reference_dtypes == GRAFT_OP_FLOATS    ? "float32, float64"
-                : s.reference_dtypes == GRAFT_OP_NUMBERS ? "float32, float64, int32, int64"
-                                                         : "float32, float64, int32, int64, bool";
+    k.accepts = s.reference_dtypes == GRAFT_OP_FLOATS    ? "float32, float64, bfloat16"
+                : s.reference_dtypes == GRAFT_OP_NUMBERS ? "float32, float64, int32, int64, bfloat16"
+                                                         : "float32, float64, int32, int64, bool, bfloat16";
     r.add_kernel(op, kCPU.type(), k);
   }
 }

@@ -36,7 +36,7 @@ SHADER(batchnorm, 6);
 constexpr int kMaxRank = 6;  // dims a shader indexes, after collapsing
 
 // Storage types, as the shaders number them (common.glsl).
-enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, UNSUPPORTED = -1 };
+enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, BF16 = 4, UNSUPPORTED = -1 };
 
 Type type_of(const DLTensor& t) {
   if (t.dtype.lanes != 1) return UNSUPPORTED;
@@ -44,10 +44,11 @@ Type type_of(const DLTensor& t) {
   if (t.dtype.code == kDLInt && t.dtype.bits == 32) return I32;
   if (t.dtype.code == kDLInt && t.dtype.bits == 64) return I64;
   if (t.dtype.code == GRAFT_DL_BOOL && t.dtype.bits == 8) return BOOL;
+  if (t.dtype.code == kDLBfloat && t.dtype.bits == 16) return BF16;
   return UNSUPPORTED;
 }
 
-uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : 4; }
+uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : t == BF16 ? 2 : 4; }
 
 using graft::plugin_util::is_contiguous;
 using graft::plugin_util::numel;
@@ -186,6 +187,10 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
   if (o == UNSUPPORTED || !strides_usable(out) || out.ndim > kMaxRank) return 0;
   for (int i = 0; i < a->n_inputs; ++i)
     if (type_of(a->inputs[i]) == UNSUPPORTED || !strides_usable(a->inputs[i])) return 0;
+  // bfloat16 is kept and converted here (copy, fill); its math runs on the host.
+  bool bf16 = o == BF16;
+  for (int i = 0; i < a->n_inputs; ++i) bf16 = bf16 || type_of(a->inputs[i]) == BF16;
+  if (bf16) return op == Ew::copy || op == Ew::fill;
   if (is_float_math(op)) {
     for (int i = 0; i < a->n_inputs; ++i)
       if (type_of(a->inputs[i]) != F32) return 0;
@@ -612,6 +617,7 @@ struct Entry {
 
 constexpr uint32_t kFloat = GRAFT_DTYPE_FLOAT32;
 constexpr uint32_t kAny = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
+constexpr uint32_t kStored = kAny | GRAFT_DTYPE_BFLOAT16;  // copy and fill
 
 constexpr Entry ew(const char* op, Ew code, uint32_t dtypes = kFloat) {
   return {op, dtypes, static_cast<int32_t>(code), ew_run, ew_supports};
@@ -650,8 +656,8 @@ const Entry kEntries[] = {
     ew("gt", Ew::gt, kAny),
     ew("ge", Ew::ge, kAny),
     ew("where", Ew::where, kAny),
-    ew("copy", Ew::copy, kAny),
-    ew("fill", Ew::fill, kAny),
+    ew("copy", Ew::copy, kStored),
+    ew("fill", Ew::fill, kStored),
     ew("eltwise_backward", Ew::eltwise_backward),
     ew("gelu_backward", Ew::gelu_backward),
     red("sum", Red::sum),
