@@ -324,3 +324,113 @@ TEST(BFloat16, Factories) {
   EXPECT_NEAR(mean, 0.0, 0.05);
   EXPECT_NEAR(var, 1.0, 0.05);
 }
+
+namespace {
+
+std::vector<uint16_t> bf16_bits(const Tensor& t) {
+  std::vector<uint16_t> out;
+  for (BFloat16 h : t.to_vector<BFloat16>()) out.push_back(h.bits);
+  return out;
+}
+
+// Within bfloat16's precision of want: 8 significant bits give a relative
+// error up to 2^-9 per rounding; a few roundings stay under 2%.
+void expect_bf16_close(const Tensor& got, const Tensor& want, double rtol = 2e-2, double atol = 1e-2) {
+  ASSERT_EQ(got.shape(), want.shape());
+  std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], w[i], atol + rtol * std::abs(w[i])) << "at element " << i;
+}
+
+}  // namespace
+
+// Note [bfloat16 on the reference backend]: an op on bfloat16 is its float32
+// kernel on the same values, rounded once, so the results match bit for bit.
+TEST(BFloat16, TheReferenceBackendComputesInFloat32AndRoundsOnce) {
+  BackendGuard only("reference");
+  manual_seed(7);
+  Tensor a = randn({4, 6}, kBFloat16), b = randn({4, 6}, kBFloat16), w = randn({6, 5}, kBFloat16);
+  Tensor af = a.to(kFloat32), bf = b.to(kFloat32), wf = w.to(kFloat32);
+  auto same = [](const Tensor& got, const Tensor& f32) {
+    EXPECT_EQ(got.dtype(), kBFloat16);
+    EXPECT_EQ(bf16_bits(got), bf16_bits(f32.to(kBFloat16)));
+  };
+  same(a + b, af + bf);
+  same(a * b, af * bf);
+  same(a / b, af / bf);
+  same(a.exp(), af.exp());
+  same(a.sigmoid(), af.sigmoid());
+  same(a.relu(), af.relu());
+  same(a.clamp(-0.5, 0.5), af.clamp(-0.5, 0.5));
+  same(maximum(a, b), maximum(af, bf));
+  same(where(a > b, a, b), where(af > bf, af, bf));
+  same(a.masked_fill(a < 0, 0.1), af.masked_fill(af < 0, 0.1));
+  same(a + b.slice(1, 0, 1), af + bf.slice(1, 0, 1));  // a broadcast column
+  same(a.t() * 2, af.t() * 2);                        // strided
+  same(a.sum(), af.sum());
+  same(a.sum({1}), af.sum({1}));
+  same(a.max(), af.max());
+  same(a.matmul(w), af.matmul(wf));
+  same(a.t().t().matmul(w.unsqueeze(0).expand({3, 6, 5})), af.matmul(wf.unsqueeze(0).expand({3, 6, 5})));
+  same(F::softmax(a, 1), F::softmax(af, 1));
+  same(F::log_softmax(a, 0), F::log_softmax(af, 0));
+  EXPECT_EQ((a > b).to_vector<bool>(), (af > bf).to_vector<bool>());
+  EXPECT_EQ(a.argmax(1).to_vector<int64_t>(), af.argmax(1).to_vector<int64_t>());
+  Tensor c = a.clone();
+  c.add_(b);  // in place: the output is also an input
+  same(c, af + bf);
+  c.mul_(af);  // computed in float32, stored in bfloat16
+  same(c, (af + bf).to(kBFloat16).to(kFloat32) * af);
+}
+
+TEST(BFloat16, CompositeOpsAndLossesOnTheReferenceBackend) {
+  BackendGuard only("reference");
+  manual_seed(8);
+  Tensor x = randn({2, 3, 6, 6}, kBFloat16), k = randn({4, 3, 3, 3}, kBFloat16), bias = randn({4}, kBFloat16);
+  Tensor y = F::conv2d(x, k, bias, {.padding = 1});
+  EXPECT_EQ(y.dtype(), kBFloat16);
+  expect_bf16_close(y, F::conv2d(x.to(kFloat32), k.to(kFloat32), bias.to(kFloat32), {.padding = 1}), 2e-2, 5e-2);
+  Tensor p = F::max_pool2d(y, {.kernel_size = 2});
+  expect_bf16_close(p, F::max_pool2d(y.to(kFloat32), {.kernel_size = 2}), 0, 0);
+  Tensor logits = randn({5, 7}, kBFloat16), labels = tensor({0, 3, 6, 2, 2});
+  Tensor loss = F::cross_entropy(logits, labels);
+  EXPECT_EQ(loss.dtype(), kBFloat16);
+  expect_bf16_close(loss, F::cross_entropy(logits.to(kFloat32), labels));
+  expect_bf16_close(logits.mean(), logits.to(kFloat32).mean());
+  expect_bf16_close(logits.logsumexp({1}), logits.to(kFloat32).logsumexp({1}));
+}
+
+// Backward runs through the same ops, so gradients come out in bfloat16 too.
+TEST(BFloat16, Backward) {
+  manual_seed(9);
+  Tensor x = randn({3, 4}, kBFloat16).requires_grad_(), w = randn({4, 2}, kBFloat16).requires_grad_();
+  Tensor xf = x.detach().to(kFloat32).requires_grad_(), wf = w.detach().to(kFloat32).requires_grad_();
+  ((x.matmul(w).tanh() * 2).sum() + (x * x).mean()).backward();
+  ((xf.matmul(wf).tanh() * 2).sum() + (xf * xf).mean()).backward();
+  EXPECT_EQ(x.grad().dtype(), kBFloat16);
+  EXPECT_EQ(w.grad().dtype(), kBFloat16);
+  expect_bf16_close(x.grad(), xf.grad(), 3e-2, 3e-2);
+  expect_bf16_close(w.grad(), wf.grad(), 3e-2, 3e-2);
+}
+
+TEST(BFloat16, ModulesConvertAndTrain) {
+  manual_seed(10);
+  nn::Sequential model{nn::Conv2d(1, 2, 3), nn::BatchNorm2d(2), nn::ReLU(), nn::Flatten(), nn::Linear(8, 3)};
+  model->to(kBFloat16);
+  for (const Tensor& p : model->parameters()) EXPECT_EQ(p.dtype(), kBFloat16);
+  for (const auto& [name, t] : model->named_buffers())
+    EXPECT_EQ(t.dtype(), name.find("num_batches_tracked") != std::string::npos ? kInt64 : kBFloat16) << name;
+  optim::SGD sgd(model->parameters(), {.lr = 0.1});
+  Tensor x = randn({4, 1, 4, 4}, kBFloat16), labels = tensor({0, 1, 2, 1});
+  Tensor first = F::cross_entropy(model(x), labels);
+  for (int step = 0; step < 20; ++step) {
+    sgd.zero_grad();
+    Tensor loss = F::cross_entropy(model(x), labels);
+    loss.backward();
+    for (const Tensor& p : model->parameters()) EXPECT_EQ(p.grad().dtype(), kBFloat16);
+    sgd.step();
+  }
+  EXPECT_EQ(first.dtype(), kBFloat16);
+  EXPECT_LT(F::cross_entropy(model(x), labels).item<float>(), first.item<float>() * 0.7f);
+  model->to(kFloat32);
+  for (const Tensor& p : model->parameters()) EXPECT_EQ(p.dtype(), kFloat32);
+}
