@@ -117,7 +117,7 @@ TEST_F(Jit, BFloat16ComputesInFloat32AndRoundsEveryOpAsTheReference) {
   EXPECT_EQ(got[3], INFINITY);  // 6e38 is past float32's largest
 }
 
-TEST_F(Jit, BFloat16GradientsMatchTheReference) {
+TEST_F(Jit, BFloat16GradientsAndOptimizerStepsMatchTheReference) {
   Tensor x0 = randn({5, 7}, kBFloat16);
   expect_fused_matches(
       [&] {
@@ -126,6 +126,25 @@ TEST_F(Jit, BFloat16GradientsMatchTheReference) {
         return x.grad();
       },
       8e-3);
+  // Adam's fused update on bfloat16 parameters and state: each node rounds as the ops would.
+  auto adam_steps = [&] {
+    Tensor p = x0.clone().requires_grad_();
+    optim::Adam adam({p}, {.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
+    for (int step = 0; step < 3; ++step) {
+      adam.zero_grad();
+      (p * p * (step + 1.0)).sum().backward();
+      adam.step();
+    }
+    return p.detach();
+  };
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = adam_steps();
+  }
+  Tensor got = adam_steps();
+  EXPECT_EQ(got.dtype(), kBFloat16);
+  expect_near(got.to_vector<double>(), want.to_vector<double>(), 2e-2);
 }
 
 TEST_F(Jit, AnInPlaceWriteToAnInputComputesWhatReadItFirst) {

@@ -4,7 +4,7 @@
 // each bfloat16 input is widened into one (exactly), each bfloat16 output
 // gets one, and the kernel's results are rounded back to nearest-even.
 // Operands of other dtypes (int64 indices, bool masks) pass through as they
-// are. register.cpp wraps every kernel but copy and fill this way, so an op
+// are. register.cpp runs every kernel but copy and fill this way, so an op
 // added to the table computes in bfloat16 without code of its own; copy and
 // fill handle bfloat16 themselves, being the conversions.
 #include <array>

@@ -19,12 +19,9 @@ void run_unfold(const dispatch::KernelCall& c, void* ctx);
 void run_fold(const dispatch::KernelCall& c, void* ctx);
 
 // Runs f32_kernel with the call's bfloat16 operands as float32 temporaries,
-// rounding bfloat16 outputs back (Note [bfloat16 on the reference backend]).
+// rounding bfloat16 outputs back (Note [bfloat16 on the reference backend]);
+// a call without bfloat16 operands runs as it is.
 void run_bf16_as_f32(const dispatch::KernelCall& c, void* ctx, dispatch::KernelFn f32_kernel);
-template <dispatch::KernelFn F32Kernel>
-void bf16_as_f32(const dispatch::KernelCall& c, void* ctx) {
-  run_bf16_as_f32(c, ctx, F32Kernel);
-}
 
 // visit_dtype() for the kernels that compute: bfloat16 never reaches them
 // (Note [bfloat16 on the reference backend]).
