@@ -223,8 +223,8 @@ TEST_F(Onednn, TakesBFloat16ForMatmulLinearConvolutionAndEltwise) {
     BackendGuard no_fusion(std::vector<std::string>{"onednn", "reference"});  // else graft-jit fuses tanh and relu
     got = run(&grads);
   }
-  for (const char* op : {"matmul", "linear", "conv2d", "conv2d_backward_input", "conv2d_backward_weight", "tanh",
-                         "relu"})
+  for (const char* op :
+       {"matmul", "linear", "conv2d", "conv2d_backward_input", "conv2d_backward_weight", "tanh", "relu"})
     EXPECT_GE(calls(op, "onednn"), 1u) << op;
   EXPECT_EQ(calls("sum", "onednn"), 0u) << "oneDNN's sum declines bfloat16";
   EXPECT_GE(calls("sum", "reference"), 1u);

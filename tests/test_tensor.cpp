@@ -365,7 +365,7 @@ TEST(BFloat16, TheReferenceBackendComputesInFloat32AndRoundsOnce) {
   same(where(a > b, a, b), where(af > bf, af, bf));
   same(a.masked_fill(a < 0, 0.1), af.masked_fill(af < 0, 0.1));
   same(a + b.slice(1, 0, 1), af + bf.slice(1, 0, 1));  // a broadcast column
-  same(a.t() * 2, af.t() * 2);                        // strided
+  same(a.t() * 2, af.t() * 2);                         // strided
   same(a.sum(), af.sum());
   same(a.sum({1}), af.sum({1}));
   same(a.max(), af.max());

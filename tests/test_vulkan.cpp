@@ -227,8 +227,8 @@ TEST_F(Vulkan, StoresAndConvertsBFloat16AndComputesItOnTheHost) {
   z.slice(0, 1, 8).copy_(h);
   expect_values(z, {0, 1, 1, -2.5, 3.140625, 0x1p-133, 66048, -7, 0}, 0);
   EXPECT_EQ(bits(z.slice(0, 1, 8)), bits(on_host));
-  expect_values(full({3}, 0.1, TensorOptions().dtype(kBFloat16).device(device_)), {0.10009765625, 0.10009765625,
-                                                                                      0.10009765625}, 0);
+  expect_values(full({3}, 0.1, TensorOptions().dtype(kBFloat16).device(device_)),
+                {0.10009765625, 0.10009765625, 0.10009765625}, 0);
   reset_dispatch_stats();
   Tensor y = (h * 2.0 + 1.0).sum();
   EXPECT_GT(fallbacks(), 0u) << "bfloat16 math is not the device's";
