@@ -128,7 +128,7 @@ TEST(Backends, OneDnnRunsTheOpsItHasKernelsFor) {
   std::vector<std::string> loaded = backends();
   ASSERT_NE(std::find(loaded.begin(), loaded.end(), "onednn"), loaded.end()) << "graft-onednn loads beside libgraft";
   const std::set<std::string> ops = {"matmul",  "linear",      "conv2d", "max_pool2d", "avg_pool2d", "batch_norm",
-                                     "softmax", "log_softmax", "relu",   "exp",        "tanh",       "sigmoid",
+                                     "softmax", "log_softmax", "relu",   "exp",        "tanh",       "sigmoid", "layer_norm",
                                      "sqrt",    "abs",         "neg",    "clamp"};
   opcases::Target onednn{"onednn", "cpu"};
   size_t checked = 0;

@@ -100,6 +100,33 @@ TEST_F(Gradcheck, NeuralNetworkOps) {
   check_both([](const Inputs& v) { return F::linear(v[0], v[1], v[2]); }, {p({2, 3}), p({4, 3}), p({4})});
 }
 
+TEST_F(Gradcheck, IndexingOps) {
+  Tensor rows = tensor(std::vector<int64_t>{2, 0, 2, 1});
+  Tensor index = tensor(std::vector<int64_t>{1, 0, 1, 2, 2, 0}, {2, 3});
+  check_both([&](const Inputs& v) { return index_select(v[0], 0, rows); }, {p({3, 2})});
+  check_both([&](const Inputs& v) { return v[0].index_select(-1, rows); }, {p({2, 3})});
+  check_both([&](const Inputs& v) { return gather(v[0], 1, index); }, {p({2, 4})});
+  check_both([&](const Inputs& v) { return gather(v[0], 0, index); }, {p({3, 3})});
+  check_both([&](const Inputs& v) { return v[0].scatter_add(0, index, v[1]); }, {p({3, 3}), p({2, 4})});
+  check_both([&](const Inputs& v) { return F::embedding(index, v[0]); }, {p({3, 2})});
+}
+
+TEST_F(Gradcheck, LayerNorm) {
+  check_both([](const Inputs& v) { return F::layer_norm(v[0], {4}, v[1], v[2]); }, {p({3, 4}), p({4}), p({4})});
+  check_both([](const Inputs& v) { return F::layer_norm(v[0], {2, 3}, v[1]); }, {p({2, 2, 3}), p({2, 3})});
+  check_both([](const Inputs& v) { return F::layer_norm(v[0], {3}, {}, {}, 0.1); }, {p({3})});
+}
+
+TEST_F(Gradcheck, Attention) {
+  Tensor keep = tensor(std::vector<int64_t>{1, 0, 1, 1, 1, 0}).to(kBool).view({2, 3});
+  check_both([](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2]); },
+             {p({1, 2, 2, 3}), p({1, 2, 3, 3}), p({1, 2, 3, 2})});
+  check_both([&](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2], {.attn_mask = keep}); },
+             {p({2, 3}), p({3, 3}), p({3, 2})});
+  check_both([](const Inputs& v) { return F::scaled_dot_product_attention(v[0], v[1], v[2], {.is_causal = true}); },
+             {p({3, 2}), p({3, 2}), p({3, 2})});
+}
+
 TEST_F(Gradcheck, InPlaceInTheGraph) {
   check_both(
       [](const Inputs& v) {

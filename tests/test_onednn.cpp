@@ -240,3 +240,49 @@ TEST_F(Onednn, TakesBFloat16ForMatmulLinearConvolutionAndEltwise) {
       EXPECT_NEAR(g[j], r[j], 1e-2 * std::abs(r[j]) + 1e-2 * scale) << "result " << i << ", element " << j;
   }
 }
+
+TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
+  manual_seed(4);
+  Tensor x0 = randn({6, 2, 20}) * 2.0 + 1.0, w0 = randn({2, 20}), b0 = randn({2, 20}), c = randn({6, 2, 20});
+  for (bool affine : {true, false}) {
+    // x's gradient through a graph (the kernel's forward; the backward then by
+    // decomposition), and a second derivative of it.
+    auto run = [&](std::vector<Tensor>* grads) {
+      Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor y = affine ? F::layer_norm(x, {2, 20}, w, b) : F::layer_norm(x, {2, 20});
+      autograd::GradOptions o;
+      o.create_graph = true;
+      Tensor gx = autograd::grad({(y * y * c).sum()}, {x}, o)[0];
+      (gx * gx).sum().backward();
+      *grads = {gx.detach(), x.grad()};
+      if (affine) grads->insert(grads->end(), {w.grad(), b.grad()});
+      return y.detach();
+    };
+    std::vector<Tensor> want_grads, grads;
+    Tensor want;
+    {
+      BackendGuard only("reference");
+      want = run(&want_grads);
+    }
+    reset_dispatch_stats();
+    Tensor got = run(&grads);
+    EXPECT_EQ(calls("layer_norm", "onednn"), 1u) << affine;
+    expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
+    for (size_t i = 0; i < grads.size(); ++i)  // float32 sums in another order: relative error
+      expect_near(grads[i].to_vector<double>(), want_grads[i].to_vector<double>(),
+                  1e-4 * (1 + want_grads[i].abs().max().item<double>()));
+    // Without a graph, the backward is oneDNN's kernel.
+    reset_dispatch_stats();
+    Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
+    F::layer_norm(x, {2, 20}, affine ? w : Tensor()).sum().backward();
+    EXPECT_EQ(calls("layer_norm_backward", "onednn"), 1u) << affine;
+    Tensor rx = x0.clone().requires_grad_(), rw = w0.clone().requires_grad_();
+    {
+      BackendGuard only("reference");
+      F::layer_norm(rx, {2, 20}, affine ? rw : Tensor()).pow(2).sum().backward();
+    }
+    x.grad().zero_();
+    F::layer_norm(x, {2, 20}, affine ? w : Tensor()).pow(2).sum().backward();
+    expect_near(x.grad().to_vector<double>(), rx.grad().to_vector<double>(), 1e-4);
+  }
+}

@@ -116,11 +116,23 @@ TEST(Tensor, BadDimsAndSlices) {
   EXPECT_GRAFT_ERROR(a.slice(1, 1, 5), "slice", "out of range", "size 3");
   EXPECT_GRAFT_ERROR(a.slice(1, 2, 1), "slice");
   EXPECT_GRAFT_ERROR(a.slice(1, 0, 2, 0), "step");
+  EXPECT_GRAFT_ERROR(a.select(1, 3), "select: index 3 is out of range for dim 1 of size 3");
+  EXPECT_GRAFT_ERROR(a.select(0, -3), "select: index -3");
+  EXPECT_GRAFT_ERROR(zeros({}).select(0, 0), "0-dim");
   EXPECT_GRAFT_ERROR(a.expand({3, 3}), "expand", "[2, 3]");
   EXPECT_GRAFT_ERROR(a.permute({0, 0}), "permute", "twice");
   EXPECT_GRAFT_ERROR(a.unsqueeze(4), "unsqueeze");
   EXPECT_GRAFT_ERROR(a.item<float>(), "item", "exactly one element");
   EXPECT_GRAFT_ERROR(a.data<double>(), "float32");
+}
+
+TEST(Tensor, SelectIsAViewWithoutTheDim) {
+  Tensor a = arange(0, 6, 1, kFloat32).view({2, 3});
+  Tensor row = a.select(0, 1);
+  EXPECT_EQ(shape(row), (std::vector<int64_t>{3}));
+  expect_values(row, {3, 4, 5});
+  expect_values(a.select(1, -1), {2, 5});
+  EXPECT_TRUE(row.shares_storage(a));
 }
 
 TEST(Tensor, ConversionsAndClone) {

@@ -151,6 +151,33 @@ TEST_F(Vulkan, TheDeviceRunsEveryDtypeItStores) {
   expect_values(full({3}, 7, TensorOptions().dtype(kInt32).device(device_)).cpu(), {7, 7, 7});
 }
 
+TEST_F(Vulkan, IndexKernelsRunOnTheDeviceAndReportBadIndicesAtTheNextSynchronization) {
+  Tensor table = arange(0, 12, 1, kFloat32).view({4, 3}).to(device_);
+  Tensor rows = tensor(std::vector<int64_t>{3, 0, 3}).to(device_);
+  reset_dispatch_stats();
+  Tensor picked = index_select(table, 0, rows);
+  Tensor counts = zeros({4}, TensorOptions().dtype(kInt32).device(device_))
+                      .scatter_add(0, rows, ones({3}, TensorOptions().dtype(kInt32).device(device_)));
+  expect_values(picked.cpu(), {9, 10, 11, 0, 1, 2, 9, 10, 11});
+  expect_values(counts.cpu(), {1, 0, 0, 2});
+  for (const OpStats& s : dispatch_stats()) EXPECT_EQ(s.fallbacks, 0u) << s.op;
+
+  // A bad index: the call returns, the kernel touches nothing outside the
+  // tensors, and the next synchronization raises the error once.
+  Tensor bad = tensor(std::vector<int64_t>{1, 7, 2}).to(device_);  // one bad index: which one a GPU reports first is open
+  Tensor out = index_select(table, 0, bad);
+  EXPECT_GRAFT_ERROR(synchronize(device_.str()), "gather: index 7 is out of range for dim 0 of size 4",
+                     "reported at the first synchronization");
+  synchronize(device_.str());  // reported once
+  index_select(table, 1, tensor(std::vector<int64_t>{-2}).to(device_));
+  EXPECT_GRAFT_ERROR(synchronize(device_.str()), "gather: index -2 is out of range for dim 1 of size 3");
+  Tensor summed = zeros({4, 3}, TensorOptions().device(device_)).scatter_add(0, bad.view({3, 1}), ones({3, 1}).to(device_));
+  EXPECT_GRAFT_ERROR(summed.cpu(), "scatter_add: index 7 is out of range for dim 0 of size 4");
+  // The device keeps working, and indices on the host fail in the call itself.
+  expect_values(index_select(table, 1, tensor(std::vector<int64_t>{2}).to(device_)).cpu(), {2, 5, 8, 11});
+  EXPECT_GRAFT_ERROR(index_select(table.cpu(), 0, bad.cpu()), "index_select: index 7");
+}
+
 TEST_F(Vulkan, ATensorLargerThanTheDeviceCanBindIsAnError) {
   EXPECT_GRAFT_ERROR(empty({int64_t{1} << 40}, TensorOptions().device(device_)), "vulkan:0", "out of memory");
   expect_values((ones({2}, TensorOptions().device(device_)) + 1).cpu(), {2, 2});  // still working

@@ -74,7 +74,9 @@ enum Kind : int64_t {
   kPool,
   kPoolBackward,
   kNorm,
-  kNormBackward
+  kNormBackward,
+  kLayerNorm,
+  kLayerNormBackward
 };
 
 // Note [Primitive cache]

@@ -269,6 +269,70 @@ void batch_norm_backward(const Call& c) {
   e.dst.write_back(diff_src, e.data, out);
 }
 
+// ---- layer normalization over the trailing dims, seen as [rows, features] ----
+
+struct LayerNorm {
+  dnnl::primitive prim;
+  memory::desc data, rows, features;
+};
+
+LayerNorm make_layer_norm(const Call& c, const DLTensor& x, bool backward) {
+  int64_t k = c.attrs().layer_norm.normalized_dims, rows = 1, features = 1;
+  for (int d = 0; d < x.ndim; ++d) (d < x.ndim - k ? rows : features) *= x.shape[d];
+  memory::desc data = plain({rows, features}, tag::ab);
+  float eps = float(c.attrs().layer_norm.eps);
+  using dnnl::normalization_flags;
+  // Forward: scale and shift as given. Backward: the bias's gradient always,
+  // the weight's when there is one.
+  bool scale = !graft::plugin_util::is_absent(backward ? c.in(4) : c.in(1));
+  bool shift = backward || !graft::plugin_util::is_absent(c.in(2));
+  auto flags = (scale ? normalization_flags::use_scale : normalization_flags::none) |
+               (shift ? normalization_flags::use_shift : normalization_flags::none);
+  dnnl::layer_normalization_forward::primitive_desc forward(
+      dnnl::layer_normalization_forward::desc(prop_kind::forward_training, data, eps, flags), engine());
+  dnnl::primitive prim = dnnl::layer_normalization_forward(forward);
+  if (backward) {
+    dnnl::layer_normalization_backward::primitive_desc pd(
+        dnnl::layer_normalization_backward::desc(prop_kind::backward, data, data, eps, flags), engine(), forward);
+    prim = dnnl::layer_normalization_backward(pd);
+  }
+  return {prim, data, plain({rows}, tag::a), plain({features}, tag::a)};
+}
+
+// inputs x, weight and bias (each optional); outputs y, mean and biased variance.
+void layer_norm(const Call& c) {
+  LayerNorm& e = cached<LayerNorm>(Key(kLayerNorm).add(c),
+                                   [&] { return std::make_shared<LayerNorm>(make_layer_norm(c, c.in(0), false)); });
+  const DLTensor* outs = c.args->outputs;
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(e.data, c.in(0).data)},
+                                       {DNNL_ARG_DST, mem(e.data, outs[0].data)},
+                                       {DNNL_ARG_MEAN, mem(e.rows, outs[1].data)},
+                                       {DNNL_ARG_VARIANCE, mem(e.rows, outs[2].data)}};
+  if (!graft::plugin_util::is_absent(c.in(1))) args[DNNL_ARG_SCALE] = mem(e.features, c.in(1).data);
+  if (!graft::plugin_util::is_absent(c.in(2))) args[DNNL_ARG_SHIFT] = mem(e.features, c.in(2).data);
+  e.prim.execute(stream(), args);
+}
+
+// inputs grad, x, mean, variance and weight (optional); outputs the gradients
+// of x, the weight (when given) and the bias.
+void layer_norm_backward(const Call& c) {
+  LayerNorm& e = cached<LayerNorm>(Key(kLayerNormBackward).add(c),
+                                   [&] { return std::make_shared<LayerNorm>(make_layer_norm(c, c.in(1), true)); });
+  const DLTensor* outs = c.args->outputs;
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, mem(e.data, c.in(0).data)},
+                                       {DNNL_ARG_SRC, mem(e.data, c.in(1).data)},
+                                       {DNNL_ARG_MEAN, mem(e.rows, c.in(2).data)},
+                                       {DNNL_ARG_VARIANCE, mem(e.rows, c.in(3).data)},
+                                       {DNNL_ARG_DIFF_SRC, mem(e.data, outs[0].data)},
+                                       {DNNL_ARG_DIFF_SHIFT, mem(e.features, outs[2].data)},
+                                       {DNNL_ARG_SHIFT, mem(e.features, outs[2].data)}};  // read by no formula
+  if (!graft::plugin_util::is_absent(c.in(4))) {
+    args[DNNL_ARG_SCALE] = mem(e.features, c.in(4).data);
+    args[DNNL_ARG_DIFF_SCALE] = mem(e.features, outs[1].data);
+  }
+  e.prim.execute(stream(), args);
+}
+
 bool norm_ok(const Call& c) {
   const DLTensor& x = c.in(0);  // x, or the gradient of its shape
   return x.ndim >= 2 && x.ndim <= 5 && all_contiguous(c);
@@ -288,6 +352,8 @@ void add_conv_kernels(const AddKernel& add) {
   add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok>, avg);
   add("batch_norm", run<batch_norm>, supports<norm_ok>, 0);
   add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok>, 0);
+  add("layer_norm", run<layer_norm>, supports<all_contiguous>, 0);
+  add("layer_norm_backward", run<layer_norm_backward>, supports<all_contiguous>, 0);
 }
 
 }  // namespace graft_onednn

@@ -17,6 +17,8 @@ void run_matmul(const dispatch::KernelCall& c, void* ctx);
 void run_softmax(const dispatch::KernelCall& c, void* ctx);
 void run_unfold(const dispatch::KernelCall& c, void* ctx);
 void run_fold(const dispatch::KernelCall& c, void* ctx);
+void run_gather(const dispatch::KernelCall& c, void* ctx);
+void run_scatter_add(const dispatch::KernelCall& c, void* ctx);
 
 // Runs f32_kernel with the call's bfloat16 operands as float32 temporaries,
 // rounding bfloat16 outputs back (Note [bfloat16 on the reference backend]);

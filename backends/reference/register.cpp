@@ -71,6 +71,10 @@ KernelFn kernel_for(OpId op) {
       return run_unfold;
     case OpId::fold:
       return run_fold;
+    case OpId::gather:
+      return run_gather;
+    case OpId::scatter_add:
+      return run_scatter_add;
     default:
       detail::fail("graft internal error: op '", Registry::get().schema(op).name,
                    "' has reference dtypes in the op table but no reference kernel");

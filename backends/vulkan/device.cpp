@@ -340,9 +340,49 @@ void Device::wait_all() {
 }
 
 void Device::synchronize() {
+  {
+    std::lock_guard lock(mutex_);
+    submit();
+    wait_all();
+  }
+  report_faults();
+}
+
+// The words of Note [Index faults]: [0] nonzero once a fault is recorded,
+// [1] the op (an index into kFaultOps), [2] and [3] the index's low and high
+// words, [4] the dim, [5] its size.
+constexpr size_t kFaultWords = 6;
+const char* const kFaultOps[] = {"gather", "scatter_add"};
+
+void* Device::fault_words() {
+  std::call_once(fault_once_, [&] {
+    void* words = allocate(kFaultWords * 4);
+    const uint32_t zero[kFaultWords] = {};
+    upload(words, zero, sizeof zero);
+    std::lock_guard lock(mutex_);
+    fault_ = words;
+  });
   std::lock_guard lock(mutex_);
-  submit();
-  wait_all();
+  fault_armed_ = true;
+  return fault_;
+}
+
+void Device::report_faults() {
+  uint32_t w[kFaultWords];
+  {
+    std::lock_guard lock(mutex_);
+    if (!fault_armed_) return;
+    fault_armed_ = false;
+    download_locked(w, fault_, sizeof w);
+    if (w[0] == 0) return;
+    const uint32_t zero[kFaultWords] = {};
+    upload_locked(fault_, zero, sizeof zero);
+  }
+  int64_t index = static_cast<int64_t>(uint64_t{w[3]} << 32 | w[2]);
+  const char* op = w[1] < std::size(kFaultOps) ? kFaultOps[w[1]] : "an index kernel";
+  throw Failure(GRAFT_INVALID, std::string(op) + ": index " + std::to_string(index) + " is out of range for dim " +
+                                   std::to_string(w[4]) + " of size " + std::to_string(w[5]) +
+                                   " (found on the device; reported at the first synchronization after the call)");
 }
 
 // Note [Barriers]: commands run in submission order on one queue but may
@@ -374,8 +414,12 @@ void Device::track(std::span<const Access> accesses) {
 // ---- transfers ----
 
 void Device::upload(void* dst, const void* src, size_t nbytes) {
-  if (nbytes == 0) return;
   std::lock_guard lock(mutex_);
+  upload_locked(dst, src, nbytes);
+}
+
+void Device::upload_locked(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
   uint64_t p = reinterpret_cast<uint64_t>(dst);
   Block& block = block_of(p, nbytes, "copy_from_host");
   Batch& b = recording();
@@ -390,8 +434,15 @@ void Device::upload(void* dst, const void* src, size_t nbytes) {
 }
 
 void Device::download(void* dst, const void* src, size_t nbytes) {
+  {
+    std::lock_guard lock(mutex_);
+    download_locked(dst, src, nbytes);
+  }
+  report_faults();
+}
+
+void Device::download_locked(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
-  std::lock_guard lock(mutex_);
   uint64_t p = reinterpret_cast<uint64_t>(src);
   Block& block = block_of(p, nbytes, "copy_to_host");
   Batch& b = recording();

@@ -73,6 +73,13 @@ class Device {
   void copy(void* dst, const void* src, size_t nbytes);
   void synchronize();
   void memory(size_t* free_bytes, size_t* total_bytes);
+  // Note [Index faults]: kernels that read indices never touch memory outside
+  // a tensor for a bad one: they skip it and record the first one in these
+  // words (graft's pointer space; common.glsl's report_fault writes them).
+  // The next synchronize or download reads the words and throws the fault
+  // as GRAFT_INVALID, so checking costs no host round trip per call. Taking
+  // the words arms that check.
+  void* fault_words();
   Counters counters();
 
   // Records one dispatch of `shader`, specialized by spec (constant 0 is the
@@ -126,6 +133,10 @@ class Device {
   void submit();
   void wait_all();
   void track(std::span<const Access> accesses);
+  void upload_locked(void* dst, const void* src, size_t nbytes);
+  void download_locked(void* dst, const void* src, size_t nbytes);
+  // Throws the fault the index kernels recorded since the last check, if any.
+  void report_faults();
   const Pipeline& pipeline(const Shader& shader, std::span<const int32_t> spec);
   VkDescriptorSet descriptor_set(Batch& batch, VkDescriptorSetLayout layout);
 
@@ -150,6 +161,9 @@ class Device {
   std::map<std::vector<int32_t>, std::map<const Shader*, Pipeline>> pipelines_;
   std::map<uint32_t, VkDescriptorSetLayout> set_layouts_;  // by buffer count
   Counters counters_;
+  void* fault_ = nullptr;
+  bool fault_armed_ = false;
+  std::once_flag fault_once_;
 };
 
 }  // namespace graft_vulkan

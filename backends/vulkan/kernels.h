@@ -4,6 +4,8 @@
 
 #include <graft/plugin.h>
 
+#include <cstring>
+#include <span>
 #include <string>
 
 #include "backends/vulkan/device.h"
@@ -21,6 +23,84 @@ template <class F>
 int32_t on_device(int32_t index, char* message, size_t size, F f) {
   return graft::plugin_util::guarded(message, size, [&] { f(device(index)); });
 }
+
+constexpr int kMaxRank = 6;  // dims a shader indexes, after collapsing
+
+// Storage types, as the shaders number them (common.glsl).
+enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, BF16 = 4, UNSUPPORTED = -1 };
+
+inline Type type_of(const DLTensor& t) {
+  if (t.dtype.lanes != 1) return UNSUPPORTED;
+  if (t.dtype.code == kDLFloat && t.dtype.bits == 32) return F32;
+  if (t.dtype.code == kDLInt && t.dtype.bits == 32) return I32;
+  if (t.dtype.code == kDLInt && t.dtype.bits == 64) return I64;
+  if (t.dtype.code == GRAFT_DL_BOOL && t.dtype.bits == 8) return BOOL;
+  if (t.dtype.code == kDLBfloat && t.dtype.bits == 16) return BF16;
+  return UNSUPPORTED;
+}
+
+inline uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : t == BF16 ? 2 : 4; }
+
+using graft::plugin_util::is_contiguous;
+using graft::plugin_util::numel;
+
+// Shaders index with 32-bit words: element offsets, strides and counts must fit.
+inline bool fits(int64_t v) { return v >= 0 && v <= int64_t{0xffffffff}; }
+
+// Where t's elements start in its block, counted in its elements.
+inline uint32_t element_offset(const DLTensor& t) {
+  return static_cast<uint32_t>(pointer_offset(t.data) / size_of(type_of(t)));
+}
+
+// The bytes a view spans, for Note [Barriers].
+inline Access access_of(const DLTensor& t, bool write) {
+  uint64_t begin = reinterpret_cast<uint64_t>(t.data), last = 0;
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] > 0) last += static_cast<uint64_t>(t.shape[d] - 1) * static_cast<uint64_t>(t.strides[d]);
+  return {begin, begin + (last + 1) * size_of(type_of(t)), write};
+}
+
+inline bool strides_usable(const DLTensor& t) {
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] != 1 && !fits(t.strides[d])) return false;
+  return fits(numel(t));
+}
+
+// A value's bits as a float.
+inline uint32_t bits(double value) {
+  float f = static_cast<float>(value);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// Workgroups of the 1-D shaders for n invocations.
+inline uint64_t groups_for(const Device& dev, uint64_t n) { return (n + dev.group_size() - 1) / dev.group_size(); }
+
+// Every tensor float32 and contiguous, the first input of at least min_rank
+// dims.
+inline int32_t all_dense_f32(const graft_kernel_args* a, int min_rank) {
+  if (type_of(*a->output) != F32 || !is_contiguous(*a->output) || !fits(numel(*a->output))) return 0;
+  for (int i = 0; i < a->n_inputs; ++i)
+    if (type_of(a->inputs[i]) != F32 || !is_contiguous(a->inputs[i]) || !fits(numel(a->inputs[i]))) return 0;
+  return a->inputs[0].ndim >= min_rank;
+}
+
+// One kernel of the plugin, the ctx of its graft_kernel: one ABI function
+// pair serves them all.
+struct Entry {
+  const char* op;
+  uint32_t dtypes;
+  int32_t code;  // the shader's op code, or which variant
+  void (*run)(Device&, int32_t code, const graft_kernel_args*);
+  int32_t (*supports)(int32_t code, const graft_kernel_args*);
+};
+
+// The kernel families: kernels.cpp (elementwise, reductions, matmul, softmax,
+// convolution's parts, pooling, batch norm, optimizers) and transformer.cpp
+// (gather, scatter_add, layer norm).
+std::span<const Entry> core_entries();
+std::span<const Entry> transformer_entries();
 
 // Adds every kernel to graft; false (with the message written) on failure.
 bool add_kernels(graft_host* host, char* message, size_t message_size);

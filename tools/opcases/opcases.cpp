@@ -174,6 +174,20 @@ std::vector<OpCase> all_cases() {
   add(c, "log_softmax", reduce_shapes, [](const std::vector<Tensor>& v) { return F::log_softmax(v[0], 0); });
   add(c, "unfold", {{{2, 3, 6, 5}}}, [](const std::vector<Tensor>& v) { return F::unfold(v[0], {3, 2, 1, 1, 1, 0.0}); });
   add(c, "fold", {{{2, 18, 36}}}, [](const std::vector<Tensor>& v) { return F::fold(v[0], 6, 5, {3, 2, 1, 1, 1}); });
+  // Indices on the case's device; values repeat, so that scatter_add adds.
+  auto indices = [](const Tensor& like, std::vector<int64_t> values, std::vector<int64_t> shape) {
+    return tensor(values, shape).to(like.device());
+  };
+  add(c, "gather", {{{3, 5}}}, [=](const std::vector<Tensor>& v) {
+    return gather(v[0], 1, indices(v[0], {4, 0, 0, 2, 1, 3, 3, 3, 0, 4, 2, 2}, {3, 4}));
+  });
+  add(c, "gather", {{{4, 6}}},
+      [=](const std::vector<Tensor>& v) { return index_select(v[0], 0, indices(v[0], {3, 0, 3, 1, 2}, {5})); });
+  add(c, "gather", {{{7, 4}}},
+      [=](const std::vector<Tensor>& v) { return F::embedding(indices(v[0], {6, 0, 6, 2, 5, 1}, {2, 3}), v[0]); });
+  add(c, "scatter_add", {{{4, 3}, {5, 3}}}, [=](const std::vector<Tensor>& v) {
+    return v[0].scatter_add(0, indices(v[0], {3, 0, 1, 3, 3, 2, 0, 0, 1, 2, 3, 0, 1, 1, 1}, {5, 3}), v[1]);
+  });
   // Composite ops: on the reference backend they are computed from the ops above.
   add(c, "conv2d", {{{2, 4, 5, 6}, {4, 2, 3, 3}}},
       [](const std::vector<Tensor>& v) { return F::conv2d(v[0], v[1], Tensor(), {1, 1, 1, 2}); });
@@ -197,6 +211,22 @@ std::vector<OpCase> all_cases() {
   add(c, "batch_norm", {{{4, 3, 5, 5}, {3}, {3}}}, [](const std::vector<Tensor>& v) {
     return F::batch_norm(v[0], v[1].detach(), v[2].detach().abs() + 0.5, F::BatchNormFuncOptions());
   });
+  add(c, "layer_norm", {{{6, 8}, {8}, {8}}},
+      [](const std::vector<Tensor>& v) { return F::layer_norm(v[0], {8}, v[1], v[2]); });
+  add(c, "layer_norm", {{{2, 3, 4, 5}, {4, 5}}},
+      [](const std::vector<Tensor>& v) { return F::layer_norm(v[0], {4, 5}, v[1]); });
+  add(c, "layer_norm", {{{5, 33}}}, [](const std::vector<Tensor>& v) { return F::layer_norm(v[0], {33}); });
+  // Attention is composed of matmul, masks and softmax; its cases count as matmul's.
+  for (bool causal : {false, true}) {
+    Shapes shapes = {{2, 2, 5, 4}, {2, 2, 6, 4}, {2, 2, 6, 3}};
+    std::string name = describe("scaled_dot_product_attention", shapes, false) + (causal ? " causal" : " masked");
+    c.push_back({name, "matmul", shapes, [causal](const std::vector<Tensor>& v) {
+                   TensorOptions opts = TensorOptions().dtype(kBool).device(v[0].device());
+                   if (causal) return F::scaled_dot_product_attention(v[0], v[1], v[2], {.is_causal = true});
+                   Tensor keep = tril(ones({5, 6}, opts), 1);
+                   return F::scaled_dot_product_attention(v[0], v[1], v[2], {.attn_mask = keep});
+                 }});
+  }
   add(c, "linear", {{{5, 7}, {3, 7}, {3}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1], v[2]); });
   add(c, "linear", {{{2, 4, 7}, {3, 7}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1]); });
   return c;

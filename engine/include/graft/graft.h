@@ -15,6 +15,7 @@
 #include "graft/log.h"
 #include "graft/lr_scheduler.h"
 #include "graft/memory.h"
+#include "graft/nn/attention.h"
 #include "graft/nn/functional.h"
 #include "graft/nn/init.h"
 #include "graft/nn/module.h"

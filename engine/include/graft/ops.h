@@ -134,6 +134,41 @@ Tensor triu(const Tensor& x, int64_t k = 0);
 /// where() with a number for a.
 Tensor where(const Tensor& cond, Scalar a, const Tensor& b);
 
+/// @name Sampling
+/// @{
+/// The @p k largest (or, with @p largest false, smallest) values along @p dim and their int64 indices, as
+/// torch.topk: in order from the largest (smallest) when @p sorted, ties broken by the smaller index, a NaN
+/// counted larger than any number. The values are differentiable (a gather). The selection runs on the host.
+/// Throws graft::Error unless 0 <= k <= size(dim).
+/// @code
+/// auto [values, indices] = graft::topk(logits, 10, -1);
+/// @endcode
+std::tuple<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
+/// @p num_samples int64 category indices drawn from each row of @p probs ([C] or [N, C]: non-negative
+/// weights, not necessarily summing to 1), as torch.multinomial: without @p replacement a category is drawn at
+/// most once per row. The draws come from the global generator (manual_seed()), on the host; the result is on
+/// probs' device. Throws graft::Error for negative, infinite or NaN weights, a row without weight, or more
+/// samples than categories with weight when drawing without replacement.
+Tensor multinomial(const Tensor& probs, int64_t num_samples, bool replacement = false);
+/// @}
+
+/// @name Indexing
+/// Indices are int64 tensors on @p x's device. An index outside [0, size) is
+/// a graft::Error naming the index, the dim and its size: raised by the call
+/// when the indices are in host memory, and at the next synchronization of a
+/// plugin device (whose kernels never touch memory outside a tensor).
+/// @{
+/// The slices of @p x at @p index (one dim) along @p dim, in that order, as torch.index_select:
+/// the result has @p x's shape with index.numel() in place of size(dim).
+/// @code
+/// auto rows = graft::index_select(table, 0, graft::tensor({2, 0, 2}, {3}, graft::kInt64));
+/// @endcode
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+/// out[i][j] = x[index[i][j]][j] for dim 0 (and so on for other dims), as torch.gather: @p index has
+/// as many dims as @p x, each at most x's except along @p dim, and gives the result's shape.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+/// @}
+
 /// @name Unary math
 /// Unary math. Functions that need floating point (exp, log, sqrt, sigmoid, tanh, sin, cos)
 /// compute integer and bool tensors in float32.

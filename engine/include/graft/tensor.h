@@ -284,6 +284,15 @@ class Tensor {
   /// @p value where the bool @p mask (broadcast to this tensor's shape) is true, this tensor elsewhere,
   /// as torch's masked_fill; the gradient flows where the mask is false.
   Tensor masked_fill(const Tensor& mask, Scalar value) const;
+  /// This tensor with each src[i][j] added at [index[i][j]][j] for dim 0 (and so on for other dims), as
+  /// torch's scatter_add: the adjoint of gather(). @p index (int64) has as many dims as @p src, each at most
+  /// src's and, except along @p dim, this tensor's. Additions to one element happen in index order on the
+  /// CPU, so results do not depend on the thread count.
+  Tensor scatter_add(int64_t dim, const Tensor& index, const Tensor& src) const;
+  /// graft::index_select(*this, dim, index).
+  Tensor index_select(int64_t dim, const Tensor& index) const;
+  /// graft::gather(*this, dim, index).
+  Tensor gather(int64_t dim, const Tensor& index) const;
   /// @}
 
   /// @name In place
@@ -394,6 +403,9 @@ class Tensor {
   /// x.slice(1, -1, 3);    // the last column of a [N, 3] tensor
   /// @endcode
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
+  /// The view at position @p index of @p dim, without that dim, as torch's select: x.select(0, i) is row i.
+  /// A negative index counts from the end; one outside the dim is a graft::Error.
+  Tensor select(int64_t dim, int64_t index) const;
   /// Merges dims @p start_dim to @p end_dim (both included) into one; a 0-dim tensor becomes shape [1].
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   /// @}

@@ -73,6 +73,8 @@ Registry::Registry() {
   }
   define_elementwise_ops(*this);
   define_activation_ops(*this);
+  define_index_ops(*this);
+  define_norm_ops(*this);
   define_reduce_ops(*this);
   define_linalg_ops(*this);
   define_nn_ops(*this);

@@ -118,6 +118,8 @@ inline constexpr int kMaxBackends = 64;
 // backend adds its kernels. Both run when the registry is first used.
 void define_elementwise_ops(Registry& r);
 void define_activation_ops(Registry& r);
+void define_index_ops(Registry& r);
+void define_norm_ops(Registry& r);
 void define_reduce_ops(Registry& r);
 void define_linalg_ops(Registry& r);
 void define_nn_ops(Registry& r);

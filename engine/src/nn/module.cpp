@@ -174,6 +174,28 @@ Tensor BatchNorm2dImpl::forward(const Tensor& x) {
   return F::batch_norm(x, running_mean, running_var, {weight, bias, is_training(), options.momentum, options.eps});
 }
 
+EmbeddingImpl::EmbeddingImpl(int64_t n, int64_t dim) : num_embeddings(n), embedding_dim(dim) {
+  check(n > 0 && dim > 0, "graft: Embedding(", n, ", ", dim, "): the row count and size must be positive");
+  weight = register_parameter("weight", empty({n, dim}));
+  reset_parameters();
+}
+
+void EmbeddingImpl::reset_parameters() {
+  NoGradGuard no_grad;
+  weight.copy_(randn({num_embeddings, embedding_dim}));
+}
+
+LayerNormImpl::LayerNormImpl(std::vector<int64_t> shape, LayerNormOptions o)
+    : normalized_shape(std::move(shape)), options(o) {
+  bool valid = !normalized_shape.empty();
+  for (int64_t s : normalized_shape) valid = valid && s > 0;
+  check(valid, "graft: LayerNorm(", Dims(normalized_shape), "): the normalized shape must be non-empty and positive");
+  if (o.elementwise_affine) {
+    weight = register_parameter("weight", ones(normalized_shape));
+    if (o.bias) bias = register_parameter("bias", zeros(normalized_shape));
+  }
+}
+
 const std::shared_ptr<Module>& ModuleListImpl::operator[](size_t index) const {
   check(index < modules_.size(), "graft: ModuleList: index ", index, " is out of range for a list of ", modules_.size(),
         " modules");

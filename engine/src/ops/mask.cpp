@@ -12,7 +12,8 @@ Tensor triangle(const Tensor& x, int64_t k, const char* name, Keep keep) {
   check(x.defined() && x.dim() >= 2, "graft: ", name, ": expected a matrix or a batch of them, got ",
         x.defined() ? Dims(x.sizes()) : Dims());
   int64_t rows = x.size(-2), cols = x.size(-1);
-  TensorOptions opts = TensorOptions().dtype(kInt64).device(x.device());
+  // Float offsets (exact below 2^24) run on every device's float kernels.
+  TensorOptions opts = TensorOptions().dtype(kFloat32).device(x.device());
   Tensor offset = arange(0, cols, 1, opts).view({1, cols}) - arange(0, rows, 1, opts).view({rows, 1});
   return where(keep(offset, k), x, zeros_like(x));
 }

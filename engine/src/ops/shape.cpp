@@ -218,6 +218,15 @@ Tensor Tensor::squeeze(int64_t d) const {
   return record_reshape(*this, make_view(*this, sizes, strides, storage_offset()), "SqueezeBackward");
 }
 
+Tensor Tensor::select(int64_t d, int64_t index) const {
+  check(dim() > 0, "graft: select of a 0-dim tensor");
+  int64_t w = wrap_dim(d, dim(), "select");
+  int64_t n = size(w);
+  check(index >= -n && index < n, "graft: select: index ", index, " is out of range for dim ", w, " of size ", n);
+  int64_t i = index < 0 ? index + n : index;
+  return slice(w, i, i + 1).squeeze(w);
+}
+
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
   check(dim() > 0, "graft: slice of a 0-dim tensor");
   int64_t w = wrap_dim(d, dim(), "slice");

@@ -73,9 +73,12 @@ void PluginDevice::deallocate(void* ptr, size_t nbytes, int index) {
   if (guard) {
     unsigned char seen[kGuardBytes];
     char message[kMessageSize] = "";
-    if (type_.synchronize(type_.ctx, index, message, sizeof message) == GRAFT_OK &&
-        type_.copy_to_host(type_.ctx, index, seen, static_cast<char*>(ptr) + nbytes, kGuardBytes, message,
-                           sizeof message) == GRAFT_OK) {
+    if (type_.synchronize(type_.ctx, index, message, sizeof message) != GRAFT_OK) {
+      message[kMessageSize - 1] = '\0';
+      std::lock_guard lock(mutex_);
+      deferred_.emplace(index, message);
+    } else if (type_.copy_to_host(type_.ctx, index, seen, static_cast<char*>(ptr) + nbytes, kGuardBytes, message,
+                                  sizeof message) == GRAFT_OK) {
       for (unsigned char b : seen)
         if (b != kGuardPattern) {
           report_bounds_violation(name_ + ":" + std::to_string(index), nbytes);
@@ -109,7 +112,20 @@ uint64_t PluginDevice::plugin_allocations() const {
   return n;
 }
 
+void PluginDevice::throw_deferred(int index) {
+  char message[kMessageSize] = "";
+  {
+    std::lock_guard lock(mutex_);
+    auto it = deferred_.find(index);
+    if (it == deferred_.end()) return;
+    it->second.copy(message, kMessageSize - 1);
+    deferred_.erase(it);
+  }
+  check(GRAFT_ERROR, "synchronize", message);
+}
+
 void PluginDevice::copy_to_host(void* dst, const void* src, size_t nbytes, int index) {
+  throw_deferred(index);
   char message[kMessageSize] = "";
   check(type_.copy_to_host(type_.ctx, index, dst, src, nbytes, message, sizeof message), "copy to the host", message);
 }
@@ -127,6 +143,7 @@ void PluginDevice::copy_on_device(void* dst, const void* src, size_t nbytes, int
 }
 
 void PluginDevice::synchronize(int index) {
+  throw_deferred(index);
   char message[kMessageSize] = "";
   check(type_.synchronize(type_.ctx, index, message, sizeof message), "synchronize", message);
 }

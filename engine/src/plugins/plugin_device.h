@@ -36,11 +36,15 @@ class PluginDevice final : public DeviceBackend {
   void* allocate_block(size_t size, int index);  // the caching allocator itself; size already rounded
   void check(int32_t status, const char* what, char* message) const;
   void release_locked(Cache& cache, int index);
+  // A failure that the bounds check's synchronize (in deallocate, which may
+  // not throw) met: thrown by the next synchronize or copy to the host.
+  void throw_deferred(int index);
 
   graft_device_type type_;
   std::string name_, plugin_;
   mutable std::mutex mutex_;
   std::vector<Cache> caches_;
+  std::map<int, std::string> deferred_;  // by device index
 };
 
 }  // namespace graft::plugin

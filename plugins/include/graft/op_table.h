@@ -116,6 +116,17 @@ typedef struct {
   double pad_value; /**< unfold: the value of padded positions */
 } graft_unfold_attrs;
 
+/** gather and scatter_add: the dim the index runs along. */
+typedef struct {
+  int64_t dim; /**< in [0, ndim) */
+} graft_index_attrs;
+
+/** layer_norm and layer_norm_backward. */
+typedef struct {
+  int64_t normalized_dims; /**< how many trailing dims are normalized together (at least 1) */
+  double eps;              /**< added to the variance */
+} graft_layer_norm_attrs;
+
 /** linear. */
 typedef struct {
   int64_t has_bias; /**< a third input, the bias, is given */
@@ -235,6 +246,14 @@ typedef struct {
   X(fold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_unfold_attrs, \
     "input [N, C kernel_h kernel_w, L] contiguous; output [N, C, output_h, output_w]; sums overlapping " \
     "positions") \
+  X(gather, GRAFT_OP_STRUCTURED, 0, 2, 1, GRAFT_OP_ANY, graft_index_attrs, \
+    "inputs x and index (int64, as many dims as x, each at most x's except along dim; any strides); output " \
+    "[index's shape] with out[i][j] = x[index[i][j]][j] for dim 0. An index outside [0, x's size along dim) " \
+    "fails the call; the kernel never reads outside x") \
+  X(scatter_add, GRAFT_OP_STRUCTURED, 0, 3, 1, GRAFT_OP_NUMBERS, graft_index_attrs, \
+    "inputs self, index (int64, as many dims as self, each at most src's and, except along dim, self's; any " \
+    "strides) and src; output self's shape: self with src[i][j] added to out[index[i][j]][j] for dim 0. An " \
+    "index outside [0, self's size along dim) fails the call; the kernel never writes outside the output") \
   X(linear, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_linear_attrs, \
     "inputs x [M, K], weight [N, K], and a bias [N] when has_bias; output x weight^T + bias") \
   X(conv2d, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_conv2d_attrs, \
@@ -261,6 +280,14 @@ typedef struct {
     graft_batch_norm_attrs, \
     "inputs grad (contiguous, x's shape), x, saved [3, C] (mean; biased variance; weight); outputs the " \
     "gradients of x, of the weight [C] and of the bias [C], with the batch's statistics") \
+  X(layer_norm, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 3, 0, graft_layer_norm_attrs, \
+    "inputs x contiguous, weight and bias (each optional, of x's trailing normalized_dims sizes, contiguous); " \
+    "outputs y (x's shape), and the mean and biased variance over the trailing dims [x's leading sizes]") \
+  X(layer_norm_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 5, 3, 0, \
+    graft_layer_norm_attrs, \
+    "inputs grad and x (contiguous, one shape), the forward's mean and biased variance, weight (optional); " \
+    "outputs the gradients of x, of the weight (written only when the weight is given) and of the bias " \
+    "(x's trailing sizes each)") \
   X(softmax_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_softmax_backward_attrs, \
     "inputs grad, y (the forward's output), one shape") \
   X(eltwise_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 2, 1, 0, graft_eltwise_backward_attrs, \

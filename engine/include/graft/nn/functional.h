@@ -1,7 +1,9 @@
 #pragma once
 /// @file
 /// graft::nn::functional (alias F): the neural-network ops as functions.
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "graft/ops.h"
 
@@ -154,6 +156,44 @@ struct BatchNormFuncOptions {
 /// statistic, the weight or the bias is not [C], or when training sees only one
 /// value per channel.
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions options);
+
+/// Layer normalization over the trailing dims @p normalized_shape of @p x, as torch's layer_norm:
+/// (x - mean) / sqrt(var + eps) with the biased variance, then times @p weight and plus @p bias
+/// (each optional, of shape @p normalized_shape). Throws graft::Error when x's trailing sizes, the weight or
+/// the bias do not match @p normalized_shape.
+/// @code
+/// auto y = F::layer_norm(x, {x.size(-1)}, w, b);  // each row of x normalized
+/// @endcode
+Tensor layer_norm(const Tensor& x, std::vector<int64_t> normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+
+/// The rows of @p weight [num_embeddings, dim] at @p indices (int64, any shape), as torch's embedding:
+/// the result is [indices' shape..., dim]. An index outside [0, num_embeddings) is a graft::Error (see
+/// graft::index_select). The weight's gradient adds up the rows a batch used, in index order.
+Tensor embedding(const Tensor& indices, const Tensor& weight);
+
+/// Options of scaled_dot_product_attention().
+struct ScaledDotProductAttentionFuncOptions {
+  /// Optional: bool, true where a key takes part (PyTorch's convention for this function), or a float mask
+  /// added to the scores; it broadcasts to [B, H, L, S].
+  Tensor attn_mask = {};
+  /// The probability of dropping an attention weight (applied whenever positive, as PyTorch does).
+  double dropout_p = 0.0;
+  /// Query i attends to keys 0..i only; not together with attn_mask.
+  bool is_causal = false;
+  /// The factor of q k^T; 1 / sqrt(E) when not given.
+  std::optional<double> scale = std::nullopt;
+};
+/// softmax(q k^T scale + mask) v for q [..., L, E], k [..., S, E] and v [..., S, Ev] (usually [B, H, T, D]), as
+/// torch's scaled_dot_product_attention: the result is [..., L, Ev]. A backend's fused kernel may run it without
+/// making the [L, S] score matrix; with dropout_p > 0 it is computed from other ops. Throws graft::Error for
+/// shapes that do not fit, a mask that does not broadcast or is neither bool nor q's dtype, or a mask given
+/// together with is_causal.
+/// @code
+/// auto y = F::scaled_dot_product_attention(q, k, v, {.is_causal = true});
+/// @endcode
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    ScaledDotProductAttentionFuncOptions options = {});
 
 /// Options of dropout().
 struct DropoutFuncOptions {

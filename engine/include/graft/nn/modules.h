@@ -259,6 +259,67 @@ class SequentialImpl : public Module {
  private:
   std::vector<std::function<Tensor(const Tensor&)>> steps_;
 };
+/// A lookup table of @p num_embeddings vectors of size @p embedding_dim, as torch.nn.Embedding:
+/// used as nn::Embedding. The weight starts N(0, 1), as PyTorch's does.
+class EmbeddingImpl : public Module {
+ public:
+  /// A table of @p num_embeddings rows of @p embedding_dim; throws graft::Error unless both are positive.
+  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim);
+  /// F::embedding(indices, weight): [indices' shape..., embedding_dim].
+  Tensor forward(const Tensor& indices) { return F::embedding(indices, weight); }
+  /// Draws the weight again, as the constructor did.
+  void reset_parameters();
+
+  /// @var num_embeddings
+  /// The number of rows.
+  /// @var embedding_dim
+  /// The size of each row.
+  int64_t num_embeddings, embedding_dim;
+  /// The table, [num_embeddings, embedding_dim]: a parameter.
+  Tensor weight;
+};
+/// An embedding table: a holder of EmbeddingImpl.
+/// @code
+/// graft::nn::Embedding tokens(256, 128);
+/// graft::Tensor h = tokens(ids);  // [B, T] int64 -> [B, T, 128]
+/// @endcode
+using Embedding = ModuleHolder<EmbeddingImpl>;
+
+/// Options of the LayerNorm module.
+struct LayerNormOptions {
+  /// Added to the variance, for numerical stability.
+  double eps = 1e-5;
+  /// A learnable weight (ones) and bias (zeros) of the normalized shape.
+  bool elementwise_affine = true;
+  /// With elementwise_affine: whether there is a bias.
+  bool bias = true;
+};
+
+/// Layer normalization over the trailing dims (F::layer_norm()), as torch.nn.LayerNorm: used as nn::LayerNorm.
+class LayerNormImpl : public Module {
+ public:
+  /// Normalizes over trailing dims of sizes @p normalized_shape; throws graft::Error when it is empty or a
+  /// size is not positive.
+  explicit LayerNormImpl(std::vector<int64_t> normalized_shape, LayerNormOptions options = {});
+  /// F::layer_norm(x, normalized_shape, weight, bias, eps).
+  Tensor forward(const Tensor& x) { return F::layer_norm(x, normalized_shape, weight, bias, options.eps); }
+
+  /// The sizes of the normalized trailing dims.
+  std::vector<int64_t> normalized_shape;
+  /// The options given at construction.
+  LayerNormOptions options;
+  /// @var weight
+  /// The scale, of the normalized shape: a parameter; undefined without elementwise_affine.
+  /// @var bias
+  /// The shift, of the normalized shape: a parameter; undefined without it.
+  Tensor weight, bias;
+};
+/// Layer normalization: a holder of LayerNormImpl.
+/// @code
+/// graft::nn::LayerNorm norm(std::vector<int64_t>{128});
+/// @endcode
+using LayerNorm = ModuleHolder<LayerNormImpl>;
+
 /// Modules kept in a list, registered under their positions ("0", "1", ...),
 /// as torch.nn.ModuleList: for a forward that walks the list itself (a stack
 /// of blocks). Their parameters and state dict keys are the list's.
