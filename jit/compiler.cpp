@@ -117,9 +117,11 @@ struct Compiler::Impl {
   std::vector<llvm::VecDesc> vector_functions;
   uint64_t next = 0;
 
+  // The type of values of t in the loop's registers.
   llvm::Type* type_of(llvm::LLVMContext& c, Type t) const {
     switch (t) {
       case Type::f32:
+      case Type::bf16:
         return llvm::Type::getFloatTy(c);
       case Type::f64:
         return llvm::Type::getDoubleTy(c);
@@ -132,9 +134,31 @@ struct Compiler::Impl {
     }
     return nullptr;
   }
-  // How a value of type t is kept in memory (bool as one byte).
+  // How a value of type t is kept in memory (bool as one byte, bf16 as the
+  // upper half of a float's bits).
   llvm::Type* memory_type(llvm::LLVMContext& c, Type t) const {
+    if (t == Type::bf16) return llvm::Type::getInt16Ty(c);
     return t == Type::boolean ? llvm::Type::getInt8Ty(c) : type_of(c, t);
+  }
+
+  // Float x rounded to the nearest bfloat16 (ties to even), still a float;
+  // NaN stays NaN (made quiet), as graft::BFloat16 rounds.
+  static Value* round_bf16(IRBuilder<>& b, Value* x) {
+    llvm::Type* i32 = b.getInt32Ty();
+    Value* bits = b.CreateBitCast(x, i32);
+    Value* odd = b.CreateAnd(b.CreateLShr(bits, 16), 1);
+    Value* rounded = b.CreateAdd(bits, b.CreateAdd(odd, b.getInt32(0x7fff)));
+    Value* nan = b.CreateOr(bits, b.getInt32(0x00400000));
+    Value* r = b.CreateSelect(b.CreateFCmpUNO(x, x), nan, rounded);
+    return b.CreateBitCast(b.CreateAnd(r, b.getInt32(0xffff0000u)), x->getType());
+  }
+  // A bf16 element as a float: its bits are a float's upper half.
+  static Value* load_bf16(IRBuilder<>& b, Value* half) {
+    return b.CreateBitCast(b.CreateShl(b.CreateZExt(half, b.getInt32Ty()), 16), b.getFloatTy());
+  }
+  // A float holding a bfloat16 (round_bf16's result) as its 16 bits.
+  static Value* store_bf16(IRBuilder<>& b, Value* x) {
+    return b.CreateTrunc(b.CreateLShr(b.CreateBitCast(x, b.getInt32Ty()), 16), b.getInt16Ty());
   }
 
   void set_target(llvm::Function* f) const {
@@ -147,6 +171,9 @@ struct Compiler::Impl {
   Value* convert(IRBuilder<>& b, Value* v, Type from, Type to) const {
     llvm::LLVMContext& c = b.getContext();
     if (from == to) return v;
+    // bf16 values are floats: convert as float32, rounding into bf16.
+    if (to == Type::bf16) return round_bf16(b, convert(b, v, from, Type::f32));
+    if (from == Type::bf16) return convert(b, v, Type::f32, to);
     llvm::Type* target = type_of(c, to);
     if (to == Type::boolean)
       return is_float(from) ? b.CreateFCmpUNE(v, llvm::ConstantFP::get(v->getType(), 0.0))
@@ -353,17 +380,21 @@ struct Compiler::Impl {
       if (node.op == Op::input) {
         llvm::Type* t = memory_type(c, node.type);
         Value* x = b.CreateLoad(t, address(static_cast<size_t>(node.index), t));
-        v[k] = node.type == Type::boolean ? b.CreateICmpNE(x, b.getInt8(0)) : x;
+        v[k] = node.type == Type::boolean ? b.CreateICmpNE(x, b.getInt8(0))
+               : node.type == Type::bf16  ? load_bf16(b, x)
+                                          : x;
         continue;
       }
       v[k] = compute(b, p, node, v, bounds[k]);
       if (!v[k]) return nullptr;
+      if (node.type == Type::bf16 && node.op != Op::copy) v[k] = round_bf16(b, v[k]);  // copy's convert rounded
     }
     for (size_t o = 0; o < p.output_nodes.size(); ++o) {
       const Node& node = p.nodes[static_cast<size_t>(p.output_nodes[o])];
       Value* x = v[static_cast<size_t>(p.output_nodes[o])];
       llvm::Type* t = memory_type(c, node.type);
       if (node.type == Type::boolean) x = b.CreateZExt(x, t);
+      if (node.type == Type::bf16) x = store_bf16(b, x);
       int32_t into = o < p.updates.size() ? p.updates[o] : -1;
       b.CreateStore(x, address(into >= 0 ? static_cast<size_t>(into) : p.input_types.size() + o, t));
     }

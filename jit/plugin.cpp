@@ -70,6 +70,9 @@ bool type_of_bit(int32_t bit, Type* t) {
     case GRAFT_DTYPE_BOOL:
       *t = Type::boolean;
       return true;
+    case GRAFT_DTYPE_BFLOAT16:
+      *t = Type::bf16;
+      return true;
   }
   return false;
 }
@@ -451,7 +454,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
   j.verbose = mode && std::strcmp(mode, "verbose") == 0;
   graft_fuser fuser{"cpu", nullptr, fuser_supports, fuser_run, fuser_stat};
   if (int32_t s = host->add_fuser(host, &fuser, message, size); s != GRAFT_OK) return s;
-  const uint32_t floats = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64;
+  const uint32_t floats = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64 | GRAFT_DTYPE_BFLOAT16;
   const graft_kernel kernels[] = {
       {"sgd_update", 1, "cpu", floats, 20, sgd_run, update_supports, nullptr},
       {"adam_update", 1, "cpu", floats, 20, adam_run, update_supports, nullptr},

@@ -29,7 +29,7 @@ const char* op_name(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(
 int category(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(op)].category : 0; }
 int arity(Op op) { return op < Op::count_ ? kRows[static_cast<size_t>(op)].inputs : 0; }
 
-bool is_float(Type t) { return t == Type::f32 || t == Type::f64; }
+bool is_float(Type t) { return t == Type::f32 || t == Type::f64 || t == Type::bf16; }
 
 int type_bytes(Type t) {
   switch (t) {
@@ -41,6 +41,8 @@ int type_bytes(Type t) {
       return 8;
     case Type::boolean:
       return 1;
+    case Type::bf16:
+      return 2;
   }
   return 0;
 }
@@ -70,7 +72,7 @@ std::string Program::key() const {
 }
 
 std::string Program::describe() const {
-  static constexpr const char* kTypes[] = {"f32", "f64", "i32", "i64", "bool"};
+  static constexpr const char* kTypes[] = {"f32", "f64", "i32", "i64", "bool", "bf16"};
   static constexpr const char* kStrides[] = {"0", "1", "n"};
   std::string out;
   for (size_t i = 0; i < nodes.size(); ++i) {

@@ -22,7 +22,9 @@ enum class Op : uint16_t {
   count_
 };
 
-enum class Type : uint8_t { f32, f64, i32, i64, boolean };
+// bf16 is a storage type: its values are floats, each rounded to bfloat16
+// (nearest, ties to even) once computed, as an op by op run would store it.
+enum class Type : uint8_t { f32, f64, i32, i64, boolean, bf16 };
 
 // The inner stride of an operand: 0 (repeated), 1 (contiguous) or any.
 enum class Stride : uint8_t { zero, one, any };

@@ -106,6 +106,47 @@ TEST(Checkpoint, TheFormatIsSafetensors) {
   EXPECT_EQ(bytes.size(), 8 + n + 20);
 }
 
+// bfloat16 is safetensors' "BF16": each element's two bytes, little-endian,
+// as PyTorch writes torch.bfloat16 tensors.
+TEST(Checkpoint, BFloat16IsBF16) {
+  std::string text = R"({"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}})";
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string file(8, '\0');
+  uint64_t n = text.size();
+  std::memcpy(file.data(), &n, 8);
+  file += text + std::string("\x80\x3f\x20\xc0\x49\x40", 6);  // 1, -2.5, 3.140625
+  Tensor w = from_safetensors(file).at("w");
+  EXPECT_EQ(w.dtype(), kBFloat16);
+  expect_values(w, {1, -2.5, 3.140625}, 0);
+  std::string written = to_safetensors([&] {
+    StateDict d;
+    d.set("w", w);
+    return d;
+  }());
+  EXPECT_EQ(header_of(written)["w"], header_of(file)["w"]);
+  EXPECT_EQ(written.substr(written.size() - 6), file.substr(file.size() - 6));
+
+  manual_seed(2);
+  nn::Sequential a = small_net(), b = small_net(), f32 = small_net();
+  a->to(kBFloat16);
+  b->to(kBFloat16);
+  a(randn({4, 1, 4, 4}, kBFloat16));  // moves the running statistics
+  std::string path = temp_path("bf16.safetensors");
+  save(a, path);
+  nlohmann::json h = header_of(read(path));
+  EXPECT_EQ(h["0.weight"]["dtype"], "BF16");
+  EXPECT_EQ(h["1.running_mean"]["dtype"], "BF16");
+  EXPECT_EQ(h["4.bias"]["data_offsets"][1].get<uint64_t>() - h["4.bias"]["data_offsets"][0].get<uint64_t>(), 6u);
+  load(b, path);
+  StateDict sa = a.state_dict(), sb = b.state_dict();
+  for (const auto& [name, t] : sa) {
+    ASSERT_EQ(sb.at(name).dtype(), t.dtype()) << name;
+    EXPECT_EQ(std::memcmp(t.data_ptr(), sb.at(name).data_ptr(), t.numel() * element_size(t.dtype())), 0) << name;
+  }
+  EXPECT_GRAFT_ERROR(load(f32, path), "bfloat16", "float32");
+  std::remove(path.c_str());
+}
+
 TEST(Checkpoint, WritesAtomically) {
   std::string path = temp_path("atomic.safetensors");
   nn::Linear lin(3, 2);

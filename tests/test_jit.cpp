@@ -94,6 +94,59 @@ TEST_F(Jit, IntegerBoolAndCastsMatchTheReference) {
   expect_fused_matches([&] { return ((x > 0) != (x < 0.5)).to(kFloat32) + x.to(kBool).to(kFloat32); });
 }
 
+// bfloat16 loads as float32, computes in float32 and is rounded to
+// nearest-even after every op, as the reference backend rounds each op's
+// result: arithmetic matches bit for bit; transcendental functions (the
+// vector library's against libm's) by a rounding of bfloat16 at most.
+TEST_F(Jit, BFloat16ComputesInFloat32AndRoundsEveryOpAsTheReference) {
+  Tensor a = randn({64, 1}, kBFloat16), b = randn({1, 10}, kBFloat16), c = randn({10}, kBFloat16);
+  Tensor f = randn({64, 10});
+  NoGradGuard no_grad;
+  expect_fused_matches([&] { return a * b + c * 0.1 - 3.0; }, 0);
+  expect_fused_matches([&] { return maximum(a, b).relu() / (c.abs() + 1) + clamp(a, -0.3, 0.3); }, 0);
+  expect_fused_matches([&] { return where(a > b, a, -c).to(kFloat32) * f; }, 0);  // float32 wins promotion
+  expect_fused_matches([&] { return (f.to(kBFloat16) + a).to(kInt32) + (f > 0).to(kBFloat16).to(kInt32); }, 0);
+  expect_fused_matches([&] { return (a * b).exp() + c.tanh() + b.sigmoid() + (a.abs() + 1).log(); }, 8e-3);
+  expect_fused_matches([&] { return F::gelu(a * b) + F::gelu(c, {.approximate = "tanh"}); }, 8e-3);
+  // NaN and infinity survive loads, math and stores.
+  Tensor special = tensor({NAN, INFINITY, -INFINITY, 3e38f, -0.0f}).to(kBFloat16);
+  std::vector<float> got = (special * 2.0 + 0.0).to_vector<float>();
+  EXPECT_TRUE(std::isnan(got[0]));
+  EXPECT_EQ(got[1], INFINITY);
+  EXPECT_EQ(got[2], -INFINITY);
+  EXPECT_EQ(got[3], INFINITY);  // 6e38 is past float32's largest
+}
+
+TEST_F(Jit, BFloat16GradientsAndOptimizerStepsMatchTheReference) {
+  Tensor x0 = randn({5, 7}, kBFloat16);
+  expect_fused_matches(
+      [&] {
+        Tensor x = x0.clone().requires_grad_();
+        ((x * x).sigmoid() * 3.0 - x).sum().backward();
+        return x.grad();
+      },
+      8e-3);
+  // Adam's fused update on bfloat16 parameters and state: each node rounds as the ops would.
+  auto adam_steps = [&] {
+    Tensor p = x0.clone().requires_grad_();
+    optim::Adam adam({p}, {.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
+    for (int step = 0; step < 3; ++step) {
+      adam.zero_grad();
+      (p * p * (step + 1.0)).sum().backward();
+      adam.step();
+    }
+    return p.detach();
+  };
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = adam_steps();
+  }
+  Tensor got = adam_steps();
+  EXPECT_EQ(got.dtype(), kBFloat16);
+  expect_near(got.to_vector<double>(), want.to_vector<double>(), 2e-2);
+}
+
 TEST_F(Jit, AnInPlaceWriteToAnInputComputesWhatReadItFirst) {
   Tensor x = randn({100});
   std::vector<float> before = x.to_vector<float>();

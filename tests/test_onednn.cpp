@@ -198,6 +198,49 @@ TEST_F(Onednn, GeluForwardAndBackwardMatchTheReference) {
   }
 }
 
+// bfloat16 matmul, linear, convolution (forward and backward) and eltwise run
+// on oneDNN, which accumulates in float32 and rounds what it stores: within a
+// bfloat16 rounding or two of the reference backend, which computes in float32
+// and rounds once. Other ops on bfloat16 stay with the reference backend.
+TEST_F(Onednn, TakesBFloat16ForMatmulLinearConvolutionAndEltwise) {
+  manual_seed(12);
+  Tensor a = randn({8, 16}, kBFloat16), w = randn({4, 16}, kBFloat16), bias = randn({4}, kBFloat16);
+  Tensor x0 = randn({2, 3, 7, 7}, kBFloat16), k0 = randn({5, 3, 3, 3}, kBFloat16);
+  auto run = [&](std::vector<Tensor>* grads) {
+    Tensor x = x0.clone().requires_grad_(), k = k0.clone().requires_grad_();
+    Tensor y = F::conv2d(x, k, Tensor(), {.padding = 1});
+    (y * y).sum().backward();
+    *grads = {x.grad(), k.grad()};
+    return std::vector<Tensor>{a.matmul(w.t()), F::linear(a, w, bias), y, a.tanh(), a.relu(), a.sum({1})};
+  };
+  std::vector<Tensor> want, want_grads, got, grads;
+  {
+    BackendGuard only("reference");
+    want = run(&want_grads);
+  }
+  reset_dispatch_stats();
+  {
+    BackendGuard no_fusion(std::vector<std::string>{"onednn", "reference"});  // else graft-jit fuses tanh and relu
+    got = run(&grads);
+  }
+  for (const char* op :
+       {"matmul", "linear", "conv2d", "conv2d_backward_input", "conv2d_backward_weight", "tanh", "relu"})
+    EXPECT_GE(calls(op, "onednn"), 1u) << op;
+  EXPECT_EQ(calls("sum", "onednn"), 0u) << "oneDNN's sum declines bfloat16";
+  EXPECT_GE(calls("sum", "reference"), 1u);
+  got.insert(got.end(), grads.begin(), grads.end());
+  want.insert(want.end(), want_grads.begin(), want_grads.end());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].dtype(), kBFloat16) << "result " << i;
+    std::vector<double> g = got[i].to_vector<double>(), r = want[i].to_vector<double>();
+    ASSERT_EQ(g.size(), r.size());
+    double scale = 0;
+    for (double v : r) scale = std::max(scale, std::abs(v));
+    for (size_t j = 0; j < g.size(); ++j)
+      EXPECT_NEAR(g[j], r[j], 1e-2 * std::abs(r[j]) + 1e-2 * scale) << "result " << i << ", element " << j;
+  }
+}
+
 TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
   manual_seed(4);
   Tensor x0 = randn({6, 2, 20}) * 2.0 + 1.0, w0 = randn({2, 20}), b0 = randn({2, 20}), c = randn({6, 2, 20});

@@ -7,6 +7,7 @@
 // cross-backend suite.
 #include <dlfcn.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -226,4 +227,40 @@ TEST_F(Vulkan, FusedOptimizerUpdatesMatchTheOpsOnTheHost) {
     EXPECT_EQ(fused, 3u);
     EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
   }
+}
+
+// bfloat16 lives on the device and converts there, from and to every dtype
+// (two elements share a 32-bit word: a view that starts on an odd element
+// writes only its own halves); its math runs on the host, counted.
+TEST_F(Vulkan, StoresAndConvertsBFloat16AndComputesItOnTheHost) {
+  Tensor f = tensor({1.f, 1.00390625f, -2.5f, 3.14159f, 0x1p-133f, 65793.f, -7.f}, {7});  // an odd count
+  Tensor h = f.to(device_).to(kBFloat16);
+  EXPECT_EQ(h.device(), device_);
+  EXPECT_EQ(h.dtype(), kBFloat16);
+  auto bits = [](const Tensor& t) {
+    std::vector<uint16_t> out;
+    for (BFloat16 v : t.to_vector<BFloat16>()) out.push_back(v.bits);
+    return out;
+  };
+  Tensor on_host = f.to(kBFloat16);
+  EXPECT_EQ(bits(h), bits(on_host));
+  EXPECT_TRUE(std::isnan(tensor({NAN}).to(device_).to(kBFloat16).item<float>()));
+  for (DType t : {kFloat32, kInt32, kInt64, kBool}) {
+    EXPECT_EQ(h.to(t).device(), device_);
+    expect_values(h.to(t), on_host.to(t).to_vector<double>(), 0);
+  }
+  expect_values(tensor({255, 257, 259, -300}).to(device_).to(kBFloat16), {255, 256, 260, -300}, 0);
+  expect_values(tensor({true, false}).to(device_).to(kBFloat16), {1, 0}, 0);
+  Tensor z = zeros({9}, TensorOptions().dtype(kBFloat16).device(device_));
+  z.slice(0, 1, 8).copy_(h);
+  expect_values(z, {0, 1, 1, -2.5, 3.140625, 0x1p-133, 66048, -7, 0}, 0);
+  EXPECT_EQ(bits(z.slice(0, 1, 8)), bits(on_host));
+  expect_values(full({3}, 0.1, TensorOptions().dtype(kBFloat16).device(device_)),
+                {0.10009765625, 0.10009765625, 0.10009765625}, 0);
+  reset_dispatch_stats();
+  Tensor y = (h * 2.0 + 1.0).sum();
+  EXPECT_GT(fallbacks(), 0u) << "bfloat16 math is not the device's";
+  EXPECT_EQ(y.device(), device_);
+  EXPECT_EQ(y.dtype(), kBFloat16);
+  EXPECT_EQ(bits(y), bits((on_host * 2.0 + 1.0).sum()));
 }

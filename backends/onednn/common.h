@@ -40,12 +40,20 @@ struct Call {
 using graft::plugin_util::is_contiguous;
 using graft::plugin_util::numel;
 inline bool is_f32(const DLTensor& t) { return graft::plugin_util::has_dtype(t, GRAFT_DTYPE_FLOAT32); }
+inline bool is_bf16(const DLTensor& t) { return graft::plugin_util::has_dtype(t, GRAFT_DTYPE_BFLOAT16); }
+// oneDNN's name for t's dtype: bf16 for bfloat16 tensors, else f32 (the
+// only other dtype the kernels take).
+inline memory::data_type data_type_of(const DLTensor& t) {
+  return is_bf16(t) ? memory::data_type::bf16 : memory::data_type::f32;
+}
 // t's dims (a 0-dim tensor as [1]), optionally padded with leading 1s to rank.
 Dims dims_of(const DLTensor& t, int rank = 0);
 Dims strides_of(const DLTensor& t, int rank = 0);
-// A plain f32 memory descriptor with t's geometry.
+// A plain memory descriptor with t's geometry and dtype.
 memory::desc md_of(const DLTensor& t, int rank = 0);
-memory::desc plain(const Dims& dims, memory::format_tag tag = memory::format_tag::undef);
+// A dense descriptor: row-major, or in the layout tag names.
+memory::desc plain(const Dims& dims, memory::format_tag tag = memory::format_tag::undef,
+                   memory::data_type type = memory::data_type::f32);
 memory mem(const memory::desc& md, const void* data);
 
 // What each kernel builds and caches; a Key starts with one of these, which
@@ -133,23 +141,40 @@ bool all_contiguous(const Call& c);
 int32_t guarded(char* message, size_t size, const std::function<void()>& body);
 
 // A kernel as the ABI wants it, from a body and a check on Calls. Every
-// kernel here takes float32 tensors with at least one element only.
-bool all_f32_nonempty(const graft_kernel_args* a);
+// kernel here takes tensors with at least one element only, all float32, or
+// (the kernels added with supports_bf16) all bfloat16: oneDNN then computes
+// in float32 and rounds what it stores.
+bool all_nonempty_of(const graft_kernel_args* a, uint32_t dtype);
 template <void (*Body)(const Call&)>
 int32_t run(void* ctx, const graft_kernel_args* a, char* message, size_t size) {
   return guarded(message, size, [&] { Body(Call{a, reinterpret_cast<intptr_t>(ctx)}); });
 }
-template <bool (*Check)(const Call&)>
+template <bool (*Check)(const Call&), bool BFloat16 = false>
 int32_t supports(void* ctx, const graft_kernel_args* a) {
   try {
-    return all_f32_nonempty(a) && Check(Call{a, reinterpret_cast<intptr_t>(ctx)});
+    bool types = all_nonempty_of(a, GRAFT_DTYPE_FLOAT32) || (BFloat16 && all_nonempty_of(a, GRAFT_DTYPE_BFLOAT16));
+    return types && Check(Call{a, reinterpret_cast<intptr_t>(ctx)});
   } catch (...) {
     return 0;
   }
 }
+template <bool (*Check)(const Call&)>
+int32_t supports_bf16(void* ctx, const graft_kernel_args* a) {
+  return supports<Check, true>(ctx, a);
+}
 
-// The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels through this.
-using AddKernel = std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx)>;
+// The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels
+// through this; dtypes (GRAFT_DTYPE_* bits) is what the kernel's supports
+// check admits.
+struct AddKernel {
+  std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes)>
+      add;
+  void operator()(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx,
+                  uint32_t dtypes = GRAFT_DTYPE_FLOAT32) const {
+    add(op, run, supports, ctx, dtypes);
+  }
+};
+inline constexpr uint32_t kFloat32OrBFloat16 = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_BFLOAT16;
 void add_dense_kernels(const AddKernel& add);
 void add_conv_kernels(const AddKernel& add);
 void add_attention_kernels(const AddKernel& add);

@@ -16,10 +16,12 @@ using tag = memory::format_tag;
 
 struct ConvShape {
   Dims src, weights, dst, strides, dilation, padding;
-  memory::desc src_md() const { return plain(src, tag::nchw); }
-  memory::desc dst_md() const { return plain(dst, tag::nchw); }
-  memory::desc weights_md() const { return plain(weights, weights.size() == 5 ? tag::goihw : tag::oihw); }
-  static memory::desc any(const Dims& d) { return memory::desc(d, memory::data_type::f32, tag::any); }
+  memory::data_type type;  // of every tensor: f32 or bf16
+  memory::desc src_md() const { return plain(src, tag::nchw, type); }
+  memory::desc dst_md() const { return plain(dst, tag::nchw, type); }
+  memory::desc weights_md() const { return plain(weights, weights.size() == 5 ? tag::goihw : tag::oihw, type); }
+  memory::desc bias_md() const { return plain({dst[1]}, tag::undef, type); }
+  memory::desc any(const Dims& d) const { return memory::desc(d, type, tag::any); }
 };
 
 // x [N, C, H, W], weight [O, C / g, kh, kw] and y [N, O, Ho, Wo] as oneDNN sees them.
@@ -33,13 +35,14 @@ ConvShape conv_shape(const Call& c, const DLTensor& x, const DLTensor& w, const 
   cs.strides = {s, s};
   cs.dilation = {d - 1, d - 1};
   cs.padding = {p, p};
+  cs.type = data_type_of(y);
   return cs;
 }
 
 dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvShape& s, bool bias) {
-  auto src = ConvShape::any(s.src), wei = ConvShape::any(s.weights), dst = ConvShape::any(s.dst);
+  auto src = s.any(s.src), wei = s.any(s.weights), dst = s.any(s.dst);
   auto d = bias ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
-                                                  wei, plain({s.dst[1]}), dst, s.strides, s.dilation, s.padding,
+                                                  wei, s.bias_md(), dst, s.strides, s.dilation, s.padding,
                                                   s.padding)
                 : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
                                                   wei, dst, s.strides, s.dilation, s.padding, s.padding);
@@ -66,7 +69,7 @@ void conv2d(const Call& c) {
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.input(e.shape.src_md(), c.in(0).data, 0)},
                                        {DNNL_ARG_WEIGHTS, e.weights.input(e.shape.weights_md(), c.in(1).data, 1)},
                                        {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, mem(plain({e.shape.dst[1]}), c.in(2).data));
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(e.shape.bias_md(), c.in(2).data));
   e.prim.execute(stream(), args);
   e.dst.write_back(dst, e.shape.dst_md(), c.out().data);
 }
@@ -82,9 +85,8 @@ void conv2d_backward_input(const Call& c) {
   ConvData& e = cached<ConvData>(Key(kConvData).add(c), [&] {
     ConvShape s = conv_shape(c, c.out(), c.in(1), c.in(0));
     auto hint = conv_forward_pd(s, false);
-    dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, ConvShape::any(s.src),
-                                            ConvShape::any(s.weights), ConvShape::any(s.dst), s.strides, s.dilation,
-                                            s.padding, s.padding);
+    dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, s.any(s.src), s.any(s.weights),
+                                            s.any(s.dst), s.strides, s.dilation, s.padding, s.padding);
     dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
     return std::make_shared<ConvData>(ConvData{s, dnnl::convolution_backward_data(pd),
                                                Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
@@ -109,9 +111,8 @@ void conv2d_backward_weight(const Call& c) {
   ConvWeights& e = cached<ConvWeights>(Key(kConvWeights).add(c), [&] {
     ConvShape s = conv_shape(c, c.in(1), c.out(), c.in(0));
     auto hint = conv_forward_pd(s, false);
-    dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, ConvShape::any(s.src),
-                                               ConvShape::any(s.weights), ConvShape::any(s.dst), s.strides,
-                                               s.dilation, s.padding, s.padding);
+    dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, s.any(s.src), s.any(s.weights),
+                                               s.any(s.dst), s.strides, s.dilation, s.padding, s.padding);
     dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
     return std::make_shared<ConvWeights>(ConvWeights{s, dnnl::convolution_backward_weights(pd),
                                                      Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
@@ -340,9 +341,9 @@ bool norm_ok(const Call& c) {
 }  // namespace
 
 void add_conv_kernels(const AddKernel& add) {
-  add("conv2d", run<conv2d>, supports<all_contiguous>, 0);
-  add("conv2d_backward_input", run<conv2d_backward_input>, supports<all_contiguous>, 0);
-  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports<all_contiguous>, 0);
+  add("conv2d", run<conv2d>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
+  add("conv2d_backward_input", run<conv2d_backward_input>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
+  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
   auto max = static_cast<intptr_t>(algorithm::pooling_max);
   auto avg = static_cast<intptr_t>(algorithm::pooling_avg_include_padding);
   add("max_pool2d", run<pool>, supports<pool_ok>, max);

@@ -48,7 +48,7 @@ bool plain_2d(const DLTensor& t) {
 memory::desc operand_md(const DLTensor& t) {
   Dims d = dims_of(t), s = strides_of(t);
   if (t.strides[0] == 0) d[0] = 1;
-  return memory::desc(d, memory::data_type::f32, s);
+  return memory::desc(d, data_type_of(t), s);
 }
 
 // oneDNN broadcasts one operand's batch, not both (both expanded: reference).
@@ -74,9 +74,9 @@ void linear(const Call& c) {
   bool bias = c.attrs().linear.has_bias != 0;
   Built& b = built(Key(kLinear).add(c), [&] {
     int64_t n = c.in(1).shape[0], k = c.in(1).shape[1];
-    std::vector<memory::desc> mds{md_of(c.in(0)), memory::desc({k, n}, memory::data_type::f32, memory::format_tag::ba),
-                                  md_of(c.out())};
-    if (bias) mds.push_back(plain({1, n}));
+    memory::data_type type = data_type_of(c.out());
+    std::vector<memory::desc> mds{md_of(c.in(0)), memory::desc({k, n}, type, memory::format_tag::ba), md_of(c.out())};
+    if (bias) mds.push_back(plain({1, n}, memory::format_tag::undef, type));
     dnnl::matmul::desc d = bias ? dnnl::matmul::desc(mds[0], mds[1], mds[3], mds[2])
                                 : dnnl::matmul::desc(mds[0], mds[1], mds[2]);
     return Built{dnnl::matmul(dnnl::matmul::primitive_desc(d, engine())), mds};
@@ -159,7 +159,7 @@ Eltwise eltwise_of(const Call& c) {
   return {algorithm::eltwise_clip_v2, a.has_min ? float(a.min) : -INFINITY, a.has_max ? float(a.max) : INFINITY};
 }
 
-memory::desc flat_md(const DLTensor& t) { return plain({numel(t)}); }
+memory::desc flat_md(const DLTensor& t) { return plain({numel(t)}, memory::format_tag::undef, data_type_of(t)); }
 
 void eltwise(const Call& c) {
   Eltwise e = eltwise_of(c);
@@ -313,8 +313,8 @@ void copy(const Call& c) {
 }  // namespace
 
 void add_dense_kernels(const AddKernel& add) {
-  add("matmul", run<matmul>, supports<matmul_ok>, 0);
-  add("linear", run<linear>, supports<all_contiguous>, 0);
+  add("matmul", run<matmul>, supports_bf16<matmul_ok>, 0, kFloat32OrBFloat16);
+  add("linear", run<linear>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
   // Not maximum, minimum, amax or amin: oneDNN's drop NaN where graft's (and
   // PyTorch's) propagate it, and the optimizers rely on that.
   const std::pair<const char*, algorithm> binaries[] = {{"add", algorithm::binary_add},
@@ -323,10 +323,11 @@ void add_dense_kernels(const AddKernel& add) {
                                                         {"div", algorithm::binary_div}};
   for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok>, static_cast<intptr_t>(alg));
   // Not log: oneDNN 2.6's is off by about 1.4e-6 absolute, so log(1.001) has 0.1% error.
-  for (size_t k = 0; k < std::size(kForward); ++k) add(kForward[k].op, run<eltwise>, supports<dense_ok>, intptr_t(k));
-  add("clamp", run<eltwise>, supports<dense_ok>, -1);
-  add("eltwise_backward", run<eltwise_backward>, supports<eltwise_backward_ok>, 0);
-  add("gelu_backward", run<gelu_backward>, supports<dense_ok>, 0);
+  for (size_t k = 0; k < std::size(kForward); ++k)
+    add(kForward[k].op, run<eltwise>, supports_bf16<dense_ok>, intptr_t(k), kFloat32OrBFloat16);
+  add("clamp", run<eltwise>, supports_bf16<dense_ok>, -1, kFloat32OrBFloat16);
+  add("eltwise_backward", run<eltwise_backward>, supports_bf16<eltwise_backward_ok>, 0, kFloat32OrBFloat16);
+  add("gelu_backward", run<gelu_backward>, supports_bf16<dense_ok>, 0, kFloat32OrBFloat16);
   add("sum", run<reduce>, supports<reduce_ok>, 0);
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);

@@ -1,7 +1,8 @@
 // The graft-onednn plugin: graft's CPU kernels through oneDNN primitives.
-// It registers float32 kernels for "cpu" above the reference backend, so it
-// is the default wherever it loads; what oneDNN cannot do (other dtypes,
-// geometries a supports check refuses) stays with the reference kernels.
+// It registers float32 kernels for "cpu" above the reference backend (and
+// bfloat16 ones for matmul, linear, convolution and eltwise), so it is the
+// default wherever it loads; what oneDNN cannot do (other dtypes, geometries
+// a supports check refuses) stays with the reference kernels.
 #include <omp.h>
 
 #include <algorithm>
@@ -58,21 +59,22 @@ Dims strides_of(const DLTensor& t, int rank) {
 }
 
 memory::desc md_of(const DLTensor& t, int rank) {
-  return memory::desc(dims_of(t, rank), memory::data_type::f32, strides_of(t, rank));
+  return memory::desc(dims_of(t, rank), data_type_of(t), strides_of(t, rank));
 }
 
-memory::desc plain(const Dims& dims, memory::format_tag tag) {
+memory::desc plain(const Dims& dims, memory::format_tag tag, memory::data_type type) {
   if (tag == memory::format_tag::undef) {
     Dims strides(dims.size(), 1);
     for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) strides[d] = strides[d + 1] * dims[d + 1];
-    return memory::desc(dims, memory::data_type::f32, strides);
+    return memory::desc(dims, type, strides);
   }
-  return memory::desc(dims, memory::data_type::f32, tag);
+  return memory::desc(dims, type, tag);
 }
 
 memory mem(const memory::desc& md, const void* data) { return memory(md, engine(), const_cast<void*>(data)); }
 
 Key& Key::add(const DLTensor& t) {
+  v.push_back(t.dtype.code << 8 | t.dtype.bits);
   v.push_back(t.ndim);
   for (int d = 0; d < t.ndim; ++d) {
     v.push_back(t.shape[d]);
@@ -156,10 +158,13 @@ void Reordered::write_back(memory m, const memory::desc& user, void* data) {
   convert.execute(stream(), m, u);
 }
 
-bool all_f32_nonempty(const graft_kernel_args* a) {
-  for (int i = 0; i < a->n_inputs; ++i)
-    if (!is_f32(a->inputs[i]) || numel(a->inputs[i]) == 0) return false;
-  return is_f32(*a->output) && numel(*a->output) > 0;
+bool all_nonempty_of(const graft_kernel_args* a, uint32_t dtype) {
+  using graft::plugin_util::has_dtype;
+  for (int i = 0; i < a->n_inputs; ++i) {
+    if (graft::plugin_util::is_absent(a->inputs[i])) continue;  // an optional input left out
+    if (!has_dtype(a->inputs[i], dtype) || numel(a->inputs[i]) == 0) return false;
+  }
+  return has_dtype(*a->output, dtype) && numel(*a->output) > 0;
 }
 
 int32_t guarded(char* message, size_t size, const std::function<void()>& body) {
@@ -182,12 +187,12 @@ int32_t init(graft_host* host, char* message, size_t size) {
     if (host->abi_version >= 2) graft_threads = host->num_threads;
     engine();  // fails here, not in a kernel, when oneDNN has no CPU engine
     char reason[512] = "";
-    AddKernel add = [&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx) {
+    AddKernel add{[&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes) {
       // Above the reference backend (priority 0): the default for CPU tensors.
-      graft_kernel k{op, 1, "cpu", GRAFT_DTYPE_FLOAT32, 10, run, supports, reinterpret_cast<void*>(ctx)};
+      graft_kernel k{op, 1, "cpu", dtypes, 10, run, supports, reinterpret_cast<void*>(ctx)};
       if (host->add_kernel(host, &k, reason, sizeof reason) != GRAFT_OK)
         throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
-    };
+    }};
     add_dense_kernels(add);
     add_conv_kernels(add);
     add_attention_kernels(add);
@@ -207,7 +212,8 @@ __attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_ent
   }();
   static const graft_plugin_info info = {GRAFT_PLUGIN_ABI_VERSION, "onednn", version.c_str(),
                                          "CPU kernels through oneDNN: matmul, linear, convolution, pooling, batch "
-                                         "norm, softmax, eltwise, binary, reductions, copies (float32)",
+                                         "norm, softmax, eltwise, binary, reductions, copies (float32; "
+                                         "bfloat16 for matmul, linear, convolution and eltwise)",
                                          graft_onednn::init};
   return &info;
 }

@@ -193,10 +193,18 @@ void where_kernel(const KernelCall& c) {
   });
 }
 
+// Float-like: float, double and graft::BFloat16 (which converts through float).
+template <class T>
+constexpr bool is_float_like = std::is_floating_point_v<T> || std::is_same_v<T, BFloat16>;
+
 template <class To, class From>
 To convert(From v) {
-  if constexpr (std::is_same_v<To, bool>)
+  if constexpr (std::is_same_v<To, bool> && std::is_same_v<From, BFloat16>)
+    return static_cast<float>(v) != 0;
+  else if constexpr (std::is_same_v<To, bool>)
     return v != From(0);
+  else if constexpr (std::is_same_v<To, BFloat16> && !std::is_same_v<From, BFloat16>)
+    return BFloat16(static_cast<float>(v));
   else
     return static_cast<To>(v);
 }
@@ -215,9 +223,13 @@ void fill_kernel(const KernelCall& c) {
   visit_dtype(c.output->dtype, [&](auto tag) {
     using T = decltype(tag);
     const graft_fill_attrs& a = c.attrs->fill;
-    T v = std::is_floating_point_v<T> ? static_cast<T>(a.value)
-          : std::is_same_v<T, bool>   ? static_cast<T>(a.value != 0 || a.int_value != 0)
-                                      : static_cast<T>(a.int_value);
+    T v;
+    if constexpr (is_float_like<T>)
+      v = static_cast<T>(a.value);
+    else if constexpr (std::is_same_v<T, bool>)
+      v = a.value != 0 || a.int_value != 0;
+    else
+      v = static_cast<T>(a.int_value);
     elementwise<1>(c, [v](const std::array<char*, 1>& p, const std::array<int64_t, 1>& s, int64_t n) {
       T* o = reinterpret_cast<T*>(p[0]);
       for (int64_t i = 0; i < n; ++i) o[i * s[0]] = v;
@@ -228,13 +240,13 @@ void fill_kernel(const KernelCall& c) {
 }  // namespace
 
 void run_binary(const KernelCall& c, void*) {
-  visit_dtype(c.inputs[0].dtype, [&](auto tag) { binary_kernel<decltype(tag)>(c); });
+  visit_computed_dtype(c.inputs[0].dtype, [&](auto tag) { binary_kernel<decltype(tag)>(c); });
 }
 void run_unary(const KernelCall& c, void*) {
-  visit_dtype(c.inputs[0].dtype, [&](auto tag) { unary_kernel<decltype(tag)>(c); });
+  visit_computed_dtype(c.inputs[0].dtype, [&](auto tag) { unary_kernel<decltype(tag)>(c); });
 }
 void run_where(const KernelCall& c, void*) {
-  visit_dtype(c.output->dtype, [&](auto tag) { where_kernel<decltype(tag)>(c); });
+  visit_computed_dtype(c.output->dtype, [&](auto tag) { where_kernel<decltype(tag)>(c); });
 }
 void run_copy(const KernelCall& c, void*) { copy_kernel(c); }
 void run_fill(const KernelCall& c, void*) { fill_kernel(c); }

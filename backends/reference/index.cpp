@@ -98,7 +98,7 @@ void run_gather(const KernelCall& c, void*) {
 void run_scatter_add(const KernelCall& c, void*) {
   int64_t dim = c.attrs->scatter_add.dim;
   check_indices(c.inputs[1], c.output->sizes[dim], dim, "scatter_add");
-  visit_dtype(c.output->dtype, [&](auto tag) {
+  visit_computed_dtype(c.output->dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (!std::is_same_v<T, bool>) scatter_add_kernel<T>(c, dim);
   });

@@ -155,11 +155,11 @@ void softmax_kernel(const KernelCall& c) {
 }  // namespace
 
 void run_reduce(const KernelCall& c, void*) {
-  visit_dtype(c.inputs[0].dtype, [&](auto tag) { reduce_kernel<decltype(tag)>(c); });
+  visit_computed_dtype(c.inputs[0].dtype, [&](auto tag) { reduce_kernel<decltype(tag)>(c); });
 }
 
 void run_softmax(const KernelCall& c, void*) {
-  visit_dtype(c.inputs[0].dtype, [&](auto tag) {
+  visit_computed_dtype(c.inputs[0].dtype, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T>) softmax_kernel<T>(c);
   });

@@ -136,6 +136,10 @@ int32_t ew_supports(int32_t code, const graft_kernel_args* a) {
   if (o == UNSUPPORTED || !strides_usable(out) || out.ndim > kMaxRank) return 0;
   for (int i = 0; i < a->n_inputs; ++i)
     if (type_of(a->inputs[i]) == UNSUPPORTED || !strides_usable(a->inputs[i])) return 0;
+  // bfloat16 is kept and converted here (copy, fill); its math runs on the host.
+  bool bf16 = o == BF16;
+  for (int i = 0; i < a->n_inputs; ++i) bf16 = bf16 || type_of(a->inputs[i]) == BF16;
+  if (bf16) return op == Ew::copy || op == Ew::fill;
   if (is_float_math(op)) {
     for (int i = 0; i < a->n_inputs; ++i)
       if (type_of(a->inputs[i]) != F32) return 0;
@@ -545,6 +549,7 @@ void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
 
 constexpr uint32_t kFloat = GRAFT_DTYPE_FLOAT32;
 constexpr uint32_t kAny = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
+constexpr uint32_t kStored = kAny | GRAFT_DTYPE_BFLOAT16;  // copy and fill
 
 constexpr Entry ew(const char* op, Ew code, uint32_t dtypes = kFloat) {
   return {op, dtypes, static_cast<int32_t>(code), ew_run, ew_supports};
@@ -583,8 +588,8 @@ const Entry kEntries[] = {
     ew("gt", Ew::gt, kAny),
     ew("ge", Ew::ge, kAny),
     ew("where", Ew::where, kAny),
-    ew("copy", Ew::copy, kAny),
-    ew("fill", Ew::fill, kAny),
+    ew("copy", Ew::copy, kStored),
+    ew("fill", Ew::fill, kStored),
     ew("eltwise_backward", Ew::eltwise_backward),
     ew("gelu_backward", Ew::gelu_backward),
     red("sum", Red::sum),

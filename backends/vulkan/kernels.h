@@ -27,7 +27,7 @@ int32_t on_device(int32_t index, char* message, size_t size, F f) {
 constexpr int kMaxRank = 6;  // dims a shader indexes, after collapsing
 
 // Storage types, as the shaders number them (common.glsl).
-enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, UNSUPPORTED = -1 };
+enum Type : int32_t { F32 = 0, I32 = 1, I64 = 2, BOOL = 3, BF16 = 4, UNSUPPORTED = -1 };
 
 inline Type type_of(const DLTensor& t) {
   if (t.dtype.lanes != 1) return UNSUPPORTED;
@@ -35,10 +35,11 @@ inline Type type_of(const DLTensor& t) {
   if (t.dtype.code == kDLInt && t.dtype.bits == 32) return I32;
   if (t.dtype.code == kDLInt && t.dtype.bits == 64) return I64;
   if (t.dtype.code == GRAFT_DL_BOOL && t.dtype.bits == 8) return BOOL;
+  if (t.dtype.code == kDLBfloat && t.dtype.bits == 16) return BF16;
   return UNSUPPORTED;
 }
 
-inline uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : 4; }
+inline uint64_t size_of(Type t) { return t == I64 ? 8 : t == BOOL ? 1 : t == BF16 ? 2 : 4; }
 
 using graft::plugin_util::is_contiguous;
 using graft::plugin_util::numel;

@@ -26,7 +26,8 @@ bool walkable(const DLTensor& t) { return t.ndim >= 1 && t.ndim <= kMaxRank && s
 int32_t index_supports(int32_t code, const graft_kernel_args* a) {
   const DLTensor& out = *a->output;
   Type t = type_of(out);
-  bool types = code == 0 ? t != UNSUPPORTED && type_of(a->inputs[0]) == t
+  // gather moves 32-bit words, 64-bit pairs and bytes: bfloat16's halves of words stay on the host.
+  bool types = code == 0 ? t != UNSUPPORTED && t != BF16 && type_of(a->inputs[0]) == t
                          : (t == F32 || t == I32) && type_of(a->inputs[0]) == t && type_of(a->inputs[2]) == t;
   if (!types || type_of(a->inputs[1]) != I64 || !walkable(out)) return 0;
   for (int i = 0; i < a->n_inputs; ++i)

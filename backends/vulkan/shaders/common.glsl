@@ -17,6 +17,7 @@ uint global_index() { return group_index() * gl_WorkGroupSize.x + gl_LocalInvoca
 #define I32 1
 #define I64 2
 #define BOOL 3
+#define BF16 4  // two to a 32-bit word, the first in the low half
 
 // One binding seen as each storage type (aliases of one buffer).
 #define DECLARE_BUFFER(B, NAME)                                          \

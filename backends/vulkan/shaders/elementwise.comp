@@ -198,15 +198,31 @@ uvec2 float_to_int64(float v) {
   return v < 0.0 ? negate(r) : r;
 }
 
+// bfloat16: the upper half of a float's bits, rounded to nearest (ties to
+// even); NaN stays NaN. Elements pair up in 32-bit words, so a store changes
+// its half of the word atomically: the neighbour may be another invocation's.
+uint bf16_of_bits(uint u) {
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+uint a_bf16_bits(uint i) { return ((a_u[i >> 1] >> ((i & 1u) * 16u)) & 0xffffu) << 16; }  // as a float's
+void store_bf16(uint i, uint h) {
+  uint shift = (i & 1u) * 16u;
+  atomicAnd(o_u[i >> 1], ~(0xffffu << shift));
+  atomicOr(o_u[i >> 1], h << shift);
+}
+
 void store_int(uint i, uvec2 v) {
   if (OUT_T == I64) o_l[i] = v;
   else if (OUT_T == I32) o_u[i] = v.x;
   else if (OUT_T == BOOL) o_b[i] = uint8_t(v != uvec2(0u) ? 1u : 0u);
+  else if (OUT_T == BF16) store_bf16(i, bf16_of_bits(floatBitsToUint(int64_to_float(v))));
   else o_f[i] = int64_to_float(v);
 }
 
 void store_float(uint i, float v) {
   if (OUT_T == F32) o_f[i] = v;
+  else if (OUT_T == BF16) store_bf16(i, bf16_of_bits(floatBitsToUint(v)));
   else if (OUT_T == BOOL) o_b[i] = uint8_t(v != 0.0 ? 1u : 0u);
   else store_int(i, float_to_int64(v));
 }
@@ -255,14 +271,22 @@ void main() {
 
   if (OP == FILL) {
     if (OUT_T == F32) o_f[off[0]] = pf(36);
+    else if (OUT_T == BF16) store_bf16(off[0], bf16_of_bits(p[36]));
     else store_int(off[0], uvec2(p[38], p[39]));
   } else if (OP == COPY) {
     if (IN_T == OUT_T) {
       if (OUT_T == BOOL) o_b[off[0]] = a_b[off[1]];
       else if (OUT_T == I64) o_l[off[0]] = a_l[off[1]];
+      else if (OUT_T == BF16) store_bf16(off[0], a_bf16_bits(off[1]) >> 16);
       else o_u[off[0]] = a_u[off[1]];
+    } else if (IN_T == F32 && OUT_T == BF16) {
+      store_bf16(off[0], bf16_of_bits(a_u[off[1]]));  // from the bits: no float load to flush a subnormal
     } else if (IN_T == F32) {
       store_float(off[0], a_f[off[1]]);
+    } else if (IN_T == BF16 && OUT_T == F32) {
+      o_u[off[0]] = a_bf16_bits(off[1]);
+    } else if (IN_T == BF16) {
+      store_float(off[0], uintBitsToFloat(a_bf16_bits(off[1])));
     } else {
       store_int(off[0], a_int(off[1]));
     }

@@ -32,6 +32,9 @@ class Scalar {
     }
   }
 
+  /// A bfloat16 number: a floating-point Scalar holding its (exact) float value.
+  Scalar(BFloat16 v) : kind_(kFloat64), d_(static_cast<float>(v)) {}  // NOLINT: implicit by design
+
   /// What the number was: kFloat64 for floating values, kInt64 for integers, kBool for bools.
   DType kind() const { return kind_; }
   /// True when the number was floating point.
@@ -46,11 +49,14 @@ class Scalar {
     if (d_ <= -9.2233720368547758e18) return INT64_MIN;
     return static_cast<int64_t>(d_);
   }
-  /// The value as C++ type T: a bool is true when non-zero; integers convert as to_int() does.
+  /// The value as C++ type T: a bool is true when non-zero; integers convert as to_int() does;
+  /// BFloat16 rounds the value's float to nearest.
   template <class T>
   T to() const {
     if constexpr (std::is_same_v<T, bool>)
       return kind_ == kFloat64 ? d_ != 0 : i_ != 0;
+    else if constexpr (std::is_same_v<T, BFloat16>)
+      return BFloat16(static_cast<float>(to_double()));
     else if constexpr (std::is_floating_point_v<T>)
       return static_cast<T>(to_double());
     else

@@ -166,7 +166,7 @@ class Tensor {
   /// Host reads: synchronize the device and copy as needed.
   /// @{
 
-  /// The value of a one-element tensor as T: float, double, int32_t, int64_t or bool.
+  /// The value of a one-element tensor as T: float, double, int32_t, int64_t, bool or graft::BFloat16.
   ///
   /// The value is converted from dtype() to T. Throws graft::Error when numel() is not 1.
   /// @code
@@ -174,7 +174,7 @@ class Tensor {
   /// @endcode
   template <class T>
   T item() const;
-  /// Every element, in row-major order, converted to T: float, double, int32_t, int64_t or bool.
+  /// Every element, in row-major order, converted to T: float, double, int32_t, int64_t, bool or graft::BFloat16.
   template <class T>
   std::vector<T> to_vector() const;
   /// @}

@@ -38,8 +38,12 @@ Generator& generator() {
   return g;
 }
 
-// Uniform doubles in [0, 1) with 53 random bits.
+// Uniform doubles in [0, 1) with 53 random bits, or with the 8 that
+// bfloat16 holds: rounding 53 bits to bfloat16 would give 1 one time in 512.
 double next_unit(std::mt19937_64& e) { return static_cast<double>(e() >> 11) * 0x1.0p-53; }
+double next_unit(std::mt19937_64& e, DType t) {
+  return t == kBFloat16 ? static_cast<double>(e() >> 56) * 0x1.0p-8 : next_unit(e);
+}
 
 void check_random_dtype(const TensorOptions& o, const char* what) {
   check(is_floating(o.dtype()), "graft: ", what, " makes floating-point tensors, but dtype ", o.dtype(),
@@ -153,7 +157,7 @@ Tensor uniform(IntList shape, double low, double high, TensorOptions options) {
   {
     Generator& g = generator();
     std::lock_guard lock(g.mutex);
-    for (double& x : v) x = low + (high - low) * next_unit(g.engine);
+    for (double& x : v) x = low + (high - low) * next_unit(g.engine, options.dtype());
   }
   return finish(from_host(v, shape, options.dtype(), options.device()), options);
 }

@@ -59,10 +59,12 @@ DType promote_types(DType a, DType b) {
         return 1;
       case kInt64:
         return 2;
-      case kFloat32:
+      case kBFloat16:
         return 3;
-      case kFloat64:
+      case kFloat32:
         return 4;
+      case kFloat64:
+        return 5;
     }
     return 0;
   };

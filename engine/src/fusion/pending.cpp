@@ -208,7 +208,7 @@ void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
   Registry& r = Registry::get();
   for (size_t op = 0; op < kNumOps; ++op) {
     if (!is_elementwise(static_cast<OpId>(op))) continue;
-    for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+    for (DType t : kAllDTypes)
       f->supports[op][static_cast<size_t>(dtype_index(t))] =
           api.supports(api.ctx, r.schema(static_cast<OpId>(op)).name, static_cast<int32_t>(plugin::dtype_bit(t))) != 0;
   }

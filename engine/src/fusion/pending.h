@@ -20,12 +20,11 @@ using dispatch::OpId;
 
 constexpr size_t kMaxNodes = 96;
 constexpr size_t kMaxOperands = 24;
-constexpr size_t kNumDTypes = 5;
 
 struct Fuser {
   graft_fuser api;
   uint16_t backend;
-  std::array<std::array<bool, kNumDTypes>, kNumOps> supports{};
+  std::array<std::array<bool, graft::kNumDTypes>, kNumOps> supports{};
 };
 
 // A tensor pending work reads that no pending node writes.

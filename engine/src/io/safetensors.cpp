@@ -34,12 +34,13 @@ const char* dtype_code(DType t) {
     case kInt32: return "I32";
     case kInt64: return "I64";
     case kBool: return "BOOL";
+    case kBFloat16: return "BF16";
   }
   return "?";
 }
 
 bool dtype_from_code(const std::string& code, DType* t) {
-  for (DType d : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+  for (DType d : kAllDTypes)
     if (code == dtype_code(d)) {
       *t = d;
       return true;
@@ -117,7 +118,7 @@ StateDict from_safetensors(const std::string& bytes, const std::string& name) {
       bad("data_offsets must be two unsigned integers");
     Entry entry{key, kFloat32, {}, (*off)[0].get<uint64_t>(), (*off)[1].get<uint64_t>()};
     if (!dtype_from_code(dt->get<std::string>(), &entry.dtype))
-      bad("dtype " + dt->get<std::string>() + " is not one graft reads (F32, F64, I32, I64, BOOL)");
+      bad("dtype " + dt->get<std::string>() + " is not one graft reads (F32, F64, I32, I64, BOOL, BF16)");
     if (sh->size() > 64) bad("more than 64 dims");
     // The product of the non-zero sizes must fit too: strides are computed from it.
     uint64_t count = 1, nonzero = 1;

@@ -27,6 +27,8 @@ DLDataType dl_dtype(DType t) {
       return {kDLInt, 64, 1};
     case kBool:
       return {GRAFT_DL_BOOL, 8, 1};
+    case kBFloat16:
+      return {kDLBfloat, 16, 1};
   }
   return {kDLFloat, 32, 1};
 }
@@ -78,13 +80,15 @@ uint32_t dtype_bit(DType t) {
       return GRAFT_DTYPE_INT64;
     case kBool:
       return GRAFT_DTYPE_BOOL;
+    case kBFloat16:
+      return GRAFT_DTYPE_BFLOAT16;
   }
   return 0;
 }
 
 std::string dtype_bits_names(uint32_t bits) {
   std::string out;
-  for (DType t : {kFloat32, kFloat64, kInt32, kInt64, kBool})
+  for (DType t : kAllDTypes)
     if (bits & dtype_bit(t)) out += (out.empty() ? "" : ", ") + std::string(dtype_name(t));
   return out.empty() ? "nothing" : out;
 }

@@ -54,8 +54,8 @@ typedef enum {
  * backend's kernel for it only when nothing needs recording (a second derivative needs the decomposition). */
 #define GRAFT_OP_BACKWARD 2
 
-/** The reference dtypes of float math. */
-#define GRAFT_OP_FLOATS (GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64)
+/** The reference dtypes of float math (bfloat16 computes in float32). */
+#define GRAFT_OP_FLOATS (GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64 | GRAFT_DTYPE_BFLOAT16)
 /** The reference dtypes of arithmetic. */
 #define GRAFT_OP_NUMBERS (GRAFT_OP_FLOATS | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64)
 /** Every dtype. */
