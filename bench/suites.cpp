@@ -1,5 +1,6 @@
 #include "suites.h"
 
+#include "gpt.h"
 #include "models.h"
 
 namespace graft::bench {
@@ -141,6 +142,31 @@ std::vector<Case> all_cases() {
                  double conv = 2.0 * 64 * (32 * 784 * 9 + 64 * 196 * 32 * 9);
                  double fc = 2.0 * 64 * (3136 * 128 + 128 * 10);
                  return training_step(models::cnn(), true, {64, 1, 28, 28}, d, 3 * (conv + fc));
+               }});
+  // graft-train's GPT at its defaults (items: tokens). FLOPs: 6 per parameter
+  // of the blocks and the head per token, and attention's two products.
+  c.push_back({"training step", "GPT step b12", false, [](const std::string& d) {
+                 manual_seed(0);
+                 auto model = std::make_shared<train::Gpt>(train::GptConfig{.vocab_size = 114});
+                 (*model)->to(Device(d));
+                 auto [decay, no_decay] = (*model)->decay_groups();
+                 auto opt = std::make_shared<optim::AdamW>(decay, optim::AdamWOptions{.betas = {0.9, 0.99}, .weight_decay = 0.1});
+                 opt->add_param_group(no_decay, {.betas = {0.9, 0.99}, .weight_decay = 0.0});
+                 manual_seed(7);
+                 Tensor ids = (rand({12, 65}) * 114).to(kInt64);
+                 Tensor x = ids.slice(1, 0, 64).contiguous().to(Device(d)), y = ids.slice(1, 1, 65).contiguous().to(Device(d));
+                 double e = 128, tokens = 12 * 64, attention = 4 * 2 * 2 * 12 * 64 * 64 * e;
+                 double flops = 6 * (4 * 12 * e * e + 114 * e) * tokens + 3 * attention;
+                 return Prepared{[model, opt, x, y] {
+                                   Tensor logits = (*model)(x);
+                                   Tensor loss = F::cross_entropy(logits.reshape({-1, 114}), y.reshape({-1}));
+                                   opt->zero_grad();
+                                   loss.backward();
+                                   nn::utils::clip_grad_norm_((*model)->parameters(), 1.0);
+                                   opt->step();
+                                   return loss.detach();
+                                 },
+                                 flops, 0, tokens};
                }});
   return c;
 }

@@ -124,4 +124,15 @@ cnn = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(
                     nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
 case("CNN step b64", True, training_step(cnn, True, randn(64, 1, 28, 28, seed=7), labels(64, 10)))
 
+# graft-train's GPT at its defaults (bench/torch_gpt.py builds the same model).
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from torch_gpt import Gpt, optimizer_for, train_step  # noqa: E402
+
+torch.manual_seed(0)
+gpt = Gpt(114, 64, 4, 4, 128)
+gpt_opt = optimizer_for(gpt)
+torch.manual_seed(7)
+ids = (torch.rand(12, 65) * 114).long()
+case("GPT step b12", False, lambda: train_step(gpt, gpt_opt, ids[:, :64], ids[:, 1:]))
+
 write(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads", cases)

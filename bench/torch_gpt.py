@@ -19,31 +19,16 @@ import struct
 import sys
 import time
 
-parser = argparse.ArgumentParser()
-parser.add_argument("mode", choices=["train", "step", "load"])
-parser.add_argument("checkpoint", nargs="?")
-parser.add_argument("--data", default="")
-parser.add_argument("--threads", type=int, default=os.cpu_count())
-parser.add_argument("--iters", type=int, default=2000)
-parser.add_argument("--layers", type=int, default=4)
-parser.add_argument("--heads", type=int, default=4)
-parser.add_argument("--embd", type=int, default=128)
-parser.add_argument("--block-size", type=int, default=64)
-parser.add_argument("--batch-size", type=int, default=12)
-parser.add_argument("--eval-interval", type=int, default=500)
-parser.add_argument("--eval-iters", type=int, default=20)
-parser.add_argument("--seed", type=int, default=0)
-args = parser.parse_args()
 
 try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
-    print("PyTorch is not installed (Debian package python3-torch); nothing to compare")
-    sys.exit(0)
-
-torch.set_num_threads(args.threads)
+    if __name__ == "__main__":
+        print("PyTorch is not installed (Debian package python3-torch); nothing to compare")
+        sys.exit(0)
+    raise
 
 
 def corpus_files(path):
@@ -100,9 +85,9 @@ class Gpt(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)  # the head shares the token embedding
 
 
-def batch(ids):
-    starts = (torch.rand(args.batch_size, dtype=torch.float64) * (len(ids) - args.block_size - 1)).long()
-    offsets = starts[:, None] + torch.arange(args.block_size)[None, :]
+def batch(ids, size, block):
+    starts = (torch.rand(size, dtype=torch.float64) * (len(ids) - block - 1)).long()
+    offsets = starts[:, None] + torch.arange(block)[None, :]
     return ids[offsets], ids[offsets + 1]
 
 
@@ -111,10 +96,10 @@ def loss_of(model, x, y):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
-def mean_loss(model, ids):
+def mean_loss(model, ids, args):
     model.eval()
     with torch.no_grad():
-        total = sum(loss_of(model, *batch(ids)).item() for _ in range(args.eval_iters))
+        total = sum(loss_of(model, *batch(ids, args.batch_size, args.block_size)).item() for _ in range(args.eval_iters))
     model.train()
     return total / args.eval_iters
 
@@ -126,10 +111,10 @@ def optimizer_for(model, lr=1e-3):
                              betas=(0.9, 0.99))
 
 
-def learning_rate(it, lr=1e-3, min_lr=1e-4, warmup=100):
+def learning_rate(it, iters, lr=1e-3, min_lr=1e-4, warmup=100):
     if it < warmup:
         return lr * (it + 1) / warmup
-    progress = min(1.0, (it - warmup) / max(1, args.iters - warmup))
+    progress = min(1.0, (it - warmup) / max(1, iters - warmup))
     return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
@@ -157,43 +142,64 @@ def read_safetensors(path):
     return out
 
 
-print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
-torch.manual_seed(args.seed)
-vocab, train_ids, val_ids = load_corpus(args.data)
-if args.mode == "load":
-    saved = read_safetensors(args.checkpoint)
-    state = {k[len("model."):]: v for k, v in saved.items() if k.startswith("model.")}
-    layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    block, embd = state["wpe.weight"].shape
-    model = Gpt(state["wte.weight"].shape[0], block, layers, args.heads, embd)
-    model.load_state_dict(state, strict=True)
-    args.block_size = block
-    print(f"loaded {len(state)} tensors from {args.checkpoint}: validation loss {mean_loss(model, val_ids):.4f}")
-    sys.exit(0)
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["train", "step", "load"])
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--data", default="")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--embd", type=int, default=128)
+    parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--eval-interval", type=int, default=500)
+    parser.add_argument("--eval-iters", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+    torch.manual_seed(args.seed)
+    vocab, train_ids, val_ids = load_corpus(args.data)
+    if args.mode == "load":
+        saved = read_safetensors(args.checkpoint)
+        state = {k[len("model."):]: v for k, v in saved.items() if k.startswith("model.")}
+        layers = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        block, embd = state["wpe.weight"].shape
+        model = Gpt(state["wte.weight"].shape[0], block, layers, args.heads, embd)
+        model.load_state_dict(state, strict=True)
+        args.block_size = block
+        print(f"loaded {len(state)} tensors from {args.checkpoint}: validation loss {mean_loss(model, val_ids, args):.4f}")
+        return
 
-model = Gpt(len(vocab), args.block_size, args.layers, args.heads, args.embd)
-opt = optimizer_for(model)
-if args.mode == "step":
-    x, y = batch(train_ids)
-    for _ in range(3):
-        train_step(model, opt, x, y)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 5:
-        train_step(model, opt, x, y)
-        n += 1
-    seconds = (time.perf_counter() - start) / n
-    print(f"GPT step: {seconds * 1e3:.1f} ms, {args.batch_size * args.block_size / seconds:.0f} tokens/s")
-    sys.exit(0)
+    model = Gpt(len(vocab), args.block_size, args.layers, args.heads, args.embd)
+    opt = optimizer_for(model)
+    if args.mode == "step":
+        x, y = batch(train_ids, args.batch_size, args.block_size)
+        for _ in range(3):
+            train_step(model, opt, x, y)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 5:
+            train_step(model, opt, x, y)
+            n += 1
+        seconds = (time.perf_counter() - start) / n
+        print(f"GPT step: {seconds * 1e3:.1f} ms, {args.batch_size * args.block_size / seconds:.0f} tokens/s")
+        return
 
-start = time.perf_counter()
-for it in range(args.iters):
-    for group in opt.param_groups:
-        group["lr"] = learning_rate(it)
-    loss = train_step(model, opt, *batch(train_ids))
-    if (it + 1) % 100 == 0:
-        rate = 100 * args.batch_size * args.block_size / (time.perf_counter() - start)
-        print(f"iter {it + 1}  train loss {loss.item():.4f}  {rate:.0f} tokens/s", flush=True)
-        start = time.perf_counter()
-    if (it + 1) % args.eval_interval == 0 or it + 1 == args.iters:
-        print(f"iter {it + 1}  val loss {mean_loss(model, val_ids):.4f}", flush=True)
-        start = time.perf_counter()
+    start = time.perf_counter()
+    for it in range(args.iters):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(it, args.iters)
+        loss = train_step(model, opt, *batch(train_ids, args.batch_size, args.block_size))
+        if (it + 1) % 100 == 0:
+            rate = 100 * args.batch_size * args.block_size / (time.perf_counter() - start)
+            print(f"iter {it + 1}  train loss {loss.item():.4f}  {rate:.0f} tokens/s", flush=True)
+            start = time.perf_counter()
+        if (it + 1) % args.eval_interval == 0 or it + 1 == args.iters:
+            print(f"iter {it + 1}  val loss {mean_loss(model, val_ids, args):.4f}", flush=True)
+            start = time.perf_counter()
+
+
+if __name__ == "__main__":
+    main()
