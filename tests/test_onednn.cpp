@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <functional>
 #include <optional>
 
 #include "dispatch/registry.h"
@@ -241,6 +242,28 @@ TEST_F(Onednn, TakesBFloat16ForMatmulLinearConvolutionAndEltwise) {
   }
 }
 
+namespace {
+// run(&grads) on the reference backend and then on every backend, where op
+// must run once on oneDNN: the outputs must agree, and the gradients to a
+// relative 1e-4 (float32 sums in another order).
+void expect_like_reference(const std::function<Tensor(std::vector<Tensor>*)>& run, const std::string& op) {
+  std::vector<Tensor> want_grads, grads;
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = run(&want_grads);
+  }
+  reset_dispatch_stats();
+  Tensor got = run(&grads);
+  EXPECT_EQ(calls(op, "onednn"), 1u) << op;
+  expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
+  ASSERT_EQ(grads.size(), want_grads.size());
+  for (size_t i = 0; i < grads.size(); ++i)
+    expect_near(grads[i].to_vector<double>(), want_grads[i].to_vector<double>(),
+                1e-4 * (1 + want_grads[i].abs().max().item<double>()));
+}
+}  // namespace
+
 TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
   manual_seed(4);
   Tensor x0 = randn({6, 2, 20}) * 2.0 + 1.0, w0 = randn({2, 20}), b0 = randn({2, 20}), c = randn({6, 2, 20});
@@ -258,19 +281,7 @@ TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
       if (affine) grads->insert(grads->end(), {w.grad(), b.grad()});
       return y.detach();
     };
-    std::vector<Tensor> want_grads, grads;
-    Tensor want;
-    {
-      BackendGuard only("reference");
-      want = run(&want_grads);
-    }
-    reset_dispatch_stats();
-    Tensor got = run(&grads);
-    EXPECT_EQ(calls("layer_norm", "onednn"), 1u) << affine;
-    expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
-    for (size_t i = 0; i < grads.size(); ++i)  // float32 sums in another order: relative error
-      expect_near(grads[i].to_vector<double>(), want_grads[i].to_vector<double>(),
-                  1e-4 * (1 + want_grads[i].abs().max().item<double>()));
+    expect_like_reference(run, "layer_norm");
     // Without a graph, the backward is oneDNN's kernel.
     reset_dispatch_stats();
     Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
@@ -318,22 +329,11 @@ TEST_F(Onednn, FusedAttentionMatchesTheReferenceOverManyBlocks) {
         for (Tensor& g : *grads) g = g.detach();
         return y.detach();
       };
-      std::vector<Tensor> want_grads, grads;
-      Tensor want;
-      {
-        BackendGuard only("reference");
-        want = run(&want_grads);
-      }
-      reset_dispatch_stats();
-      Tensor got = run(&grads);
-      EXPECT_EQ(calls("scaled_dot_product_attention", "onednn"), 1u) << s.name;
+      SCOPED_TRACE(s.name);
+      expect_like_reference(run, "scaled_dot_product_attention");
       // With a graph the first derivative is decomposed (so it differentiates
       // again); the second pass meets y's node again and takes the kernel.
-      EXPECT_EQ(calls("scaled_dot_product_attention_backward", "onednn"), 1u) << s.name;
-      expect_near(got.to_vector<double>(), want.to_vector<double>(), 1e-5);
-      for (size_t i = 0; i < grads.size(); ++i)
-        expect_near(grads[i].to_vector<double>(), want_grads[i].to_vector<double>(),
-                    1e-4 * (1 + want_grads[i].abs().max().item<double>()));
+      EXPECT_EQ(calls("scaled_dot_product_attention_backward", "onednn"), 1u);
     }
   }
 }
@@ -354,4 +354,16 @@ TEST_F(Onednn, FusedAttentionKeepsNoScoreMatrix) {
   // One [2, 2, 512, 512] float32 matrix is 4 MiB; the composite keeps several.
   EXPECT_GT(composite, uint64_t{8} << 20);
   EXPECT_LT(fused * 4, composite) << "fused " << fused << " bytes, composite " << composite;
+}
+
+TEST_F(Onednn, EltwiseBackwardPrimitivesAreKeptApartByDtype) {
+  // A float32 primitive cached first must not serve the bfloat16 call of the same size.
+  for (DType t : {kFloat32, kBFloat16}) {
+    manual_seed(5);
+    Tensor x = randn({1 << 16}).to(t).detach().requires_grad_();
+    reset_dispatch_stats();
+    x.abs().sum().backward();
+    EXPECT_EQ(calls("eltwise_backward", "onednn"), 1u) << t;
+    EXPECT_EQ(x.grad().to(kFloat32).to_vector<float>(), x.sign().to(kFloat32).to_vector<float>()) << t;
+  }
 }

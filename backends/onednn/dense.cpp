@@ -177,7 +177,8 @@ bool eltwise_backward_ok(const Call& c) {
 }
 
 void eltwise_backward_as(const Call& c, Backward e) {
-  Built& b = built(Key(kEltwiseBackward).add(static_cast<int64_t>(e.alg)).add(numel(c.out())), [&] {
+  // The call's tensors are in the key too: their dtypes pick the primitive (float32 or bfloat16).
+  Built& b = built(Key(kEltwiseBackward).add(static_cast<int64_t>(e.alg)).add(c), [&] {
     memory::desc md = flat_md(c.out());
     dnnl::eltwise_forward::primitive_desc hint(
         dnnl::eltwise_forward::desc(prop_kind::forward_training, e.alg, md, 0.f, 0.f), engine());

@@ -91,7 +91,7 @@ Tensor tensor_from(const void* data, DType data_type, int64_t count, IntList sha
   check(numel_of(shape) == count, "graft: tensor: ", count, " values do not fill the shape ", shape, " (",
         numel_of(shape), " elements)");
   Tensor host = make_empty(shape, data_type, kCPU);
-  std::memcpy(host.data_ptr(), data, static_cast<size_t>(count) * element_size(data_type));
+  if (count > 0) std::memcpy(host.data_ptr(), data, static_cast<size_t>(count) * element_size(data_type));
   return host.to(dtype);
 }
 

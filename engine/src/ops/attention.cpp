@@ -108,8 +108,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         dispatch::Outputs r = dispatch::run_composite(
             OpId::scaled_dot_product_attention_backward, {g, q, k, v, spec.mask, n.saved(3), n.saved(4)}, a,
             [&] { return dispatch::Outputs(attention_grads(n, g, q, k, v, spec)); });
-        return Grads{if_needed(n, 0, [&] { return r[0]; }), if_needed(n, 1, [&] { return r[1]; }),
-                     if_needed(n, 2, [&] { return r[2]; })};
+        return needed(n, r);
       });
   for (const Tensor* t : {&qc, &kc, &vc}) node->save(*t);
   node->save(out[0], /*is_output=*/true);

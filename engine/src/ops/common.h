@@ -27,6 +27,14 @@ Tensor if_needed(const Node& n, size_t i, F f) {
   return n.next_edges()[i].valid() ? f() : Tensor();
 }
 
+// A backward op's outputs for the inputs of n that take a gradient
+// (undefined for the rest).
+inline Grads needed(const Node& n, Grads r) {
+  for (size_t i = 0; i < r.size() && i < n.next_edges().size(); ++i)
+    if (!n.next_edges()[i].valid()) r[i] = Tensor();
+  return r;
+}
+
 // A 0-dim tensor holding s, on t's device, in the dtype t and s compute in.
 Tensor scalar_like(Scalar s, const Tensor& t);
 // bool < integers < floating point.

@@ -103,8 +103,7 @@ Tensor layer_norm(const Tensor& x_in, std::vector<int64_t> normalized_shape, con
     a.layer_norm_backward = {k, eps};
     dispatch::Outputs r = dispatch::run_composite(OpId::layer_norm_backward, {g, x, n.saved(1), n.saved(2), weight}, a,
                                                   [&] { return dispatch::Outputs(layer_norm_grads(n, g, x, weight, eps, geo)); });
-    return Grads{if_needed(n, 0, [&] { return r[0]; }), if_needed(n, 1, [&] { return r[1]; }),
-                 if_needed(n, 2, [&] { return r[2]; })};
+    return needed(n, r);
   });
   for (const Tensor* t : {&x, &out[1], &out[2], &w}) node->save(*t);
   return y;
