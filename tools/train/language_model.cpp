@@ -1,10 +1,10 @@
 #include "language_model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <optional>
 
 #include "gpt.h"
 #include "report.h"
