@@ -14,10 +14,17 @@ namespace {
 
 Dims dims_of(const int64_t* p, int32_t n) { return Dims(IntList(p, static_cast<size_t>(n))); }
 
-// Fails the call for the first index outside [0, size).
+// Fails the call for the first index outside [0, size). Dims the index is
+// expanded along (stride 0: index_select's and embedding's) are read once.
 void check_indices(const KTensor& index, int64_t size, int64_t dim, const char* op) {
   const auto* idx = static_cast<const int64_t*>(index.data);
-  for_each_offset<1>(dims_of(index.sizes, index.ndim), {dims_of(index.strides, index.ndim)},
+  Dims sizes, strides;
+  for (int32_t d = 0; d < index.ndim; ++d)
+    if (index.strides[d] != 0 || index.sizes[d] == 0) {
+      sizes.push_back(index.sizes[d]);
+      strides.push_back(index.strides[d]);
+    }
+  for_each_offset<1>(sizes, {strides},
                      [&](const std::array<int64_t, 1>& o) {
                        int64_t i = idx[o[0]];
                        if (i < 0 || i >= size)

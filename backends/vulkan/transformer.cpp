@@ -37,7 +37,7 @@ int32_t index_supports(int32_t code, const graft_kernel_args* a) {
 
 // The parameter block of index.comp for a walk over `shape`.
 std::vector<uint32_t> index_params(const DLTensor& shape, const DLTensor& out, const DLTensor& b, const DLTensor* c,
-                                   int64_t dim, int64_t bound, int64_t along, Device& dev, int32_t fault_code) {
+                                   int64_t dim, int64_t bound, int64_t along, const Access& fault, int32_t fault_code) {
   std::vector<uint32_t> p(37, 0);
   p[1] = static_cast<uint32_t>(shape.ndim);
   p[2] = static_cast<uint32_t>(dim);
@@ -53,11 +53,12 @@ std::vector<uint32_t> index_params(const DLTensor& shape, const DLTensor& out, c
   p[29] = element_offset(b);
   p[30] = c ? element_offset(*c) : 0;
   p[31] = static_cast<uint32_t>(along);
-  p[32] = static_cast<uint32_t>(pointer_offset(dev.fault_words()) / 4);
+  p[32] = static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(fault.begin)) / 4);
   p[33] = static_cast<uint32_t>(fault_code);
   return p;
 }
 
+// The fault words (Note [Index faults]), written by the dispatch.
 Access fault_access(Device& dev) {
   auto begin = reinterpret_cast<uint64_t>(dev.fault_words());
   return {begin, begin + 6 * 4, true};
@@ -68,10 +69,11 @@ void index_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor &first = a->inputs[0], &index = a->inputs[1];
   auto group = static_cast<int32_t>(dev.group_size());
   int32_t word = word_of(type_of(out));
+  Access fault = fault_access(dev);
   if (code == 0) {
     int64_t dim = a->attrs->gather.dim;
-    std::vector<uint32_t> p = index_params(index, out, index, &first, dim, first.shape[dim], first.strides[dim], dev, 0);
-    Access buffers[] = {access_of(out, true), access_of(index, false), access_of(first, false), fault_access(dev)};
+    std::vector<uint32_t> p = index_params(index, out, index, &first, dim, first.shape[dim], first.strides[dim], fault, 0);
+    Access buffers[] = {access_of(out, true), access_of(index, false), access_of(first, false), fault};
     int32_t spec[] = {group, 0, word, 0};
     dev.dispatch(index_shader, spec, p, buffers, groups_for(dev, p[0]));
     return;
@@ -80,19 +82,19 @@ void index_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor& src = a->inputs[2];
   int64_t dim = a->attrs->scatter_add.dim;
   int32_t spec_copy[] = {group, 1, word, 0};
-  std::vector<uint32_t> copy = index_params(first, out, first, nullptr, dim, out.shape[dim], 0, dev, 1);
-  Access copy_buffers[] = {access_of(out, true), access_of(first, false), access_of(first, false), fault_access(dev)};
+  std::vector<uint32_t> copy = index_params(first, out, first, nullptr, dim, out.shape[dim], 0, fault, 1);
+  Access copy_buffers[] = {access_of(out, true), access_of(first, false), access_of(first, false), fault};
   dev.dispatch(index_shader, spec_copy, copy, copy_buffers, groups_for(dev, copy[0]));
   // One invocation per index position outside dim.
   std::vector<int64_t> outer(index.shape, index.shape + index.ndim);
   outer[static_cast<size_t>(dim)] = 1;
   DLTensor walk = index;
   walk.shape = outer.data();
-  std::vector<uint32_t> p = index_params(walk, out, index, &src, dim, out.shape[dim], out.strides[dim], dev, 1);
+  std::vector<uint32_t> p = index_params(walk, out, index, &src, dim, out.shape[dim], out.strides[dim], fault, 1);
   p[34] = static_cast<uint32_t>(index.shape[dim]);
   p[35] = static_cast<uint32_t>(index.strides[dim]);
   p[36] = static_cast<uint32_t>(src.strides[dim]);
-  Access buffers[] = {access_of(out, true), access_of(index, false), access_of(src, false), fault_access(dev)};
+  Access buffers[] = {access_of(out, true), access_of(index, false), access_of(src, false), fault};
   int32_t spec[] = {group, 2, word, type_of(out) == I32};
   dev.dispatch(index_shader, spec, p, buffers, groups_for(dev, p[0]));
 }
