@@ -7,7 +7,8 @@
 //     graft-onednn and on the reference backend;
 //   - the MLP 784-256-256-10 SGD step (batch 64 and 256) and graft-train's
 //     CNN step (batch 64, Adam) on each, with the Vulkan submits and waits
-//     per step and any op that fell back to the host.
+//     per step and any op that fell back to the host; graft-train's GPT step
+//     likewise, with tokens/s.
 // Each timed iteration ends with graft::synchronize, so a device's queued
 // work is inside the time.
 #include <benchmark/benchmark.h>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "gpt.h"
 #include "models.h"
 
 using graft::Tensor;
@@ -143,6 +145,27 @@ void BM_Add16M(benchmark::State& state) {
 }
 BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Times step() after one untimed run, with the host fallbacks and, on
+// vulkan:0, the submits, waits and dispatches per step.
+template <class Step>
+void time_steps(benchmark::State& state, int64_t target, const On& on, Step step) {
+  auto synced = [&] {
+    step();
+    on.sync();
+  };
+  synced();
+  graft::reset_dispatch_stats();
+  uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits"), dispatches = vulkan_stat("dispatches");
+  for (auto _ : state) synced();
+  auto per_step = [&](double v) { return v / double(state.iterations()); };
+  state.counters["fallbacks/step"] = per_step(double(fallbacks()));
+  if (target == kVulkan) {
+    state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
+    state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
+    state.counters["dispatches/step"] = per_step(double(vulkan_stat("dispatches") - dispatches));
+  }
+}
+
 template <class Optimizer, class Options>
 void train_steps(benchmark::State& state, int64_t target, nn::Sequential model, Options options,
                  std::vector<int64_t> input) {
@@ -152,24 +175,12 @@ void train_steps(benchmark::State& state, int64_t target, nn::Sequential model, 
   Optimizer opt(model.parameters(), options);
   Tensor x = graft::randn(input).to(on.device);
   Tensor y = (graft::rand({input[0]}) * 10).to(graft::kInt64).to(on.device);
-  auto step = [&] {
+  time_steps(state, target, on, [&] {
     Tensor loss = F::cross_entropy(model(x), y);
     loss.backward();
     opt.step();
     opt.zero_grad();
-    on.sync();
-  };
-  step();
-  graft::reset_dispatch_stats();
-  uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits"), dispatches = vulkan_stat("dispatches");
-  for (auto _ : state) step();
-  auto per_step = [&](double v) { return v / double(state.iterations()); };
-  state.counters["fallbacks/step"] = per_step(double(fallbacks()));
-  if (target == kVulkan) {
-    state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
-    state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
-    state.counters["dispatches/step"] = per_step(double(vulkan_stat("dispatches") - dispatches));
-  }
+  });
 }
 
 void BM_MLPStep(benchmark::State& state) {
@@ -189,6 +200,31 @@ void BM_CNNStep(benchmark::State& state) {
                                   {64, 1, 28, 28});
 }
 BENCHMARK(BM_CNNStep)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// graft-train's GPT step at its defaults (batch 12, context 64, 4 layers, 4
+// heads, width 128, AdamW, gradient clipping), with tokens/s.
+void BM_GPTStep(benchmark::State& state) {
+  int64_t target = state.range(0);
+  if (skip(state, target)) return;
+  On on(target);
+  graft::manual_seed(0);
+  graft::train::Gpt model(graft::train::GptConfig{.vocab_size = 114});
+  model->to(on.device);
+  auto [decay, no_decay] = model->decay_groups();
+  graft::optim::AdamW opt(decay, {.betas = {0.9, 0.99}, .weight_decay = 0.1});
+  opt.add_param_group(no_decay, {.betas = {0.9, 0.99}, .weight_decay = 0.0});
+  Tensor ids = (graft::rand({12, 65}) * 114).to(graft::kInt64);
+  Tensor x = ids.slice(1, 0, 64).contiguous().to(on.device), y = ids.slice(1, 1, 65).contiguous().to(on.device);
+  time_steps(state, target, on, [&] {
+    Tensor loss = F::cross_entropy(model(x).reshape({-1, 114}), y.reshape({-1}));
+    opt.zero_grad();
+    loss.backward();
+    nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    opt.step();
+  });
+  state.counters["tokens/s"] = benchmark::Counter(double(state.iterations()) * 768, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GPTStep)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

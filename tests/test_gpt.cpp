@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "gpt.h"
 #include "helpers.h"
@@ -94,7 +95,14 @@ TEST(Gpt, OneTrainingStepOnEveryBackendMatchesTheReference) {
   ASSERT_NE(std::find(all.begin(), all.end(), "vulkan:0"), all.end());
   reset_dispatch_stats();
   compare(one_step(Device("vulkan:0")), "vulkan:0");
-  for (const OpStats& s : dispatch_stats()) EXPECT_EQ(s.fallbacks, 0u) << s.op << " ran on the host";
+  std::map<std::string, uint64_t> attention;  // the device's fused kernel, once per layer each way
+  for (const OpStats& s : dispatch_stats()) {
+    EXPECT_EQ(s.fallbacks, 0u) << s.op << " ran on the host";
+    for (const auto& [backend, n] : s.calls)
+      if (backend == "vulkan" && s.op.starts_with("scaled_dot_product_attention")) attention[s.op] += n;
+  }
+  EXPECT_EQ(attention, (std::map<std::string, uint64_t>{{"scaled_dot_product_attention", 2},
+                                                        {"scaled_dot_product_attention_backward", 2}}));
 }
 
 TEST(Gpt, BadConfigurationsAndCorporaAreErrors) {

@@ -1,10 +1,12 @@
 // Kernels for transformer models: gather and scatter_add (index_select and
 // embedding are gathers), whose bad indices become faults reported at the
 // next synchronization (Note [Index faults] in device.h), and layer norm
-// forward and backward.
+// forward and backward, and fused attention forward and backward.
+#include <algorithm>
 #include <vector>
 
 #include "backends/vulkan/kernels.h"
+#include "backends/vulkan/shaders/attention.h"
 #include "backends/vulkan/shaders/index.h"
 #include "backends/vulkan/shaders/layernorm.h"
 
@@ -14,6 +16,7 @@ namespace {
 
 const Shader index_shader{"index", index_spv, sizeof(index_spv), 4};
 const Shader layer_norm_shader{"layernorm", layernorm_spv, sizeof(layernorm_spv), 9};
+const Shader attention_shader{"attention", attention_spv, sizeof(attention_spv), 9};
 
 // ---- gather and scatter_add ----
 
@@ -142,6 +145,83 @@ void layer_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   dev.dispatch(layer_norm_shader, columns, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
 }
 
+// ---- attention ----
+
+// Rows per workgroup, and the longest head a query's registers hold (q, k or
+// v's last size); longer heads take the composite path.
+constexpr uint32_t kAttentionRows = 64, kMaxHead = 128;
+
+// Rows per shared tile: 32, or fewer where the device's shared memory is
+// smaller than the K and V tiles need.
+uint32_t attention_tile(const Device& dev, int64_t e, int64_t ev) {
+  uint32_t tile = 32;
+  while (tile > 1 && tile * static_cast<uint64_t>(e + ev + 2) * 4 > dev.limits().maxComputeSharedMemorySize) tile /= 2;
+  return tile;
+}
+
+// inputs q, k, v, mask (forward) or grad, q, k, v, mask, out, lse
+// (backward): float32, contiguous, [B, H, L, E] and [B, H, S, E], [B, H, S,
+// EV]; the mask bool or float32 with any strides, at most 4 dims.
+int32_t attention_supports(int32_t backward, const graft_kernel_args* a) {
+  using graft::plugin_util::is_absent;
+  const int mask = backward ? 4 : 3;
+  for (int i = 0; i < a->n_inputs; ++i) {
+    const DLTensor& t = a->inputs[i];
+    if (i == mask) {
+      if (!is_absent(t) && (!(type_of(t) == F32 || type_of(t) == BOOL) || t.ndim > 4 || !strides_usable(t))) return 0;
+    } else if (type_of(t) != F32 || !is_contiguous(t) || numel(t) == 0 || !fits(numel(t))) {
+      return 0;
+    }
+  }
+  for (int i = 0; i < a->n_outputs; ++i)
+    if (type_of(a->outputs[i]) != F32 || !is_contiguous(a->outputs[i])) return 0;
+  const DLTensor &q = a->inputs[backward], &v = a->inputs[backward + 2];
+  return q.ndim == 4 && q.shape[3] <= kMaxHead && v.shape[3] <= kMaxHead &&
+         attention_tile(device(q.device.device_id), q.shape[3], v.shape[3]) >= 8;
+}
+
+// Forward: one dispatch (OP 0); backward: the gradients of k and v (OP 1),
+// then of q (OP 2).
+void attention_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
+  using graft::plugin_util::is_absent;
+  const int at = backward;  // where q is among the inputs
+  const DLTensor &q = a->inputs[at], &k = a->inputs[at + 1], &v = a->inputs[at + 2], &mask = a->inputs[at + 3];
+  bool has_mask = !is_absent(mask);
+  const DLTensor& out = backward ? a->inputs[5] : a->outputs[0];
+  const DLTensor& lse = backward ? a->inputs[6] : a->outputs[1];
+  const DLTensor& g = backward ? a->inputs[0] : q;
+  const DLTensor& m = has_mask ? mask : q;
+  int64_t heads = q.shape[1], l = q.shape[2], s = k.shape[2], e = q.shape[3], ev = v.shape[3];
+  std::vector<uint32_t> p(18, 0);
+  p[0] = static_cast<uint32_t>(heads);
+  p[1] = static_cast<uint32_t>(l);
+  p[2] = static_cast<uint32_t>(s);
+  p[3] = bits(a->attrs->scaled_dot_product_attention.scale);
+  if (has_mask)
+    for (int d = 0; d < mask.ndim; ++d)
+      if (mask.shape[d] != 1) p[4 + 4 - mask.ndim + d] = static_cast<uint32_t>(mask.strides[d]);
+  const DLTensor* offsets[] = {&q, &q, &k, &v, &m, &lse, &out, &g, &q};
+  for (int i = 0; i < 9; ++i) p[8 + i] = element_offset(*offsets[i]);
+  int32_t mask_kind = !has_mask ? 0 : type_of(mask) == BOOL ? 1 : 2;
+  int32_t causal = a->attrs->scaled_dot_product_attention.is_causal != 0;
+  auto rows = static_cast<int32_t>(std::min(kAttentionRows, dev.group_size()));
+  auto tile = static_cast<int32_t>(attention_tile(dev, e, ev));
+  auto pass = [&](int32_t op, const DLTensor& result, const DLTensor& dv, int64_t length) {
+    uint32_t per_head = static_cast<uint32_t>((length + rows - 1) / rows);
+    p[8] = element_offset(result);
+    p[16] = element_offset(dv);
+    p[17] = per_head;
+    Access buffers[] = {access_of(result, true), access_of(q, false),   access_of(k, false),
+                        access_of(v, false),     access_of(m, false),   access_of(lse, op == 0),
+                        access_of(out, false),   access_of(g, false),   access_of(dv, op == 1)};
+    int32_t spec[] = {rows, op, static_cast<int32_t>(e), static_cast<int32_t>(ev), tile, mask_kind, causal, rows};
+    dev.dispatch(attention_shader, spec, p, buffers, static_cast<uint64_t>(q.shape[0] * heads) * per_head);
+  };
+  if (!backward) return pass(0, out, q, l);
+  pass(1, a->outputs[1], a->outputs[2], s);
+  pass(2, a->outputs[0], q, l);
+}
+
 constexpr uint32_t kAnyType = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
 
 const Entry kEntries[] = {
@@ -149,6 +229,8 @@ const Entry kEntries[] = {
     {"scatter_add", GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32, 1, index_run, index_supports},
     {"layer_norm", GRAFT_DTYPE_FLOAT32, 0, layer_norm_run, layer_norm_supports},
     {"layer_norm_backward", GRAFT_DTYPE_FLOAT32, 1, layer_norm_run, layer_norm_supports},
+    {"scaled_dot_product_attention", GRAFT_DTYPE_FLOAT32, 0, attention_run, attention_supports},
+    {"scaled_dot_product_attention_backward", GRAFT_DTYPE_FLOAT32, 1, attention_run, attention_supports},
 };
 
 }  // namespace
