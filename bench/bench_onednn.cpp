@@ -111,6 +111,10 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
     b->Args({batch, 256, 784});
     b->Args({256, batch, 784});
   }
+  // graft-train's GPT at its defaults (768 tokens, width 128): the forward's
+  // attention input, MLP up and MLP down projections.
+  for (int64_t n : {384, 512}) b->Args({768, 128, n});
+  b->Args({768, 512, 128});
 }
 BENCHMARK(BM_RawOneDnnMatmul)->Apply(matmul_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_GraftMatmul)->Apply(matmul_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();

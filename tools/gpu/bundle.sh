@@ -9,8 +9,8 @@
 # cross-backend suite, bench_vulkan, the shared libraries these need beyond
 # the C library (Debian's libbenchmark, and libstdc++ and libgcc_s for a
 # system older than Debian 12, used only when needed), the Vulkan loader and
-# Khronos' validation layer from this machine's packages, and a subset of
-# Fashion-MNIST. Everything that travels must stay under 64 MiB.
+# Khronos' validation layer from this machine's packages, a subset of
+# Fashion-MNIST and the GPT's text. Everything that travels must stay under 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=.gpu
@@ -65,6 +65,11 @@ subset() {  # subset FILE HEADER_BYTES BYTES_PER_ITEM
 }
 subset train-images-idx3-ubyte.gz 16 784
 subset train-labels-idx1-ubyte.gz 8 1
+
+# The GPT's corpus as graft-train reads it by default: the fortunes
+# package's files, sorted, without the .dat indexes and .u8 links.
+grep '^/usr/share/games/fortunes/' /var/lib/dpkg/info/fortunes.list | grep -v -e '\.dat$' -e '\.u8$' | LC_ALL=C sort |
+  while read -r f; do [ -f "$f" ] && [ ! -L "$f" ] && cat "$f"; done >"$out/data/fortunes.txt"
 
 size=$(du -sm "$out" | cut -f1)
 echo "gpu bundle: $out is $size MiB"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, on a lent device machine, from the bundle tools/gpu/bundle.sh
 # made (.gpu/, carried). Each stage has its own time budget, so a slow stage
-# cannot eat the others (about 7.5 minutes in all); everything goes to $OUT:
+# cannot eat the others (8 minutes in all); everything goes to $OUT:
 #   gpu-check.log     every stage's full output
 #   summary.txt       a line per stage (exit code, seconds) and the figures
 #   bench_vulkan.json Google Benchmark's results
@@ -91,17 +91,21 @@ stage cross-backend 75 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bund
   --gtest_filter='Dtypes/Backends.*'
 figures "^\[  (PASSED|FAILED) "
 
-stage bench_vulkan 150 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0' \
+stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0' \
   --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
 figures "^BM_"
 
 limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')
 test_limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 10000 * s }')
 for model in mlp cnn; do
-  stage "$model-epoch" $([ $model = mlp ] && echo 45 || echo 90) "$bundle/bin/graft-train" --backend vulkan \
+  stage "$model-epoch" $([ $model = mlp ] && echo 45 || echo 75) "$bundle/bin/graft-train" --backend vulkan \
     --model $model --epochs 1 --limit "$limit" --test-limit "$test_limit" --data "$data"
   figures "^epoch 1  train|^  backends|^  memory"
 done
+iters=$(awk -v s="$scale" 'BEGIN { printf "%d", 200 * s }')
+stage gpt-train 60 "$bundle/bin/graft-train" --backend vulkan --model gpt --iters "$iters" --eval-interval "$iters" \
+  --eval-iters 5 --log-interval 10 --sample 100 --data "$data/fortunes.txt"
+figures "tokens/s|val loss|^  backends|^  memory"
 rm -f "$last"
 
 cat "$summary"
