@@ -182,6 +182,18 @@ struct Report {
   std::string torch_note;
 };
 
+// The targets that ran (a benchmark filter may have left some out).
+std::vector<std::string> ran_labels(const Report& r) {
+  std::vector<std::string> labels;
+  for (const Target& t : r.targets) {
+    bool ran = false;
+    for (const auto& [c, times] : r.seconds) ran = ran || times.count(t.label());
+    for (const auto& [c, problems] : r.problems) ran = ran || problems.count(t.label());
+    if (ran) labels.push_back(t.label());
+  }
+  return labels;
+}
+
 void write_markdown(const Report& r, const fs::path& out, const std::string& command) {
   std::ofstream md(out / "results.md");
   md << "# graft benchmarks\n\nMade by `" << command << "`.\n\n## Machine\n\n";
@@ -195,8 +207,7 @@ void write_markdown(const Report& r, const fs::path& out, const std::string& com
   md << "## Time per call\n\nWall time per call of each case on each backend (the reference backend takes what a "
         "backend leaves out; the median of --benchmark_repetitions when given). Each case was first checked against "
         "the reference backend. Ratios above 1 mean faster than the reference backend, or than PyTorch.\n\n| case |";
-  std::vector<std::string> labels, header;
-  for (const Target& t : r.targets) labels.push_back(t.label());
+  std::vector<std::string> labels = ran_labels(r), header;
   header = labels;
   header.push_back("PyTorch");
   for (const auto& l : labels)
@@ -243,8 +254,7 @@ void write_markdown(const Report& r, const fs::path& out, const std::string& com
 // Time per training step per backend (and PyTorch), as a bar chart.
 void write_chart(const Report& r, const fs::path& out) {
   std::ofstream data(out / "steps.dat");
-  std::vector<std::string> labels;
-  for (const Target& t : r.targets) labels.push_back(t.label());
+  std::vector<std::string> labels = ran_labels(r);
   bool torch = false;
   for (const Case& c : r.cases)
     if (c.group == "training step" && r.torch.count(c.name)) torch = true;
