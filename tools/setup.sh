@@ -13,6 +13,7 @@ packages=(
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
   fortunes                                  # the GPT's text (graft-train --model gpt)
+  openmpi-bin libopenmpi-dev                # graft-mpi and mpirun (graft::distributed, DistributedDataParallel)
   libgtest-dev libbenchmark-dev             # tests and benchmarks
   gnuplot-nox                               # graft-bench's chart
   doxygen graphviz                          # the API reference (target docs) and the tutorial's graphs

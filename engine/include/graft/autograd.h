@@ -160,6 +160,13 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
               BackwardOptions options = {});
 
+/// Runs @p callback once the backward pass running on this thread has walked
+/// the whole graph, before backward() returns (callbacks run in the order they
+/// were queued); for hooks that start work during backward and must finish it
+/// by the end, as DistributedDataParallel's gradient reductions do.
+/// Throws graft::Error outside a backward pass.
+void queue_callback(std::function<void()> callback);
+
 /// Anomaly mode (per thread): a backward rule that produces NaN or Inf raises
 /// a graft::Error naming its op.
 bool is_anomaly_enabled();

@@ -4,6 +4,7 @@
 /// plain), and a small loader that batches, shuffles (seeded) and keeps the
 /// order reproducible per epoch.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,44 @@ struct LoaderOptions {
   bool drop_last = false;
 };
 
+/// Options of DistributedSampler.
+struct DistributedSamplerOptions {
+  int64_t num_replicas = 0;  ///< the number of shards; 0: graft::distributed::world_size()
+  int64_t rank = -1;         ///< this process's shard; -1: graft::distributed::rank()
+  bool shuffle = true;       ///< a new seeded permutation each epoch, else the stored order
+  uint64_t seed = 0;         ///< the permutations' seed: the same on every rank
+  /// Leave out the last examples so that the shards are equal; otherwise the
+  /// permutation is padded with its own first examples up to a multiple of
+  /// num_replicas, as PyTorch's sampler does.
+  bool drop_last = false;
+};
+
+/// This process's shard of a dataset, for data-parallel training, as
+/// PyTorch's DistributedSampler: every rank draws the same permutation of an
+/// epoch (from the seed and the epoch number) and takes every
+/// num_replicas-th example of it from its rank on, so the shards are disjoint
+/// and equal in size.
+/// @code
+/// graft::data::DataLoader loader(train, {.batch_size = 32}, graft::data::DistributedSampler(train.size()));
+/// loader.set_epoch(epoch);  // reshuffles: the same permutation on every rank
+/// @endcode
+class DistributedSampler {
+ public:
+  /// Shards [0, dataset_size). Throws graft::Error for a rank outside [0, num_replicas).
+  explicit DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options = {});
+  /// Draws epoch @p epoch's permutation.
+  void set_epoch(uint64_t epoch);
+  /// This rank's examples in the current epoch, in order.
+  const std::vector<int64_t>& indices() const { return indices_; }
+  /// The number of examples per rank.
+  int64_t size() const { return static_cast<int64_t>(indices_.size()); }
+
+ private:
+  int64_t dataset_size_;
+  DistributedSamplerOptions options_;
+  std::vector<int64_t> indices_;
+};
+
 /// Batches of a Dataset held on the host. The order of an epoch depends only
 /// on the seed and the epoch number, so a resumed run sees the same batches.
 /// @code
@@ -73,6 +112,10 @@ class DataLoader {
   /// Throws graft::Error when batch_size is not positive, when inputs and targets
   /// differ in their first dim, or when they are not on the CPU.
   DataLoader(Dataset data, LoaderOptions options);
+  /// Batches of the examples @p sampler picks (this rank's shard), in its
+  /// order: options.shuffle is the sampler's then, and set_epoch() sets the
+  /// sampler's epoch.
+  DataLoader(Dataset data, LoaderOptions options, DistributedSampler sampler);
   /// Starts epoch @p epoch: its order follows from the seed and the epoch number alone.
   void set_epoch(uint64_t epoch);
   int64_t size() const;  ///< batches per epoch
@@ -83,6 +126,7 @@ class DataLoader {
  private:
   Dataset data_;
   LoaderOptions options_;
+  std::optional<DistributedSampler> sampler_;
   std::vector<int64_t> order_;
 };
 

@@ -10,6 +10,7 @@
 #include "graft/custom_function.h"
 #include "graft/data.h"
 #include "graft/device.h"
+#include "graft/distributed.h"
 #include "graft/dtype.h"
 #include "graft/error.h"
 #include "graft/log.h"

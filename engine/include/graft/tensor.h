@@ -240,6 +240,16 @@ class Tensor {
   /// x.register_hook([](const graft::Tensor& g) { return g * 2; });  // doubles the gradient x receives
   /// @endcode
   void register_hook(Hook hook) const;
+  /// A hook that runs after backward has added a gradient into a leaf's grad(); it receives the leaf.
+  using PostAccumulateGradHook = std::function<void(const Tensor&)>;
+  /// Runs hook each time backward adds a gradient into this leaf's grad(),
+  /// right after the addition (as PyTorch's register_post_accumulate_grad_hook);
+  /// autograd::grad(), which accumulates nothing, runs none.
+  /// Throws graft::Error unless this is a leaf that requires grad.
+  /// @code
+  /// w.register_post_accumulate_grad_hook([](const graft::Tensor& w) { std::cout << w.grad().norm() << "\n"; });
+  /// @endcode
+  void register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const;
   /// The recorded op that made this tensor; null for leaves.
   const std::shared_ptr<autograd::Node>& grad_fn() const;
   uint32_t version() const;  ///< bumped by every in-place change of the storage

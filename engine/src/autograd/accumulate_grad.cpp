@@ -43,7 +43,13 @@ void accumulate_into(TensorImpl& impl, const Tensor& g) {
 }
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
-  if (auto leaf = leaf_.lock()) accumulate_into(*leaf, grad);
+  if (auto leaf = leaf_.lock()) {
+    accumulate_into(*leaf, grad);
+    if (!leaf->post_accumulate_hooks.empty()) {
+      Tensor t(leaf);
+      for (const auto& hook : leaf->post_accumulate_hooks) hook(t);
+    }
+  }
   return {};
 }
 

@@ -2,6 +2,7 @@
 // recursion, so a chain of any length fits the stack), with gradients summed
 // per node and each node's backward rule run through the normal dispatch.
 #include <cmath>
+#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -56,9 +57,18 @@ void add_to(Tensor& slot, Tensor g) { slot = slot.defined() ? slot + g : std::mo
 
 // Runs the graph behind roots. With accumulate, leaves receive their
 // gradients in .grad(); captures collect the gradients that reach them.
+// The callbacks queued during the backward pass running on this thread (queue_callback).
+thread_local std::vector<std::function<void()>>* tls_callbacks = nullptr;
+
 void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads, bool keep_graph, bool create_graph,
                   bool accumulate, std::vector<Capture>& captures) {
   EnableGradGuard grad_mode(create_graph);
+  std::vector<std::function<void()>> callbacks;
+  struct CallbackScope {
+    std::vector<std::function<void()>>* outer = tls_callbacks;
+    explicit CallbackScope(std::vector<std::function<void()>>* mine) { tls_callbacks = mine; }
+    ~CallbackScope() { tls_callbacks = outer; }
+  } scope(&callbacks);
   std::unordered_map<Node*, NodeTask> tasks;
 
   // Count, for each reachable node, the edges that lead into it.
@@ -149,6 +159,10 @@ void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads
   }
   if (!keep_graph)
     for (Node* n : executed) n->release_saved();
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    std::function<void()> f = std::move(callbacks[i]);  // it may queue another, moving the list
+    f();
+  }
 }
 
 Edge root_edge(const Tensor& t, size_t i, const char* what) {
@@ -186,6 +200,11 @@ std::vector<Tensor> seed_grads(const std::vector<Tensor>& outputs, const std::ve
 }
 
 }  // namespace
+
+void queue_callback(std::function<void()> callback) {
+  check(tls_callbacks != nullptr, "graft: autograd::queue_callback outside a backward pass");
+  tls_callbacks->push_back(std::move(callback));
+}
 
 bool is_grad_enabled() { return tls_grad_enabled; }
 void set_grad_enabled(bool enabled) { tls_grad_enabled = enabled; }

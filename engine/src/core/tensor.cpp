@@ -179,6 +179,12 @@ void Tensor::register_hook(Hook hook) const {
     impl_->grad_fn->add_pre_hook(std::move(hook));
 }
 
+void Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const {
+  check(requires_grad() && is_leaf(), "graft: register_post_accumulate_grad_hook() on a tensor that is not a leaf ",
+        "requiring grad");
+  impl_->post_accumulate_hooks.push_back(std::move(hook));
+}
+
 void Tensor::set_data(const Tensor& other) const {
   check(defined() && other.defined(), "graft: set_data with an undefined tensor");
   impl_->storage = other.impl_->storage;

@@ -29,6 +29,7 @@ struct TensorImpl {
   std::weak_ptr<autograd::Node> grad_accumulator;  // a leaf's AccumulateGrad, while a graph uses it
   Tensor grad;
   std::vector<Tensor::Hook> hooks;  // a leaf's hooks; a non-leaf's live on its grad_fn
+  std::vector<Tensor::PostAccumulateGradHook> post_accumulate_hooks;  // a leaf's
 
   Device device() const { return storage->device; }
   // The first element's address. Memory that pending fused work writes or

@@ -7,6 +7,7 @@
 
 #include "core/tensor_impl.h"
 #include "graft/data.h"
+#include "graft/distributed.h"
 #include "graft/ops.h"
 
 namespace graft::data {
@@ -103,7 +104,44 @@ DataLoader::DataLoader(Dataset data, LoaderOptions options) : data_(std::move(da
   set_epoch(0);
 }
 
+DataLoader::DataLoader(Dataset data, LoaderOptions options, DistributedSampler sampler)
+    : DataLoader(std::move(data), options) {
+  sampler_ = std::move(sampler);
+  set_epoch(0);
+}
+
+DistributedSampler::DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options)
+    : dataset_size_(dataset_size), options_(options) {
+  if (options_.num_replicas == 0) options_.num_replicas = distributed::world_size();
+  if (options_.rank == -1) options_.rank = distributed::rank();
+  check(dataset_size_ >= 0, "graft: DistributedSampler: a dataset of ", dataset_size_, " examples");
+  check(options_.num_replicas > 0 && options_.rank >= 0 && options_.rank < options_.num_replicas,
+        "graft: DistributedSampler: rank ", options_.rank, " is not in [0, num_replicas = ", options_.num_replicas,
+        ")");
+  set_epoch(0);
+}
+
+void DistributedSampler::set_epoch(uint64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(dataset_size_));
+  for (int64_t i = 0; i < dataset_size_; ++i) order[static_cast<size_t>(i)] = i;
+  if (options_.shuffle) {
+    std::mt19937_64 rng(options_.seed * 1000003u + epoch);
+    for (int64_t i = dataset_size_ - 1; i > 0; --i)
+      std::swap(order[static_cast<size_t>(i)], order[rng() % static_cast<uint64_t>(i + 1)]);
+  }
+  int64_t replicas = options_.num_replicas;
+  int64_t per_rank = options_.drop_last ? dataset_size_ / replicas : (dataset_size_ + replicas - 1) / replicas;
+  indices_.clear();
+  for (int64_t k = 0; k < per_rank && dataset_size_ > 0; ++k)
+    indices_.push_back(order[static_cast<size_t>((k * replicas + options_.rank) % dataset_size_)]);
+}
+
 void DataLoader::set_epoch(uint64_t epoch) {
+  if (sampler_) {
+    sampler_->set_epoch(epoch);
+    order_ = sampler_->indices();
+    return;
+  }
   int64_t n = data_.size();
   order_.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order_[i] = i;
@@ -113,14 +151,14 @@ void DataLoader::set_epoch(uint64_t epoch) {
 }
 
 int64_t DataLoader::size() const {
-  int64_t n = data_.size(), b = options_.batch_size;
+  int64_t n = static_cast<int64_t>(order_.size()), b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 std::pair<Tensor, Tensor> DataLoader::batch(int64_t i) const {
   check(i >= 0 && i < size(), "graft: DataLoader: batch ", i, " out of range [0, ", size(), ")");
   int64_t start = i * options_.batch_size;
-  int64_t count = std::min(options_.batch_size, data_.size() - start);
+  int64_t count = std::min(options_.batch_size, static_cast<int64_t>(order_.size()) - start);
   auto gather = [&](const Tensor& t) {
     Dims shape(t.sizes());
     shape[0] = count;
