@@ -16,18 +16,25 @@ namespace graft::train {
 
 namespace {
 
+// The accuracy on the test set; under mpirun each rank evaluates its own
+// contiguous part and the counts are summed.
 double accuracy(nn::Sequential& model, const data::Dataset& test, Device device) {
   NoGradGuard no_grad;
   model.eval();
-  data::DataLoader loader(test, {.batch_size = 1000, .shuffle = false});
+  int64_t n = test.size(), ranks = distributed::world_size(), r = distributed::rank();
+  data::Dataset part{test.inputs.slice(0, n * r / ranks, n * (r + 1) / ranks),
+                     test.targets.slice(0, n * r / ranks, n * (r + 1) / ranks)};
+  data::DataLoader loader(part, {.batch_size = 1000, .shuffle = false});
   int64_t correct = 0;
   for (int64_t i = 0; i < loader.size(); ++i) {
     auto [x, y] = loader.batch(i);
-    Tensor hits = (model(x.to(device)).argmax(1).cpu() == y).to(kInt64).sum();
-    correct += hits.item<int64_t>();
+    correct += (model(x.to(device)).argmax(1).cpu() == y).to(kInt64).sum().item<int64_t>();
   }
+  Tensor counts = tensor(std::vector<int64_t>{correct, part.size()}, {2});
+  distributed::all_reduce(counts);
   model.train();
-  return double(correct) / double(test.size());
+  std::vector<int64_t> total = counts.to_vector<int64_t>();
+  return double(total[0]) / double(std::max<int64_t>(total[1], 1));
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const std::vector<Tensor>& parameters) {
@@ -74,7 +81,13 @@ int train_classifier(Options o, Device device, const std::string& description) {
   manual_seed(o.seed);
   data::Dataset train = data::fashion_mnist(o.data, true, o.limit);
   data::Dataset test = data::fashion_mnist(o.data, false, o.test_limit);
-  data::DataLoader loader(train, {.batch_size = o.batch_size, .shuffle = true, .seed = o.seed});
+  // Under mpirun: each rank trains on its shard of every epoch's permutation,
+  // a step takes batch_size examples per rank, and the model is wrapped in
+  // DistributedDataParallel (gradients averaged over the ranks).
+  const int ranks = distributed::world_size();
+  data::LoaderOptions loading{.batch_size = o.batch_size, .shuffle = true, .seed = o.seed};
+  data::DataLoader loader = ranks == 1 ? data::DataLoader(train, loading)
+                                       : data::DataLoader(train, loading, data::DistributedSampler(train.size(), {.seed = o.seed}));
 
   nn::Sequential model = o.model == "mlp" ? models::mlp() : models::cnn();
   model.to(device);
@@ -84,10 +97,14 @@ int train_classifier(Options o, Device device, const std::string& description) {
     first_epoch = load_checkpoint(o.resume, *model, *optimizer) + 1;
     std::cout << "resumed from " << o.resume << " after epoch " << first_epoch - 1 << "\n";
   }
+  std::optional<nn::DistributedDataParallel<nn::Sequential>> ddp;
+  if (ranks > 1) ddp.emplace(model);
+  auto forward = [&](const Tensor& x) { return ddp ? (*ddp)(x) : model(x); };
 
   std::cout << "graft-train: " << o.model << " on Fashion-MNIST (" << train.size() << " train, " << test.size()
-            << " test images), " << o.optimizer << ", batch " << o.batch_size << ", backend " << description << " on "
-            << device << "\n";
+            << " test images), " << o.optimizer << ", batch " << o.batch_size;
+  if (ranks > 1) std::cout << " per process × " << ranks << " processes (mpirun) = " << o.batch_size * ranks;
+  std::cout << ", backend " << description << " on " << device << "\n";
   StepProfiler step_profiler(o.profile, o.profile_steps);
   for (int epoch = first_epoch; epoch <= o.epochs; ++epoch) {
     loader.set_epoch(static_cast<uint64_t>(epoch));
@@ -99,7 +116,7 @@ int train_classifier(Options o, Device device, const std::string& description) {
     for (int64_t step = 0; step < loader.size(); ++step) {
       if (epoch == first_epoch) step_profiler.before(step);
       auto [x, y] = loader.batch(step);
-      Tensor loss = F::cross_entropy(model(x.to(device)), y.to(device));
+      Tensor loss = F::cross_entropy(forward(x.to(device)), y.to(device));
       double value = loss.item<double>();
       if (!std::isfinite(value))
         throw Error("graft-train: the loss became " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at epoch " +
@@ -112,17 +129,22 @@ int train_classifier(Options o, Device device, const std::string& description) {
       if (epoch == first_epoch) step_profiler.after(step, loader.size() - 1);
       total += value;
       double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      progress.update(step, total / double(step + 1), double((step + 1) * o.batch_size) / seconds);
+      progress.update(step, total / double(step + 1), double((step + 1) * o.batch_size * ranks) / seconds);
     }
     progress.done();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string backends = report.finish();
+    if (ranks > 1) {  // the ranks' mean loss
+      Tensor mean = scalar_tensor(total, kFloat64);
+      distributed::all_reduce(mean, distributed::ReduceOp::Average);
+      total = mean.item<double>();
+    }
     double acc = accuracy(model, test, device);
     std::cout << "epoch " << epoch << "  train loss " << std::fixed << std::setprecision(4)
               << total / double(loader.size()) << "  test accuracy " << acc << "  " << std::setprecision(1) << seconds
               << " s\n"
               << backends << std::endl;
-    if (!o.checkpoint.empty()) save_checkpoint(o.checkpoint, *model, *optimizer, epoch);
+    if (!o.checkpoint.empty() && distributed::rank() == 0) save_checkpoint(o.checkpoint, *model, *optimizer, epoch);
   }
   return 0;
 }

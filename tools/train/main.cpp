@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 
@@ -25,6 +27,12 @@ std::string joined(const std::vector<std::string>& names) {
 }
 
 int run(Options o) {
+  if (o.threads > 0) graft::set_num_threads(o.threads);
+  // Under mpirun, each process is a rank of a data-parallel job; rank 0
+  // alone prints. Alone, the program is a group of one.
+  graft::distributed::init_process_group();
+  if (graft::distributed::rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+    throw graft::Error("graft-train: cannot silence rank " + std::to_string(graft::distributed::rank()));
   graft::train::print_plugins();
   std::vector<std::string> known = graft::backends();
   // The default: every loaded backend, in their own order of priority.
@@ -60,7 +68,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"mlp", "cnn", "gpt"}))
       ->capture_default_str();
   app.add_option("--epochs", o.epochs, "epochs to train (default: 10 for mlp, 3 for cnn)")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", o.batch_size, "examples per step (default: 64; gpt 12)")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", o.batch_size,
+                 "examples per step and process (default: 64; gpt 12); under mpirun -np N, a step takes N times "
+                 "as many in all")
+      ->check(CLI::PositiveNumber);
   app.add_option("--lr", o.lr, "learning rate (default: 1e-3 for adam and gpt, 0.05 for sgd)");
   app.add_option("--lr-decay", o.lr_decay, "learning rate factor per epoch after the first (default: 1 mlp, 0.3 cnn)");
   app.add_option("--optimizer", o.optimizer)->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
@@ -79,6 +90,8 @@ int main(int argc, char** argv) {
   app.add_option("--limit", o.limit, "train on the first N images only");
   app.add_option("--test-limit", o.test_limit, "test on the first N images only");
   app.add_flag("--anomaly", o.anomaly, "detect NaN/Inf in backward and name the op");
+  app.add_option("--threads", o.threads, "graft's threads per process (default: GRAFT_NUM_THREADS, else every core)")
+      ->check(CLI::PositiveNumber);
   auto* gpt = app.add_option_group("gpt", "--model gpt");
   gpt->add_option("--layers", o.layers, "transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
   gpt->add_option("--heads", o.heads, "attention heads per block")->check(CLI::PositiveNumber)->capture_default_str();
@@ -108,7 +121,13 @@ int main(int argc, char** argv) {
   try {
     return run(o);
   } catch (const graft::Error& e) {
-    std::cerr << e.what() << "\n";
-    return 1;
+    if (graft::distributed::world_size() == 1) {
+      std::cerr << e.what() << "\n";
+      return 1;
+    }
+    // Leaving the group would wait for ranks that may be inside a
+    // collective: exit at once, and mpirun stops the job.
+    std::cerr << "graft-train: rank " << graft::distributed::rank() << ": " << e.what() << std::endl;
+    std::_Exit(1);
   }
 }

@@ -20,6 +20,7 @@ struct Options {
   std::string profile;  // a Chrome trace of profile_steps steps of the first epoch
   int64_t profile_steps = 10;
   int64_t limit = 0, test_limit = 0;
+  int threads = 0;  // 0: graft's default (GRAFT_NUM_THREADS, else every core)
   bool anomaly = false;
   // --model gpt
   int64_t layers = 4, heads = 4, embd = 128, block_size = 64;
