@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "graft/nn/module.h"
+#include "graft/nn/modules.h"
 #include "graft/tensor.h"
 
 /// The process group and its collectives.
@@ -111,9 +112,39 @@ void barrier();
 /// all_reduce_async() with @p what, the description a timed-out wait's message gives.
 Work start_all_reduce(Tensor& tensor, ReduceOp op, std::string what);
 
+/// Batch normalization of x [N, C, H, W] in training with the mean and
+/// variance of every rank's batch together (what nn::SyncBatchNorm runs);
+/// updates the running statistics with them. Its backward sums over the
+/// ranks too; it is not differentiable twice.
+Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, double momentum, double eps);
+
 }  // namespace graft::distributed
 
 namespace graft::nn {
+
+/// BatchNorm2d whose training statistics are those of every rank's batch
+/// together, as PyTorch's SyncBatchNorm, so that a model with batch norm
+/// trains on N ranks as one process would on the whole batch. Its
+/// parameters and buffers are BatchNorm2d's; alone (a group of one) or in
+/// eval() it is BatchNorm2d.
+class SyncBatchNormImpl : public BatchNorm2dImpl {
+ public:
+  /// For @p num_features channels.
+  explicit SyncBatchNormImpl(int64_t num_features, BatchNormOptions options = {})
+      : BatchNorm2dImpl(num_features, options) {
+    synchronized = true;
+  }
+};
+/// A holder of SyncBatchNormImpl.
+using SyncBatchNorm = ModuleHolder<SyncBatchNormImpl>;
+
+/// Makes every BatchNorm2d in @p module (and its submodules) synchronize its
+/// batch statistics over the ranks, in place; returns how many it changed.
+/// @code
+/// graft::nn::convert_sync_batchnorm(*model);  // before wrapping it in DistributedDataParallel
+/// @endcode
+int64_t convert_sync_batchnorm(Module& module);
 
 /// Options of DistributedDataParallel.
 struct DistributedDataParallelOptions {

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "graft/autograd.h"
+#include "graft/distributed.h"
 #include "graft/nn/module.h"
 #include "graft/nn/modules.h"
 #include "graft/ops.h"
@@ -171,6 +172,8 @@ BatchNorm2dImpl::BatchNorm2dImpl(int64_t c, BatchNormOptions o) : options(o) {
 Tensor BatchNorm2dImpl::forward(const Tensor& x) {
   check(x.defined() && x.dim() == 4, "graft: BatchNorm2d expects [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
+  if (synchronized && is_training() && distributed::world_size() > 1)
+    return distributed::sync_batch_norm(x, running_mean, running_var, weight, bias, options.momentum, options.eps);
   return F::batch_norm(x, running_mean, running_var, {weight, bias, is_training(), options.momentum, options.eps});
 }
 

@@ -145,6 +145,9 @@ class BatchNorm2dImpl : public Module {
   /// @var running_var
   /// The running variance, [C]: a buffer; undefined without track_running_stats.
   Tensor weight, bias, running_mean, running_var;
+  /// In training, take the batch statistics over every rank of the process
+  /// group (nn::SyncBatchNorm, nn::convert_sync_batchnorm()); alone, it changes nothing.
+  bool synchronized = false;
 };
 /// Batch normalization over channels: a holder of BatchNorm2dImpl.
 using BatchNorm2d = ModuleHolder<BatchNorm2dImpl>;
