@@ -240,7 +240,13 @@ TEST_F(Distributed, UnusedAndMismatchedParametersAreErrorsNamingThem) {
   }
   int64_t width = rank == 0 ? 4 : 5;
   nn::Sequential odd(nn::Linear(4, 4), nn::Linear(4, width));
-  if (size > 1) EXPECT_GRAFT_ERROR(nn::DistributedDataParallel<nn::Sequential>{odd}, "parameter 2 differs between ranks 0 and 1", "'1.weight'");
+  if (size > 1) {
+    EXPECT_GRAFT_ERROR(nn::DistributedDataParallel<nn::Sequential>{odd}, "parameter 2 differs between ranks 0 and 1",
+                       "'1.weight'");
+    double cap = rank == 0 ? 25 : 0.0001;
+    EXPECT_GRAFT_ERROR(nn::DistributedDataParallel(model, {.bucket_cap_mb = cap, .first_bucket_cap_mb = cap}),
+                       "ranks 0 and 1 made different gradient buckets");
+  }
 }
 
 TEST_F(Distributed, SamplerShardsEpochsDisjointlyAndAlike) {

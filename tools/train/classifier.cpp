@@ -83,7 +83,8 @@ int train_classifier(Options o, Device device, const std::string& description) {
   data::Dataset test = data::fashion_mnist(o.data, false, o.test_limit);
   // Under mpirun: each rank trains on its shard of every epoch's permutation,
   // a step takes batch_size examples per rank, and the model is wrapped in
-  // DistributedDataParallel (gradients averaged over the ranks).
+  // DistributedDataParallel (gradients averaged over the ranks) with its
+  // batch norms synchronized.
   const int ranks = distributed::world_size();
   data::LoaderOptions loading{.batch_size = o.batch_size, .shuffle = true, .seed = o.seed};
   data::DataLoader loader = ranks == 1 ? data::DataLoader(train, loading)
@@ -98,7 +99,10 @@ int train_classifier(Options o, Device device, const std::string& description) {
     std::cout << "resumed from " << o.resume << " after epoch " << first_epoch - 1 << "\n";
   }
   std::optional<nn::DistributedDataParallel<nn::Sequential>> ddp;
-  if (ranks > 1) ddp.emplace(model);
+  if (ranks > 1) {
+    nn::convert_sync_batchnorm(*model);  // the CNN's statistics over the whole batch of a step
+    ddp.emplace(model);
+  }
   auto forward = [&](const Tensor& x) { return ddp ? (*ddp)(x) : model(x); };
 
   std::cout << "graft-train: " << o.model << " on Fashion-MNIST (" << train.size() << " train, " << test.size()

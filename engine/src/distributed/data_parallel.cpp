@@ -120,6 +120,16 @@ DataParallelReducer::DataParallelReducer(std::shared_ptr<Module> module, Distrib
     b.what = os.str();
   }
   ready_.assign(params_.size(), false);
+  // Ranks with other bucket options would all-reduce different sizes: check once.
+  std::vector<int64_t> sizes = bucket_sizes();
+  sizes.insert(sizes.begin(), static_cast<int64_t>(sizes.size()));
+  int64_t layout = static_cast<int64_t>(std::hash<std::string>()(std::string(
+      reinterpret_cast<const char*>(sizes.data()), sizes.size() * sizeof(int64_t))));
+  std::vector<std::vector<int64_t>> layouts = gather_values({layout});
+  for (size_t r = 1; r < layouts.size(); ++r)
+    check(layouts[r][0] == layouts[0][0], "graft: DistributedDataParallel: ranks 0 and ", r,
+          " made different gradient buckets from the same parameters; give every rank the same bucket_cap_mb and "
+          "first_bucket_cap_mb");
 
   // The hooks outlive the reducer on the parameters: they reach it through
   // a token it drops when it goes.
