@@ -5,11 +5,12 @@
 // non-blocking ones on a duplicate of MPI_COMM_WORLD. Open MPI moves a
 // non-blocking collective along only inside MPI calls, so a progress thread
 // tests the requests in flight while the program computes (Note [Progress]);
-// it is the only caller of MPI_Test*, and test and wait read what it found.
+// test and wait move them along too.
 #include <graft/collectives.h>
 #include <graft/plugin_util.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -36,12 +37,15 @@ struct graft_collective_request {
 namespace {
 
 // Note [Progress]
-// The progress thread sleeps while nothing is in flight. Otherwise it calls
-// MPI_Testsome on every request in flight (under the lock, so the list does
-// not change beneath it), marks the finished ones done and wakes their
-// waiters. It polls at once while requests complete, then backs off to a
-// short sleep, so that two ranks sharing two cores leave the computation
-// most of the time.
+// Requests move along only inside MPI calls. The progress thread's poll()
+// makes them: one MPI_Testsome over the requests in its list, under the lock
+// (so the list does not change beneath it), marking the finished ones done;
+// at once while requests complete, then every 20 µs, leaving the core to the
+// computation in between (DistributedDataParallel's buckets are in flight
+// while backward computes); it sleeps while the list is empty. A thread
+// that waits for a request takes it out of the list and calls MPI_Test on it
+// in a loop, as MPI_Wait would (each call moves every request along), without
+// the lock.
 class Group {
  public:
   void init(int32_t* rank, int32_t* size) {
@@ -71,7 +75,12 @@ class Group {
     {
       std::unique_lock lock(mutex_);
       if (!started_) return;
-      done_.wait(lock, [&] { return in_flight_.empty(); });
+      while (!in_flight_.empty()) {
+        poll();
+        lock.unlock();
+        std::this_thread::yield();
+        lock.lock();
+      }
       stop_ = true;
     }
     wake_.notify_all();
@@ -119,22 +128,37 @@ class Group {
     return submit(std::move(r));
   }
 
-  // Whether r is done; frees it when it is.
+  // Whether r is done (after moving everything in flight along); frees it when it is.
   bool test(graft_collective_request* r) {
     std::lock_guard lock(mutex_);
+    if (!r->done) poll();
     return finish_if_done(r);
   }
 
-  // false when timeout (seconds; 0: none) ran out first.
+  // false when timeout (seconds; 0: none) ran out first. The waiting thread
+  // takes the request out of the progress thread's list and tests it itself,
+  // as MPI_Wait would (Note [Progress]); a request the timeout ends goes back.
   bool wait(graft_collective_request* r, double timeout) {
-    std::unique_lock lock(mutex_);
-    auto done = [&] { return r->done; };
-    if (timeout > 0) {
-      if (!done_.wait_for(lock, std::chrono::duration<double>(timeout), done)) return false;
-    } else {
-      done_.wait(lock, done);
+    {
+      std::lock_guard lock(mutex_);
+      if (finish_if_done(r)) return true;
+      in_flight_.erase(std::find(in_flight_.begin(), in_flight_.end(), r));
     }
-    return finish_if_done(r);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    for (uint64_t polls = 1;; ++polls) {
+      int done = 0;
+      MPI_Test(&r->mpi, &done, MPI_STATUS_IGNORE);
+      if (done) {
+        complete(r);
+        delete r;
+        return true;
+      }
+      if (timeout > 0 && polls % 1024 == 0 && std::chrono::steady_clock::now() > deadline) {
+        std::lock_guard lock(mutex_);
+        in_flight_.push_back(r);
+        return false;
+      }
+    }
   }
 
   void abort(int32_t code) { MPI_Abort(started_ ? comm_ : MPI_COMM_WORLD, code); }
@@ -204,44 +228,49 @@ class Group {
     r->done = true;
   }
 
+  // Under the lock: one MPI_Testsome over the requests in flight; marks the
+  // finished ones done. Returns whether any finished.
+  bool poll() {
+    handles_.clear();
+    for (graft_collective_request* r : in_flight_) handles_.push_back(r->mpi);
+    finished_.resize(handles_.size());
+    int count = 0;
+    MPI_Testsome(static_cast<int>(handles_.size()), handles_.data(), &count, finished_.data(), MPI_STATUSES_IGNORE);
+    if (count == MPI_UNDEFINED) count = 0;
+    for (int i = 0; i < count; ++i) complete(in_flight_[static_cast<size_t>(finished_[static_cast<size_t>(i)])]);
+    size_t kept = 0;
+    for (size_t i = 0; i < in_flight_.size(); ++i) {
+      in_flight_[i]->mpi = handles_[i];
+      if (!in_flight_[i]->done) in_flight_[kept++] = in_flight_[i];
+    }
+    in_flight_.resize(kept);
+    return count > 0;
+  }
+
   void progress() {
-    std::vector<MPI_Request> handles;
-    std::vector<int> finished;
     int idle = 0;
     std::unique_lock lock(mutex_);
     while (true) {
       wake_.wait(lock, [&] { return stop_ || !in_flight_.empty(); });
       if (stop_ && in_flight_.empty()) return;
-      handles.clear();
-      for (graft_collective_request* r : in_flight_) handles.push_back(r->mpi);
-      finished.resize(handles.size());
-      int count = 0;
-      MPI_Testsome(static_cast<int>(handles.size()), handles.data(), &count, finished.data(), MPI_STATUSES_IGNORE);
-      if (count == MPI_UNDEFINED) count = 0;
-      for (int i = 0; i < count; ++i) complete(in_flight_[static_cast<size_t>(finished[static_cast<size_t>(i)])]);
-      size_t kept = 0;
-      for (size_t i = 0; i < in_flight_.size(); ++i) {
-        in_flight_[i]->mpi = handles[i];
-        if (!in_flight_[i]->done) in_flight_[kept++] = in_flight_[i];
-      }
-      in_flight_.resize(kept);
-      if (count > 0) {
-        done_.notify_all();
+      if (poll()) {
         idle = 0;
         continue;
       }
-      // Nothing finished: poll again at once a few times, then every 50 µs.
-      if (++idle > 64) {
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-        lock.lock();
-      }
+      // Nothing finished: poll again at once a few times, then every 20 µs,
+      // leaving the core to the computation in between.
+      lock.unlock();
+      if (++idle > 16) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      else std::this_thread::yield();
+      lock.lock();
     }
   }
 
   std::mutex mutex_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
   std::vector<graft_collective_request*> in_flight_;
+  std::vector<MPI_Request> handles_;  // poll's
+  std::vector<int> finished_;
   std::thread progress_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;

@@ -181,6 +181,9 @@ class DataParallelReducer {
   /// Buckets whose all-reduce had completed when backward's last gradient
   /// arrived, in the last synchronized backward pass.
   int64_t buckets_done_before_backward_end() const { return done_early_; }
+  /// Seconds backward has spent waiting for all-reduces after its last
+  /// gradient (communication not hidden behind it), summed since construction.
+  double wait_seconds() const { return wait_seconds_; }
 
  private:
   struct Bucket;
@@ -198,6 +201,7 @@ class DataParallelReducer {
   size_t next_launch_ = 0;
   bool sync_ = true, queued_ = false;
   int64_t done_early_ = 0;
+  double wait_seconds_ = 0;
 };
 
 /// Trains a module data-parallel, as PyTorch's DistributedDataParallel:

@@ -2,6 +2,7 @@
 // at construction, gradient buckets all-reduced during backward, and the
 // buffers' broadcast before each forward.
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <sstream>
 
@@ -213,8 +214,10 @@ void DataParallelReducer::finish() {
   done_early_ = 0;
   for (auto& b : buckets_) done_early_ += b->work.is_completed() ? 1 : 0;
   NoGradGuard no_grad;
+  auto start = std::chrono::steady_clock::now();
+  for (auto& b : buckets_) b->work.wait();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (auto& b : buckets_) {
-    b->work.wait();
     for (size_t k : b->params) {
       const Tensor& p = params_[k].second;
       Tensor mean = b->flat.slice(0, where_[k].second, where_[k].second + p.numel()).view(p.sizes());
