@@ -273,10 +273,12 @@ TEST_F(Distributed, SamplerShardsEpochsDisjointlyAndAlike) {
 }
 
 TEST_F(Distributed, ARankThatStopsJoiningEndsTheJobAfterTheTimeout) {
-  // Run by ctest as its own job, with GRAFT_DIST_TIMEOUT=2: rank 1 never
-  // joins the gradients' all-reduce; rank 0 waits 2 s, names the bucket it
-  // waited for, and stops the job (mpirun exits non-zero).
-  if (!std::getenv("GRAFT_TEST_STALLED_RANK")) GTEST_SKIP() << "runs as its own job (ctest graft_distributed_stalled_rank)";
+  // Run by ctest as its own jobs, with GRAFT_DIST_TIMEOUT=2: rank 1 never
+  // joins the gradients' all-reduce (GRAFT_TEST_STALLED_RANK=ddp) or a plain
+  // all_reduce (=all_reduce); rank 0 waits 2 s, says what it waited for, and
+  // stops the job (mpirun exits non-zero).
+  const char* mode = std::getenv("GRAFT_TEST_STALLED_RANK");
+  if (!mode) GTEST_SKIP() << "runs as its own job (ctest graft_distributed_stalled_rank_*)";
   ASSERT_EQ(size, 2);
   nn::Sequential model = small_mlp();
   nn::DistributedDataParallel ddp(model);
@@ -284,6 +286,11 @@ TEST_F(Distributed, ARankThatStopsJoiningEndsTheJobAfterTheTimeout) {
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return;
   }
-  F::cross_entropy(ddp(randn({4, 20})), tensor(std::vector<int64_t>{0, 1, 2, 3}, {4})).backward();
-  ADD_FAILURE() << "backward returned without rank 1";
+  if (std::string(mode) == "ddp") {
+    F::cross_entropy(ddp(randn({4, 20})), tensor(std::vector<int64_t>{0, 1, 2, 3}, {4})).backward();
+  } else {
+    Tensor t = ones({1000});
+    dist::all_reduce(t);
+  }
+  ADD_FAILURE() << "returned without rank 1";
 }

@@ -14,7 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,12 +95,32 @@ class Group {
 
   graft_collective_request* all_reduce(const DLTensor& t, int32_t op) {
     auto r = request_for(t);
-    MPI_Op mpi_op = op == GRAFT_REDUCE_MAX ? MPI_MAX : op == GRAFT_REDUCE_MIN ? MPI_MIN : MPI_SUM;
-    if (op < GRAFT_REDUCE_SUM || op > GRAFT_REDUCE_MIN) throw Failure(GRAFT_INVALID, "graft-mpi: unknown reduce op");
     r->average = op == GRAFT_REDUCE_AVERAGE;
-    check(MPI_Iallreduce(MPI_IN_PLACE, r->data, static_cast<int>(r->count), r->type, mpi_op, comm_, &r->mpi),
+    check(MPI_Iallreduce(MPI_IN_PLACE, r->data, static_cast<int>(r->count), r->type, mpi_op(op), comm_, &r->mpi),
           "MPI_Iallreduce");
     return submit(std::move(r));
+  }
+
+  // MPI_Allreduce, watched: the progress thread ends the job when it takes
+  // longer than timeout (seconds; 0: no limit).
+  void all_reduce_blocking(const DLTensor& t, int32_t op, double timeout, const char* on_timeout) {
+    auto r = request_for(t);
+    r->average = op == GRAFT_REDUCE_AVERAGE;
+    std::list<Watch>::iterator watch;
+    if (timeout > 0) {
+      std::lock_guard lock(mutex_);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                              std::chrono::duration<double>(timeout));
+      watch = watches_.insert(watches_.end(), Watch{deadline, on_timeout ? on_timeout : "graft-mpi: all_reduce timed out"});
+    }
+    if (timeout > 0) wake_.notify_all();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, r->data, static_cast<int>(r->count), r->type, mpi_op(op), comm_);
+    if (timeout > 0) {
+      std::lock_guard lock(mutex_);
+      watches_.erase(watch);
+    }
+    check(rc, "MPI_Allreduce");
+    complete(r.get());
   }
 
   graft_collective_request* broadcast(const DLTensor& t, int32_t root) {
@@ -164,6 +186,28 @@ class Group {
   void abort(int32_t code) { MPI_Abort(started_ ? comm_ : MPI_COMM_WORLD, code); }
 
  private:
+  // A blocking collective in progress: when it passes the deadline, the line is printed and the job ends.
+  struct Watch {
+    std::chrono::steady_clock::time_point deadline;
+    std::string on_timeout;
+  };
+
+  static MPI_Op mpi_op(int32_t op) {
+    if (op < GRAFT_REDUCE_SUM || op > GRAFT_REDUCE_MIN) throw Failure(GRAFT_INVALID, "graft-mpi: unknown reduce op");
+    return op == GRAFT_REDUCE_MAX ? MPI_MAX : op == GRAFT_REDUCE_MIN ? MPI_MIN : MPI_SUM;
+  }
+
+  // Under the lock: ends the job when a watched collective is past its deadline.
+  void check_watches() {
+    auto now = std::chrono::steady_clock::now();
+    for (const Watch& w : watches_)
+      if (now > w.deadline) {
+        std::fprintf(stderr, "%s\n", w.on_timeout.c_str());
+        std::fflush(stderr);
+        MPI_Abort(comm_, 1);
+      }
+  }
+
   static void check(int rc, const char* what) {
     if (rc == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING] = {};
@@ -251,8 +295,18 @@ class Group {
     int idle = 0;
     std::unique_lock lock(mutex_);
     while (true) {
-      wake_.wait(lock, [&] { return stop_ || !in_flight_.empty(); });
+      check_watches();
       if (stop_ && in_flight_.empty()) return;
+      if (in_flight_.empty()) {  // asleep until work or a watched deadline
+        if (watches_.empty()) {
+          wake_.wait(lock);
+        } else {
+          auto first = watches_.front().deadline;
+          for (const Watch& w : watches_) first = std::min(first, w.deadline);
+          wake_.wait_until(lock, first + std::chrono::milliseconds(1));
+        }
+        continue;
+      }
       if (poll()) {
         idle = 0;
         continue;
@@ -270,6 +324,7 @@ class Group {
   std::condition_variable wake_;
   std::vector<graft_collective_request*> in_flight_;
   std::vector<MPI_Request> handles_;  // poll's
+  std::list<Watch> watches_;
   std::vector<int> finished_;
   std::thread progress_;
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -313,6 +368,10 @@ const graft_collectives kTable = {
       });
     },
     [](void*, int32_t code) { group().abort(code); },
+    [](void*, const DLTensor* t, int32_t op, double timeout, const char* on_timeout, char* message,
+       size_t message_size) {
+      return guarded(message, message_size, [&] { group().all_reduce_blocking(*t, op, timeout, on_timeout); });
+    },
 };
 
 int32_t init(graft_host* host, char* message, size_t size) {

@@ -85,6 +85,17 @@ void check_status(int32_t status, const char* message, const std::string& what) 
   if (status != GRAFT_OK) detail::fail("graft::distributed: ", what, ": ", message);
 }
 
+// What a rank prints before a timed-out collective stops the job.
+std::string timeout_line(const std::string& what) {
+  Group& g = group();
+  char line[1024];
+  std::snprintf(line, sizeof(line),
+                "graft::distributed: rank %d waited %.0f s for %s, which the other ranks did not join (one failed, "
+                "exited, or called collectives in another order); stopping the job (GRAFT_DIST_TIMEOUT sets the wait)",
+                g.rank, g.timeout, what.c_str());
+  return line;
+}
+
 }  // namespace
 
 // What Work waits for: the plugin's request, and where the result goes back
@@ -206,11 +217,7 @@ void Work::wait() {
   int32_t status = g.table->wait(g.table->ctx, state_->request, g.timeout, &timed_out, message, sizeof(message));
   if (timed_out) {
     // A collective in flight cannot be cancelled: the job ends here.
-    std::fprintf(stderr,
-                 "graft::distributed: rank %d waited %.0f s for %s, which the other ranks did not join (one failed, "
-                 "exited, or called collectives in another order); stopping the job (GRAFT_DIST_TIMEOUT sets the "
-                 "wait)\n",
-                 g.rank, g.timeout, state_->what.c_str());
+    std::fprintf(stderr, "%s\n", timeout_line(state_->what).c_str());
     std::fflush(stderr);
     g.table->abort(g.table->ctx, 1);
   }
@@ -242,7 +249,20 @@ Work start_all_reduce(Tensor& tensor, ReduceOp op, std::string what) {
 
 Work all_reduce_async(Tensor& tensor, ReduceOp op) { return start_all_reduce(tensor, op, "all_reduce"); }
 
-void all_reduce(Tensor& tensor, ReduceOp op) { all_reduce_async(tensor, op).wait(); }
+// MPI's blocking all-reduce, which is faster than a started one for large tensors.
+void all_reduce(Tensor& tensor, ReduceOp op) {
+  Group& g = group();
+  check(g.initialized, "graft::distributed: all_reduce before init_process_group()");
+  Tensor host = staged_copy(tensor);
+  dl_dtype(host.dtype());
+  if (!g.table) return;
+  DLTensor d = dl_of(host);
+  char message[512] = {};
+  check_status(g.table->all_reduce_blocking(g.table->ctx, &d, op_code(op), g.timeout, timeout_line("all_reduce").c_str(),
+                                            message, sizeof(message)),
+               message, "all_reduce");
+  if (host.impl() != tensor.impl()) tensor.copy_(host);
+}
 
 Work broadcast_async(Tensor& tensor, int root) {
   check(root >= 0 && root < world_size(), "graft::distributed::broadcast: root ", root, " is not a rank of a group of ",

@@ -10,7 +10,8 @@
  * Every collective takes contiguous tensors in host memory (graft stages
  * tensors of other devices through the host) and starts asynchronously: it
  * hands back a request, which test polls and wait completes; a request is
- * freed by the test that reports it done, by wait, or by abort. Loading the
+ * freed by the test that reports it done, by wait, or by abort.
+ * all_reduce_blocking is the one that runs to completion in the call. Loading the
  * plugin costs nothing: the process joins its group only in init. Every
  * function may be called from any thread.
  */
@@ -69,6 +70,12 @@ typedef struct {
                   char* message, size_t message_size);
   /** Ends every process of the job with exit status code; does not return. */
   void (*abort)(void* ctx, int32_t code);
+  /** all_reduce, run to completion in the call (MPI's blocking all-reduce,
+   * faster than a started one for large tensors). When the other ranks have
+   * not joined after timeout_seconds (0: no limit), it writes the line
+   * on_timeout to stderr and ends the job. */
+  int32_t (*all_reduce_blocking)(void* ctx, const DLTensor* tensor, int32_t op, double timeout_seconds,
+                                 const char* on_timeout, char* message, size_t message_size);
 } graft_collectives;
 
 #ifdef __cplusplus
