@@ -13,6 +13,7 @@
 #include "graft/error.h"
 #include "graft/ops.h"
 #include "plugins/loader.h"
+#include "plugins/plugin_kernel.h"
 
 namespace graft::distributed {
 
@@ -39,20 +40,10 @@ int launcher_size() {
   return std::getenv("PMIX_RANK") ? 1 : 0;
 }
 
-DLDataType dl_dtype(DType t) {
-  switch (t) {
-    case kFloat32:
-      return {kDLFloat, 32, 1};
-    case kFloat64:
-      return {kDLFloat, 64, 1};
-    case kInt32:
-      return {kDLInt, 32, 1};
-    case kInt64:
-      return {kDLInt, 64, 1};
-    default:
-      break;
-  }
-  detail::fail("graft::distributed: collectives take float32, float64, int32 or int64 tensors, not ", t);
+// The dtypes the collectives take.
+void check_dtype(DType t) {
+  check(t == kFloat32 || t == kFloat64 || t == kInt32 || t == kInt64,
+        "graft::distributed: collectives take float32, float64, int32 or int64 tensors, not ", t);
 }
 
 // A contiguous host tensor as the plugin sees it; shape points into t.
@@ -61,7 +52,7 @@ DLTensor dl_of(const Tensor& t) {
   d.data = t.data_ptr();
   d.device = {kDLCPU, 0};
   d.ndim = static_cast<int32_t>(t.dim());
-  d.dtype = dl_dtype(t.dtype());
+  d.dtype = plugin::dl_dtype(t.dtype());
   d.shape = const_cast<int64_t*>(t.sizes().data());
   d.strides = nullptr;
   return d;
@@ -122,7 +113,7 @@ Work start(Tensor& tensor, std::string what,
   Group& g = group();
   check(g.initialized, "graft::distributed: ", what, " before init_process_group()");
   Tensor host = staged_copy(tensor);
-  dl_dtype(host.dtype());  // the dtype check, for a group of one too
+  check_dtype(host.dtype());  // for a group of one too
   if (!g.table) return Work();
   auto state = std::make_shared<Work::State>();
   state->staged = host;
@@ -254,7 +245,7 @@ void all_reduce(Tensor& tensor, ReduceOp op) {
   Group& g = group();
   check(g.initialized, "graft::distributed: all_reduce before init_process_group()");
   Tensor host = staged_copy(tensor);
-  dl_dtype(host.dtype());
+  check_dtype(host.dtype());
   if (!g.table) return;
   DLTensor d = dl_of(host);
   char message[512] = {};
@@ -281,7 +272,7 @@ std::vector<Tensor> all_gather(const Tensor& tensor) {
   Group& g = group();
   check(g.initialized, "graft::distributed: all_gather before init_process_group()");
   Tensor host = staged_copy(tensor);
-  dl_dtype(host.dtype());
+  check_dtype(host.dtype());
   if (!g.table) return {tensor.clone()};
   Dims shape{g.size};
   for (int64_t s : host.sizes()) shape.push_back(s);

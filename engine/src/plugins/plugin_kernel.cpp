@@ -15,6 +15,8 @@ std::array<int32_t, dispatch::kMaxDeviceTypes> dl_types = [] {
   return t;
 }();
 
+}  // namespace
+
 DLDataType dl_dtype(DType t) {
   switch (t) {
     case kFloat32:
@@ -32,8 +34,6 @@ DLDataType dl_dtype(DType t) {
   }
   return {kDLFloat, 32, 1};
 }
-
-}  // namespace
 
 DLTensor dl_view(const dispatch::KTensor& t) {
   DLTensor d;

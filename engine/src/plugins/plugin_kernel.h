@@ -22,6 +22,8 @@ bool plugin_kernel_supports(const dispatch::KernelCall& call, void* ctx);
 void set_dl_device_type(int16_t device_type, int32_t dl_type);
 // A kernel's view of a tensor as a DLTensor (sharing its sizes and strides).
 DLTensor dl_view(const dispatch::KTensor& t);
+// graft's dtype as DLPack's.
+DLDataType dl_dtype(DType t);
 // GRAFT_DTYPE_* bits, and their names ("float32, float64").
 uint32_t dtype_bit(DType t);
 std::string dtype_bits_names(uint32_t bits);
