@@ -1,5 +1,6 @@
 # Resuming graft-train from a checkpoint continues exactly as an uninterrupted
-# run: the epoch-2 line (loss and accuracy) must match.
+# run: the epoch-2 line (loss and accuracy) must match. LAUNCH (optional, its
+# words separated by |) runs graft-train under a launcher: mpirun -np 2 ...
 function(epoch_line output result)
   string(REGEX MATCH "epoch 2  train loss [0-9.]+  test accuracy [0-9.]+" line "${output}")
   if(NOT line)
@@ -8,7 +9,9 @@ function(epoch_line output result)
   set(${result} "${line}" PARENT_SCOPE)
 endfunction()
 set(args --model cnn --limit 640 --test-limit 300 --seed 3)
-set(ckpt ${WORK_DIR}/resume.safetensors)
+string(REPLACE "|" ";" launch "${LAUNCH}")
+set(TRAIN ${launch} ${TRAIN})
+set(ckpt ${WORK_DIR}/resume${SUFFIX}.safetensors)
 file(REMOVE ${ckpt})
 execute_process(COMMAND ${TRAIN} ${args} --epochs 2 OUTPUT_VARIABLE straight RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
