@@ -96,6 +96,11 @@ struct Work::State {
   Tensor staged, target;  // staged: the host copy the plugin works on; target: the caller's tensor
   std::string what;
   bool done = false;
+  // The collective has completed: its result goes where the caller wants it.
+  void finish() {
+    done = true;
+    if (target.defined()) target.copy_(staged);
+  }
 };
 
 namespace {
@@ -213,8 +218,7 @@ void Work::wait() {
     g.table->abort(g.table->ctx, 1);
   }
   check_status(status, message, state_->what);
-  state_->done = true;
-  if (state_->target.defined()) state_->target.copy_(state_->staged);
+  state_->finish();
 }
 
 bool Work::is_completed() {
@@ -223,10 +227,8 @@ bool Work::is_completed() {
   char message[512] = {};
   int32_t done = 0;
   check_status(g.table->test(g.table->ctx, state_->request, &done, message, sizeof(message)), message, state_->what);
-  if (!done) return false;
-  state_->done = true;
-  if (state_->target.defined()) state_->target.copy_(state_->staged);
-  return true;
+  if (done) state_->finish();
+  return done != 0;
 }
 
 Work start_all_reduce(Tensor& tensor, ReduceOp op, std::string what) {

@@ -25,11 +25,13 @@ struct SyncBatchNormFunction : autograd::Function<SyncBatchNormFunction> {
   static constexpr const char* name = "SyncBatchNorm";
   static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
                         Tensor running_mean, Tensor running_var, double momentum, double eps) {
-    // The whole batch's count, mean and (biased) variance, in two passes.
-    Tensor count = full({1}, double(x.numel() / x.size(1)), TensorOptions().dtype(kFloat64));
-    distributed::all_reduce(count);
-    double n = count.item<double>();
-    Tensor mean = summed_over_ranks(x) / n;
+    // The whole batch's count and mean (one all-reduce), then its (biased)
+    // variance (another), in two passes for accuracy.
+    int64_t c = x.size(1);
+    Tensor sums = cat({x.sum({0, 2, 3}), full({1}, double(x.numel() / c), TensorOptions().dtype(x.dtype()))});
+    distributed::all_reduce(sums);
+    double n = sums.select(0, c).item<double>();
+    Tensor mean = sums.slice(0, 0, c) / n;
     Tensor centered = x - per_channel(mean);
     Tensor var = summed_over_ranks(centered * centered) / n;
     Tensor invstd = 1.0 / (var + eps).sqrt();
