@@ -200,8 +200,8 @@ void attention_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   if (has_mask)
     for (int d = 0; d < mask.ndim; ++d)
       if (mask.shape[d] != 1) p[4 + 4 - mask.ndim + d] = static_cast<uint32_t>(mask.strides[d]);
-  const DLTensor* offsets[] = {&q, &q, &k, &v, &m, &lse, &out, &g, &q};
-  for (int i = 0; i < 9; ++i) p[8 + i] = element_offset(*offsets[i]);
+  const DLTensor* offsets[] = {&q, &k, &v, &m, &lse, &out, &g};  // [8] and [16] are each pass's
+  for (int i = 0; i < 7; ++i) p[9 + i] = element_offset(*offsets[i]);
   int32_t mask_kind = !has_mask ? 0 : type_of(mask) == BOOL ? 1 : 2;
   int32_t causal = a->attrs->scaled_dot_product_attention.is_causal != 0;
   auto rows = static_cast<int32_t>(std::min(kAttentionRows, dev.group_size()));
