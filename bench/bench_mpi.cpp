@@ -65,7 +65,7 @@ void register_sizes(const char* name) {
 // Fixed iterations: every rank must run the same steps.
 void train_steps(benchmark::State& state, graft::nn::Sequential model, bool adam, std::vector<int64_t> input) {
   graft::manual_seed(0);
-  if (dist::world_size() > 1) graft::nn::convert_sync_batchnorm(*model);
+  if (dist::world_size() > 1 && state.range(0)) graft::nn::convert_sync_batchnorm(*model);
   graft::nn::DistributedDataParallel ddp(model);
   std::unique_ptr<graft::optim::Optimizer> opt;
   if (adam) opt = std::make_unique<graft::optim::Adam>(model.parameters(), graft::optim::AdamOptions{.lr = 1e-3});
@@ -102,8 +102,16 @@ int main(int argc, char** argv) {
   register_sizes<BM_AllReduceGraft>("BM_AllReduceGraft");
   register_sizes<BM_AllReduceRawMpi>("BM_AllReduceRawMpi");
   register_sizes<BM_AllReduceRawMpiNonBlocking>("BM_AllReduceRawMpiNonBlocking");
-  benchmark::RegisterBenchmark("BM_MLPStep", BM_MLPStep)->Iterations(200)->UseRealTime()->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("BM_CNNStep", BM_CNNStep)->Iterations(30)->UseRealTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_MLPStep", BM_MLPStep)->Arg(0)->Iterations(200)->UseRealTime()->Unit(benchmark::kMillisecond);
+  // sync_bn: 1 as graft-train's, whose batch norms are SyncBatchNorm under
+  // mpirun; 0 as PyTorch's DistributedDataParallel by default (each rank's
+  // own batch statistics).
+  benchmark::RegisterBenchmark("BM_CNNStep", BM_CNNStep)
+      ->ArgName("sync_bn")
+      ->DenseRange(0, 1)
+      ->Iterations(30)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -2,7 +2,8 @@
 // `mpirun -np 2 test_distributed` (two ranks on this machine's loopback):
 // every collective per dtype, sync and async, on views; DDP against one
 // process with the whole batch (SGD and Adam, several buckets), its overlap
-// with backward, no_sync, unused and mismatched parameters; the sampler.
+// with backward, no_sync, unused and mismatched parameters; SyncBatchNorm;
+// the sampler.
 // Started alone it is a group of one, and checks that too.
 #include <chrono>
 #include <cmath>
@@ -121,13 +122,13 @@ nn::Sequential small_cnn() {
 // The parameters and buffers after 5 steps on batches of 32 per rank: with
 // DDP, each rank runs its part (the CNN's batch norm synchronized); without,
 // one process runs the whole batch.
-std::vector<Tensor> train(bool adam, bool use_ddp, double bucket_mb, bool cnn = false) {
+std::vector<Tensor> train(bool adam, bool use_ddp, double bucket_mb, bool cnn = false, DType dtype = kFloat64) {
   manual_seed(21);
   nn::Sequential model = cnn ? small_cnn() : small_mlp();
-  model.to(kFloat64);
+  model.to(dtype);
   if (use_ddp && dist::rank() != 0) {  // the other ranks start elsewhere: DDP copies rank 0's
     NoGradGuard no_grad;
-    for (Tensor& p : model.parameters()) p.copy_(randn(p.sizes(), kFloat64));
+    for (Tensor& p : model.parameters()) p.copy_(randn(p.sizes(), dtype));
   }
   std::optional<nn::DistributedDataParallel<nn::Sequential>> ddp;
   if (use_ddp) {
@@ -142,7 +143,7 @@ std::vector<Tensor> train(bool adam, bool use_ddp, double bucket_mb, bool cnn = 
   const int64_t per_rank = 32, r = dist::rank(), all = per_rank * dist::world_size();
   for (int step = 0; step < 5; ++step) {
     manual_seed(100 + step);  // the same whole batch everywhere
-    Tensor x = cnn ? randn({all, 1, 8, 8}, kFloat64) : randn({all, 20}, kFloat64);
+    Tensor x = cnn ? randn({all, 1, 8, 8}, dtype) : randn({all, 20}, dtype);
     Tensor y = (rand({all}) * 5).to(kInt64);
     opt->zero_grad();
     Tensor loss = use_ddp ? F::cross_entropy((*ddp)(x.slice(0, r * per_rank, (r + 1) * per_rank)),
@@ -173,6 +174,70 @@ TEST_F(Distributed, DataParallelStepsEqualOneProcessWithTheWholeBatch) {
       std::vector<Tensor> alone = train(adam, false, 25, cnn), parallel = train(adam, true, 0.001, cnn);
       expect_same_parameters(parallel, alone, 1e-10);  // the running statistics too
     }
+}
+
+// In float32 the backends' kernels run (oneDNN's batch norm among them, in
+// SyncBatchNorm too) and sums run in other orders: the two agree to float32's
+// rounding (seen: 1e-7 of the largest value), plus for Adam, which divides by
+// the root of small squared gradients, a part of its learning rate (1e-2).
+TEST_F(Distributed, DataParallelStepsInFloat32AgreeToRounding) {
+  for (bool cnn : {false, true})
+    for (bool adam : {false, true}) {
+      SCOPED_TRACE(std::string(cnn ? "CNN with SyncBatchNorm, " : "MLP, ") + (adam ? "Adam" : "SGD"));
+      std::vector<Tensor> alone = train(adam, false, 25, cnn, kFloat32),
+                          parallel = train(adam, true, 0.001, cnn, kFloat32);
+      ASSERT_EQ(parallel.size(), alone.size());
+      for (size_t i = 0; i < alone.size(); ++i) {
+        double scale = alone[i].abs().max().item<double>();
+        EXPECT_LE((parallel[i] - alone[i]).abs().max().item<double>(), 1e-6 * scale + (adam ? 1e-6 : 0))
+            << "parameter " << i;
+      }
+    }
+}
+
+// Each rank normalizes its own part of one batch, the parts of unequal
+// sizes: outputs, gradients of x, the ranks' summed weight and bias
+// gradients and the running statistics are batch norm's over the whole batch.
+TEST_F(Distributed, SyncBatchNormOverUnequalPartsIsBatchNormOfTheWhole) {
+  for (DType dtype : {kFloat64, kFloat32}) {
+    SCOPED_TRACE(dtype == kFloat64 ? "float64" : "float32");
+    const double tol = dtype == kFloat64 ? 1e-12 : 2e-5;
+    manual_seed(8);
+    int64_t all = 0, first = 0;
+    for (int r = 0; r < size; ++r) {
+      if (r == rank) first = all;
+      all += 2 + 3 * r;
+    }
+    const int64_t mine = 2 + 3 * rank;
+    Tensor x = randn({all, 3, 5, 4}, dtype) * 3 + 1, g = randn({all, 3, 5, 4}, dtype);
+    Tensor weight = randn({3}, dtype), bias = randn({3}, dtype);
+
+    Tensor x_whole = x.clone().requires_grad_(), w_whole = weight.clone().requires_grad_(),
+           b_whole = bias.clone().requires_grad_();
+    Tensor rm_whole = zeros({3}, dtype), rv_whole = ones({3}, dtype);
+    Tensor y_whole = F::batch_norm(x_whole, rm_whole, rv_whole, {w_whole, b_whole, true, 0.1, 1e-5});
+    (y_whole * g).sum().backward();
+
+    Tensor x_part = x.slice(0, first, first + mine).clone().requires_grad_(),
+           w_part = weight.clone().requires_grad_(), b_part = bias.clone().requires_grad_();
+    Tensor rm = zeros({3}, dtype), rv = ones({3}, dtype);
+    Tensor y = dist::sync_batch_norm(x_part, rm, rv, w_part, b_part, 0.1, 1e-5);
+    (y * g.slice(0, first, first + mine)).sum().backward();
+    Tensor dw = w_part.grad().clone(), db = b_part.grad().clone();
+    dist::all_reduce(dw);
+    dist::all_reduce(db);
+
+    auto expect_near = [&](const Tensor& got, const Tensor& want, const char* what) {
+      double scale = std::max(1.0, want.abs().max().item<double>());
+      EXPECT_LE((got - want).abs().max().item<double>(), tol * scale) << what;
+    };
+    expect_near(y, y_whole.slice(0, first, first + mine), "output");
+    expect_near(x_part.grad(), x_whole.grad().slice(0, first, first + mine), "gradient of x");
+    expect_near(dw, w_whole.grad(), "gradient of the weight");
+    expect_near(db, b_whole.grad(), "gradient of the bias");
+    expect_near(rm, rm_whole, "running mean");
+    expect_near(rv, rv_whole, "running variance");
+  }
 }
 
 TEST_F(Distributed, BucketsFollowTheCapAndOverlapBackward) {

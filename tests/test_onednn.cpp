@@ -72,6 +72,23 @@ TEST_F(Onednn, IsTheDefaultForFloat32OnTheCpu) {
   EXPECT_EQ(calls("matmul", "onednn"), 1u);
 }
 
+// Batch norm in training leaves its statistics input out: the profiler
+// shows it as '-'.
+TEST_F(Onednn, TheProfilerShowsAnOptionalInputLeftOut) {
+  Tensor x = randn({4, 3, 2, 2});
+  profiler::Profile prof;
+  F::batch_norm(x, Tensor(), Tensor(), {Tensor(), Tensor(), true});
+  prof.stop();
+  bool seen = false;
+  for (const profiler::Event& e : prof.events())
+    if (e.name == "batch_norm") {
+      seen = true;
+      EXPECT_EQ(e.backend, "onednn");
+      EXPECT_EQ(e.shapes, "[4, 3, 2, 2] [2, 3] -");
+    }
+  EXPECT_TRUE(seen);
+}
+
 TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {
   manual_seed(1);
   nn::Sequential model{nn::Conv2d(1, 4, 3, nn::Conv2dOptions{.padding = 1}), nn::BatchNorm2d(4), nn::ReLU(),

@@ -108,6 +108,10 @@ std::string shapes_of(const Tensor* tensors, int n) {
   std::ostringstream os;
   for (int i = 0; i < n; ++i) {
     if (i) os << ' ';
+    if (!tensors[i].defined()) {  // an optional input left out
+      os << '-';
+      continue;
+    }
     os << '[';
     const auto& shape = tensors[i].shape();
     for (size_t d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];

@@ -1,7 +1,9 @@
 // SyncBatchNorm: batch normalization whose statistics, and whose backward's
-// sums, run over every rank's batch (two all-reduces forward, one backward).
+// sums, run over every rank's batch: one all_gather forward, one all_reduce
+// backward, around the backends' batch-norm kernels (Note [SyncBatchNorm]).
 #include <algorithm>
 
+#include "dispatch/registry.h"
 #include "graft/custom_function.h"
 #include "graft/distributed.h"
 #include "graft/error.h"
@@ -11,42 +13,76 @@ namespace graft {
 
 namespace {
 
+using dispatch::OpId;
+
+// Note [SyncBatchNorm]
+// Forward: each rank's per-channel mean and biased variance, by the
+// batch_norm op in training (a backend's kernel; its normalized output goes
+// unused), are gathered with the counts and combined in float64 (the
+// variance as the mean of the ranks' variances about the common mean, with
+// no cancellation); x is then normalized with them by the batch_norm op
+// with given statistics. Backward: the batch_norm_backward op given those
+// statistics computes this rank's sums of g and of g xhat (its gradient of x
+// goes unused); one all_reduce adds them over the ranks, and the gradient of
+// x is g A + x B + C, per-channel A, B and C: one elementwise pass.
+
+const std::vector<int64_t> kChannelDims{0, 2, 3};
+
 // x's per-channel view of a [C] tensor: [1, C, 1, 1].
 Tensor per_channel(const Tensor& t) { return t.view({1, -1, 1, 1}); }
 
-// The per-channel sums of t [N, C, H, W] over every rank.
-Tensor summed_over_ranks(const Tensor& t) {
-  Tensor s = t.sum({0, 2, 3}).contiguous();
-  distributed::all_reduce(s);
-  return s;
+TensorOptions like(const Tensor& x) { return TensorOptions().dtype(x.dtype()).device(x.device()); }
+
+// This rank's per-channel mean and biased variance of x.
+std::pair<Tensor, Tensor> local_moments(const Tensor& x, double eps) {
+  int64_t c = x.size(1);
+  dispatch::Attrs a;
+  a.batch_norm = {1, eps};
+  dispatch::Outputs out = dispatch::run_composite(
+      OpId::batch_norm, {x, stack({ones({c}, like(x)), zeros({c}, like(x))}), Tensor()}, a, [&] {
+        Tensor mean = x.mean(kChannelDims), centered = x - per_channel(mean);
+        return dispatch::Outputs{Tensor(), mean, (centered * centered).mean(kChannelDims)};
+      });
+  return {out[1], out[2]};
+}
+
+// The whole batch's mean, biased variance and count from this rank's.
+struct Moments {
+  Tensor mean, var;
+  double count;
+};
+Moments combined_moments(const Tensor& mean, const Tensor& var, double count) {
+  int64_t c = mean.numel();
+  Tensor mine = cat({mean.to(kFloat64).to(kCPU), var.to(kFloat64).to(kCPU), full({1}, count, kFloat64)});
+  Tensor all = stack(distributed::all_gather(mine));  // [ranks, 2C + 1]
+  Tensor counts = all.slice(1, 2 * c, 2 * c + 1), means = all.slice(1, 0, c), vars = all.slice(1, c, 2 * c);
+  double n = counts.sum().item<double>();
+  check(n > 1, "graft: SyncBatchNorm: training needs more than one value per channel over all ranks, got ", n);
+  Tensor common = (counts * means).sum({0}) / n;
+  Tensor spread = means - common;
+  Tensor whole = (counts * (vars + spread * spread)).sum({0}) / n;
+  return {common.to(mean.device()).to(mean.dtype()), whole.to(mean.device()).to(mean.dtype()), n};
 }
 
 struct SyncBatchNormFunction : autograd::Function<SyncBatchNormFunction> {
   static constexpr const char* name = "SyncBatchNorm";
-  static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x, const Tensor& weight, const Tensor& bias,
+  static Tensor forward(autograd::AutogradContext* ctx, const Tensor& x_in, const Tensor& weight, const Tensor& bias,
                         Tensor running_mean, Tensor running_var, double momentum, double eps) {
-    // The whole batch's count and mean (one all-reduce), then its (biased)
-    // variance (another), in two passes for accuracy.
-    int64_t c = x.size(1);
-    Tensor sums = cat({x.sum({0, 2, 3}), full({1}, double(x.numel() / c), TensorOptions().dtype(x.dtype()))});
-    distributed::all_reduce(sums);
-    double n = sums.select(0, c).item<double>();
-    Tensor mean = sums.slice(0, 0, c) / n;
-    Tensor centered = x - per_channel(mean);
-    Tensor var = summed_over_ranks(centered * centered) / n;
-    Tensor invstd = 1.0 / (var + eps).sqrt();
-    Tensor xhat = centered * per_channel(invstd);
+    Tensor x = x_in.contiguous();
+    auto [local_mean, local_var] = local_moments(x, eps);
+    auto [mean, var, n] = combined_moments(local_mean, local_var, double(x.numel() / x.size(1)));
     if (running_mean.defined()) {
-      running_mean.mul_(1 - momentum).add_(mean * momentum);
-      running_var.mul_(1 - momentum).add_(var * (momentum * n / std::max(n - 1, 1.0)));
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()) * momentum);
+      running_var.mul_(1 - momentum).add_(var.to(running_var.dtype()) * (momentum * n / (n - 1)));
     }
-    ctx->save_for_backward({xhat, invstd, weight});
+    ctx->save_for_backward({x, mean, var, weight});
     ctx->saved_data["count"] = n;
+    ctx->saved_data["eps"] = eps;
     ctx->saved_data["has_bias"] = bias.defined();
-    Tensor y = xhat;
-    if (weight.defined()) y = y * per_channel(weight);
-    if (bias.defined()) y = y + per_channel(bias);
-    return y;
+    Tensor scale = (var + eps).pow(-0.5);
+    if (weight.defined()) scale = scale * weight.to(x.dtype());
+    Tensor y = (x - per_channel(mean)) * per_channel(scale);
+    return bias.defined() ? y + per_channel(bias.to(x.dtype())) : y;
   }
 
   // dx = invstd (g w - mean(g w) - xhat mean(g w xhat)), the means over every
@@ -54,17 +90,27 @@ struct SyncBatchNormFunction : autograd::Function<SyncBatchNormFunction> {
   // averages them).
   static std::vector<Tensor> backward(autograd::AutogradContext* ctx, std::vector<Tensor> grads) {
     std::vector<Tensor> saved = ctx->get_saved_variables();
-    const Tensor &xhat = saved[0], &invstd = saved[1], &weight = saved[2];
-    double n = std::get<double>(ctx->saved_data["count"]);
-    const Tensor& g = grads[0];
-    Tensor gw = weight.defined() ? g * per_channel(weight) : g;
-    Tensor sums = cat({gw.sum({0, 2, 3}), (gw * xhat).sum({0, 2, 3})}).contiguous();
+    const Tensor &x = saved[0], &mean = saved[1], &var = saved[2], &weight = saved[3];
+    double n = std::get<double>(ctx->saved_data["count"]), eps = std::get<double>(ctx->saved_data["eps"]);
+    Tensor g = grads[0].contiguous();
+    Tensor w = weight.defined() ? weight.to(x.dtype()) : ones({x.size(1)}, like(x));
+    dispatch::Attrs a;
+    a.batch_norm.eps = eps;
+    Tensor invstd = (var + eps).pow(-0.5);
+    dispatch::Outputs local = dispatch::run_composite(OpId::batch_norm_backward, {g, x, stack({mean, var, w})}, a, [&] {
+      Tensor xhat = (x - per_channel(mean)) * per_channel(invstd);
+      return dispatch::Outputs{Tensor(), (g * xhat).sum(kChannelDims), g.sum(kChannelDims)};
+    });
+    Tensor sums = cat({local[2], local[1]}).contiguous();  // sum g; sum g xhat
     distributed::all_reduce(sums);
-    int64_t c = xhat.size(1);
-    Tensor dx = (gw - per_channel(sums.slice(0, 0, c) / n) - xhat * per_channel(sums.slice(0, c, 2 * c) / n)) *
-                per_channel(invstd);
-    Tensor dw = weight.defined() ? (g * xhat).sum({0, 2, 3}) : Tensor();
-    Tensor db = std::get<bool>(ctx->saved_data["has_bias"]) ? g.sum({0, 2, 3}) : Tensor();
+    int64_t c = x.size(1);
+    Tensor mean_g = sums.slice(0, 0, c) / n, mean_gxhat = sums.slice(0, c, 2 * c) / n;
+    // dx = w invstd (g - mean_g - (x - mean) invstd mean_gxhat)
+    Tensor scale = w * invstd;
+    Tensor dx = (g - per_channel(mean_g)) * per_channel(scale) +
+                (x - per_channel(mean)) * per_channel(-scale * invstd * mean_gxhat);
+    Tensor dw = weight.defined() ? local[1].to(weight.dtype()) : Tensor();
+    Tensor db = std::get<bool>(ctx->saved_data["has_bias"]) ? local[2] : Tensor();
     return {dx, dw, db, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
