@@ -6,6 +6,7 @@
 // the sampler.
 // Started alone it is a group of one, and checks that too.
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -341,13 +342,17 @@ TEST_F(Distributed, ARankThatStopsJoiningEndsTheJobAfterTheTimeout) {
   // Run by ctest as its own jobs, with GRAFT_DIST_TIMEOUT=2: rank 1 never
   // joins the gradients' all-reduce (GRAFT_TEST_STALLED_RANK=ddp) or a plain
   // all_reduce (=all_reduce); rank 0 waits 2 s, says what it waited for, and
-  // stops the job (mpirun exits non-zero).
+  // stops the job (mpirun exits non-zero). With =uncaught, rank 1 ends on an
+  // exception nothing catches: it says so with its rank, and mpirun ends the
+  // job at once; with =killed, it is killed, and mpirun ends the job at once.
   const char* mode = std::getenv("GRAFT_TEST_STALLED_RANK");
   if (!mode) GTEST_SKIP() << "runs as its own job (ctest graft_distributed_stalled_rank_*)";
   ASSERT_EQ(size, 2);
   nn::Sequential model = small_mlp();
   nn::DistributedDataParallel ddp(model);
   if (rank == 1) {
+    if (std::string(mode) == "uncaught") std::thread([] { throw Error("deliberately uncaught"); }).join();
+    if (std::string(mode) == "killed") std::raise(SIGKILL);
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return;
   }

@@ -1,6 +1,19 @@
 #include "checkpoint.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+
 namespace graft::train {
+
+void check_checkpoint_folder(const std::string& path) {
+  std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  check(std::filesystem::is_directory(folder), "graft-train: --checkpoint ", path, ": the folder ", folder.string(),
+        " does not exist");
+  check(access(folder.c_str(), W_OK) == 0, "graft-train: --checkpoint ", path, ": the folder ", folder.string(),
+        " is not writable");
+}
 
 void save_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& optimizer, int epoch) {
   StateDict ckpt;

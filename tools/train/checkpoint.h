@@ -8,6 +8,10 @@
 
 namespace graft::train {
 
+// Throws graft::Error unless path's folder exists and may be written, so
+// that a mistyped --checkpoint stops the run before it trains.
+void check_checkpoint_folder(const std::string& path);
+
 void save_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& optimizer, int epoch);
 
 // Restores model, optimizer and the random state; returns the last epoch the

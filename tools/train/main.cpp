@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include "checkpoint.h"
 #include "classifier.h"
 #include "language_model.h"
 #include "options.h"
@@ -33,6 +34,8 @@ int run(Options o) {
   graft::distributed::init_process_group();
   if (graft::distributed::rank() != 0 && !std::freopen("/dev/null", "w", stdout))
     throw graft::Error("graft-train: cannot silence rank " + std::to_string(graft::distributed::rank()));
+  // Rank 0 writes the checkpoints: its folder is checked before training.
+  if (!o.checkpoint.empty() && graft::distributed::rank() == 0) graft::train::check_checkpoint_folder(o.checkpoint);
   graft::train::print_plugins();
   std::vector<std::string> known = graft::backends();
   // The default: every loaded backend, in their own order of priority.
@@ -127,7 +130,8 @@ int main(int argc, char** argv) {
     }
     // Leaving the group would wait for ranks that may be inside a
     // collective: exit at once, and mpirun stops the job.
-    std::cerr << "graft-train: rank " << graft::distributed::rank() << ": " << e.what() << std::endl;
+    std::cerr << "rank " << graft::distributed::rank() << " of " << graft::distributed::world_size() << ": " << e.what()
+              << std::endl;
     std::_Exit(1);
   }
 }

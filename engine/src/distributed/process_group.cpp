@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <mutex>
 #include <utility>
@@ -85,6 +86,33 @@ std::string timeout_line(const std::string& what) {
                 "exited, or called collectives in another order); stopping the job (GRAFT_DIST_TIMEOUT sets the wait)",
                 g.rank, g.timeout, what.c_str());
   return line;
+}
+
+// A rank that ends on an uncaught exception says which it is before the
+// previous handler runs (libstdc++'s prints the exception and aborts, and
+// mpirun then ends the job).
+std::terminate_handler previous_terminate = nullptr;
+
+void on_terminate() {
+  Group& g = group();
+  const char* what = "std::terminate was called";
+  std::string text;
+  if (std::exception_ptr e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      text = std::string("an uncaught exception: ") + x.what();
+    } catch (...) {
+      text = "an uncaught exception";
+    }
+    what = text.c_str();
+  }
+  if (g.size > 1) {
+    std::fprintf(stderr, "graft::distributed: rank %d of %d ends on %s\n", g.rank, g.size, what);
+    std::fflush(stderr);
+  }
+  if (previous_terminate) previous_terminate();
+  std::abort();
 }
 
 }  // namespace
@@ -171,13 +199,16 @@ void init_process_group(InitOptions options) {
   // A process that returns from main without destroy_process_group() still
   // leaves the group properly (MPI counts an exit without it as a failure).
   static bool at_exit = false;
-  if (table && !std::exchange(at_exit, true)) std::atexit([] {
+  if (table && !std::exchange(at_exit, true)) {
+    std::atexit([] {
       try {
         destroy_process_group();
       } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
       }
     });
+    previous_terminate = std::set_terminate(on_terminate);
+  }
   g.table = table;
   g.rank = rank;
   g.size = size;
