@@ -5,6 +5,7 @@
 // with backward, no_sync, unused and mismatched parameters; SyncBatchNorm;
 // the sampler.
 // Started alone it is a group of one, and checks that too.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -38,6 +39,13 @@ TEST_F(Distributed, RunsAsTheLauncherSaid) {
   EXPECT_EQ(size, launched ? std::atoi(launched) : 1);
   EXPECT_TRUE(rank >= 0 && rank < size);
   EXPECT_GRAFT_ERROR(dist::init_process_group(), "already initialized");
+  // graft-mpi offers collectives and no kernels: a plugin, not a backend.
+  if (size > 1) {
+    std::vector<PluginInfo> loaded = plugins();
+    EXPECT_TRUE(std::any_of(loaded.begin(), loaded.end(), [](const PluginInfo& p) { return p.name == "mpi" && p.loaded; }));
+  }
+  std::vector<std::string> names = backends();
+  EXPECT_EQ(std::find(names.begin(), names.end(), "mpi"), names.end());
 }
 
 TEST_F(Distributed, AllReduceSumsAndAveragesEveryDtypeSyncAndAsync) {

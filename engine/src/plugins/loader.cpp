@@ -212,11 +212,13 @@ std::string stem_name(const std::string& path) {
   return file;
 }
 
-// Commits what a successful init staged.
+// Commits what a successful init staged. A plugin that only offers
+// extensions (graft-mpi's collectives) is not a backend.
 void commit(Staging& s) {
   Loader& l = loader();
   Registry& r = *s.registry;
-  uint16_t backend = r.add_backend(s.name);
+  bool computes = !s.devices.empty() || !s.kernels.empty() || !s.fusers.empty();
+  uint16_t backend = computes ? r.add_backend(s.name) : 0;
   for (StagedDevice& d : s.devices) {
     d.type.name = d.name.c_str();
     if (d.type.count == 0) {
