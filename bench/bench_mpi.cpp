@@ -18,6 +18,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -56,10 +57,14 @@ void BM_AllReduceRawMpiNonBlocking(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * state.range(0));
 }
 
-template <void (*Fn)(benchmark::State&)>
-void register_sizes(const char* name) {
+// Per size, the three side by side in time, so that a slower spell of the
+// machine falls on all of them.
+void register_all_reduces() {
   for (int64_t bytes = kKiB; bytes <= 64 * kKiB * kKiB; bytes *= 4)
-    benchmark::RegisterBenchmark(name, Fn)->Arg(bytes)->Iterations(iterations_for(bytes))->UseRealTime();
+    for (auto [name, fn] : {std::pair{"BM_AllReduceGraft", &BM_AllReduceGraft},
+                            {"BM_AllReduceRawMpi", &BM_AllReduceRawMpi},
+                            {"BM_AllReduceRawMpiNonBlocking", &BM_AllReduceRawMpiNonBlocking}})
+      benchmark::RegisterBenchmark(name, fn)->Arg(bytes)->Iterations(iterations_for(bytes))->UseRealTime();
 }
 
 // Fixed iterations: every rank must run the same steps.
@@ -99,9 +104,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("ranks", std::to_string(dist::world_size()));
   benchmark::AddCustomContext("graft threads per rank", std::to_string(graft::get_num_threads()));
-  register_sizes<BM_AllReduceGraft>("BM_AllReduceGraft");
-  register_sizes<BM_AllReduceRawMpi>("BM_AllReduceRawMpi");
-  register_sizes<BM_AllReduceRawMpiNonBlocking>("BM_AllReduceRawMpiNonBlocking");
+  register_all_reduces();
   benchmark::RegisterBenchmark("BM_MLPStep", BM_MLPStep)->Arg(0)->Iterations(200)->UseRealTime()->Unit(benchmark::kMillisecond);
   // sync_bn: 1 as graft-train's, whose batch norms are SyncBatchNorm under
   // mpirun; 0 as PyTorch's DistributedDataParallel by default (each rank's
