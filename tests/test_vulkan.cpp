@@ -110,7 +110,7 @@ TEST_F(Vulkan, ATrainingStepStaysOnTheDeviceInAFewSubmits) {
   // The composites of the step run as kernels of their own (once per step,
   // per ReLU, per parameter).
   for (const auto& [op, per_step] : std::vector<std::pair<std::string, uint64_t>>{
-           {"softmax_backward", 1}, {"eltwise_backward", 2}, {"adam_update", 6}}) {
+           {"cross_entropy", 1}, {"cross_entropy_backward", 1}, {"eltwise_backward", 2}, {"adam_update", 6}}) {
     uint64_t on_vulkan = 0;
     for (const OpStats& s : dispatch_stats())
       if (s.op == op)

@@ -67,6 +67,8 @@ enum Kind : int64_t {
   kReduce,
   kSoftmax,
   kSoftmaxBackward,
+  kCrossEntropy,
+  kCrossEntropyBackward,
   kCopy,
   kConv,
   kConvData,

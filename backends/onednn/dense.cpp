@@ -293,6 +293,75 @@ void softmax_backward(const Call& c) {
               {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
 }
 
+// ---- cross entropy: each row's loss and log-sum-exp, and its gradient ----
+
+// float32 logits [N, C] (N, C > 0), gradients and outputs, int64 labels;
+// all contiguous.
+int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
+  bool forward = a->n_inputs == 2;
+  for (int i = 0; i < a->n_inputs; ++i) {
+    const DLTensor& t = a->inputs[i];
+    bool labels = i == (forward ? 1 : 2);
+    if (!is_contiguous(t) || !(labels ? graft::plugin_util::has_dtype(t, GRAFT_DTYPE_INT64) : is_f32(t))) return 0;
+  }
+  for (int i = 0; i < a->n_outputs; ++i)
+    if (!is_contiguous(a->outputs[i]) || !is_f32(a->outputs[i])) return 0;
+  const DLTensor& x = a->inputs[forward ? 0 : 1];
+  return x.ndim == 2 && numel(x) > 0;
+}
+
+// oneDNN's log-softmax of the rows into scratch; from it each row's loss
+// -logp[label] and log-sum-exp logits[label] - logp[label].
+void cross_entropy(const Call& c) {
+  const DLTensor& x = c.in(0);
+  int64_t n = x.shape[0], classes = x.shape[1];
+  Built& b = built(Key(kCrossEntropy).add(c), [&] {
+    memory::desc md = md_of(x);
+    dnnl::softmax_v2_forward::desc d(prop_kind::forward_inference, algorithm::softmax_log, md, md, 1);
+    return Built{dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(d, engine())), {md}};
+  });
+  auto* logp = static_cast<float*>(scratch(0, size_t(n * classes) * sizeof(float)));
+  execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], x.data)}, {DNNL_ARG_DST, mem(b.mds[0], logp)}});
+  auto* logits = static_cast<const float*>(x.data);
+  auto* labels = static_cast<const int64_t*>(c.in(1).data);
+  auto* loss = static_cast<float*>(c.out().data);
+  auto* lse = static_cast<float*>(c.args->outputs[1].data);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t at = i * classes + labels[i];
+    loss[i] = -logp[at];
+    lse[i] = logits[at] - logp[at];
+  }
+}
+
+// inputs grad [N], logits, labels, lse: exp(logits - lse) grad per row in one
+// binary primitive (subtract, then exp and multiply as post-ops), then grad
+// taken off at each row's label.
+void cross_entropy_backward(const Call& c) {
+  const DLTensor& x = c.in(1);
+  int64_t n = x.shape[0], classes = x.shape[1];
+  Built& b = built(Key(kCrossEntropyBackward).add(c), [&] {
+    // As [1, N, C] with the rows' values [1, N, 1]: a per-channel broadcast,
+    // which oneDNN's vectorized binary kernels take ([N, 1] gets its reference one).
+    memory::desc rows = plain({1, n, classes}, memory::format_tag::abc),
+                 column = plain({1, n, 1}, memory::format_tag::abc);
+    dnnl::post_ops post;
+    post.append_eltwise(1.0f, algorithm::eltwise_exp, 0.0f, 0.0f);
+    post.append_binary(algorithm::binary_mul, column);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post);
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(algorithm::binary_sub, rows, column, rows), attr, engine());
+    return Built{dnnl::binary(pd), {rows, column}};
+  });
+  execute(b, {{DNNL_ARG_SRC_0, mem(b.mds[0], x.data)},
+              {DNNL_ARG_SRC_1, mem(b.mds[1], c.in(3).data)},
+              {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, mem(b.mds[1], c.in(0).data)},
+              {DNNL_ARG_DST, mem(b.mds[0], c.out().data)}});
+  auto* grad = static_cast<const float*>(c.in(0).data);
+  auto* labels = static_cast<const int64_t*>(c.in(2).data);
+  auto* out = static_cast<float*>(c.out().data);
+  for (int64_t i = 0; i < n; ++i) out[i * classes + labels[i]] -= grad[i];
+}
+
 // ---- copies between layouts (no broadcasting) ----
 
 bool copy_ok(const DLTensor& in, const DLTensor& out) {
@@ -333,6 +402,8 @@ void add_dense_kernels(const AddKernel& add) {
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);
   add("softmax_backward", run<softmax_backward>, supports<softmax_ok>, 0);
+  add("cross_entropy", run<cross_entropy>, cross_entropy_supports, 0);
+  add("cross_entropy_backward", run<cross_entropy_backward>, cross_entropy_supports, 0);
   add("copy", run<copy>, supports<copy_ok>, 0);
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backends/vulkan/shaders/batchnorm.h"
+#include "backends/vulkan/shaders/crossentropy.h"
 #include "backends/vulkan/shaders/elementwise.h"
 #include "backends/vulkan/shaders/fold.h"
 #include "backends/vulkan/shaders/matmul.h"
@@ -26,6 +27,7 @@ SHADER(elementwise, 4);
 SHADER(reduce, 2);
 SHADER(matmul, 3);
 SHADER(softmax, 3);
+SHADER(crossentropy, 5);
 SHADER(unfold, 2);
 SHADER(fold, 2);
 SHADER(optim, 5);
@@ -404,6 +406,40 @@ void softmax_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   dev.dispatch(softmax, spec, p, buffers, static_cast<uint64_t>(rows));
 }
 
+// ---- cross entropy ----
+
+// Every tensor contiguous and float32 but the labels (int64); logits [N, C].
+// code 0: cross_entropy (inputs logits, labels; outputs each row's loss and
+// log-sum-exp); 1: cross_entropy_backward (inputs grad, logits, labels, lse).
+int32_t cross_entropy_supports(int32_t backward, const graft_kernel_args* a) {
+  for (int i = 0; i < a->n_inputs; ++i) {
+    const DLTensor& t = a->inputs[i];
+    Type want = i == backward + 1 ? I64 : F32;
+    if (type_of(t) != want || !is_contiguous(t) || !fits(numel(t))) return 0;
+  }
+  for (int k = 0; k < a->n_outputs; ++k)
+    if (type_of(a->outputs[k]) != F32 || !is_contiguous(a->outputs[k]) || !fits(numel(a->outputs[k]))) return 0;
+  return a->inputs[backward].ndim == 2;
+}
+
+void cross_entropy_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[backward];
+  if (numel(x) == 0) return;
+  const DLTensor& labels = a->inputs[backward + 1];
+  const DLTensor& out = a->outputs[0];
+  const DLTensor& lse = backward ? a->inputs[3] : a->outputs[1];
+  const DLTensor& g = backward ? a->inputs[0] : x;  // forward: unread
+  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(x.shape[1]),
+                             element_offset(out),  element_offset(x),
+                             element_offset(labels), element_offset(lse),
+                             element_offset(g)};
+  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(labels, false), access_of(lse, !backward),
+                      access_of(g, false)};
+  auto group = static_cast<int32_t>(dev.group_size());
+  int32_t spec[] = {group, backward, group};
+  dev.dispatch(crossentropy, spec, p, buffers, static_cast<uint64_t>(x.shape[0]));
+}
+
 // ---- unfold and fold ----
 
 int32_t im2col_supports(int32_t, const graft_kernel_args* a) {
@@ -600,6 +636,8 @@ const Entry kEntries[] = {
     {"softmax", kFloat, 0, softmax_run, softmax_supports},
     {"log_softmax", kFloat, 1, softmax_run, softmax_supports},
     {"softmax_backward", kFloat, 2, softmax_run, softmax_supports},
+    {"cross_entropy", kFloat, 0, cross_entropy_run, cross_entropy_supports},
+    {"cross_entropy_backward", kFloat, 1, cross_entropy_run, cross_entropy_supports},
     {"unfold", kFloat, 0, im2col_run, im2col_supports},
     {"fold", kFloat, 1, im2col_run, im2col_supports},
     {"max_pool2d", kFloat, 0, pool_run, pool_supports},

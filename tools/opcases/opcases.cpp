@@ -227,6 +227,13 @@ std::vector<OpCase> all_cases() {
                    return F::scaled_dot_product_attention(v[0], v[1], v[2], {.attn_mask = keep});
                  }});
   }
+  // Labels spread over the classes; each row's loss (no reduction), and the mean.
+  for (F::Reduction r : {F::Reduction::None, F::Reduction::Mean})
+    add(c, "cross_entropy", {{{6, 5}}, {{3, 33}}}, [r](const std::vector<Tensor>& v) {
+      std::vector<int64_t> labels;
+      for (int64_t i = 0; i < v[0].size(0); ++i) labels.push_back((3 * i + 1) % v[0].size(1));
+      return F::cross_entropy(v[0], tensor(labels, {v[0].size(0)}).to(v[0].device()), {r});
+    });
   add(c, "linear", {{{5, 7}, {3, 7}, {3}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1], v[2]); });
   add(c, "linear", {{{2, 4, 7}, {3, 7}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1]); });
   return c;

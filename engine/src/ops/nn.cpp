@@ -18,6 +18,12 @@ OutMeta linear_rule(OpId, const Tensor* in, int, const Attrs&, int) {
   return {Dims{in[0].size(0), in[1].size(0)}, in[0].dtype()};
 }
 
+// cross_entropy: [N] twice; cross_entropy_backward: the logits' shape.
+OutMeta cross_entropy_rule(OpId op, const Tensor* in, int, const Attrs&, int) {
+  if (op == OpId::cross_entropy) return {Dims{in[0].size(0)}, in[0].dtype()};
+  return {Dims(in[1].sizes()), in[1].dtype()};
+}
+
 Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   int64_t d = wrap_dim(dim, x.dim(), op_name(op));
@@ -39,15 +45,15 @@ Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
   return y;
 }
 
-// Checks labels for nll_loss: int64, shape [N] against [N, C], and (unless
-// only the shapes are asked for) values in [0, C).
-void check_labels(const Tensor& logp, const Tensor& labels, const char* op, bool values = true) {
+// Checks labels for nll_loss and cross_entropy: int64, shape [N] against
+// [N, C], and values in [0, C).
+void check_labels(const Tensor& logp, const Tensor& labels, const char* op) {
   check(labels.defined() && logp.defined(), "graft: ", op, " with an undefined tensor");
   check(labels.dtype() == kInt64, "graft: ", op, ": labels must be int64 class indices, got ", labels.dtype(),
         labels.sizes(), "; convert them with .to(graft::kInt64)");
   check(logp.dim() == 2 && labels.dim() == 1 && labels.size(0) == logp.size(0), "graft: ", op,
         ": expected input [N, C] and labels [N], got input ", logp.sizes(), " and labels ", labels.sizes());
-  if (!values || labels.numel() == 0) return;
+  if (labels.numel() == 0) return;
   // One read from the labels' device, whichever it is; the range for the
   // message only when some label is out of it.
   int64_t classes = logp.size(1);
@@ -122,29 +128,59 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 }
 
 namespace {
+
+// Each row's label as a one-hot mask over the classes of x [N, C].
+Tensor one_hot(const Tensor& labels, const Tensor& x) {
+  Tensor classes = arange(0, x.size(1), 1, TensorOptions().dtype(kInt64).device(x.device()));
+  return labels.unsqueeze(1) == classes;
+}
+
+// Each row's -log_probs[label], picked with a one-hot mask: composed of
+// differentiable ops, so the loss has gradients of every order.
+Tensor nll_rows(const Tensor& log_probs, const Tensor& labels) {
+  return -sum(where(one_hot(labels, log_probs), log_probs, zeros_like(log_probs)), {1});
+}
+
 Tensor nll(const Tensor& log_probs, const Tensor& labels, LossOptions options, const char* op) {
   if (log_probs.defined() && log_probs.dim() == 1)
     return nll(log_probs.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options, op);
   check_labels(log_probs, labels, op);
-  // Pick each row's label column with a one-hot mask: composed of
-  // differentiable ops, so the loss has gradients of every order.
-  Tensor classes = arange(0, log_probs.size(1), 1, TensorOptions().dtype(kInt64).device(log_probs.device()));
-  Tensor pick = labels.unsqueeze(1) == classes;
-  Tensor picked = sum(where(pick, log_probs, zeros_like(log_probs)), {1});
-  return reduce_loss(-picked, options.reduction);
+  return reduce_loss(nll_rows(log_probs, labels), options.reduction);
 }
+
 }  // namespace
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions options) {
   return nll(log_probs, labels, options, "nll_loss");
 }
 
+// One composite op, cross_entropy, for logits [N, C] (a backend's kernel
+// reads each row once forward and writes its gradient once backward), else
+// nll_loss(log_softmax(logits)); [C] logits are one row.
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions options) {
   check(logits.defined(), "graft: cross_entropy with undefined logits");
-  int64_t class_dim = logits.dim() == 1 ? 0 : 1;
-  if (labels.defined() && labels.dtype() == kInt64 && logits.dim() == 2)
-    check_labels(logits, labels, "cross_entropy", false);  // before the softmax; nll checks the values
-  return nll(log_softmax(logits, class_dim), labels, options, "cross_entropy");
+  if (logits.dim() == 1)
+    return cross_entropy(logits.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options);
+  bool fusible = logits.dim() == 2 && is_floating(logits.dtype()) && labels.defined() && labels.dtype() == kInt64 &&
+                 labels.device() == logits.device();
+  if (!fusible) return nll(log_softmax(logits, 1), labels, options, "cross_entropy");
+  check_labels(logits, labels, "cross_entropy");
+  Tensor x = logits.contiguous(), y = labels.contiguous();
+  bool by_kernel = false;
+  dispatch::Outputs out = dispatch::run_composite(
+      OpId::cross_entropy, {x, y}, Attrs(), [&] { return dispatch::Outputs{nll_rows(log_softmax(x, 1), y), Tensor()}; },
+      {}, &by_kernel);
+  Tensor rows = out[0];
+  if (by_kernel && autograd::needs_grad(x)) {
+    Node* node = autograd::record("CrossEntropyBackward", {&x}, rows, [](Node& n, const Tensor& g) {
+      Tensor x = n.saved(0), y = n.saved(1);
+      // The decomposition recomputes the softmax from x: differentiable again.
+      return Grads{dispatch::run_composite(OpId::cross_entropy_backward, {g.contiguous(), x, y, n.saved(2)}, Attrs(),
+                                           [&] { return (softmax(x, 1) - one_hot(y, x).to(x.dtype())) * g.unsqueeze(1); })[0]};
+    });
+    for (const Tensor* t : {&x, &y, &out[1]}) node->save(*t);
+  }
+  return reduce_loss(rows, options.reduction);
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) {
@@ -163,6 +199,8 @@ void define_nn_ops(Registry& r) {
   r.define(OpId::log_softmax, softmax_rule);
   r.define(OpId::softmax_backward, same_rule);
   r.define(OpId::linear, linear_rule);
+  r.define(OpId::cross_entropy, cross_entropy_rule);
+  r.define(OpId::cross_entropy_backward, cross_entropy_rule);
 }
 }  // namespace dispatch
 
