@@ -178,6 +178,23 @@ TEST_F(Vulkan, IndexKernelsRunOnTheDeviceAndReportBadIndicesAtTheNextSynchroniza
   EXPECT_GRAFT_ERROR(index_select(table.cpu(), 0, bad.cpu()), "index_select: index 7");
 }
 
+TEST_F(Vulkan, AHostReadCostsOneSubmitAndOneWait) {
+  Tensor table = arange(0, 12, 1, kFloat32).view({4, 3}).to(device_);
+  auto read_costs = [&](const Tensor& t, double want) {
+    uint64_t submits = stat("submits"), waits = stat("waits");
+    EXPECT_EQ(t.item<double>(), want);
+    EXPECT_EQ(stat("submits") - submits, 1u);
+    EXPECT_EQ(stat("waits") - waits, 1u);
+  };
+  read_costs((table * 2 + 1).sum(), 144);
+  // With an index kernel's fault words armed, they come back in the same wait.
+  Tensor rows = tensor(std::vector<int64_t>{3, 0}).to(device_);
+  read_costs(index_select(table, 0, rows).sum(), 33);
+  index_select(table, 0, tensor(std::vector<int64_t>{5}).to(device_));
+  EXPECT_GRAFT_ERROR(table.sum().item<double>(), "gather: index 5 is out of range for dim 0 of size 4");
+  read_costs(table.sum(), 66);
+}
+
 TEST_F(Vulkan, FusedAttentionMatchesTheHostOverManyTilesAndWorkgroups) {
   // More queries than a workgroup's 64 rows and more keys than a 32-row
   // tile, with partial ones; v narrower than q and k.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace graft_vulkan {
 
@@ -340,18 +341,15 @@ void Device::wait_all() {
 }
 
 void Device::synchronize() {
+  std::array<uint32_t, kFaultWords> words;
   {
     std::lock_guard lock(mutex_);
-    submit();
-    wait_all();
+    words = read_back_locked(nullptr, nullptr, 0);
   }
-  report_faults();
+  throw_fault(words);
 }
 
-// The words of Note [Index faults]: [0] nonzero once a fault is recorded,
-// [1] the op (an index into kFaultOps), [2] and [3] the index's low and high
-// words, [4] the dim, [5] its size.
-constexpr size_t kFaultWords = 6;
+// The ops of the fault words' [1].
 const char* const kFaultOps[] = {"gather", "scatter_add"};
 
 void* Device::fault_words() {
@@ -367,17 +365,8 @@ void* Device::fault_words() {
   return fault_;
 }
 
-void Device::report_faults() {
-  uint32_t w[kFaultWords];
-  {
-    std::lock_guard lock(mutex_);
-    if (!fault_armed_) return;
-    fault_armed_ = false;
-    download_locked(w, fault_, sizeof w);
-    if (w[0] == 0) return;
-    const uint32_t zero[kFaultWords] = {};
-    upload_locked(fault_, zero, sizeof zero);
-  }
+void Device::throw_fault(const std::array<uint32_t, kFaultWords>& w) {
+  if (w[0] == 0) return;
   int64_t index = static_cast<int64_t>(uint64_t{w[3]} << 32 | w[2]);
   const char* op = w[1] < std::size(kFaultOps) ? kFaultOps[w[1]] : "an index kernel";
   throw Failure(GRAFT_INVALID, std::string(op) + ": index " + std::to_string(index) + " is out of range for dim " +
@@ -434,33 +423,52 @@ void Device::upload_locked(void* dst, const void* src, size_t nbytes) {
 }
 
 void Device::download(void* dst, const void* src, size_t nbytes) {
+  std::array<uint32_t, kFaultWords> words;
   {
     std::lock_guard lock(mutex_);
-    download_locked(dst, src, nbytes);
+    words = read_back_locked(dst, src, nbytes);
   }
-  report_faults();
+  throw_fault(words);
 }
 
-void Device::download_locked(void* dst, const void* src, size_t nbytes) {
-  if (nbytes == 0) return;
-  uint64_t p = reinterpret_cast<uint64_t>(src);
-  Block& block = block_of(p, nbytes, "copy_to_host");
-  Batch& b = recording();
-  auto [staging, at] = arena_take(b.staging, nbytes, 16);
-  Access access{p, p + nbytes, false};
-  track({&access, 1});
-  VkBufferCopy region{p & kOffsetMask, at, nbytes};
-  vk_.vkCmdCopyBuffer(b.cmd, block.buffer, staging->buffer, 1, &region);
-  VkMemoryBarrier to_host{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  to_host.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-  to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  vk_.vkCmdPipelineBarrier(b.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0,
-                           nullptr, 0, nullptr);
-  const unsigned char* from = staging->mapped + at;  // stays mapped until the batch records again
+std::array<uint32_t, Device::kFaultWords> Device::read_back_locked(void* dst, const void* src, size_t nbytes) {
+  std::array<uint32_t, kFaultWords> words{};
+  bool faults = std::exchange(fault_armed_, false);
+  struct Read {
+    void* to;
+    uint64_t from;
+    size_t nbytes;
+    const unsigned char* staged = nullptr;
+  };
+  std::vector<Read> reads;
+  if (nbytes > 0) reads.push_back({dst, reinterpret_cast<uint64_t>(src), nbytes});
+  if (faults) reads.push_back({words.data(), reinterpret_cast<uint64_t>(fault_), sizeof words});
+  if (!reads.empty()) {
+    Batch& b = recording();
+    for (Read& r : reads) {
+      Block& block = block_of(r.from, r.nbytes, "copy_to_host");
+      auto [staging, at] = arena_take(b.staging, r.nbytes, 16);
+      Access access{r.from, r.from + r.nbytes, false};
+      track({&access, 1});
+      VkBufferCopy region{r.from & kOffsetMask, at, r.nbytes};
+      vk_.vkCmdCopyBuffer(b.cmd, block.buffer, staging->buffer, 1, &region);
+      r.staged = staging->mapped + at;  // stays mapped until the batch records again
+    }
+    VkMemoryBarrier to_host{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    to_host.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vk_.vkCmdPipelineBarrier(b.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0,
+                             nullptr, 0, nullptr);
+  }
   submit();
   wait_all();
-  std::memcpy(dst, from, nbytes);
-  ++counters_.downloads;
+  for (const Read& r : reads) std::memcpy(r.to, r.staged, r.nbytes);
+  if (nbytes > 0) ++counters_.downloads;
+  if (words[0] != 0) {
+    const std::array<uint32_t, kFaultWords> zero{};
+    upload_locked(fault_, zero.data(), sizeof zero);
+  }
+  return words;
 }
 
 void Device::copy(void* dst, const void* src, size_t nbytes) {

@@ -50,10 +50,8 @@ Tensor host_view(const Tensor& t, std::vector<Mirror>& mirrors, bool download) {
     if (m.device_storage == storage) host = m.host;
   if (!host) {
     host = Storage::allocate(storage->nbytes, kCPU);
-    if (download && storage->nbytes > 0) {
-      storage->backend->synchronize(storage->device.index());
+    if (download && storage->nbytes > 0)  // waits for the work queued before it
       storage->backend->copy_to_host(host->data, storage->data, storage->nbytes, storage->device.index());
-    }
     mirrors.push_back({storage, host});
   }
   auto impl = std::make_shared<TensorImpl>();

@@ -28,14 +28,13 @@ void transfer(const Tensor& src, const Tensor& out) {
   if (nbytes == 0) return;
   DeviceBackend& from = device_backend(src.device());
   DeviceBackend& to = device_backend(device);
+  // copy_to_host waits for the work queued before it (graft/plugin.h).
   if (device.is_cpu()) {
-    from.synchronize(src.device().index());
     from.copy_to_host(out.data_ptr(), read_address(src), nbytes, src.device().index());
   } else if (src.device().is_cpu()) {
     to.copy_from_host(out.data_ptr(), read_address(src), nbytes, device.index());
   } else {
     std::vector<char> staging(nbytes);
-    from.synchronize(src.device().index());
     from.copy_to_host(staging.data(), read_address(src), nbytes, src.device().index());
     to.copy_from_host(out.data_ptr(), staging.data(), nbytes, device.index());
   }

@@ -147,7 +147,10 @@ typedef struct {
   int32_t (*allocate)(void* ctx, int32_t index, size_t nbytes, void** out, char* message, size_t message_size);
   /** Frees a block that allocate returned (nbytes is its size). */
   void (*deallocate)(void* ctx, int32_t index, void* ptr, size_t nbytes);
-  /** Copies nbytes from device memory src to host memory dst. */
+  /** Copies nbytes from device memory src to host memory dst, returning once dst holds them. The copy
+   * sees every write of the work queued on the device before it: a device that runs work
+   * asynchronously orders the copy after that work (graft calls no synchronize first, so that a
+   * host read costs one wait). */
   int32_t (*copy_to_host)(void* ctx, int32_t index, void* dst, const void* src, size_t nbytes, char* message,
                           size_t message_size);
   /** Copies nbytes from host memory src to device memory dst. */
