@@ -2,8 +2,13 @@
 #include <graft/graft.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
+
+// The tests' small tensors fuse too (Note [Small expressions]), unless the
+// environment says otherwise; set before graft reads it.
+inline const int kFuseSmallTensors = setenv("GRAFT_FUSION_MIN_ELEMENTS", "1", 0);
 
 // Asserts that a statement throws graft::Error whose message contains every fragment.
 #define EXPECT_GRAFT_ERROR(statement, ...)                                      \

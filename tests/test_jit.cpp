@@ -7,6 +7,7 @@
 #include <map>
 
 #include "dispatch/registry.h"
+#include "fusion/fusion.h"
 #include "helpers.h"
 
 using namespace graft;
@@ -53,6 +54,28 @@ class Jit : public ::testing::Test {
 };
 
 }  // namespace
+
+TEST_F(Jit, OpsOnFewerElementsThanTheThresholdRunAtOnce) {
+  // Note [Small expressions]: the default, 1024 (the tests otherwise set 1).
+  int64_t saved = fusion::min_cpu_elements();
+  fusion::set_min_cpu_elements(1024);
+  NoGradGuard no_grad;
+  Tensor small = randn({1023}), big = randn({1024});
+  double calls = stat("fused calls"), recorded = stat("ops recorded");
+  Tensor y = (small * 2.0 + 1.0).exp();
+  EXPECT_EQ(stat("ops recorded"), recorded) << "1,023 elements: run at once";
+  Tensor want;
+  {
+    BackendGuard only("reference");
+    want = (small * 2.0 + 1.0).exp();
+  }
+  EXPECT_EQ(y.to_vector<float>(), want.to_vector<float>());
+  Tensor z = (big * 2.0 + 1.0).exp();
+  EXPECT_GT(stat("ops recorded"), recorded) << "1,024 elements: recorded";
+  z.to_vector<float>();
+  EXPECT_EQ(stat("fused calls"), calls + 1);
+  fusion::set_min_cpu_elements(saved);
+}
 
 TEST_F(Jit, AChainRunsAsOneKernelAndOnlyItsResultIsWritten) {
   Tensor a = randn({1000}), b = randn({1000});

@@ -20,8 +20,14 @@ int fuser_backend(int16_t device_type);
 
 // Records op (inputs -> out) as pending when fusion is on for out's device,
 // the fuser computes the op in these dtypes and out is a fresh tensor that
-// nothing else refers to. Returns false when the caller must run it now.
+// nothing else refers to, and (on the CPU) out has at least
+// min_cpu_elements() elements. Returns false when the caller must run it now.
 bool record(dispatch::OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const dispatch::Attrs& attrs);
+
+// Note [Small expressions]: on the CPU an op with fewer output elements than
+// this runs at once (GRAFT_FUSION_MIN_ELEMENTS, default 1024; the tests set 1).
+int64_t min_cpu_elements();
+void set_min_cpu_elements(int64_t n);
 
 // Note [Materialization]
 // Pending work owns the memory of the values it will write, and may read
