@@ -102,6 +102,15 @@ void BM_GraftMatmul(benchmark::State& state) {
       benchmark::Counter(flops_mm(m, k, n) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
+// The same product in bfloat16 (float32 accumulation), as autocast runs it.
+void BM_GraftMatmulBFloat16(benchmark::State& state) {
+  int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tensor a = graft::full({m, k}, 0.5).to(graft::kBFloat16), b = graft::full({k, n}, 0.25).to(graft::kBFloat16);
+  for (auto _ : state) benchmark::DoNotOptimize(a.matmul(b).impl());
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_mm(m, k, n) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
 void matmul_shapes(benchmark::internal::Benchmark* b) {
   for (int64_t s : {256, 512, 1024, 2048}) b->Args({s, s, s});
   // The MLP's first layer at batch 64 and 256: forward, gradient of the
@@ -118,6 +127,7 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_RawOneDnnMatmul)->Apply(matmul_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_GraftMatmul)->Apply(matmul_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GraftMatmulBFloat16)->Args({1024, 1024, 1024})->Args({2048, 2048, 2048})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // ---- training steps ----
 
@@ -164,16 +174,21 @@ std::vector<std::string> backend_set(int64_t onednn) {
 }
 
 // Training steps on random data: oneDNN (state arg onednn = 1) or the
-// reference backend alone, with the ops oneDNN left to the reference backend.
+// reference backend alone, with the ops oneDNN left to the reference backend;
+// bf16: forward and loss under graft::AutocastGuard.
 template <class Optimizer, class Options>
 void train_steps(benchmark::State& state, nn::Sequential model, Options options, std::vector<int64_t> input,
-                 bool onednn) {
+                 bool onednn, bool bf16) {
   graft::BackendGuard only(backend_set(onednn));
   Optimizer opt(model.parameters(), options);
   Tensor x = graft::randn(input);
   Tensor y = (graft::rand({input[0]}) * 10).to(graft::kInt64);
   auto step = [&] {
-    Tensor loss = F::cross_entropy(model(x), y);
+    Tensor loss;
+    {
+      graft::AutocastGuard autocast(graft::kBFloat16, bf16);
+      loss = F::cross_entropy(model(x), y);
+    }
     loss.backward();
     opt.step();
     opt.zero_grad();
@@ -188,17 +203,29 @@ void BM_MLPStep(benchmark::State& state) {
   int64_t batch = state.range(0);
   graft::manual_seed(0);
   train_steps<graft::optim::SGD>(state, graft::models::mlp(256, 256), graft::optim::SGDOptions{.lr = 0.01, .momentum = 0.9},
-                                 {batch, 784}, state.range(1));
-  if (state.range(1)) state.counters["roofline_ms"] = 1e3 * mlp_roofline_seconds(batch, triad_bytes_per_s());
+                                 {batch, 784}, state.range(1), state.range(2));
+  if (state.range(1) && !state.range(2))
+    state.counters["roofline_ms"] = 1e3 * mlp_roofline_seconds(batch, triad_bytes_per_s());
 }
-BENCHMARK(BM_MLPStep)->ArgsProduct({{64, 256}, {1, 0}})->ArgNames({"batch", "onednn"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MLPStep)
+    ->ArgsProduct({{64, 256}, {1, 0}, {0}})
+    ->Args({256, 1, 1})
+    ->ArgNames({"batch", "onednn", "bf16"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_CNNStep(benchmark::State& state) {
   graft::manual_seed(0);
   train_steps<graft::optim::Adam>(state, graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3}, {64, 1, 28, 28},
-                                  state.range(0));
+                                  state.range(0), state.range(1));
 }
-BENCHMARK(BM_CNNStep)->Arg(1)->Arg(0)->ArgName("onednn")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CNNStep)
+    ->Args({1, 0})
+    ->Args({0, 0})
+    ->Args({1, 1})
+    ->ArgNames({"onednn", "bf16"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Causal self-attention [8, 4, T, 64], forward and backward: graft-onednn's
 // fused kernel (fused 1) against the composite path (fused 0: the same ops
@@ -234,7 +261,7 @@ BENCHMARK(BM_Attention)->ArgsProduct({{256, 1024}, {1, 0}})->ArgNames({"T", "fus
 // graft-train's GPT step at its defaults (batch 12, context 64, 4 layers, 4
 // heads, width 128): tokens/s with every loaded backend (backends 2: oneDNN
 // and graft-jit), oneDNN and the reference backend (1), or the reference
-// backend alone (0).
+// backend alone (0); bf16: forward and loss under graft::AutocastGuard.
 void BM_GPTStep(benchmark::State& state) {
   std::optional<graft::BackendGuard> only;
   if (state.range(0) < 2) only.emplace(backend_set(state.range(0)));
@@ -246,7 +273,11 @@ void BM_GPTStep(benchmark::State& state) {
   Tensor ids = (graft::rand({12, 65}) * 114).to(graft::kInt64);
   Tensor x = ids.slice(1, 0, 64).contiguous(), y = ids.slice(1, 1, 65).contiguous();
   auto step = [&] {
-    Tensor loss = F::cross_entropy(model(x).reshape({-1, 114}), y.reshape({-1}));
+    Tensor loss;
+    {
+      graft::AutocastGuard autocast(graft::kBFloat16, state.range(1) != 0);
+      loss = F::cross_entropy(model(x).reshape({-1, 114}), y.reshape({-1}));
+    }
     opt.zero_grad();
     loss.backward();
     graft::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
@@ -257,7 +288,14 @@ void BM_GPTStep(benchmark::State& state) {
   for (auto _ : state) step();
   state.counters["tokens/s"] = benchmark::Counter(double(state.iterations()) * 768, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GPTStep)->Arg(2)->Arg(1)->Arg(0)->ArgName("backends")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GPTStep)
+    ->Args({2, 0})
+    ->Args({1, 0})
+    ->Args({0, 0})
+    ->Args({2, 1})
+    ->ArgNames({"backends", "bf16"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // One epoch of graft-train's CNN on all 60,000 Fashion-MNIST images (batch
 // 64, Adam), on oneDNN; the reference backend would take minutes.

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <functional>
 #include <optional>
+#include <set>
 
 #include "dispatch/registry.h"
 #include "helpers.h"
@@ -87,6 +88,28 @@ TEST_F(Onednn, TheProfilerShowsAnOptionalInputLeftOut) {
       EXPECT_EQ(e.shapes, "[4, 3, 2, 2] [2, 3] -");
     }
   EXPECT_TRUE(seen);
+}
+
+// Under autocast, convolution, linear and the backward's matmuls run
+// oneDNN's bfloat16 kernels.
+TEST_F(Onednn, AutocastRunsConvolutionAndLinearInBFloat16) {
+  manual_seed(5);
+  nn::Sequential model(nn::Conv2d(1, 4, 3), nn::ReLU(), nn::Flatten(), nn::Linear(144, 3));
+  Tensor x = randn({4, 1, 8, 8}), labels = tensor(std::vector<int64_t>{0, 1, 2, 0}, {4});
+  profiler::Profile prof;
+  Tensor loss;
+  {
+    AutocastGuard bf16(kBFloat16);
+    loss = F::cross_entropy(model(x), labels);
+  }
+  loss.backward();
+  prof.stop();
+  std::set<std::string> in_bf16;
+  for (const profiler::Event& e : prof.events())
+    if (e.backend == "onednn" && e.dtype == "bfloat16") in_bf16.insert(e.name);
+  for (const char* op : {"conv2d", "conv2d_backward_weight", "linear", "matmul"})
+    EXPECT_TRUE(in_bf16.count(op)) << op << " did not run in bfloat16 on oneDNN";
+  for (const Tensor& p : model->parameters()) EXPECT_EQ(p.grad().dtype(), kFloat32);
 }
 
 TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {

@@ -108,7 +108,7 @@ int train_classifier(Options o, Device device, const std::string& description) {
   std::cout << "graft-train: " << o.model << " on Fashion-MNIST (" << train.size() << " train, " << test.size()
             << " test images), " << o.optimizer << ", batch " << o.batch_size;
   if (ranks > 1) std::cout << " per process × " << ranks << " processes (mpirun) = " << o.batch_size * ranks;
-  std::cout << ", backend " << description << " on " << device << "\n";
+  std::cout << ", backend " << description << " on " << device << (o.bf16 ? ", autocast bfloat16" : "") << "\n";
   StepProfiler step_profiler(o.profile, o.profile_steps);
   for (int epoch = first_epoch; epoch <= o.epochs; ++epoch) {
     loader.set_epoch(static_cast<uint64_t>(epoch));
@@ -120,7 +120,11 @@ int train_classifier(Options o, Device device, const std::string& description) {
     for (int64_t step = 0; step < loader.size(); ++step) {
       if (epoch == first_epoch) step_profiler.before(step);
       auto [x, y] = loader.batch(step);
-      Tensor loss = F::cross_entropy(forward(x.to(device)), y.to(device));
+      Tensor loss;
+      {
+        AutocastGuard autocast(kBFloat16, o.bf16);
+        loss = F::cross_entropy(forward(x.to(device)), y.to(device));
+      }
       double value = loss.item<double>();
       if (!std::isfinite(value))
         throw Error("graft-train: the loss became " + std::string(std::isnan(value) ? "NaN" : "Inf") + " at epoch " +

@@ -83,11 +83,11 @@ int train_gpt(Options o, Device device, const std::string& description) {
   int64_t count = 0;
   for (const Tensor& p : parameters) count += p.numel();
   std::printf("graft-train: gpt (%lld layers, %lld heads, width %lld, context %lld, %.2fM parameters) on %s "
-              "(%lld bytes, vocabulary %zu), batch %lld, AdamW, backend %s on %s\n",
+              "(%lld bytes, vocabulary %zu), batch %lld, AdamW, backend %s on %s%s\n",
               static_cast<long long>(o.layers), static_cast<long long>(o.heads), static_cast<long long>(o.embd),
               static_cast<long long>(o.block_size), static_cast<double>(count) / 1e6, corpus.source.c_str(),
               static_cast<long long>(corpus.bytes), corpus.vocab.size(), static_cast<long long>(o.batch_size),
-              description.c_str(), device.str().c_str());
+              description.c_str(), device.str().c_str(), o.bf16 ? ", autocast bfloat16" : "");
   std::fflush(stdout);
   EpochReport report(device);
   auto since = std::chrono::steady_clock::now();
@@ -97,8 +97,12 @@ int train_gpt(Options o, Device device, const std::string& description) {
   for (int64_t it = start; it < end; ++it) {
     optimizer.set_lr(learning_rate(o, it));
     auto [x, y] = random_batch(corpus.train, o.batch_size, o.block_size);
-    Tensor logits = model(x.to(device));
-    Tensor loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.reshape({-1}).to(device));
+    Tensor loss;
+    {
+      AutocastGuard autocast(kBFloat16, o.bf16);
+      Tensor logits = model(x.to(device));
+      loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.reshape({-1}).to(device));
+    }
     optimizer.zero_grad();
     loss.backward();
     nn::utils::clip_grad_norm_(parameters, o.grad_clip);

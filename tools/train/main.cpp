@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
   app.add_option("--limit", o.limit, "train on the first N images only");
   app.add_option("--test-limit", o.test_limit, "test on the first N images only");
   app.add_flag("--anomaly", o.anomaly, "detect NaN/Inf in backward and name the op");
+  app.add_flag("--bf16", o.bf16,
+               "train with autocast: matmul, linear, convolution and attention in bfloat16 on oneDNN, the rest and "
+               "the parameters in float32 (graft::AutocastGuard)");
   app.add_option("--threads", o.threads, "graft's threads per process (default: GRAFT_NUM_THREADS, else every core)")
       ->check(CLI::PositiveNumber);
   auto* gpt = app.add_option_group("gpt", "--model gpt");

@@ -22,6 +22,7 @@ struct Options {
   int64_t limit = 0, test_limit = 0;
   int threads = 0;  // 0: graft's default (GRAFT_NUM_THREADS, else every core)
   bool anomaly = false;
+  bool bf16 = false;  // forward and loss under graft::AutocastGuard
   // --model gpt
   int64_t layers = 4, heads = 4, embd = 128, block_size = 64;
   int64_t iters = 2000, stop_at = 0, warmup = 100, eval_interval = 500, eval_iters = 20, log_interval = 100;

@@ -5,6 +5,7 @@
 /// @code
 /// #include <graft/graft.h>  // CMake: find_package(graft), target graft::graft
 /// @endcode
+#include "graft/autocast.h"
 #include "graft/autograd.h"
 #include "graft/backend.h"
 #include "graft/custom_function.h"

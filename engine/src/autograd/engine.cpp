@@ -8,6 +8,7 @@
 
 #include "autograd/accumulate_grad.h"
 #include "autograd/function.h"
+#include "core/autocast.h"
 #include "fusion/fusion.h"
 #include "graft/ops.h"
 
@@ -63,6 +64,7 @@ thread_local std::vector<std::function<void()>>* tls_callbacks = nullptr;
 void run_backward(const std::vector<Edge>& roots, std::vector<Tensor> root_grads, bool keep_graph, bool create_graph,
                   bool accumulate, std::vector<Capture>& captures) {
   EnableGradGuard grad_mode(create_graph);
+  autocast::Off no_autocast;  // Note [Autocast]
   std::vector<std::function<void()>> callbacks;
   struct CallbackScope {
     std::vector<std::function<void()>>* outer = tls_callbacks;

@@ -58,8 +58,11 @@ using namespace ops;
 
 namespace nn::functional {
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                     ScaledDotProductAttentionFuncOptions o) {
+  // Note [Autocast]: a float mask is added to the scores, in q's dtype.
+  Tensor q = autocast::lower(q_in), k = autocast::lower(k_in), v = autocast::lower(v_in);
+  o.attn_mask = autocast::lower(o.attn_mask);
   const char* op = "scaled_dot_product_attention";
   check(q.defined() && k.defined() && v.defined(), "graft: ", op, " with an undefined tensor");
   check(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), "graft: ", op,

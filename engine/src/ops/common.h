@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the op families in engine/src/ops/.
 #include "autograd/function.h"
+#include "core/autocast.h"
 #include "core/tensor_impl.h"
 #include "dispatch/registry.h"
 #include "graft/ops.h"

@@ -179,7 +179,8 @@ Tensor conv2d_backward_weight(const Tensor& g, const Tensor& x, int64_t kh, int6
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dFuncOptions o) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2dFuncOptions o) {
+  Tensor x = autocast::lower(x_in), w = autocast::lower(w_in), b = autocast::lower(b_in);  // Note [Autocast]
   check(x.defined() && x.dim() == 4, "graft: conv2d: expected input [N, C, H, W], got ",
         x.defined() ? Dims(x.sizes()) : Dims());
   check(w.defined() && w.dim() == 4, "graft: conv2d: expected weight [out_channels, in_channels / groups, kh, kw], got ",
@@ -366,7 +367,8 @@ void record_batch_norm(const Tensor& x, const Tensor& mean, const Tensor& var, c
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions o) {
+Tensor batch_norm(const Tensor& x_given, const Tensor& running_mean, const Tensor& running_var, BatchNormFuncOptions o) {
+  Tensor x_in = autocast::in_float32(x_given);  // Note [Autocast]
   check(x_in.defined() && x_in.dim() >= 2, "graft: batch_norm: expected input [N, C, ...], got ",
         x_in.defined() ? Dims(x_in.sizes()) : Dims());
   check(is_floating(x_in.dtype()), "graft: batch_norm needs a floating-point input, got ", x_in.dtype());

@@ -36,7 +36,8 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 
 using namespace ops;
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = autocast::lower(a_in), b = autocast::lower(b_in);  // Note [Autocast]
   check(a.defined() && b.defined(), "graft: matmul with an undefined tensor");
   check(a.dim() >= 1 && b.dim() >= 1, "graft: matmul needs tensors of at least 1 dim, got shapes ", a.sizes(), " and ",
         b.sizes());

@@ -24,7 +24,8 @@ OutMeta cross_entropy_rule(OpId op, const Tensor* in, int, const Attrs&, int) {
   return {Dims(in[1].sizes()), in[1].dtype()};
 }
 
-Tensor softmax_op(OpId op, const Tensor& x, int64_t dim) {
+Tensor softmax_op(OpId op, const Tensor& x_in, int64_t dim) {
+  Tensor x = autocast::in_float32(x_in);  // Note [Autocast]
   check(x.defined(), "graft: ", op_name(op), " of an undefined tensor");
   int64_t d = wrap_dim(dim, x.dim(), op_name(op));
   Attrs attrs;
@@ -88,7 +89,8 @@ Tensor relu(const Tensor& x) { return graft::relu(x); }
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op(OpId::softmax, x, dim); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op(OpId::log_softmax, x, dim); }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  Tensor x = autocast::lower(x_in), w = autocast::lower(w_in), b = autocast::lower(b_in);  // Note [Autocast]
   check(w.defined() && w.dim() == 2, "graft: linear: the weight must be [out_features, in_features], got ",
         w.defined() ? Dims(w.sizes()) : Dims());
   check(x.defined() && x.dim() >= 1 && x.size(-1) == w.size(1), "graft: linear: input of shape ",
@@ -151,13 +153,14 @@ Tensor nll(const Tensor& log_probs, const Tensor& labels, LossOptions options, c
 }  // namespace
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels, LossOptions options) {
-  return nll(log_probs, labels, options, "nll_loss");
+  return nll(autocast::in_float32(log_probs), labels, options, "nll_loss");
 }
 
 // One composite op, cross_entropy, for logits [N, C] (a backend's kernel
 // reads each row once forward and writes its gradient once backward), else
 // nll_loss(log_softmax(logits)); [C] logits are one row.
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions options) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels, LossOptions options) {
+  Tensor logits = autocast::in_float32(logits_in);  // Note [Autocast]
   check(logits.defined(), "graft: cross_entropy with undefined logits");
   if (logits.dim() == 1)
     return cross_entropy(logits.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options);
@@ -183,7 +186,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, LossOptions opt
   return reduce_loss(rows, options.reduction);
 }
 
-Tensor mse_loss(const Tensor& input, const Tensor& target, LossOptions options) {
+Tensor mse_loss(const Tensor& input_in, const Tensor& target_in, LossOptions options) {
+  Tensor input = autocast::in_float32(input_in), target = autocast::in_float32(target_in);  // Note [Autocast]
   check(input.defined() && target.defined(), "graft: mse_loss with an undefined tensor");
   check(input.sizes() == target.sizes(), "graft: mse_loss: input of shape ", input.sizes(), " and target of shape ",
         target.sizes(), " differ; pass tensors of one shape");

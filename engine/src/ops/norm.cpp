@@ -62,8 +62,9 @@ using namespace ops;
 
 namespace nn::functional {
 
-Tensor layer_norm(const Tensor& x_in, std::vector<int64_t> normalized_shape, const Tensor& weight, const Tensor& bias,
+Tensor layer_norm(const Tensor& x_given, std::vector<int64_t> normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  Tensor x_in = autocast::in_float32(x_given);  // Note [Autocast]
   check(x_in.defined(), "graft: layer_norm of an undefined tensor");
   auto k = static_cast<int64_t>(normalized_shape.size());
   Dims shape(normalized_shape);
