@@ -81,6 +81,26 @@ TEST_P(Backends, EveryCaseMatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Dtypes, Backends, ::testing::Values(kFloat32, kFloat64, kBFloat16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
+// With autocast on (Note [Autocast]), every case still runs on every CPU
+// backend, and agrees with the reference backend under autocast to
+// bfloat16's tolerance.
+TEST(Backends, EveryCaseRunsUnderAutocast) {
+  AutocastGuard bf16(kBFloat16);
+  size_t checked = 0;
+  for (const auto& target : opcases::targets()) {
+    if (target.device != "cpu") continue;
+    for (const auto& c : opcases::all_cases()) {
+      SCOPED_TRACE(target.backend + ": " + c.name);
+      opcases::Result r = opcases::run(c, target, kFloat32);
+      ASSERT_TRUE(r.ran) << r.error;
+      EXPECT_LE(r.forward_nmse, tolerance(kBFloat16));
+      EXPECT_LE(r.backward_nmse, tolerance(kBFloat16));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 2 * opcases::all_cases().size());
+}
+
 TEST(Backends, ThePluginsOwnKernelsRanOnItsDevice) {
   load_plugin(GRAFT_EXAMPLE_PLUGIN);
   opcases::Target example{"example", "example:0"};
