@@ -1,5 +1,6 @@
 // Neural-network ops: softmax and log-softmax (kernels of their own, for
-// stability), and the losses and linear, composed of other ops.
+// stability), linear and cross entropy (composite ops: a backend's kernel,
+// else other ops), and the other losses, composed of other ops.
 #include "graft/nn/functional.h"
 #include "ops/common.h"
 
