@@ -295,8 +295,9 @@ void softmax_backward(const Call& c) {
 
 // ---- cross entropy: each row's loss and log-sum-exp, and its gradient ----
 
-// float32 logits [N, C] (N, C > 0), gradients and outputs, int64 labels;
-// all contiguous.
+// float32 logits [N, C] of at least kMinElements elements (below, the
+// decomposition costs less than two primitives), gradients and outputs,
+// int64 labels; all contiguous.
 int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
   bool forward = a->n_inputs == 2;
   for (int i = 0; i < a->n_inputs; ++i) {
@@ -307,7 +308,7 @@ int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
   for (int i = 0; i < a->n_outputs; ++i)
     if (!is_contiguous(a->outputs[i]) || !is_f32(a->outputs[i])) return 0;
   const DLTensor& x = a->inputs[forward ? 0 : 1];
-  return x.ndim == 2 && numel(x) > 0;
+  return x.ndim == 2 && numel(x) >= kMinElements;
 }
 
 // oneDNN's log-softmax of the rows into scratch; from it each row's loss
