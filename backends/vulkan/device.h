@@ -8,8 +8,8 @@
 #include <graft/plugin_util.h>
 #include <volk.h>
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <span>
@@ -135,14 +135,14 @@ class Device {
   void wait_all();
   void track(std::span<const Access> accesses);
   void upload_locked(void* dst, const void* src, size_t nbytes);
-  // Under the lock: submits what was recorded with a copy of [src, src +
-  // nbytes) to dst (none when nbytes is 0) and of the fault words when they
-  // are armed, waits once for all of it, and resets recorded fault words.
-  // Returns the fault words (the first 0: no fault).
   // The words of Note [Index faults]: [0] nonzero once a fault is recorded,
   // [1] the op (an index into kFaultOps), [2] and [3] the index's low and high
   // words, [4] the dim, [5] its size.
   static constexpr size_t kFaultWords = 6;
+  // Under the lock: submits what was recorded with a copy of [src, src +
+  // nbytes) to dst (none when nbytes is 0) and of the fault words when they
+  // are armed, waits once for all of it, and resets recorded fault words.
+  // Returns the fault words (the first 0: no fault).
   std::array<uint32_t, kFaultWords> read_back_locked(void* dst, const void* src, size_t nbytes);
   // Throws the fault that words record, if any.
   static void throw_fault(const std::array<uint32_t, kFaultWords>& words);
