@@ -165,9 +165,9 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels, LossOptions 
   check(logits.defined(), "graft: cross_entropy with undefined logits");
   if (logits.dim() == 1)
     return cross_entropy(logits.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options);
-  bool fusible = logits.dim() == 2 && is_floating(logits.dtype()) && labels.defined() && labels.dtype() == kInt64 &&
+  bool one_op = logits.dim() == 2 && is_floating(logits.dtype()) && labels.defined() && labels.dtype() == kInt64 &&
                  labels.device() == logits.device();
-  if (!fusible) return nll(log_softmax(logits, 1), labels, options, "cross_entropy");
+  if (!one_op) return nll(log_softmax(logits, 1), labels, options, "cross_entropy");
   check_labels(logits, labels, "cross_entropy");
   Tensor x = logits.contiguous(), y = labels.contiguous();
   bool by_kernel = false;
