@@ -5,12 +5,15 @@
 //   - matmul (GFLOP/s and share of that peak) and a 16M-element add (GB/s of
 //     necessary traffic and share of the copy bandwidth), on vulkan:0, on
 //     graft-onednn and on the reference backend;
+//   - a chain of 8 elementwise ops over 16M floats on vulkan:0, fused into
+//     one shader (Note [Vulkan fuser]) and op by op, side by side;
 //   - the MLP 784-256-256-10 SGD step (batch 64 and 256) and graft-train's
 //     CNN step (batch 64, Adam) on each, with the Vulkan submits and waits
 //     per step and any op that fell back to the host; graft-train's GPT step
 //     likewise, with tokens/s.
-// Each timed iteration ends with graft::synchronize, so a device's queued
-// work is inside the time.
+// Each timed iteration ends with graft::synchronize while its results are
+// still held, so a device's queued work is inside the time (a pending
+// value nobody holds is never computed).
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 #include <graft/graft.h>
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "fusion/fusion.h"
 #include "gpt.h"
 #include "models.h"
 
@@ -108,13 +112,14 @@ void BM_Matmul(benchmark::State& state) {
   if (skip(state, target)) return;
   On on(target);
   Tensor a = graft::full({n, n}, 0.5).to(on.device), b = graft::full({n, n}, 0.25).to(on.device);
-  benchmark::DoNotOptimize(a.matmul(b).impl());
-  on.sync();
-  Timer timer;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(a.matmul(b).impl());
+  auto product = [&] {
+    Tensor c = a.matmul(b);
     on.sync();
-  }
+    benchmark::DoNotOptimize(c.impl());
+  };
+  product();
+  Timer timer;
+  for (auto _ : state) product();
   double gflops = 2.0 * double(n) * double(n) * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
   state.counters["GFLOP/s"] = gflops;
   if (target == kVulkan && peak().first > 0) state.counters["of_peak"] = gflops / peak().first;
@@ -131,19 +136,49 @@ void BM_Add16M(benchmark::State& state) {
   On on(target);
   const int64_t n = int64_t{1} << 24;
   Tensor a = graft::randn({n}).to(on.device), b = graft::randn({n}).to(on.device);
-  benchmark::DoNotOptimize((a + b).impl());
-  on.sync();
-  Timer timer;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize((a + b).impl());
+  auto sum = [&] {
+    Tensor c = a + b;
     on.sync();
-  }
+    benchmark::DoNotOptimize(c.impl());
+  };
+  sum();
+  Timer timer;
+  for (auto _ : state) sum();
   // Read a and b, write the sum.
   double gbps = 12.0 * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
   state.counters["GB/s"] = gbps;
   if (target == kVulkan && peak().second > 0) state.counters["of_peak"] = gbps / peak().second;
 }
 BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Eight elementwise ops over 16M floats on vulkan:0; x and y are read, one
+// result is written. fused:1 runs them as one generated shader, fused:0 as
+// eight dispatches of elementwise.comp; the repetitions alternate the two.
+void BM_Chain8(benchmark::State& state) {
+  bool fused = state.range(0) != 0;
+  if (skip(state, kVulkan)) return;
+  On on(kVulkan);
+  const int64_t n = int64_t{1} << 24;
+  graft::manual_seed(0);
+  Tensor x = graft::randn({n}).to(on.device), y = graft::randn({n}).to(on.device);
+  graft::NoGradGuard no_grad;
+  graft::fusion::set_enabled(fused);
+  uint64_t dispatches = 0;
+  auto chain = [&] {
+    uint64_t before = vulkan_stat("dispatches");
+    Tensor out = (((x * y + x) * 0.5).relu() - y).tanh() * x + 1.0;
+    on.sync();
+    dispatches = vulkan_stat("dispatches") - before;
+    benchmark::DoNotOptimize(out.impl());
+  };
+  chain();  // compiled, and the device's blocks touched once
+  Timer timer;
+  for (auto _ : state) chain();
+  graft::fusion::set_enabled(true);
+  state.counters["GB/s"] = 12.0 * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
+  state.counters["dispatches"] = double(dispatches);
+}
+BENCHMARK(BM_Chain8)->ArgName("fused")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Times step() after one untimed run, with the host fallbacks and, on
 // vulkan:0, the submits, waits and dispatches per step.

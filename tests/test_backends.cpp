@@ -10,6 +10,7 @@
 
 #include "core/storage.h"
 #include "dispatch/registry.h"
+#include "fusion/fusion.h"
 #include "helpers.h"
 #include "opcases.h"
 
@@ -112,26 +113,28 @@ TEST(Backends, ThePluginsOwnKernelsRanOnItsDevice) {
   }
 }
 
-TEST(Backends, GraftJitFusesEveryElementwiseCase) {
-  std::vector<std::string> loaded = backends();
-  ASSERT_NE(std::find(loaded.begin(), loaded.end(), "jit"), loaded.end()) << "graft-jit loads beside libgraft";
-  // Every elementwise row of the op table: a new one must be lowered by graft-jit too.
+namespace {
+
+double failed_flushes() {
+  for (const auto& [name, value] : fusion_stats())
+    if (name == "failed flushes run op by op") return value;
+  return -1.0;
+}
+
+// Every elementwise row of the op table has cases, and each of them, in each
+// dtype, runs fused on the target (a new row must be lowered by every fuser),
+// forward and backward, with no fused call failing.
+void expect_every_elementwise_case_fused(const opcases::Target& target, std::initializer_list<DType> dtypes) {
   auto elementwise = [](const std::string& name) {
     dispatch::OpId op;
     return dispatch::Registry::get().find_op(name, 1, &op) && dispatch::is_elementwise(op);
   };
-  auto failed_flushes = [] {
-    for (const auto& [name, value] : fusion_stats())
-      if (name == "failed flushes run op by op") return value;
-    return -1.0;
-  };
   double failed = failed_flushes();
-  opcases::Target jit{"jit", "cpu"};
   size_t checked = 0;
   for (const auto& c : opcases::all_cases()) {
     if (!elementwise(c.op)) continue;
-    for (DType t : {kFloat32, kFloat64, kBFloat16}) {
-      opcases::Result r = opcases::run(c, jit, t);
+    for (DType t : dtypes) {
+      opcases::Result r = opcases::run(c, target, t);
       ASSERT_TRUE(r.ran) << c.name << ": " << r.error;
       EXPECT_TRUE(r.forward_by_backend) << c.name << " was not fused";
       if (c.differentiable) {
@@ -140,8 +143,45 @@ TEST(Backends, GraftJitFusesEveryElementwiseCase) {
       ++checked;
     }
   }
-  EXPECT_GT(checked, 100u);
-  EXPECT_EQ(failed_flushes(), failed) << "graft-jit claimed an op it could not compile";
+  EXPECT_GT(checked, 40u * dtypes.size());
+  EXPECT_EQ(failed_flushes(), failed) << target.backend << " claimed an op it could not compile";
+}
+
+bool loaded(const std::string& backend) {
+  std::vector<std::string> names = backends();
+  return std::find(names.begin(), names.end(), backend) != names.end();
+}
+
+}  // namespace
+
+TEST(Backends, GraftJitFusesEveryElementwiseCase) {
+  ASSERT_TRUE(loaded("jit")) << "graft-jit loads beside libgraft";
+  expect_every_elementwise_case_fused({"jit", "cpu"}, {kFloat32, kFloat64, kBFloat16});
+}
+
+// graft-vulkan's fuser computes float32 and bool (Note [Vulkan fuser]); the
+// cross-backend run above checks its numbers.
+TEST(Backends, GraftVulkanFusesEveryElementwiseCase) {
+  if (!loaded("vulkan")) GTEST_SKIP() << "graft-vulkan is not loaded (no usable Vulkan device)";
+  if (only_backend() && std::string(only_backend()) != "vulkan") GTEST_SKIP();
+  expect_every_elementwise_case_fused({"vulkan", "vulkan:0"}, {kFloat32});
+}
+
+// With fusion off, every case runs on graft-vulkan's op-by-op kernels
+// (elementwise.comp) instead of its fused shaders.
+TEST(Backends, VulkanMatchesTheReferenceWithFusionOff) {
+  if (!loaded("vulkan")) GTEST_SKIP() << "graft-vulkan is not loaded (no usable Vulkan device)";
+  if (only_backend() && std::string(only_backend()) != "vulkan") GTEST_SKIP();
+  fusion::set_enabled(false);
+  opcases::Target target{"vulkan", "vulkan:0"};
+  for (const auto& c : opcases::all_cases()) {
+    SCOPED_TRACE(c.name);
+    opcases::Result r = opcases::run(c, target, kFloat32);
+    ASSERT_TRUE(r.ran) << r.error;
+    EXPECT_LE(r.forward_nmse, tolerance(kFloat32));
+    EXPECT_LE(r.backward_nmse, tolerance(kFloat32));
+  }
+  fusion::set_enabled(true);
 }
 
 TEST(Backends, OneDnnRunsTheOpsItHasKernelsFor) {

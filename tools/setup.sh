@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build make                # compiler and build (Ninja for the presets; Make for plain CMake)
   libdlpack-dev                             # tensors across the plugin ABI
   libdnnl-dev ocl-icd-opencl-dev            # the graft-onednn CPU backend (Debian's dnnl-config.cmake requires OpenCL)
-  libvulkan-volk-dev libvulkan-dev glslang-tools  # the graft-vulkan backend and its shaders
+  libvulkan-volk-dev libvulkan-dev glslang-tools libshaderc-dev  # the graft-vulkan backend, its shaders and its fuser
   mesa-vulkan-drivers vulkan-validationlayers     # lavapipe (Vulkan on the CPU) and the validation layer
   llvm-19-dev                               # the graft-jit backend (libLLVM-19)
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines

@@ -35,16 +35,16 @@ SHADER(pool, 3);
 SHADER(batchnorm, 6);
 #undef SHADER
 
+// t's strides seen from a shape of `rank` dims it broadcasts to.
+std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
+  std::vector<int64_t> s(static_cast<size_t>(rank), 0);
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] != 1) s[static_cast<size_t>(rank - t.ndim + d)] = t.strides[d];
+  return s;
+}
 
-// ---- dims collapsed for indexing ----
 
-// Tensors broadcast to one shape, with the dims that every tensor walks
-// contiguously merged and size-1 dims dropped: most calls end up with one
-// or two dims, whatever their rank.
-struct Layout {
-  std::vector<int64_t> shape;
-  std::vector<std::vector<int64_t>> strides;  // per tensor
-};
+}  // namespace
 
 Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector<int64_t>>& strides) {
   Layout l;
@@ -64,14 +64,7 @@ Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector
   return l;
 }
 
-// t's strides seen from a shape of `rank` dims it broadcasts to.
-std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
-  std::vector<int64_t> s(static_cast<size_t>(rank), 0);
-  for (int d = 0; d < t.ndim; ++d)
-    if (t.shape[d] != 1) s[static_cast<size_t>(rank - t.ndim + d)] = t.strides[d];
-  return s;
-}
-
+namespace {
 
 // ---- elementwise ----
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "backends/vulkan/device.h"
 
@@ -86,6 +87,15 @@ inline int32_t all_dense_f32(const graft_kernel_args* a, int min_rank) {
   return a->inputs[0].ndim >= min_rank;
 }
 
+// Tensors broadcast to one shape, with the dims that every tensor walks
+// contiguously merged and size-1 dims dropped: most calls end up with one
+// or two dims, whatever their rank.
+struct Layout {
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides;  // per tensor
+};
+Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector<int64_t>>& strides);
+
 // One kernel of the plugin, the ctx of its graft_kernel: one ABI function
 // pair serves them all.
 struct Entry {
@@ -104,5 +114,7 @@ std::span<const Entry> transformer_entries();
 
 // Adds every kernel to graft; false (with the message written) on failure.
 bool add_kernels(graft_host* host, char* message, size_t message_size);
+// Adds the fuser of vulkan:N (Note [Vulkan fuser], fuser.cpp).
+bool add_fuser(graft_host* host, char* message, size_t message_size);
 
 }  // namespace graft_vulkan

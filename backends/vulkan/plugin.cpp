@@ -243,7 +243,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
       });
     };
     if (host->add_device_type(host, &type, message, size) != GRAFT_OK) return GRAFT_ERROR;
-    return add_kernels(host, message, size) ? GRAFT_OK : GRAFT_ERROR;
+    return add_kernels(host, message, size) && add_fuser(host, message, size) ? GRAFT_OK : GRAFT_ERROR;
   } catch (const std::exception& e) {
     write_message(message, size, e.what());
     return GRAFT_ERROR;

@@ -5,6 +5,7 @@
 // keeps only its own branch.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
+#include "math.glsl"
 
 layout(constant_id = 1) const int OP = 0;
 layout(constant_id = 2) const int OUT_T = F32;
@@ -105,44 +106,21 @@ bool compare(uint ia, uint ib) {
   return r >= 0;
 }
 
-// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow.
-float tanh_of(float x) {
-  float e = exp(-2.0 * abs(x));
-  return sign(x) * (1.0 - e) / (1.0 + e);
-}
-
-// erf: its Taylor series near 0 (to x^11), Abramowitz and Stegun's 7.1.26
-// elsewhere (absolute error below 1.5e-7).
-float erf_of(float x) {
-  float ax = abs(x);
-  if (ax < 0.5) {
-    float x2 = x * x;
-    return x * (1.1283791671 + x2 * (-0.3761263890 + x2 * (0.1128379167 + x2 * (-0.0268661707 +
-                x2 * (0.0052239776 + x2 * -0.0008548327)))));
-  }
-  float t = 1.0 / (1.0 + 0.3275911 * ax);
-  float poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-  return sign(x) * (1.0 - poly * exp(-ax * ax));
-}
-
-// The argument of tanh in GELU's tanh form.
-float gelu_inner(float x) { return 0.7978845608 * (x + 0.044715 * x * x * x); }
-
 float unary(float x) {
   if (OP == NEG) return -x;
   if (OP == EXP) return exp(x);
   if (OP == LOG) return log(x);
   if (OP == SQRT) return sqrt(x);
   if (OP == ABS) return abs(x);
-  if (OP == RELU) return x > 0.0 ? x : (isnan(x) ? x : 0.0);
-  if (OP == SIGMOID) return 1.0 / (1.0 + exp(-x));
+  if (OP == RELU) return relu_of(x);
+  if (OP == SIGMOID) return sigmoid_of(x);
   if (OP == TANH) return tanh_of(x);
   if (OP == ERF) return erf_of(x);
-  if (OP == GELU) return 0.5 * x * (1.0 + erf_of(x * 0.7071067812));
-  if (OP == GELU_TANH) return 0.5 * x * (1.0 + tanh_of(gelu_inner(x)));
+  if (OP == GELU) return gelu_of(x);
+  if (OP == GELU_TANH) return gelu_tanh_of(x);
   if (OP == SIN) return sin(x);
   if (OP == COS) return cos(x);
-  if (OP == SIGN) return isnan(x) ? x : sign(x);
+  if (OP == SIGN) return sign_of(x);
   // CLAMP: NaN stays NaN.
   float y = x;
   if (p[40] != 0u && y < pf(36)) y = pf(36);
@@ -168,16 +146,8 @@ float binary(float x, float y) {
   if (OP == SUB) return x - y;
   if (OP == MUL) return x * y;
   if (OP == DIV) return x / y;
-  if (OP == POW) {
-    if (y == 0.0) return 1.0;
-    if (x < 0.0 && y == trunc(y)) {
-      float m = pow(-x, y);
-      return mod(y, 2.0) == 0.0 ? m : -m;
-    }
-    return pow(x, y);
-  }
-  if (isnan(x) || isnan(y)) return x + y;  // maximum and minimum propagate NaN
-  return OP == MAXIMUM ? max(x, y) : min(x, y);
+  if (OP == POW) return pow_of(x, y);
+  return OP == MAXIMUM ? maximum_of(x, y) : minimum_of(x, y);
 }
 
 // Two's complement negation of a 64-bit integer in (low, high) words.

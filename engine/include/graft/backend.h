@@ -131,11 +131,13 @@ std::vector<OpStats> dispatch_stats();
 void reset_dispatch_stats();
 
 // ---- fusion ----
-/// On a device with a fuser (graft-jit on the CPU), elementwise ops wait and
-/// run as one compiled kernel when their values are needed; GRAFT_JIT=0 or a
-/// BackendGuard without "jit" turns that off. Counters of the fusion layer
-/// ("ops recorded", "flushes", "fused calls", ...) and of the fusers ("jit:
-/// kernels compiled", ...), since the start.
+/// On a device with a fuser (graft-jit on the CPU, graft-vulkan's own on
+/// vulkan:N), elementwise ops wait and run as one compiled kernel when their
+/// values are needed. GRAFT_FUSION=0 turns every fuser off; GRAFT_JIT=0, or
+/// a BackendGuard without the fuser's backend, turns one off. Counters of the
+/// fusion layer ("ops recorded", "flushes", "fused calls", ...) and of the
+/// fusers ("jit: kernels compiled", "vulkan: shaders compiled", ...), since
+/// the start.
 std::vector<std::pair<std::string, double>> fusion_stats();
 
 }  // namespace graft

@@ -24,6 +24,12 @@ int fuser_backend(int16_t device_type);
 // min_cpu_elements() elements. Returns false when the caller must run it now.
 bool record(dispatch::OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const dispatch::Attrs& attrs);
 
+// Whether ops are fused at all: GRAFT_FUSION=0 turns every fuser off (CPU
+// and Vulkan alike); set_enabled changes it at run time (work already
+// pending is computed as usual).
+bool enabled();
+void set_enabled(bool on);
+
 // Note [Small expressions]: on the CPU an op with fewer output elements than
 // this runs at once (GRAFT_FUSION_MIN_ELEMENTS, default 1024; the tests set 1).
 int64_t min_cpu_elements();

@@ -249,6 +249,21 @@ std::atomic<int64_t>& min_elements() {
   return n;
 }
 
+// GRAFT_FUSION=0 turns every fuser off: ops run one by one, for comparisons and debugging.
+std::atomic<bool>& fusion_on() {
+  static std::atomic<bool> on = [] {
+    const char* env = std::getenv("GRAFT_FUSION");
+    if (!env || std::string(env) == "1") return true;
+    if (std::string(env) == "0") return false;
+    log(LogLevel::warn, std::string("GRAFT_FUSION='") + env + "' is neither 0 nor 1; fusion stays on");
+    return true;
+  }();
+  return on;
+}
+
+bool enabled() { return fusion_on().load(std::memory_order_relaxed); }
+void set_enabled(bool on) { fusion_on().store(on, std::memory_order_relaxed); }
+
 int64_t min_cpu_elements() { return min_elements().load(std::memory_order_relaxed); }
 void set_min_cpu_elements(int64_t n) { min_elements().store(std::max<int64_t>(n, 1), std::memory_order_relaxed); }
 
@@ -256,7 +271,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   State& s = state();
   Device device = out.device();
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
-  if (!f || tls_flushing || !is_elementwise(op) || !(allowed_backends() >> f->backend & 1) ||
+  if (!f || tls_flushing || !enabled() || !is_elementwise(op) || !(allowed_backends() >> f->backend & 1) ||
       Registry::get().left_out_of_order(f->backend))
     return false;
   TensorImpl* o = out.impl();

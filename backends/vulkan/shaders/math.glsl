@@ -1,0 +1,48 @@
+// The float math of graft's elementwise ops, as one op-by-op kernel
+// (elementwise.comp) and the fused kernels of graft-vulkan's fuser
+// (fuser.cpp, which embeds this text) both compute it: so a value is the
+// same whether its op ran alone or fused.
+
+// tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow.
+float tanh_of(float x) {
+  float e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// erf: its Taylor series near 0 (to x^11), Abramowitz and Stegun's 7.1.26
+// elsewhere (absolute error below 1.5e-7).
+float erf_of(float x) {
+  float ax = abs(x);
+  if (ax < 0.5) {
+    float x2 = x * x;
+    return x * (1.1283791671 + x2 * (-0.3761263890 + x2 * (0.1128379167 + x2 * (-0.0268661707 +
+                x2 * (0.0052239776 + x2 * -0.0008548327)))));
+  }
+  float t = 1.0 / (1.0 + 0.3275911 * ax);
+  float poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return sign(x) * (1.0 - poly * exp(-ax * ax));
+}
+
+// The argument of tanh in GELU's tanh form.
+float gelu_inner(float x) { return 0.7978845608 * (x + 0.044715 * x * x * x); }
+
+float relu_of(float x) { return x > 0.0 ? x : (isnan(x) ? x : 0.0); }
+float sigmoid_of(float x) { return 1.0 / (1.0 + exp(-x)); }
+float sign_of(float x) { return isnan(x) ? x : sign(x); }
+float gelu_of(float x) { return 0.5 * x * (1.0 + erf_of(x * 0.7071067812)); }
+float gelu_tanh_of(float x) { return 0.5 * x * (1.0 + tanh_of(gelu_inner(x))); }
+
+// C's pow for the cases GLSL's leaves undefined: x^0 = 1, and a negative
+// base with an integral exponent.
+float pow_of(float x, float y) {
+  if (y == 0.0) return 1.0;
+  if (x < 0.0 && y == trunc(y)) {
+    float m = pow(-x, y);
+    return mod(y, 2.0) == 0.0 ? m : -m;
+  }
+  return pow(x, y);
+}
+
+// maximum and minimum propagate NaN.
+float maximum_of(float x, float y) { return isnan(x) || isnan(y) ? x + y : max(x, y); }
+float minimum_of(float x, float y) { return isnan(x) || isnan(y) ? x + y : min(x, y); }
