@@ -5,13 +5,13 @@
 // here from the expression's nodes, compiled to SPIR-V by shaderc and cached
 // by its text, so two expressions of one structure share a shader and the
 // values that vary between calls (the scalars, offsets, shape and strides)
-// travel in the parameter block (a scalar as float32 bits, a bool one as 0
-// or 1).
+// travel in the parameter block.
 //
-// The shader computes in float32 and bool, as the op-by-op kernels do: the
-// float math is the very text of math.glsl, which elementwise.comp uses too,
-// so a value does not change when its op runs fused. Other dtypes (bfloat16,
-// the integers) are not claimed and run op by op.
+// The shader computes as the op-by-op kernels do: float math in float32, on
+// the very text of math.glsl, which elementwise.comp uses too, so a value
+// does not change when its op runs fused; bool, int32 and int64 values in
+// comparisons, where and conversions. What it does not claim (bfloat16,
+// integer arithmetic) runs op by op.
 //
 // Dims that every operand walks contiguously are merged first; then each
 // operand is read or written at one of three kinds of index, a part of the
@@ -39,17 +39,55 @@ namespace graft_vulkan {
 
 namespace {
 
-// What a fused value is in the shader.
-enum class Val { f32, boolean };
+// What a fused value is in the shader: float32, bool, int32, or int64 as
+// (low, high) words, compared and converted as elementwise.comp does.
+enum class Val { f32, boolean, i32, i64 };
 
 bool val_of_bit(int32_t bit, Val* v) {
-  if (bit == GRAFT_DTYPE_FLOAT32) *v = Val::f32;
-  else if (bit == GRAFT_DTYPE_BOOL) *v = Val::boolean;
-  else return false;
-  return true;
+  switch (bit) {
+    case GRAFT_DTYPE_FLOAT32:
+      *v = Val::f32;
+      return true;
+    case GRAFT_DTYPE_BOOL:
+      *v = Val::boolean;
+      return true;
+    case GRAFT_DTYPE_INT32:
+      *v = Val::i32;
+      return true;
+    case GRAFT_DTYPE_INT64:
+      *v = Val::i64;
+      return true;
+  }
+  return false;
 }
 
-const char* glsl_type(Val v) { return v == Val::f32 ? "float" : "bool"; }
+const char* glsl_type(Val v) {
+  const char* names[] = {"float", "bool", "int", "uvec2"};
+  return names[static_cast<int>(v)];
+}
+// The element type of a buffer of such values.
+const char* storage_type(Val v) {
+  const char* names[] = {"float", "uint8_t", "int", "uvec2"};
+  return names[static_cast<int>(v)];
+}
+
+// x (of type from) as a value of type to.
+std::string convert(Val from, Val to, const std::string& x) {
+  if (from == to) return x;
+  switch (to) {
+    case Val::f32:
+      return from == Val::boolean ? "(" + x + " ? 1.0 : 0.0)" : from == Val::i32 ? "float(" + x + ")" : "int64_to_float(" + x + ")";
+    case Val::boolean:
+      return "(" + x + (from == Val::f32 ? " != 0.0)" : from == Val::i32 ? " != 0)" : " != uvec2(0u))");
+    case Val::i32:
+      return from == Val::boolean ? "int(" + x + ")" : "int(" + convert(from, Val::i64, x) + ".x)";
+    case Val::i64:
+      return from == Val::f32     ? "float_to_int64(" + x + ")"
+             : from == Val::boolean ? "uvec2(" + x + " ? 1u : 0u, 0u)"
+                                    : "uvec2(uint(" + x + "), " + x + " < 0 ? 0xffffffffu : 0u)";
+  }
+  return x;
+}
 
 // The ops the fuser computes, and the GLSL of each on its arguments A, B, C.
 enum class Kind { math, compare, select, convert, clamp };
@@ -98,7 +136,7 @@ const OpCode* op_code(const char* name) {
   return nullptr;
 }
 
-// Math and clamp take and give float32; the rest also bool.
+// Math and clamp take and give float32; the rest every type.
 bool takes(const OpCode& c, Val v) { return v == Val::f32 || (c.kind != Kind::math && c.kind != Kind::clamp); }
 
 // Replaces A, B and C in pattern by the arguments' names.
@@ -167,7 +205,7 @@ class Call {
     // Parameter block: [0] elements, [1...] the dims, then per operand its
     // offset and its strides, then the scalars.
     size_t rank = layout_.shape.size(), operands = operands_.size();
-    params.assign(1 + rank + operands * (1 + rank) + static_cast<size_t>(a_.n_scalars), 0);
+    params.assign(1 + rank + operands * (1 + rank) + 2 * static_cast<size_t>(a_.n_scalars), 0);
     params[0] = static_cast<uint32_t>(numel(a_.outputs[0]));
     for (size_t d = 0; d < rank; ++d) params[1 + d] = static_cast<uint32_t>(layout_.shape[d]);
     std::vector<Index> index(operands);
@@ -178,12 +216,22 @@ class Call {
       index[k] = index_of(layout_.strides[k]);
     }
     scalars_at_ = 1 + rank + operands * (1 + rank);
-    for (int32_t k = 0; k < a_.n_scalars; ++k) params[scalars_at_ + static_cast<size_t>(k)] = bits(a_.scalars[k].f);
+    // Two words per scalar: an integer one's low and high words, any other's
+    // float32 bits.
+    std::vector<char> integer(static_cast<size_t>(a_.n_scalars), 0);
+    for (int32_t i = 0; i < a_.n_nodes; ++i)
+      if (std::strcmp(a_.nodes[i].op, "scalar") == 0)
+        integer[static_cast<size_t>(a_.nodes[i].index)] = vals_[static_cast<size_t>(i)] == Val::i32 || vals_[static_cast<size_t>(i)] == Val::i64;
+    for (int32_t k = 0; k < a_.n_scalars; ++k) {
+      auto word = static_cast<uint64_t>(a_.scalars[k].i);
+      params[scalars_at_ + 2 * static_cast<size_t>(k)] = integer[static_cast<size_t>(k)] ? static_cast<uint32_t>(word) : bits(a_.scalars[k].f);
+      params[scalars_at_ + 2 * static_cast<size_t>(k) + 1] = static_cast<uint32_t>(word >> 32);
+    }
     // Vector loads and stores: every operand float32, element i of each at
     // its offset + i (or repeated), the offsets on whole vec4s.
     vec4_ = true;
     for (size_t k = 0; k < operands; ++k)
-      vec4_ = vec4_ && !is_bool(k) && index[k] != Index::strided &&
+      vec4_ = vec4_ && val(k) == Val::f32 && index[k] != Index::strided &&
               (index[k] == Index::repeated || params[1 + rank + k * (1 + rank)] % 4 == 0);
     glsl = source(index, vec4_);
   }
@@ -286,7 +334,7 @@ class Call {
     for (size_t k = 0; k < operands_.size(); ++k) {
       std::string b = std::to_string(k + 1), access = k < inputs ? "readonly" : "writeonly";
       std::string head = "layout(std430, set = 0, binding = " + b + ") " + access + " buffer ";
-      s += head + "T" + b + " { " + (is_bool(k) ? "uint8_t" : "float") + " t" + b + "[]; };\n";
+      s += head + "T" + b + " { " + storage_type(val(k)) + " t" + b + "[]; };\n";
       if (vec4) s += head + "V" + b + " { vec4 t" + b + "_v[]; };\n";
     }
     auto offset = [&](size_t k) { return param(1 + rank + k * (1 + rank)); };
@@ -312,7 +360,7 @@ class Call {
       std::vector<std::string> load(inputs), store(operands_.size() - inputs);
       for (size_t k = 0; k < operands_.size(); ++k) {
         std::string element = "t" + std::to_string(k + 1) + "[" + at[k] + "]";
-        if (k < inputs) load[k] = is_bool(k) ? "uint(" + element + ") != 0u" : element;
+        if (k < inputs) load[k] = val(k) == Val::boolean ? "uint(" + element + ") != 0u" : element;
         else store[k - inputs] = element;
       }
       return text + nodes(load, store, indent);
@@ -337,8 +385,10 @@ class Call {
     return s + "    return;\n  }\n  for (; i < n; ++i) {\n" + scalar_body("    ") + "  }\n}\n";
   }
 
-  bool is_bool(size_t operand) const {
-    return graft::plugin_util::dtype_bit(operands_[operand]->dtype) == GRAFT_DTYPE_BOOL;
+  Val val(size_t operand) const {
+    Val v = Val::f32;
+    val_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(operands_[operand]->dtype)), &v);
+    return v;
   }
 
   // Every node as a statement that declares v<i>, then the outputs' stores;
@@ -362,8 +412,11 @@ class Call {
     std::string decl = std::string(glsl_type(v)) + " v" + std::to_string(i) + " = ";
     if (std::strcmp(n.op, "input") == 0) return decl + load[static_cast<size_t>(n.index)] + ";";
     if (std::strcmp(n.op, "scalar") == 0) {
-      std::string word = param(scalars_at_ + static_cast<size_t>(n.index));
-      return decl + "uintBitsToFloat(" + word + ")" + (v == Val::boolean ? " != 0.0" : "") + ";";
+      size_t at = scalars_at_ + 2 * static_cast<size_t>(n.index);
+      std::string low = param(at), value = v == Val::i64   ? "uvec2(" + low + ", " + param(at + 1) + ")"
+                                           : v == Val::i32 ? "int(" + low + ")"
+                                                           : "uintBitsToFloat(" + low + ")";
+      return decl + value + (v == Val::boolean ? " != 0.0" : "") + ";";
     }
     std::string args[3];
     for (int k = 0; k < n.n_args; ++k) args[k] = "v" + std::to_string(n.args[k]);
@@ -373,21 +426,19 @@ class Call {
       case Kind::select:
         return decl + substitute(c.glsl, args) + ";";
       case Kind::compare: {
-        bool on_bools = vals_[static_cast<size_t>(n.args[0])] == Val::boolean;
-        std::string x = on_bools ? "uint(" + args[0] + ")" : args[0], y = on_bools ? "uint(" + args[1] + ")" : args[1];
-        return decl + "(" + x + " " + c.glsl + " " + y + ");";
+        Val of = vals_[static_cast<size_t>(n.args[0])];
+        if (of == Val::i64) return decl + "(compare_int(" + args[0] + ", " + args[1] + ") " + c.glsl + " 0);";
+        if (of == Val::boolean) return decl + "(uint(" + args[0] + ") " + c.glsl + " uint(" + args[1] + "));";
+        return decl + "(" + args[0] + " " + c.glsl + " " + args[1] + ");";
       }
-      case Kind::convert: {
-        Val from = vals_[static_cast<size_t>(n.args[0])];
-        if (from == v) return decl + args[0] + ";";
-        return decl + (v == Val::f32 ? "(" + args[0] + " ? 1.0 : 0.0)" : "(" + args[0] + " != 0.0)") + ";";
-      }
+      case Kind::convert:
+        return decl + convert(vals_[static_cast<size_t>(n.args[0])], v, args[0]) + ";";
       case Kind::clamp: {
         // NaN stays NaN; the bounds are scalars, which of them exist part of the key.
         std::string name = "v" + std::to_string(i), text = decl + args[0] + ";";
         for (int bound = 0; bound < 2; ++bound) {
           if (!(n.flags >> bound & 1)) continue;
-          std::string b = "uintBitsToFloat(" + param(scalars_at_ + static_cast<size_t>(n.index + bound)) + ")";
+          std::string b = "uintBitsToFloat(" + param(scalars_at_ + 2 * static_cast<size_t>(n.index + bound)) + ")";
           text += " if (" + name + (bound == 0 ? " < " : " > ") + b + ") " + name + " = " + b + ";";
         }
         return text;

@@ -69,12 +69,6 @@ DECLARE_BUFFER(4, c)
 #define SHAPE 2
 #define TENSOR(t) (8 + 7 * (t))
 
-// Integers compare exactly: 64-bit ones by (signed high, unsigned low) words.
-int compare_int(uvec2 x, uvec2 y) {
-  if (x == y) return 0;
-  if (x.y != y.y) return int(x.y) < int(y.y) ? -1 : 1;
-  return x.x < y.x ? -1 : 1;
-}
 uvec2 a_int(uint i) {
   if (IN_T == I64) return a_l[i];
   if (IN_T == I32) return uvec2(a_u[i], int(a_u[i]) < 0 ? 0xffffffffu : 0u);
@@ -148,24 +142,6 @@ float binary(float x, float y) {
   if (OP == DIV) return x / y;
   if (OP == POW) return pow_of(x, y);
   return OP == MAXIMUM ? maximum_of(x, y) : minimum_of(x, y);
-}
-
-// Two's complement negation of a 64-bit integer in (low, high) words.
-uvec2 negate(uvec2 v) { return uvec2(~v.x + 1u, ~v.y + (v.x == 0u ? 1u : 0u)); }
-
-float int64_to_float(uvec2 v) {
-  bool negative = int(v.y) < 0;
-  if (negative) v = negate(v);
-  float f = float(v.y) * 4294967296.0 + float(v.x);
-  return negative ? -f : f;
-}
-
-// Truncates toward zero, as C++ does; exact for every float that fits.
-uvec2 float_to_int64(float v) {
-  float m = trunc(abs(v));
-  uint hi = uint(m / 4294967296.0);
-  uvec2 r = uvec2(uint(m - float(hi) * 4294967296.0), hi);
-  return v < 0.0 ? negate(r) : r;
 }
 
 // bfloat16: the upper half of a float's bits, rounded to nearest (ties to

@@ -1,4 +1,4 @@
-// The float math of graft's elementwise ops, as one op-by-op kernel
+// The math of graft's elementwise ops, as one op-by-op kernel
 // (elementwise.comp) and the fused kernels of graft-vulkan's fuser
 // (fuser.cpp, which embeds this text) both compute it: so a value is the
 // same whether its op ran alone or fused.
@@ -46,3 +46,28 @@ float pow_of(float x, float y) {
 // maximum and minimum propagate NaN.
 float maximum_of(float x, float y) { return isnan(x) || isnan(y) ? x + y : max(x, y); }
 float minimum_of(float x, float y) { return isnan(x) || isnan(y) ? x + y : min(x, y); }
+
+// Integers compare exactly: 64-bit ones by (signed high, unsigned low) words.
+int compare_int(uvec2 x, uvec2 y) {
+  if (x == y) return 0;
+  if (x.y != y.y) return int(x.y) < int(y.y) ? -1 : 1;
+  return x.x < y.x ? -1 : 1;
+}
+
+// Two's complement negation of a 64-bit integer in (low, high) words.
+uvec2 negate(uvec2 v) { return uvec2(~v.x + 1u, ~v.y + (v.x == 0u ? 1u : 0u)); }
+
+float int64_to_float(uvec2 v) {
+  bool negative = int(v.y) < 0;
+  if (negative) v = negate(v);
+  float f = float(v.y) * 4294967296.0 + float(v.x);
+  return negative ? -f : f;
+}
+
+// Truncates toward zero, as C++ does; exact for every float that fits.
+uvec2 float_to_int64(float v) {
+  float m = trunc(abs(v));
+  uint hi = uint(m / 4294967296.0);
+  uvec2 r = uvec2(uint(m - float(hi) * 4294967296.0), hi);
+  return v < 0.0 ? negate(r) : r;
+}
