@@ -12,6 +12,7 @@
 
 #include "core/tensor_impl.h"
 #include "dispatch/registry.h"
+#include "fusion/fusion.h"
 #include "graft/backend.h"
 #include "graft/log.h"
 
@@ -111,6 +112,9 @@ void run_on_host(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out,
     }
     set_allowed_backends(saved);
   }
+  // The host's result may still be pending (an output that is not fresh is
+  // written in place by the CPU's fuser, Note [In-place fusion]).
+  fusion::materialize(*host_out.impl(), fusion::Access::read);
   if (out_storage.nbytes > 0)
     out_storage.backend->copy_from_host(out_storage.data, host_out.impl()->storage->data, out_storage.nbytes,
                                         out_storage.device.index());

@@ -267,6 +267,23 @@ void set_enabled(bool on) { fusion_on().store(on, std::memory_order_relaxed); }
 int64_t min_cpu_elements() { return min_elements().load(std::memory_order_relaxed); }
 void set_min_cpu_elements(int64_t n) { min_elements().store(std::max<int64_t>(n, 1), std::memory_order_relaxed); }
 
+// Note [In-place fusion]
+// An elementwise op that writes an existing tensor in place (a.mul_(b), a
+// copy_ or fill_ into it, a running statistic's update) waits too, when the
+// tensor is a whole contiguous view at offset 0:
+//  - when no pending work touches its storage, the node reads the old
+//    values (an input, read only by this node) and its value is written back
+//    over them, element for element, by the fused call that computes it;
+//  - when the storage is this thread's pending value (the node of an earlier
+//    in-place op, or a fresh value, in the same view), the new node reads
+//    that node and takes over the storage: only the last value is written.
+//    This holds only while no other node reads the earlier one; otherwise
+//    the earlier one could be recomputed, from the overwritten memory, in a
+//    later fused call.
+// Anything else (the storage read by pending work, pending in another
+// thread, another view) runs the op at once, after materialize has computed
+// what it must. Either way every reader sees the memory as op-by-op runs
+// would leave it.
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
   State& s = state();
   Device device = out.device();
@@ -277,27 +294,37 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   TensorImpl* o = out.impl();
   if (device.is_cpu() && o->numel < min_cpu_elements()) return false;
   Storage& result = *o->storage;
-  // Only a fresh tensor's memory may wait: nothing else may see it.
-  if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || o->storage.use_count() != 1 ||
-      result.exposed.load(std::memory_order_relaxed) || result.fusion_writer.load(std::memory_order_relaxed) ||
-      result.fusion_readers.load(std::memory_order_relaxed) || !fuser_takes(*f, op, o->dtype))
-    return false;
-  for (int i = 0; i < n_inputs; ++i)
-    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
-        inputs[i].impl()->storage == o->storage)
-      return false;
-
+  if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || !fuser_takes(*f, op, o->dtype)) return false;
+  // A fresh tensor's memory may wait: nothing else can see it. Any other
+  // output is written in place (Note [In-place fusion]).
+  bool fresh = o->storage.use_count() == 1 && !result.exposed.load(std::memory_order_relaxed) &&
+               !result.fusion_writer.load(std::memory_order_relaxed) &&
+               !result.fusion_readers.load(std::memory_order_relaxed);
   Pending& mine = tls_pending.get();
+  if (!fresh && result.fusion_readers.load(std::memory_order_acquire) &&
+      result.fusion_writer.load(std::memory_order_acquire) != &mine)
+    return false;  // read by pending work, which needs the old values
+  for (int i = 0; i < n_inputs; ++i) {
+    const TensorImpl* in = inputs[i].impl();
+    bool same_view = in->storage == o->storage && in->offset == 0 && in->dtype == o->dtype && in->sizes == o->sizes &&
+                     inputs[i].is_contiguous();
+    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
+        (in->storage == o->storage && (fresh || !same_view)))
+      return false;
+  }
+
   // An operand pending in another thread's list is computed there first,
   // before this thread's lock is taken (Note [Fusion locking]). The operands
   // stay referenced here, so no other thread can make them pending again.
-  for (int i = 0; i < n_inputs; ++i) {
-    auto* writer = static_cast<Pending*>(inputs[i].impl()->storage->fusion_writer.load(std::memory_order_acquire));
+  auto flush_writer = [&](const Storage& st) {
+    auto* writer = static_cast<Pending*>(st.fusion_writer.load(std::memory_order_acquire));
     if (writer && writer != &mine) {
       std::lock_guard lock(writer->mutex);
       flush_list(s, *writer);
     }
-  }
+  };
+  for (int i = 0; i < n_inputs; ++i) flush_writer(*inputs[i].impl()->storage);
+  if (!fresh) flush_writer(result);
   std::lock_guard lock(mine.mutex);
   // One that is a view of a value pending here, a full expression or another
   // device's pending work: compute what is pending here first.
@@ -311,7 +338,17 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     flush_first = flush_first || in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape ||
                   !inputs[i].is_contiguous();
   }
-  if (flush_first) flush_list(s, mine);
+  // In place over a value pending here: it must be this view's, and read by no other node.
+  bool takes_over = !fresh && result.fusion_writer.load(std::memory_order_relaxed) == &mine;
+  if (takes_over) {
+    const Node& producer = mine.nodes[static_cast<size_t>(result.fusion_node)];
+    flush_first = flush_first || producer.read || producer.dtype != o->dtype || producer.shape != o->sizes;
+  }
+  if (flush_first) {
+    flush_list(s, mine);
+    takes_over = false;
+  }
+  if (!fresh && !takes_over && result.fusion_readers.load(std::memory_order_relaxed)) return false;
 
   Node node{op, o->dtype, o->sizes, attrs, n_inputs, {}, o->storage};
   for (int i = 0; i < n_inputs; ++i) {
@@ -319,6 +356,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     Storage& st = *in->storage;
     if (st.fusion_writer.load(std::memory_order_relaxed) == &mine) {
       node.args[static_cast<size_t>(i)] = st.fusion_node;
+      if (&st != &result) mine.nodes[static_cast<size_t>(st.fusion_node)].read = true;
       continue;
     }
     auto same = [&](const Input& x) {
@@ -333,7 +371,10 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     }
     node.args[static_cast<size_t>(i)] = -static_cast<int>(it - mine.inputs.begin()) - 1;
   }
-  result.release_memory();  // given back until the value is computed, and then only if still needed
+  if (fresh)
+    result.release_memory();  // given back until the value is computed, and then only if still needed
+  else if (takes_over)
+    mine.nodes[static_cast<size_t>(result.fusion_node)].out.reset();  // only the last value is written
   result.fusion_node = static_cast<int32_t>(mine.nodes.size());
   result.fusion_writer.store(&mine, std::memory_order_release);
   mine.nodes.push_back(std::move(node));

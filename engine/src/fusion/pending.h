@@ -43,6 +43,7 @@ struct Node {
   int n_args = 0;
   std::array<int, 3> args{};   // a node (>= 0) or an input, -(input + 1)
   std::weak_ptr<Storage> out;  // the tensor waiting for the value
+  bool read = false;           // an argument of a later node (Note [In-place fusion])
 };
 
 // One thread's pending work (Note [Fusion]: each thread's flushes fall by
