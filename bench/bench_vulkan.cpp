@@ -6,11 +6,12 @@
 //     necessary traffic and share of the copy bandwidth), on vulkan:0, on
 //     graft-onednn and on the reference backend;
 //   - a chain of 8 elementwise ops over 16M floats on vulkan:0, fused into
-//     one shader (Note [Vulkan fuser]) and op by op, side by side;
+//     one shader (Note [Vulkan fuser]) and op by op (target 3: vulkan:0 with
+//     fusion off), side by side;
 //   - the MLP 784-256-256-10 SGD step (batch 64 and 256) and graft-train's
 //     CNN step (batch 64, Adam) on each, with the Vulkan submits and waits
-//     per step and any op that fell back to the host; graft-train's GPT step
-//     likewise, with tokens/s.
+//     per step and any op that fell back to the host, on vulkan:0 fused and
+//     op by op too; graft-train's GPT step likewise, with tokens/s.
 // Each timed iteration ends with graft::synchronize while its results are
 // still held, so a device's queued work is inside the time (a pending
 // value nobody holds is never computed).
@@ -33,7 +34,8 @@ namespace nn = graft::nn;
 
 namespace {
 
-enum Target : int64_t { kVulkan = 0, kOnednn = 1, kReference = 2 };
+// kVulkanOpByOp: vulkan:0 with fusion off, every op its own dispatch.
+enum Target : int64_t { kVulkan = 0, kOnednn = 1, kReference = 2, kVulkanOpByOp = 3 };
 
 const graft::PluginInfo* vulkan_plugin() {
   static std::vector<graft::PluginInfo> list = graft::plugins();
@@ -68,19 +70,25 @@ std::pair<double, double> peak() {
   return p;
 }
 
+bool on_vulkan(int64_t target) { return target == kVulkan || target == kVulkanOpByOp; }
+
 // Where a target runs, and the backends it may use.
 struct On {
   graft::Device device;
   std::optional<graft::BackendGuard> guard;
-  explicit On(int64_t target) : device(target == kVulkan ? "vulkan:0" : "cpu") {
+  explicit On(int64_t target) : device(on_vulkan(target) ? "vulkan:0" : "cpu") {
     if (target == kOnednn) guard.emplace(std::vector<std::string>{"onednn", "reference"});
     if (target == kReference) guard.emplace(std::vector<std::string>{"reference"});
+    graft::fusion::set_enabled(target != kVulkanOpByOp);
   }
+  ~On() { graft::fusion::set_enabled(true); }
+  On(const On&) = delete;
+  On& operator=(const On&) = delete;
   void sync() const { graft::synchronize(device.str()); }
 };
 
 bool skip(benchmark::State& state, int64_t target) {
-  if (target == kVulkan && !vulkan_plugin()) {
+  if (on_vulkan(target) && !vulkan_plugin()) {
     state.SkipWithError("graft-vulkan is not loaded (see graft-info)");
     return true;
   }
@@ -149,20 +157,19 @@ void BM_Add16M(benchmark::State& state) {
   state.counters["GB/s"] = gbps;
   if (target == kVulkan && peak().second > 0) state.counters["of_peak"] = gbps / peak().second;
 }
-BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Eight elementwise ops over 16M floats on vulkan:0; x and y are read, one
-// result is written. fused:1 runs them as one generated shader, fused:0 as
-// eight dispatches of elementwise.comp; the repetitions alternate the two.
+// result is written: as one generated shader (target 0) and as ten
+// dispatches of elementwise.comp (target 3: eight ops and two scalar fills).
 void BM_Chain8(benchmark::State& state) {
-  bool fused = state.range(0) != 0;
-  if (skip(state, kVulkan)) return;
-  On on(kVulkan);
+  int64_t target = state.range(0);
+  if (skip(state, target)) return;
+  On on(target);
   const int64_t n = int64_t{1} << 24;
   graft::manual_seed(0);
   Tensor x = graft::randn({n}).to(on.device), y = graft::randn({n}).to(on.device);
   graft::NoGradGuard no_grad;
-  graft::fusion::set_enabled(fused);
   uint64_t dispatches = 0;
   auto chain = [&] {
     uint64_t before = vulkan_stat("dispatches");
@@ -174,11 +181,10 @@ void BM_Chain8(benchmark::State& state) {
   chain();  // compiled, and the device's blocks touched once
   Timer timer;
   for (auto _ : state) chain();
-  graft::fusion::set_enabled(true);
   state.counters["GB/s"] = 12.0 * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
   state.counters["dispatches"] = double(dispatches);
 }
-BENCHMARK(BM_Chain8)->ArgName("fused")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Chain8)->ArgName("target")->Arg(kVulkan)->Arg(kVulkanOpByOp)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Times step() after one untimed run, with the host fallbacks and, on
 // vulkan:0, the submits, waits and dispatches per step.
@@ -194,7 +200,7 @@ void time_steps(benchmark::State& state, int64_t target, const On& on, Step step
   for (auto _ : state) synced();
   auto per_step = [&](double v) { return v / double(state.iterations()); };
   state.counters["fallbacks/step"] = per_step(double(fallbacks()));
-  if (target == kVulkan) {
+  if (on_vulkan(target)) {
     state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
     state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
     state.counters["dispatches/step"] = per_step(double(vulkan_stat("dispatches") - dispatches));
@@ -224,7 +230,7 @@ void BM_MLPStep(benchmark::State& state) {
                                  graft::optim::SGDOptions{.lr = 0.01, .momentum = 0.9}, {state.range(0), 784});
 }
 BENCHMARK(BM_MLPStep)
-    ->ArgsProduct({{64, 256}, {kVulkan, kOnednn, kReference}})
+    ->ArgsProduct({{64, 256}, {kVulkan, kVulkanOpByOp, kOnednn, kReference}})
     ->ArgNames({"batch", "target"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
@@ -234,7 +240,7 @@ void BM_CNNStep(benchmark::State& state) {
   train_steps<graft::optim::Adam>(state, state.range(0), graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3},
                                   {64, 1, 28, 28});
 }
-BENCHMARK(BM_CNNStep)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CNNStep)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // graft-train's GPT step at its defaults (batch 12, context 64, 4 layers, 4
 // heads, width 128, AdamW, gradient clipping), with tokens/s.
@@ -259,7 +265,7 @@ void BM_GPTStep(benchmark::State& state) {
   });
   state.counters["tokens/s"] = benchmark::Counter(double(state.iterations()) * 768, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GPTStep)->DenseRange(kVulkan, kReference)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GPTStep)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

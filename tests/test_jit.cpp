@@ -509,3 +509,23 @@ TEST(JitOff, DISABLED_GraftJitZeroTurnsFusionOff) {
   expect_values((x * 0 + 1.0).exp(), std::vector<double>(10, std::exp(1.0)), 1e-6);
   EXPECT_EQ(stat("ops recorded"), 0);
 }
+
+// Disabled in the normal run; ctest's fusion_turned_off runs it with
+// GRAFT_FUSION=0, and fusion_bad_env with a value that is neither 0 nor 1.
+TEST(FusionOff, DISABLED_GraftFusionZeroTurnsEveryFuserOff) {
+  const char* v = std::getenv("GRAFT_FUSION");
+  ASSERT_TRUE(v) << "run with GRAFT_FUSION set";
+  bool off = std::string(v) == "0";
+  EXPECT_EQ(fusion::enabled(), !off);
+  EXPECT_TRUE(loaded("jit")) << "the fusers still load; they are only not used";
+  for (Device d : fused_devices()) {
+    SCOPED_TRACE(d.str());
+    double recorded = stat("ops recorded");
+    Tensor x = tensor({-1.f, 0.f, 2.f}).to(d);
+    Tensor y = ((x * 2.0 + 1.0).relu() - 1.0).exp();
+    y.mul_(2.0);
+    expect_values(y.cpu(), {2 * std::exp(-1.0), 2.0, 2 * std::exp(4.0)}, 1e-5);
+    if (off) EXPECT_EQ(stat("ops recorded"), recorded) << "nothing is fused";
+    else EXPECT_GT(stat("ops recorded"), recorded);
+  }
+}

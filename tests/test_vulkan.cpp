@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 
+#include "fusion/fusion.h"
 #include "helpers.h"
 #include "opcases.h"
 #include "tools/train/models.h"
@@ -122,6 +124,49 @@ TEST_F(Vulkan, ATrainingStepStaysOnTheDeviceInAFewSubmits) {
   EXPECT_LE(stat("submits") - submits, 8u * steps);
   EXPECT_LE(stat("waits") - waits, 8u * steps);
   for (const Tensor& p : model.parameters()) EXPECT_EQ(p.device(), device_);
+}
+
+// Note [Vulkan fuser]: the elementwise ops of a training step run as
+// generated shaders, forward, backward and in-place updates (batch norm's
+// running statistics), with fewer dispatches and the same losses.
+TEST_F(Vulkan, FusionCutsTheDispatchesOfTrainingSteps) {
+  struct Case {
+    const char* name;
+    std::function<nn::Sequential()> model;
+    std::vector<int64_t> input;
+    double most;  // dispatches fused, at most this share of op by op
+  };
+  const Case cases[] = {{"MLP", [] { return models::mlp(256, 256); }, {16, 784}, 0.80},
+                        {"CNN", [] { return models::cnn(); }, {8, 1, 28, 28}, 0.70}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::map<bool, std::pair<uint64_t, std::vector<double>>> runs;  // fused -> dispatches per step, losses
+    for (bool fused : {true, false}) {
+      fusion::set_enabled(fused);
+      manual_seed(5);
+      nn::Sequential model = c.model();
+      model.to(device_);
+      optim::Adam opt(model.parameters(), {.lr = 1e-3});
+      Tensor x = randn(c.input).to(device_), y = (rand({c.input[0]}) * 10).to(kInt64).to(device_);
+      auto step = [&] {
+        opt.zero_grad();
+        Tensor loss = F::cross_entropy(model(x), y);
+        loss.backward();
+        opt.step();
+        runs[fused].second.push_back(loss.item<double>());
+        synchronize("vulkan:0");
+      };
+      step();
+      uint64_t before = stat("dispatches");
+      step();
+      runs[fused].first = stat("dispatches") - before;
+    }
+    fusion::set_enabled(true);
+    auto [fused, losses] = runs[true];
+    auto [op_by_op, want] = runs[false];
+    EXPECT_LE(double(fused), c.most * double(op_by_op)) << fused << " dispatches fused, " << op_by_op << " op by op";
+    expect_near(losses, want, 1e-5);
+  }
 }
 
 TEST_F(Vulkan, DependentDispatchesAcrossManyBatchesKeepTheirOrder) {

@@ -91,7 +91,7 @@ stage cross-backend 75 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bund
   --gtest_filter='Dtypes/Backends.*'
 figures "^\[  (PASSED|FAILED) "
 
-stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0' \
+stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0|Chain8' \
   --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
 figures "^BM_"
 
