@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("graft threads", std::to_string(graft::get_num_threads()));
   for (const graft::DeviceInfo& d : graft::device_info())
     if (d.device == "vulkan:0") benchmark::AddCustomContext("vulkan:0", d.name);
-  benchmark::AddCustomContext("targets", "0 vulkan:0, 1 graft-onednn, 2 reference");
+  benchmark::AddCustomContext("targets", "0 vulkan:0, 1 graft-onednn, 2 reference, 3 vulkan:0 op by op (fusion off)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
