@@ -88,7 +88,7 @@ fi
 figures "^\[  (PASSED|FAILED|SKIPPED) "
 
 stage cross-backend 75 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bundle/bin/test_backends" \
-  --gtest_filter='Dtypes/Backends.*'
+  --gtest_filter='Dtypes/Backends.*:Backends.*Vulkan*'
 figures "^\[  (PASSED|FAILED) "
 
 stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0|Chain8' \
