@@ -5,6 +5,9 @@
 //   - matmul (GFLOP/s and share of that peak) and a 16M-element add (GB/s of
 //     necessary traffic and share of the copy bandwidth), on vulkan:0, on
 //     graft-onednn and on the reference backend;
+//   - on vulkan:0, matmul at "medium" precision beside "highest" (Note
+//     [Cooperative matrices]), against the float16 rate of cooperative
+//     matrices where the device has them;
 //   - a chain of 8 elementwise ops over 16M floats on vulkan:0, fused into
 //     one shader (Note [Vulkan fuser]) and op by op (target 3: vulkan:0 with
 //     fusion off), side by side;
@@ -107,6 +110,27 @@ uint64_t fallbacks() {
   return n;
 }
 
+// The rate of float16 products on cooperative matrices, once per run; 0
+// where the device has none.
+double coop_peak() {
+  static double peak = [] {
+    double r = 0;
+    if (auto* fn = plugin_symbol<int32_t(int32_t, double*)>("graft_vulkan_peak_coop")) fn(0, &r);
+    return r;
+  }();
+  return peak;
+}
+
+// A CPU driver takes minutes for a 4096³ product.
+bool too_big_for_a_cpu_driver(benchmark::State& state, int64_t n) {
+  for (const graft::DeviceInfo& d : graft::device_info())
+    if (d.device == "vulkan:0" && d.name.find("llvmpipe") != std::string::npos && n >= 4096) {
+      state.SkipWithError("4096³ takes minutes on lavapipe");
+      return true;
+    }
+  return false;
+}
+
 void BM_DevicePeak(benchmark::State& state) {
   if (skip(state, kVulkan)) return;
   for (auto _ : state) benchmark::DoNotOptimize(peak());
@@ -138,6 +162,48 @@ BENCHMARK(BM_Matmul)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Note [Cooperative matrices]: the float16 rate of cooperative matrices.
+void BM_CoopPeak(benchmark::State& state) {
+  if (skip(state, kVulkan)) return;
+  for (auto _ : state) benchmark::DoNotOptimize(coop_peak());
+  if (coop_peak() == 0) {
+    state.SkipWithError("vulkan:0 has no cooperative matrices (VK_NV_cooperative_matrix)");
+    return;
+  }
+  state.counters["f16_GFLOP/s"] = coop_peak();
+}
+BENCHMARK(BM_CoopPeak)->Iterations(1);
+
+// Float32 matmul on vulkan:0 at "medium" precision (float16 products on
+// cooperative matrices where the device has them) and at "highest", side by
+// side, as shares of the float16 and the float32 peaks.
+void BM_MatmulPrecision(benchmark::State& state) {
+  int64_t n = state.range(0);
+  bool medium = state.range(1) != 0;
+  if (skip(state, kVulkan) || too_big_for_a_cpu_driver(state, n)) return;
+  On on(kVulkan);
+  graft::set_float32_matmul_precision(medium ? "medium" : "highest");
+  Tensor a = graft::full({n, n}, 0.5).to(on.device), b = graft::full({n, n}, 0.25).to(on.device);
+  auto product = [&] {
+    Tensor c = a.matmul(b);
+    on.sync();
+    benchmark::DoNotOptimize(c.impl());
+  };
+  product();
+  Timer timer;
+  for (auto _ : state) product();
+  graft::set_float32_matmul_precision("highest");
+  double gflops = 2.0 * double(n) * double(n) * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
+  state.counters["GFLOP/s"] = gflops;
+  if (peak().first > 0) state.counters["of_f32_peak"] = gflops / peak().first;
+  if (medium && coop_peak() > 0) state.counters["of_f16_peak"] = gflops / coop_peak();
+}
+BENCHMARK(BM_MatmulPrecision)
+    ->ArgsProduct({{1024, 4096}, {1, 0}})
+    ->ArgNames({"n", "medium"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_Add16M(benchmark::State& state) {
   int64_t target = state.range(0);
   if (skip(state, target)) return;
@@ -157,7 +223,11 @@ void BM_Add16M(benchmark::State& state) {
   state.counters["GB/s"] = gbps;
   if (target == kVulkan && peak().second > 0) state.counters["of_peak"] = gbps / peak().second;
 }
-BENCHMARK(BM_Add16M)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Add16M)
+    ->DenseRange(kVulkan, kVulkanOpByOp)
+    ->ArgName("target")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Eight elementwise ops over 16M floats on vulkan:0; x and y are read, one
 // result is written: as one generated shader (target 0) and as ten
@@ -240,7 +310,11 @@ void BM_CNNStep(benchmark::State& state) {
   train_steps<graft::optim::Adam>(state, state.range(0), graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3},
                                   {64, 1, 28, 28});
 }
-BENCHMARK(BM_CNNStep)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CNNStep)
+    ->DenseRange(kVulkan, kVulkanOpByOp)
+    ->ArgName("target")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // graft-train's GPT step at its defaults (batch 12, context 64, 4 layers, 4
 // heads, width 128, AdamW, gradient clipping), with tokens/s.
@@ -265,7 +339,11 @@ void BM_GPTStep(benchmark::State& state) {
   });
   state.counters["tokens/s"] = benchmark::Counter(double(state.iterations()) * 768, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GPTStep)->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GPTStep)
+    ->DenseRange(kVulkan, kVulkanOpByOp)
+    ->ArgName("target")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -206,3 +206,19 @@ TEST(Environment, DISABLED_GraftNumThreadsSetsTheThreadCount) {
   else
     EXPECT_EQ(get_num_threads(), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
+
+TEST(Settings, Float32MatmulPrecisionTakesPyTorchsValuesOnly) {
+  EXPECT_EQ(float32_matmul_precision(), "highest");
+  for (const char* p : {"medium", "high", "highest"}) {
+    set_float32_matmul_precision(p);
+    EXPECT_EQ(float32_matmul_precision(), p);
+  }
+  EXPECT_GRAFT_ERROR(set_float32_matmul_precision("low"), "set_float32_matmul_precision", "'low'", "\"medium\"");
+  EXPECT_EQ(float32_matmul_precision(), "highest") << "a bad value changes nothing";
+  // Every precision gives a float32 product on the CPU's backends.
+  Tensor a = randn({8, 5}), b = randn({5, 3});
+  Tensor exact = a.matmul(b);
+  set_float32_matmul_precision("medium");
+  expect_values(a.matmul(b), exact.to_vector<double>(), 1e-6);
+  set_float32_matmul_precision("highest");
+}

@@ -525,7 +525,9 @@ TEST(FusionOff, DISABLED_GraftFusionZeroTurnsEveryFuserOff) {
     Tensor y = ((x * 2.0 + 1.0).relu() - 1.0).exp();
     y.mul_(2.0);
     expect_values(y.cpu(), {2 * std::exp(-1.0), 2.0, 2 * std::exp(4.0)}, 1e-5);
-    if (off) EXPECT_EQ(stat("ops recorded"), recorded) << "nothing is fused";
-    else EXPECT_GT(stat("ops recorded"), recorded);
+    if (off)
+      EXPECT_EQ(stat("ops recorded"), recorded) << "nothing is fused";
+    else
+      EXPECT_GT(stat("ops recorded"), recorded);
   }
 }

@@ -169,6 +169,57 @@ TEST_F(Vulkan, FusionCutsTheDispatchesOfTrainingSteps) {
   }
 }
 
+// More tensors in one fused expression than a shader may bind (lavapipe
+// allows 32 storage buffers, one of them the parameter block): graft-vulkan
+// splits it by outputs. On a device with more bindings it is one dispatch.
+TEST_F(Vulkan, AFusedExpressionWiderThanTheBindingsRunsAsSeveralDispatches) {
+  auto failed = [] {
+    for (const auto& [name, value] : fusion_stats())
+      if (name == "failed flushes run op by op") return value;
+    return -1.0;
+  };
+  double failed_before = failed();
+  std::vector<Tensor> xs, ys;
+  for (int i = 0; i < 21; ++i) xs.push_back(full({100}, double(i)).to(device_));
+  synchronize("vulkan:0");
+  uint64_t before = stat("dispatches");
+  for (int i = 0; i < 20; ++i) ys.push_back(xs[i] * 2.0 + xs[i + 1]);  // 21 inputs and 20 outputs
+  synchronize("vulkan:0");
+  uint64_t most = stat("storage_buffers_per_shader") - 1, tensors = 41;
+  uint64_t least = (tensors + most - 1) / most;
+  EXPECT_GE(stat("dispatches") - before, least);
+  EXPECT_LE(stat("dispatches") - before, least + 1);
+  EXPECT_EQ(failed(), failed_before) << "the expression ran fused";
+  for (int i = 0; i < 20; ++i) expect_values(ys[i].cpu(), std::vector<double>(100, 3.0 * i + 1), 0);
+}
+
+// Note [Cooperative matrices]: with "medium" precision a float32 matmul
+// runs on cooperative matrices (float16 products, float32 sums) where the
+// device has them and the path passed its check there. lavapipe has none:
+// there the product stays float32, and the test says it skipped the path.
+TEST_F(Vulkan, MediumPrecisionMatmulRunsOnCooperativeMatricesWhereTheDeviceHasThem) {
+  ASSERT_EQ(float32_matmul_precision(), "highest") << "the default";
+  manual_seed(2);
+  Tensor a = randn({3, 70, 50}), b = randn({3, 50, 90});
+  Tensor want = a.matmul(b);
+  set_float32_matmul_precision("medium");
+  Tensor got = a.to(device_).matmul(b.to(device_)).cpu();
+  set_float32_matmul_precision("highest");
+  const char* states[] = {"none on this device", "the path passed its check", "the path failed its check",
+                          "not checked"};
+  uint64_t state = stat("cooperative_matrix");
+  ASSERT_LT(state, 4u);
+  std::cout << "cooperative matrices on vulkan:0: " << states[state] << "\n";
+  double largest = want.abs().max().item<double>(), error = (got - want).abs().max().item<double>();
+  if (state == 0) {
+    EXPECT_LE(error, 1e-5 * largest) << "float32 throughout";
+    GTEST_SKIP() << "vulkan:0 has no VK_NV_cooperative_matrix with 16x16x16 float16 products (lavapipe has none): "
+                    "the cooperative-matrix path did not run";
+  }
+  EXPECT_EQ(state, 1u) << "the path's check failed on this device (its reason is on stderr)";
+  EXPECT_LE(error, 1e-2 * largest) << "float16 inputs, float32 sums";
+}
+
 TEST_F(Vulkan, DependentDispatchesAcrossManyBatchesKeepTheirOrder) {
   // More dispatches than one batch holds, each reading what the one before
   // wrote, in place and through freed and reused memory.

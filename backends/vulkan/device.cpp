@@ -17,6 +17,37 @@ constexpr uint32_t kSetsPerPool = 256;
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 bool overlaps(const Access& a, const Access& b) { return a.begin < b.end && b.begin < a.end; }
+
+// Whether the device has what matmul_coop.comp needs (Note [Cooperative
+// matrices] in kernels.cpp); subgroup is its subgroup properties.
+bool offers_cooperative_matrix(VkPhysicalDevice physical, const VkPhysicalDeviceSubgroupProperties& subgroup,
+                               const VkPhysicalDeviceLimits& limits) {
+  uint32_t n = 0;
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> extensions(n);
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &n, extensions.data());
+  bool listed = std::any_of(extensions.begin(), extensions.end(), [](const VkExtensionProperties& e) {
+    return std::strcmp(e.extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+  });
+  if (!listed || !vkGetPhysicalDeviceCooperativeMatrixPropertiesNV) return false;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, &coop};
+  VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f12};
+  vkGetPhysicalDeviceFeatures2(physical, &features);
+  if (!coop.cooperativeMatrix || !f12.shaderFloat16 || !f12.vulkanMemoryModel) return false;
+  if (subgroup.subgroupSize != 32 || !(subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+      limits.maxComputeWorkGroupInvocations < 128 || limits.maxComputeSharedMemorySize < 64 * 32 * 2 * 2 + 64 * 64 * 4)
+    return false;
+  n = 0;
+  vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical, &n, nullptr);
+  std::vector<VkCooperativeMatrixPropertiesNV> shapes(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical, &n, shapes.data());
+  return std::any_of(shapes.begin(), shapes.end(), [](const VkCooperativeMatrixPropertiesNV& s) {
+    return s.MSize == 16 && s.NSize == 16 && s.KSize == 16 && s.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+           s.BType == VK_COMPONENT_TYPE_FLOAT16_NV && s.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+           s.DType == VK_COMPONENT_TYPE_FLOAT32_NV && s.scope == VK_SCOPE_SUBGROUP_NV;
+  });
+}
 }  // namespace
 
 const char* result_name(VkResult r) {
@@ -57,7 +88,9 @@ void check(VkResult r, const char* what) {
 }
 
 Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
-  VkPhysicalDeviceMaintenance3Properties maintenance3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceMaintenance3Properties maintenance3{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
+                                                      &subgroup};
   VkPhysicalDeviceProperties2 props2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &maintenance3};
   vkGetPhysicalDeviceProperties2(physical, &props2);
   props_ = props2.properties;
@@ -81,12 +114,22 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   queue_info.queueFamilyIndex = queue_family_;
   queue_info.queueCount = 1;
   queue_info.pQueuePriorities = &priority;
-  VkPhysicalDeviceVulkan12Features features12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+  coop_ = offers_cooperative_matrix(physical, subgroup, props_.limits);
+  if (!coop_) coop_state_ = 0;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  coop.cooperativeMatrix = VK_TRUE;
+  VkPhysicalDeviceVulkan12Features features12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                              coop_ ? &coop : nullptr};
   features12.storageBuffer8BitAccess = VK_TRUE;  // bool tensors
   features12.shaderInt8 = VK_TRUE;
+  features12.shaderFloat16 = coop_;
+  features12.vulkanMemoryModel = coop_;
+  const char* coop_extension = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
   VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features12};
   info.queueCreateInfoCount = 1;
   info.pQueueCreateInfos = &queue_info;
+  info.enabledExtensionCount = coop_ ? 1 : 0;
+  info.ppEnabledExtensionNames = coop_ ? &coop_extension : nullptr;
   check(vkCreateDevice(physical, &info, nullptr, &device_), "vkCreateDevice");
   volkLoadDeviceTable(&vk_, device_);
   vk_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
@@ -484,6 +527,14 @@ void Device::copy(void* dst, const void* src, size_t nbytes) {
   vk_.vkCmdCopyBuffer(b.cmd, from.buffer, to.buffer, 1, &region);
   if (++b.commands >= kBatchCommands) submit();
 }
+
+bool Device::cooperative_matrix_checked(const std::function<bool()>& check) {
+  if (!coop_) return false;
+  std::call_once(coop_once_, [&] { coop_state_ = check() ? 1 : 2; });
+  return coop_state_ == 1;
+}
+
+uint32_t Device::cooperative_matrix_state() const { return coop_state_.load(); }
 
 // ---- dispatches ----
 

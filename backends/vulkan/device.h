@@ -9,7 +9,9 @@
 #include <volk.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <span>
@@ -66,6 +68,15 @@ class Device {
   // Invocations per workgroup of the 1-D shaders: 256, or the largest power
   // of two the device allows (the shaders' tree reductions need a power of two).
   uint32_t group_size() const { return group_size_; }
+  // Note [Cooperative matrices] (kernels.cpp): whether the device offers
+  // matmul_coop.comp's needs (VK_NV_cooperative_matrix with 16 x 16 x 16
+  // float16 products summed in float32, subgroups of 32, float16 and the
+  // Vulkan memory model), which are then enabled; and whether the path's
+  // check passed there: `check` runs on the first call only.
+  bool cooperative_matrix() const { return coop_; }
+  bool cooperative_matrix_checked(const std::function<bool()>& check);
+  // 0: no cooperative matrices, 1: the check passed, 2: it failed, 3: not run yet.
+  uint32_t cooperative_matrix_state() const;
 
   void* allocate(size_t nbytes);
   void deallocate(void* ptr, size_t nbytes);
@@ -173,6 +184,9 @@ class Device {
   void* fault_ = nullptr;
   bool fault_armed_ = false;
   std::once_flag fault_once_;
+  bool coop_ = false;
+  std::once_flag coop_once_;
+  std::atomic<uint32_t> coop_state_{3};
 };
 
 }  // namespace graft_vulkan

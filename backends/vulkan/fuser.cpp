@@ -17,9 +17,12 @@
 // operand is read or written at one of three kinds of index, a part of the
 // shader's key: repeated (every stride 0: its one element), dense (strided
 // as the loop itself: element i) or strided (from the coordinates).
-// Every operand has a binding of its own, each storage buffer bound whole
-// (the device allows maxPerStageDescriptorStorageBuffers of them; a bigger
-// expression is refused, and graft runs it op by op).
+// Where every operand is float32 and dense, an invocation does 4 elements
+// with vec4 loads and stores (lavapipe turns scalar accesses into gathers).
+// Every operand has a binding of its own, each storage buffer bound whole;
+// an expression with more operands than the device allows per shader
+// (maxPerStageDescriptorStorageBuffers, 32 on lavapipe) runs as several
+// dispatches, each computing some of its outputs.
 #include <shaderc/shaderc.h>
 
 #include <algorithm>
@@ -76,13 +79,15 @@ std::string convert(Val from, Val to, const std::string& x) {
   if (from == to) return x;
   switch (to) {
     case Val::f32:
-      return from == Val::boolean ? "(" + x + " ? 1.0 : 0.0)" : from == Val::i32 ? "float(" + x + ")" : "int64_to_float(" + x + ")";
+      return from == Val::boolean ? "(" + x + " ? 1.0 : 0.0)"
+             : from == Val::i32   ? "float(" + x + ")"
+                                  : "int64_to_float(" + x + ")";
     case Val::boolean:
       return "(" + x + (from == Val::f32 ? " != 0.0)" : from == Val::i32 ? " != 0)" : " != uvec2(0u))");
     case Val::i32:
       return from == Val::boolean ? "int(" + x + ")" : "int(" + convert(from, Val::i64, x) + ".x)";
     case Val::i64:
-      return from == Val::f32     ? "float_to_int64(" + x + ")"
+      return from == Val::f32       ? "float_to_int64(" + x + ")"
              : from == Val::boolean ? "uvec2(" + x + " ? 1u : 0u, 0u)"
                                     : "uvec2(uint(" + x + "), " + x + " < 0 ? 0xffffffffu : 0u)";
   }
@@ -143,8 +148,10 @@ bool takes(const OpCode& c, Val v) { return v == Val::f32 || (c.kind != Kind::ma
 std::string substitute(const char* pattern, const std::string* args) {
   std::string out;
   for (const char* c = pattern; *c; ++c)
-    if (*c >= 'A' && *c <= 'C') out += args[*c - 'A'];
-    else out += *c;
+    if (*c >= 'A' && *c <= 'C')
+      out += args[*c - 'A'];
+    else
+      out += *c;
   return out;
 }
 
@@ -164,7 +171,8 @@ struct Stats {
 struct Fuser {
   std::mutex mutex;  // everything below
   shaderc_compiler_t compiler = nullptr;
-  std::unordered_map<std::string, std::unique_ptr<Kernel>> cache;  // by GLSL text; never freed (Device keeps pipelines by Shader*)
+  std::unordered_map<std::string, std::unique_ptr<Kernel>>
+      cache;  // by GLSL text; never freed (Device keeps pipelines by Shader*)
   Stats stats;
 };
 
@@ -196,11 +204,11 @@ std::vector<uint32_t> compile(Fuser& f, const std::string& source) {
 // dims merged, and the parameter block.
 class Call {
  public:
-  explicit Call(const graft_fused_args& a) : a_(a) {}
+  // Checks the expression; a Failure says what is wrong with it.
+  explicit Call(const graft_fused_args& a) : a_(a) { check(); }
 
   // The shader's GLSL (its key) and its parameter block.
   void lower(std::string& glsl, std::vector<uint32_t>& params) {
-    check();
     collapse_loop();
     // Parameter block: [0] elements, [1...] the dims, then per operand its
     // offset and its strides, then the scalars.
@@ -221,10 +229,12 @@ class Call {
     std::vector<char> integer(static_cast<size_t>(a_.n_scalars), 0);
     for (int32_t i = 0; i < a_.n_nodes; ++i)
       if (std::strcmp(a_.nodes[i].op, "scalar") == 0)
-        integer[static_cast<size_t>(a_.nodes[i].index)] = vals_[static_cast<size_t>(i)] == Val::i32 || vals_[static_cast<size_t>(i)] == Val::i64;
+        integer[static_cast<size_t>(a_.nodes[i].index)] =
+            vals_[static_cast<size_t>(i)] == Val::i32 || vals_[static_cast<size_t>(i)] == Val::i64;
     for (int32_t k = 0; k < a_.n_scalars; ++k) {
       auto word = static_cast<uint64_t>(a_.scalars[k].i);
-      params[scalars_at_ + 2 * static_cast<size_t>(k)] = integer[static_cast<size_t>(k)] ? static_cast<uint32_t>(word) : bits(a_.scalars[k].f);
+      params[scalars_at_ + 2 * static_cast<size_t>(k)] =
+          integer[static_cast<size_t>(k)] ? static_cast<uint32_t>(word) : bits(a_.scalars[k].f);
       params[scalars_at_ + 2 * static_cast<size_t>(k) + 1] = static_cast<uint32_t>(word >> 32);
     }
     // Vector loads and stores: every operand float32, element i of each at
@@ -237,6 +247,7 @@ class Call {
   }
 
   const std::vector<const DLTensor*>& operands() const { return operands_; }
+  size_t inputs() const { return static_cast<size_t>(a_.n_inputs); }
   // Invocations the shader needs.
   uint64_t invocations() const {
     uint64_t n = static_cast<uint64_t>(numel(a_.outputs[0]));
@@ -245,7 +256,7 @@ class Call {
 
  private:
   const graft_fused_args& a_;
-  std::vector<Val> vals_;                   // per node
+  std::vector<Val> vals_;                  // per node
   std::vector<const DLTensor*> operands_;  // inputs, then outputs
   Layout layout_;
   size_t scalars_at_ = 0;
@@ -281,13 +292,14 @@ class Call {
         Val arg = vals_[static_cast<size_t>(n.args[k])];
         bool condition = c->kind == Kind::select && k == 0;
         bool fits = c->kind == Kind::convert || c->kind == Kind::compare ? takes(*c, arg)
-                    : condition                                       ? arg == Val::boolean
-                                                                      : arg == v;
+                    : condition                                          ? arg == Val::boolean
+                                                                         : arg == v;
         if (!fits) invalid(at + " reads a value of a dtype it does not take");
       }
       if (c->kind == Kind::compare && (v != Val::boolean || vals_[n.args[0]] != vals_[n.args[1]]))
         invalid(at + " compares values of different dtypes");
-      if (c->kind == Kind::clamp && (n.index < 0 || n.index + 1 >= a_.n_scalars)) invalid(at + " reads a missing scalar");
+      if (c->kind == Kind::clamp && (n.index < 0 || n.index + 1 >= a_.n_scalars))
+        invalid(at + " reads a missing scalar");
     }
     for (int32_t i = 0; i < a_.n_inputs; ++i) operands_.push_back(&a_.inputs[i]);
     for (int32_t o = 0; o < a_.n_outputs; ++o) {
@@ -301,7 +313,8 @@ class Call {
     for (const DLTensor* t : operands_) {
       if (t->ndim != loop.ndim || !std::equal(t->shape, t->shape + t->ndim, loop.shape))
         invalid("an operand not shaped like the loop");
-      if (!strides_usable(*t)) throw Failure(GRAFT_INVALID, "graft-vulkan: a fused operand's elements or strides pass 2^32");
+      if (!strides_usable(*t))
+        throw Failure(GRAFT_INVALID, "graft-vulkan: a fused operand's elements or strides pass 2^32");
     }
   }
 
@@ -344,7 +357,9 @@ class Call {
       std::vector<std::string> at(operands_.size());
       bool coordinates = false;
       for (size_t k = 0; k < operands_.size(); ++k) {
-        at[k] = index[k] == Index::repeated ? offset(k) : index[k] == Index::dense ? offset(k) + " + i" : "o" + std::to_string(k);
+        at[k] = index[k] == Index::repeated ? offset(k)
+                : index[k] == Index::dense  ? offset(k) + " + i"
+                                            : "o" + std::to_string(k);
         if (index[k] == Index::strided) text += indent + "uint o" + std::to_string(k) + " = " + offset(k) + ";\n";
         coordinates = coordinates || index[k] == Index::strided;
       }
@@ -360,12 +375,15 @@ class Call {
       std::vector<std::string> load(inputs), store(operands_.size() - inputs);
       for (size_t k = 0; k < operands_.size(); ++k) {
         std::string element = "t" + std::to_string(k + 1) + "[" + at[k] + "]";
-        if (k < inputs) load[k] = val(k) == Val::boolean ? "uint(" + element + ") != 0u" : element;
-        else store[k - inputs] = element;
+        if (k < inputs)
+          load[k] = val(k) == Val::boolean ? "uint(" + element + ") != 0u" : element;
+        else
+          store[k - inputs] = element;
       }
       return text + nodes(load, store, indent);
     };
-    if (!vec4) return s + "void main() {\n  uint i = global_index();\n  if (i >= p[0]) return;\n" + scalar_body("  ") + "}\n";
+    if (!vec4)
+      return s + "void main() {\n  uint i = global_index();\n  if (i >= p[0]) return;\n" + scalar_body("  ") + "}\n";
     // Four elements per invocation, loaded and stored as vec4s; the last
     // invocation does what is left of a count that is not a multiple of 4.
     s += "void main() {\n  uint i = global_index() * 4u, n = p[0];\n  if (i >= n) return;\n  if (i + 4u <= n) {\n";
@@ -374,7 +392,9 @@ class Call {
       std::string b = std::to_string(k + 1), name = (k < inputs ? "in" : "out") + b;
       if (k < inputs)
         s += "    vec4 " + name + " = " +
-             (index[k] == Index::repeated ? "vec4(t" + b + "[" + offset(k) + "])" : "t" + b + "_v[(" + offset(k) + " + i) / 4u]") + ";\n";
+             (index[k] == Index::repeated ? "vec4(t" + b + "[" + offset(k) + "])"
+                                          : "t" + b + "_v[(" + offset(k) + " + i) / 4u]") +
+             ";\n";
       else
         s += "    vec4 " + name + ";\n";
       (k < inputs ? load[k] : store[k - inputs]) = name + "[j]";
@@ -448,6 +468,109 @@ class Call {
   }
 };
 
+// Some of an expression's outputs, with only the nodes and inputs they read
+// (renumbered): a fused call of its own.
+class Part {
+ public:
+  Part(const graft_fused_args& a, const std::vector<int32_t>& outputs) : a_(a) {
+    std::vector<char> used(static_cast<size_t>(a.n_nodes), 0);
+    for (int32_t o : outputs) used[static_cast<size_t>(a.output_nodes[o])] = 1;
+    for (int32_t i = a.n_nodes; i-- > 0;)
+      if (used[static_cast<size_t>(i)])
+        for (int k = 0; k < a.nodes[i].n_args; ++k) used[static_cast<size_t>(a.nodes[i].args[k])] = 1;
+    std::vector<int32_t> node_of(static_cast<size_t>(a.n_nodes), -1), input_of(static_cast<size_t>(a.n_inputs), -1);
+    for (int32_t i = 0; i < a.n_nodes; ++i) {
+      if (!used[static_cast<size_t>(i)]) continue;
+      graft_fused_node n = a.nodes[i];
+      for (int k = 0; k < n.n_args; ++k) n.args[k] = node_of[static_cast<size_t>(n.args[k])];
+      if (std::strcmp(n.op, "input") == 0) {
+        int32_t& in = input_of[static_cast<size_t>(n.index)];
+        if (in < 0) {
+          in = static_cast<int32_t>(inputs_.size());
+          inputs_.push_back(a.inputs[n.index]);
+        }
+        n.index = in;
+      }
+      node_of[static_cast<size_t>(i)] = static_cast<int32_t>(nodes_.size());
+      nodes_.push_back(n);
+    }
+    for (int32_t o : outputs) {
+      outputs_.push_back(a.outputs[o]);
+      output_nodes_.push_back(node_of[static_cast<size_t>(a.output_nodes[o])]);
+    }
+  }
+  graft_fused_args args() const {
+    return {static_cast<int32_t>(nodes_.size()),
+            nodes_.data(),
+            static_cast<int32_t>(inputs_.size()),
+            inputs_.data(),
+            static_cast<int32_t>(outputs_.size()),
+            outputs_.data(),
+            output_nodes_.data(),
+            a_.n_scalars,
+            a_.scalars};
+  }
+  size_t operands() const { return inputs_.size() + outputs_.size(); }
+
+ private:
+  const graft_fused_args& a_;
+  std::vector<graft_fused_node> nodes_;
+  std::vector<DLTensor> inputs_, outputs_;
+  std::vector<int32_t> output_nodes_;
+};
+
+// The outputs in groups whose operands fit `most` bindings each, in order.
+std::vector<std::vector<int32_t>> split(const graft_fused_args& a, size_t most) {
+  std::vector<std::vector<int32_t>> groups;
+  for (int32_t o = 0; o < a.n_outputs; ++o) {
+    if (!groups.empty()) {
+      std::vector<int32_t> with = groups.back();
+      with.push_back(o);
+      if (Part(a, with).operands() <= most) {
+        groups.back() = std::move(with);
+        continue;
+      }
+    }
+    if (Part(a, {o}).operands() > most)
+      throw Failure(GRAFT_INVALID, "graft-vulkan: a fused output reads more tensors than the device's " +
+                                       std::to_string(most + 1) + " storage buffers per shader hold");
+    groups.push_back({o});
+  }
+  return groups;
+}
+
+// Records one dispatch of the call's shader, compiled on first use.
+void dispatch_call(Device& dev, Call& call) {
+  std::string glsl;
+  std::vector<uint32_t> params;
+  call.lower(glsl, params);
+  const auto& operands = call.operands();
+  Fuser& f = fuser();
+  const Kernel* kernel;
+  {
+    std::lock_guard lock(f.mutex);
+    auto& slot = f.cache[glsl];
+    if (!slot) {
+      auto start = std::chrono::steady_clock::now();
+      auto k = std::make_unique<Kernel>();
+      k->name = "fused " + std::to_string(f.cache.size());
+      k->spirv = compile(f, glsl);
+      k->shader = {k->name.c_str(), k->spirv.data(), k->spirv.size() * 4, static_cast<uint32_t>(operands.size())};
+      slot = std::move(k);
+      f.stats.compile_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      ++f.stats.compiled;
+    } else {
+      ++f.stats.hits;
+    }
+    ++f.stats.runs;
+    kernel = slot.get();
+  }
+  std::vector<Access> buffers;
+  for (size_t k = 0; k < operands.size(); ++k) buffers.push_back(access_of(*operands[k], k >= call.inputs()));
+  int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
+  dev.dispatch(kernel->shader, spec, params, buffers, groups_for(dev, call.invocations()));
+}
+
 int32_t fuser_supports(void*, const char* op, int32_t dtype) {
   Val v;
   if (!val_of_bit(dtype, &v)) return 0;
@@ -462,41 +585,17 @@ int32_t fuser_run(void*, const graft_fused_args* a, char* message, size_t size) 
     return GRAFT_INVALID;
   }
   return on_device(a->outputs[0].device.device_id, message, size, [&](Device& dev) {
-    Call call(*a);
-    std::string glsl;
-    std::vector<uint32_t> params;
-    call.lower(glsl, params);
-    const auto& operands = call.operands();
-    if (operands.size() + 1 > dev.limits().maxPerStageDescriptorStorageBuffers)
-      throw Failure(GRAFT_INVALID, "graft-vulkan: a fused expression of " + std::to_string(operands.size()) +
-                                       " tensors passes the device's " +
-                                       std::to_string(dev.limits().maxPerStageDescriptorStorageBuffers) +
-                                       " storage buffers per shader");
-    Fuser& f = fuser();
-    const Kernel* kernel;
-    {
-      std::lock_guard lock(f.mutex);
-      auto& slot = f.cache[glsl];
-      if (!slot) {
-        auto start = std::chrono::steady_clock::now();
-        auto k = std::make_unique<Kernel>();
-        k->name = "fused " + std::to_string(f.cache.size());
-        k->spirv = compile(f, glsl);
-        k->shader = {k->name.c_str(), k->spirv.data(), k->spirv.size() * 4, static_cast<uint32_t>(operands.size())};
-        slot = std::move(k);
-        f.stats.compile_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        ++f.stats.compiled;
-      } else {
-        ++f.stats.hits;
-      }
-      ++f.stats.runs;
-      kernel = slot.get();
+    Call whole(*a);
+    // Binding 0 is the parameter block. An expression with more tensors
+    // than the rest (lavapipe has 32 bindings) runs as several dispatches.
+    size_t most = dev.limits().maxPerStageDescriptorStorageBuffers - 1;
+    if (whole.operands().size() <= most) return dispatch_call(dev, whole);
+    for (const std::vector<int32_t>& outputs : split(*a, most)) {
+      Part part(*a, outputs);
+      graft_fused_args args = part.args();
+      Call call(args);
+      dispatch_call(dev, call);
     }
-    std::vector<Access> buffers;
-    for (size_t k = 0; k < operands.size(); ++k)
-      buffers.push_back(access_of(*operands[k], k >= static_cast<size_t>(a->n_inputs)));
-    int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
-    dev.dispatch(kernel->shader, spec, params, buffers, groups_for(dev, call.invocations()));
   });
 }
 

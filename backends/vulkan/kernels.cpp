@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "backends/vulkan/shaders/elementwise.h"
 #include "backends/vulkan/shaders/fold.h"
 #include "backends/vulkan/shaders/matmul.h"
+#include "backends/vulkan/shaders/matmul_coop.h"
 #include "backends/vulkan/shaders/optim.h"
 #include "backends/vulkan/shaders/pool.h"
 #include "backends/vulkan/shaders/reduce.h"
@@ -18,33 +20,6 @@
 #include "backends/vulkan/shaders/unfold.h"
 
 namespace graft_vulkan {
-
-namespace {
-
-#define SHADER(NAME, BUFFERS) \
-  const Shader NAME { #NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS }
-SHADER(elementwise, 4);
-SHADER(reduce, 2);
-SHADER(matmul, 3);
-SHADER(softmax, 3);
-SHADER(crossentropy, 5);
-SHADER(unfold, 2);
-SHADER(fold, 2);
-SHADER(optim, 5);
-SHADER(pool, 3);
-SHADER(batchnorm, 6);
-#undef SHADER
-
-// t's strides seen from a shape of `rank` dims it broadcasts to.
-std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
-  std::vector<int64_t> s(static_cast<size_t>(rank), 0);
-  for (int d = 0; d < t.ndim; ++d)
-    if (t.shape[d] != 1) s[static_cast<size_t>(rank - t.ndim + d)] = t.strides[d];
-  return s;
-}
-
-
-}  // namespace
 
 Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector<int64_t>>& strides) {
   Layout l;
@@ -65,6 +40,29 @@ Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector
 }
 
 namespace {
+
+#define SHADER(NAME, BUFFERS) \
+  const Shader NAME { #NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS }
+SHADER(elementwise, 4);
+SHADER(reduce, 2);
+SHADER(matmul, 3);
+SHADER(matmul_coop, 3);
+SHADER(softmax, 3);
+SHADER(crossentropy, 5);
+SHADER(unfold, 2);
+SHADER(fold, 2);
+SHADER(optim, 5);
+SHADER(pool, 3);
+SHADER(batchnorm, 6);
+#undef SHADER
+
+// t's strides seen from a shape of `rank` dims it broadcasts to.
+std::vector<int64_t> broadcast_strides(const DLTensor& t, int rank) {
+  std::vector<int64_t> s(static_cast<size_t>(rank), 0);
+  for (int d = 0; d < t.ndim; ++d)
+    if (t.shape[d] != 1) s[static_cast<size_t>(rank - t.ndim + d)] = t.strides[d];
+  return s;
+}
 
 // ---- elementwise ----
 
@@ -303,12 +301,10 @@ std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int
   return {256, 64, 64, 16, 4, 4};
 }
 
-void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
-  const DLTensor& x = a->inputs[0];
-  const DLTensor& y = a->inputs[1];
-  const DLTensor& out = *a->output;
+// Records out = x y (each [B, M, K] x [B, K, N], any strides) as one
+// dispatch of matmul.comp, or of matmul_coop.comp.
+void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop) {
   int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
-  if (numel(out) == 0) return;
   auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
   std::vector<uint32_t> p = {static_cast<uint32_t>(M),
                              static_cast<uint32_t>(N),
@@ -326,7 +322,72 @@ void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
                              static_cast<uint32_t>(out.strides[0]),
                              static_cast<uint32_t>(out.strides[1]),
                              static_cast<uint32_t>(out.strides[2])};
-  if (K == 0) {
+  std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{128, 64, 64, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
+  uint64_t tiles =
+      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
+  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
+  if (coop)
+    dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, tiles * static_cast<uint64_t>(batch));
+  else
+    dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
+}
+
+// Note [Cooperative matrices]
+// With "medium" precision (graft::set_float32_matmul_precision) a float32
+// matmul may run as matmul_coop.comp, on a device that offers NVIDIA's
+// cooperative matrices (Device::cooperative_matrix). The path stays off on
+// a device until it has passed a check there, on its first use: [1, 80, 72]
+// x [1, 72, 96] (partial tiles in every direction) of multiples of 1/8 in
+// [-1, 1], which float16 holds exactly and whose products and sums float32
+// holds exactly, so the two shaders must agree to the bit. A failure says
+// why on stderr, once, and the device keeps matmul.comp.
+bool coop_check(Device& dev) {
+  const int64_t M = 80, K = 72, N = 96;
+  struct Buffer {
+    Device& dev;
+    size_t bytes;
+    void* ptr;
+    std::vector<int64_t> shape, strides;
+    DLTensor view;
+    Buffer(Device& d, int64_t rows, int64_t cols)
+        : dev(d), bytes(static_cast<size_t>(rows * cols) * 4), ptr(d.allocate(bytes)), shape{1, rows, cols},
+          strides{rows * cols, cols, 1} {
+      view = {ptr, {kDLVulkan, 0}, 3, {kDLFloat, 32, 1}, shape.data(), strides.data(), 0};
+    }
+    ~Buffer() { dev.deallocate(ptr, bytes); }
+  };
+  auto values = [](int64_t n, int64_t seed) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>((i * 7 + seed) % 17 - 8) / 8;
+    return v;
+  };
+  try {
+    Buffer a(dev, M, K), b(dev, K, N), fast(dev, M, N), exact(dev, M, N);
+    std::vector<float> va = values(M * K, 1), vb = values(K * N, 5), got(static_cast<size_t>(M * N)), want(got.size());
+    dev.upload(a.ptr, va.data(), a.bytes);
+    dev.upload(b.ptr, vb.data(), b.bytes);
+    matmul_dispatch(dev, a.view, b.view, fast.view, true);
+    matmul_dispatch(dev, a.view, b.view, exact.view, false);
+    dev.download(got.data(), fast.ptr, fast.bytes);
+    dev.download(want.data(), exact.ptr, exact.bytes);
+    for (size_t i = 0; i < got.size(); ++i)
+      if (got[i] != want[i])
+        throw Failure(GRAFT_ERROR, "element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", not " +
+                                       std::to_string(want[i]));
+    return true;
+  } catch (const std::exception& e) {
+    std::cerr << "graft-vulkan: cooperative-matrix matmul stays off on " << dev.name() << ": its check failed: "
+              << e.what() << "\n";
+    return false;
+  }
+}
+
+void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& y = a->inputs[1];
+  const DLTensor& out = *a->output;
+  if (numel(out) == 0) return;
+  if (x.shape[2] == 0) {
     // No products to sum: the output is zeros.
     graft_op_attrs zero{};
     zero.fill = {0.0, 0};
@@ -334,11 +395,9 @@ void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
     ew_run(dev, static_cast<int32_t>(Ew::fill), &fill);
     return;
   }
-  std::array<int32_t, 6> spec = matmul_tiles(dev, M, N, batch);
-  uint64_t tiles =
-      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
-  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
-  dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
+  bool coop = a->attrs->matmul.precision == GRAFT_MATMUL_MEDIUM && dev.cooperative_matrix() &&
+              dev.cooperative_matrix_checked([&] { return coop_check(dev); });
+  matmul_dispatch(dev, x, y, out, coop);
 }
 
 // ---- softmax ----

@@ -6,11 +6,13 @@
 
 #include "backends/vulkan/kernels.h"
 #include "backends/vulkan/shaders/peak.h"
+#include "backends/vulkan/shaders/peak_coop.h"
 
 namespace graft_vulkan {
 namespace {
 
 const Shader peak{"peak", peak_spv, sizeof(peak_spv), 2};
+const Shader peak_coop{"peak_coop", peak_coop_spv, sizeof(peak_coop_spv), 1};
 
 // Best seconds of `reps` timed runs of f (after one untimed), each waited for.
 template <class F>
@@ -59,6 +61,32 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
     dev.deallocate(dst, bytes);
     *gbps = 2.0 * static_cast<double>(bytes) / copy / 1e9;
     *gflops = static_cast<double>(fma_n) * rounds * 8 * 4 * 2 / fma / 1e9;
+    return GRAFT_OK;
+  } catch (const std::exception&) {
+    return GRAFT_ERROR;
+  }
+}
+
+// Writes vulkan:index's rate of float16 products summed in float32 on
+// cooperative matrices (GFLOP/s, shaders/peak_coop.comp), for
+// matmul_coop.comp to be measured against. GRAFT_OK; GRAFT_INVALID when the
+// device has none (Note [Cooperative matrices] in kernels.cpp), or
+// GRAFT_ERROR, with nothing written.
+extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak_coop(int32_t index, double* gflops) {
+  using namespace graft_vulkan;
+  try {
+    Device& dev = device(index);
+    if (!dev.cooperative_matrix()) return GRAFT_INVALID;
+    const uint32_t groups = 2048, subgroups = groups * 4, rounds = 512;  // 128 invocations: 4 subgroups of 32
+    size_t bytes = size_t{subgroups} * 256 * 4;
+    void* out = dev.allocate(bytes);
+    auto o = reinterpret_cast<uint64_t>(out);
+    Access buffers[] = {{o, o + bytes, true}};
+    uint32_t params[] = {subgroups, rounds, static_cast<uint32_t>(pointer_offset(out) / 4)};
+    int32_t spec[] = {128};
+    double seconds = best_seconds(dev, 5, [&] { dev.dispatch(peak_coop, spec, params, buffers, groups); });
+    dev.deallocate(out, bytes);
+    *gflops = static_cast<double>(subgroups) * rounds * 4 * 2 * 16 * 16 * 16 / seconds / 1e9;
     return GRAFT_OK;
   } catch (const std::exception&) {
     return GRAFT_ERROR;

@@ -278,13 +278,19 @@ __attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_ent
 }
 
 // A counter of device `index` for tests and benchmarks: "submits", "waits",
-// "dispatches", "barriers", "pipelines", "uploads", "downloads", or
-// "validation_errors" (of the whole process). ~0 for an unknown name.
+// "dispatches", "barriers", "pipelines", "uploads", "downloads",
+// "validation_errors" (of the whole process), the limit
+// "storage_buffers_per_shader", or "cooperative_matrix" (0: the device has
+// none, 1: the path passed its check, 2: it failed, 3: not checked yet; Note
+// [Cooperative matrices] in kernels.cpp). ~0 for an unknown name.
 __attribute__((visibility("default"))) uint64_t graft_vulkan_stat(int32_t index, const char* name) {
   using namespace graft_vulkan;
   if (std::strcmp(name, "validation_errors") == 0) return validation_errors.load();
   try {
-    Counters c = device(index).counters();
+    Device& d = device(index);
+    if (std::strcmp(name, "storage_buffers_per_shader") == 0) return d.limits().maxPerStageDescriptorStorageBuffers;
+    if (std::strcmp(name, "cooperative_matrix") == 0) return d.cooperative_matrix_state();
+    Counters c = d.counters();
     const std::pair<const char*, uint64_t> all[] = {
         {"submits", c.submits},     {"waits", c.waits},     {"dispatches", c.dispatches}, {"barriers", c.barriers},
         {"pipelines", c.pipelines}, {"uploads", c.uploads}, {"downloads", c.downloads}};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, on a lent device machine, from the bundle tools/gpu/bundle.sh
 # made (.gpu/, carried). Each stage has its own time budget, so a slow stage
-# cannot eat the others (8 minutes in all); everything goes to $OUT:
+# cannot eat the others (about 8 minutes in all); everything goes to $OUT:
 #   gpu-check.log     every stage's full output
 #   summary.txt       a line per stage (exit code, seconds) and the figures
 #   bench_vulkan.json Google Benchmark's results
@@ -68,10 +68,14 @@ if ! has_device; then
 fi
 note "vulkan driver: ${VK_DRIVER_FILES:-as the loader finds it}"
 
-stage graft-info 30 env GRAFT_LOG=info "$bundle/bin/graft-info"
+stage graft-info 20 env GRAFT_LOG=info "$bundle/bin/graft-info"
 figures() { grep -E "$1" "$last" | sed 's/^/  /' >>"$summary"; }
 figures "host memory|free of"  # the devices
 
+
+# Note [Cooperative matrices]: the float16 path's check first, and what it found.
+stage cooperative-matrix 20 "$bundle/bin/test_vulkan" --gtest_filter='*CooperativeMatrices*'
+figures "^cooperative matrices|^\[  (PASSED|FAILED|SKIPPED) "
 
 validation=0
 if [ -f "$bundle/vulkan/explicit_layer.d/VkLayer_khronos_validation.json" ]; then
@@ -91,7 +95,7 @@ stage cross-backend 75 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bund
   --gtest_filter='Dtypes/Backends.*:Backends.*Vulkan*'
 figures "^\[  (PASSED|FAILED) "
 
-stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='DevicePeak|target:0|Chain8' \
+stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='Peak|target:0|Chain8|MatmulPrecision' \
   --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
 figures "^BM_"
 

@@ -130,6 +130,17 @@ std::vector<OpStats> dispatch_stats();
 /// Sets the counts dispatch_stats() reports back to zero.
 void reset_dispatch_stats();
 
+// ---- float32 matmul precision ----
+/// What float32 matrix products may trade for speed, as PyTorch's
+/// torch.set_float32_matmul_precision: "highest" (float32 throughout, the
+/// default), "high", or "medium" (a backend may multiply the inputs as
+/// float16 or bfloat16 and sum in float32: graft-vulkan does on a GPU with
+/// cooperative matrices, once a check of that path has passed there).
+/// Process-wide; any other value throws graft::Error.
+void set_float32_matmul_precision(const std::string& precision);
+/// The precision set: "highest", "high" or "medium".
+std::string float32_matmul_precision();
+
 // ---- fusion ----
 /// On a device with a fuser (graft-jit on the CPU, graft-vulkan's own on
 /// vulkan:N), elementwise ops wait and run as one compiled kernel when their

@@ -1,10 +1,18 @@
 // matmul in all of torch.matmul's forms, built on one batched primitive
 // ([B, M, K] x [B, K, N]) whose backward is two more batched products.
+#include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <string>
+
 #include "ops/common.h"
 
 namespace graft {
 namespace ops {
 namespace {
+
+std::atomic<int64_t> matmul_precision{GRAFT_MATMUL_HIGHEST};
+constexpr const char* kPrecisions[] = {"highest", "high", "medium"};  // by GRAFT_MATMUL_*
 
 OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&, int) {
   const Tensor &a = in[0], &b = in[1];
@@ -14,9 +22,11 @@ OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&, int) {
 }
 
 // The primitive: a [B, M, K] times b [B, K, N]; strides of any kind (a batch
-// stride of 0 broadcasts).
+// stride of 0 broadcasts), in the precision set_float32_matmul_precision allows.
 Tensor bmm(const Tensor& a, const Tensor& b) {
-  Tensor out = dispatch::run(OpId::matmul, {a, b});
+  Attrs attrs;
+  attrs.matmul.precision = matmul_precision.load(std::memory_order_relaxed);
+  Tensor out = dispatch::run(OpId::matmul, {a, b}, attrs);
   if (autograd::needs_grad(a, b)) {
     Node* n = autograd::record("MatmulBackward", {&a, &b}, out, [](Node& n, const Tensor& g) {
       Tensor x = n.saved(0), y = n.saved(1);
@@ -35,6 +45,15 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }  // namespace ops
 
 using namespace ops;
+
+void set_float32_matmul_precision(const std::string& precision) {
+  auto it = std::find(std::begin(kPrecisions), std::end(kPrecisions), precision);
+  check(it != std::end(kPrecisions), "graft: set_float32_matmul_precision: '", precision,
+        "' is not a precision; use \"highest\", \"high\" or \"medium\"");
+  matmul_precision.store(it - std::begin(kPrecisions), std::memory_order_relaxed);
+}
+
+std::string float32_matmul_precision() { return kPrecisions[matmul_precision.load(std::memory_order_relaxed)]; }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = autocast::lower(a_in), b = autocast::lower(b_in);  // Note [Autocast]

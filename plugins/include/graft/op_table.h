@@ -133,6 +133,16 @@ typedef struct {
   int64_t is_causal; /**< 1: query i takes keys 0..i only (the top-left triangle); then there is no mask */
 } graft_attention_attrs;
 
+/** What graft::set_float32_matmul_precision allows a float32 matmul. */
+#define GRAFT_MATMUL_HIGHEST 0 /**< float32 throughout (the default) */
+#define GRAFT_MATMUL_HIGH 1    /**< a backend may use a faster internal format of at least float32's range */
+#define GRAFT_MATMUL_MEDIUM 2  /**< a backend may multiply the inputs as float16 or bfloat16, summing in float32 */
+
+/** matmul. */
+typedef struct {
+  int64_t precision; /**< GRAFT_MATMUL_HIGHEST, _HIGH or _MEDIUM: what the caller allows for float32 inputs */
+} graft_matmul_attrs;
+
 /** linear. */
 typedef struct {
   int64_t has_bias; /**< a third input, the bias, is given */
@@ -244,7 +254,8 @@ typedef struct {
   X(amin, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, "") \
   X(argmax, GRAFT_OP_REDUCTION, 0, 1, 1, GRAFT_OP_ANY, graft_reduce_attrs, \
     "output int64; one reduced dim; the first maximum wins") \
-  X(matmul, GRAFT_OP_STRUCTURED, 0, 2, 1, GRAFT_OP_FLOATS, graft_no_attrs, "inputs [B, M, K] and [B, K, N], any strides") \
+  X(matmul, GRAFT_OP_STRUCTURED, 0, 2, 1, GRAFT_OP_FLOATS, graft_matmul_attrs,                                 \
+    "inputs [B, M, K] and [B, K, N], any strides; precision: what float32 inputs may be multiplied as")          \
   X(softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_softmax_attrs, "") \
   X(log_softmax, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_softmax_attrs, "") \
   X(unfold, GRAFT_OP_STRUCTURED, 0, 1, 1, GRAFT_OP_FLOATS, graft_unfold_attrs, \
