@@ -131,6 +131,11 @@ bool too_big_for_a_cpu_driver(benchmark::State& state, int64_t n) {
   return false;
 }
 
+// A benchmark on each target, timed by the wall clock.
+void every_target(benchmark::internal::Benchmark* b) {
+  b->DenseRange(kVulkan, kVulkanOpByOp)->ArgName("target")->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 void BM_DevicePeak(benchmark::State& state) {
   if (skip(state, kVulkan)) return;
   for (auto _ : state) benchmark::DoNotOptimize(peak());
@@ -223,11 +228,7 @@ void BM_Add16M(benchmark::State& state) {
   state.counters["GB/s"] = gbps;
   if (target == kVulkan && peak().second > 0) state.counters["of_peak"] = gbps / peak().second;
 }
-BENCHMARK(BM_Add16M)
-    ->DenseRange(kVulkan, kVulkanOpByOp)
-    ->ArgName("target")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_Add16M)->Apply(every_target);
 
 // Eight elementwise ops over 16M floats on vulkan:0; x and y are read, one
 // result is written: as one generated shader (target 0) and as ten
@@ -310,11 +311,7 @@ void BM_CNNStep(benchmark::State& state) {
   train_steps<graft::optim::Adam>(state, state.range(0), graft::models::cnn(), graft::optim::AdamOptions{.lr = 1e-3},
                                   {64, 1, 28, 28});
 }
-BENCHMARK(BM_CNNStep)
-    ->DenseRange(kVulkan, kVulkanOpByOp)
-    ->ArgName("target")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_CNNStep)->Apply(every_target);
 
 // graft-train's GPT step at its defaults (batch 12, context 64, 4 layers, 4
 // heads, width 128, AdamW, gradient clipping), with tokens/s.
@@ -339,11 +336,7 @@ void BM_GPTStep(benchmark::State& state) {
   });
   state.counters["tokens/s"] = benchmark::Counter(double(state.iterations()) * 768, benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GPTStep)
-    ->DenseRange(kVulkan, kVulkanOpByOp)
-    ->ArgName("target")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_GPTStep)->Apply(every_target);
 
 }  // namespace
 
