@@ -135,7 +135,9 @@ void reset_dispatch_stats();
 /// torch.set_float32_matmul_precision: "highest" (float32 throughout, the
 /// default), "high", or "medium" (a backend may multiply the inputs as
 /// float16 or bfloat16 and sum in float32: graft-vulkan does on a GPU with
-/// cooperative matrices, once a check of that path has passed there).
+/// cooperative matrices, once a check of that path has passed there; float16
+/// keeps about 3 decimal digits and overflows past 65504, so "medium" suits
+/// values of moderate size, as activations and weights are).
 /// Process-wide; any other value throws graft::Error.
 void set_float32_matmul_precision(const std::string& precision);
 /// The precision set: "highest", "high" or "medium".
