@@ -144,10 +144,9 @@ void BM_DevicePeak(benchmark::State& state) {
 }
 BENCHMARK(BM_DevicePeak)->Iterations(1);
 
-void BM_Matmul(benchmark::State& state) {
-  int64_t n = state.range(0), target = state.range(1);
-  if (skip(state, target)) return;
-  On on(target);
+// Times an n x n product on the target's device (after one untimed run);
+// sets and returns its GFLOP/s.
+double time_matmul(benchmark::State& state, const On& on, int64_t n) {
   Tensor a = graft::full({n, n}, 0.5).to(on.device), b = graft::full({n, n}, 0.25).to(on.device);
   auto product = [&] {
     Tensor c = a.matmul(b);
@@ -159,6 +158,14 @@ void BM_Matmul(benchmark::State& state) {
   for (auto _ : state) product();
   double gflops = 2.0 * double(n) * double(n) * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
   state.counters["GFLOP/s"] = gflops;
+  return gflops;
+}
+
+void BM_Matmul(benchmark::State& state) {
+  int64_t n = state.range(0), target = state.range(1);
+  if (skip(state, target)) return;
+  On on(target);
+  double gflops = time_matmul(state, on, n);
   if (target == kVulkan && peak().first > 0) state.counters["of_peak"] = gflops / peak().first;
 }
 BENCHMARK(BM_Matmul)
@@ -188,18 +195,8 @@ void BM_MatmulPrecision(benchmark::State& state) {
   if (skip(state, kVulkan) || too_big_for_a_cpu_driver(state, n)) return;
   On on(kVulkan);
   graft::set_float32_matmul_precision(medium ? "medium" : "highest");
-  Tensor a = graft::full({n, n}, 0.5).to(on.device), b = graft::full({n, n}, 0.25).to(on.device);
-  auto product = [&] {
-    Tensor c = a.matmul(b);
-    on.sync();
-    benchmark::DoNotOptimize(c.impl());
-  };
-  product();
-  Timer timer;
-  for (auto _ : state) product();
+  double gflops = time_matmul(state, on, n);
   graft::set_float32_matmul_precision("highest");
-  double gflops = 2.0 * double(n) * double(n) * double(n) * double(state.iterations()) / timer.seconds() / 1e9;
-  state.counters["GFLOP/s"] = gflops;
   if (peak().first > 0) state.counters["of_f32_peak"] = gflops / peak().first;
   if (medium && coop_peak() > 0) state.counters["of_f16_peak"] = gflops / coop_peak();
 }
