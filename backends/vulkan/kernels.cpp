@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -11,8 +10,6 @@
 #include "backends/vulkan/shaders/crossentropy.h"
 #include "backends/vulkan/shaders/elementwise.h"
 #include "backends/vulkan/shaders/fold.h"
-#include "backends/vulkan/shaders/matmul.h"
-#include "backends/vulkan/shaders/matmul_coop.h"
 #include "backends/vulkan/shaders/optim.h"
 #include "backends/vulkan/shaders/pool.h"
 #include "backends/vulkan/shaders/reduce.h"
@@ -45,8 +42,6 @@ namespace {
   const Shader NAME { #NAME, NAME##_spv, sizeof(NAME##_spv), BUFFERS }
 SHADER(elementwise, 4);
 SHADER(reduce, 2);
-SHADER(matmul, 3);
-SHADER(matmul_coop, 3);
 SHADER(softmax, 3);
 SHADER(crossentropy, 5);
 SHADER(unfold, 2);
@@ -199,6 +194,17 @@ void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   dev.dispatch(elementwise, spec, p, buffers, groups_for(dev, static_cast<uint64_t>(vec4 ? (n + 3) / 4 : n)));
 }
 
+}  // namespace
+
+void fill(Device& dev, const DLTensor& out, double value) {
+  graft_op_attrs attrs{};
+  attrs.fill = {value, static_cast<int64_t>(value)};
+  graft_kernel_args args{"fill", 1, 0, nullptr, &out, 1, &out, &attrs, nullptr};
+  ew_run(dev, static_cast<int32_t>(Ew::fill), &args);
+}
+
+namespace {
+
 // ---- reductions ----
 
 enum class Red : int32_t { sum = 0, amax = 1, amin = 2, argmax = 3 };
@@ -276,128 +282,6 @@ void reduce_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   reduce_dispatch(dev, op, kept2, red2, outputs, chunks, partial_offset, element_offset(out), 1, access_of(out, true),
                   {at, at + bytes, false});
   dev.deallocate(partial, bytes);  // Note [Barriers] orders any later use after these reads
-}
-
-// ---- matmul ----
-
-int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
-  for (int i = 0; i < 2; ++i)
-    if (type_of(a->inputs[i]) != F32 || a->inputs[i].ndim != 3 || !strides_usable(a->inputs[i])) return 0;
-  return type_of(*a->output) == F32 && a->output->ndim == 3 && strides_usable(*a->output);
-}
-
-// Tile sizes {invocations, BM, BN, BK, TM, TN} from the device's limits and
-// the problem: 128 x 128 tiles of 8 x 8 blocks per invocation where the
-// output has enough of them to fill the device (always on a CPU driver,
-// where larger blocks per invocation pay most), else 64 x 64 tiles of
-// 4 x 4; smaller tiles where the device allows fewer invocations or less
-// shared memory.
-std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
-  const VkPhysicalDeviceLimits& l = dev.limits();
-  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 64 * 4)
-    return {128, 32, 32, 8, 4, 2};
-  bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();
-  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 128 * 4) return {256, 128, 128, 16, 8, 8};
-  return {256, 64, 64, 16, 4, 4};
-}
-
-// Records out = x y (each [B, M, K] x [B, K, N], any strides) as one
-// dispatch of matmul.comp, or of matmul_coop.comp.
-void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop) {
-  int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
-  auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
-  std::vector<uint32_t> p = {static_cast<uint32_t>(M),
-                             static_cast<uint32_t>(N),
-                             static_cast<uint32_t>(K),
-                             static_cast<uint32_t>(batch),
-                             element_offset(x),
-                             static_cast<uint32_t>(batch_stride(x)),
-                             static_cast<uint32_t>(x.strides[1]),
-                             static_cast<uint32_t>(x.strides[2]),
-                             element_offset(y),
-                             static_cast<uint32_t>(batch_stride(y)),
-                             static_cast<uint32_t>(y.strides[1]),
-                             static_cast<uint32_t>(y.strides[2]),
-                             element_offset(out),
-                             static_cast<uint32_t>(out.strides[0]),
-                             static_cast<uint32_t>(out.strides[1]),
-                             static_cast<uint32_t>(out.strides[2])};
-  std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{128, 64, 64, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
-  uint64_t tiles =
-      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
-  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
-  if (coop)
-    dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, tiles * static_cast<uint64_t>(batch));
-  else
-    dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
-}
-
-// Note [Cooperative matrices]
-// With "medium" precision (graft::set_float32_matmul_precision) a float32
-// matmul may run as matmul_coop.comp, on a device that offers NVIDIA's
-// cooperative matrices (Device::cooperative_matrix). The path stays off on
-// a device until it has passed a check there, on its first use: [1, 80, 72]
-// x [1, 72, 96] (partial tiles in every direction) of multiples of 1/8 in
-// [-1, 1], which float16 holds exactly and whose products and sums float32
-// holds exactly, so the two shaders must agree to the bit. A failure says
-// why on stderr, once, and the device keeps matmul.comp.
-bool coop_check(Device& dev) {
-  const int64_t M = 80, K = 72, N = 96;
-  struct Buffer {
-    Device& dev;
-    size_t bytes;
-    void* ptr;
-    std::vector<int64_t> shape, strides;
-    DLTensor view;
-    Buffer(Device& d, int64_t rows, int64_t cols)
-        : dev(d), bytes(static_cast<size_t>(rows * cols) * 4), ptr(d.allocate(bytes)), shape{1, rows, cols},
-          strides{rows * cols, cols, 1} {
-      view = {ptr, {kDLVulkan, 0}, 3, {kDLFloat, 32, 1}, shape.data(), strides.data(), 0};
-    }
-    ~Buffer() { dev.deallocate(ptr, bytes); }
-  };
-  auto values = [](int64_t n, int64_t seed) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>((i * 7 + seed) % 17 - 8) / 8;
-    return v;
-  };
-  try {
-    Buffer a(dev, M, K), b(dev, K, N), fast(dev, M, N), exact(dev, M, N);
-    std::vector<float> va = values(M * K, 1), vb = values(K * N, 5), got(static_cast<size_t>(M * N)), want(got.size());
-    dev.upload(a.ptr, va.data(), a.bytes);
-    dev.upload(b.ptr, vb.data(), b.bytes);
-    matmul_dispatch(dev, a.view, b.view, fast.view, true);
-    matmul_dispatch(dev, a.view, b.view, exact.view, false);
-    dev.download(got.data(), fast.ptr, fast.bytes);
-    dev.download(want.data(), exact.ptr, exact.bytes);
-    for (size_t i = 0; i < got.size(); ++i)
-      if (got[i] != want[i])
-        throw Failure(GRAFT_ERROR, "element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", not " +
-                                       std::to_string(want[i]));
-    return true;
-  } catch (const std::exception& e) {
-    std::cerr << "graft-vulkan: cooperative-matrix matmul stays off on " << dev.name() << ": its check failed: "
-              << e.what() << "\n";
-    return false;
-  }
-}
-
-void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
-  const DLTensor& x = a->inputs[0];
-  const DLTensor& y = a->inputs[1];
-  const DLTensor& out = *a->output;
-  if (numel(out) == 0) return;
-  if (x.shape[2] == 0) {
-    // No products to sum: the output is zeros.
-    graft_op_attrs zero{};
-    zero.fill = {0.0, 0};
-    graft_kernel_args fill{"fill", 1, 0, nullptr, &out, 1, &out, &zero, nullptr};
-    ew_run(dev, static_cast<int32_t>(Ew::fill), &fill);
-    return;
-  }
-  bool coop = a->attrs->matmul.precision == GRAFT_MATMUL_MEDIUM && dev.cooperative_matrix() &&
-              dev.cooperative_matrix_checked([&] { return coop_check(dev); });
-  matmul_dispatch(dev, x, y, out, coop);
 }
 
 // ---- softmax ----
@@ -634,7 +518,6 @@ void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
 
 // ---- the ABI side ----
 
-
 constexpr uint32_t kFloat = GRAFT_DTYPE_FLOAT32;
 constexpr uint32_t kAny = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_INT32 | GRAFT_DTYPE_INT64 | GRAFT_DTYPE_BOOL;
 constexpr uint32_t kStored = kAny | GRAFT_DTYPE_BFLOAT16;  // copy and fill
@@ -684,7 +567,6 @@ const Entry kEntries[] = {
     red("amax", Red::amax),
     red("amin", Red::amin),
     red("argmax", Red::argmax),
-    {"matmul", kFloat, 0, matmul_run, matmul_supports},
     {"softmax", kFloat, 0, softmax_run, softmax_supports},
     {"log_softmax", kFloat, 1, softmax_run, softmax_supports},
     {"softmax_backward", kFloat, 2, softmax_run, softmax_supports},
@@ -721,7 +603,7 @@ int32_t supports_entry(void* ctx, const graft_kernel_args* a) {
 }  // namespace
 
 bool add_kernels(graft_host* host, char* message, size_t message_size) {
-  for (std::span<const Entry> family : {core_entries(), transformer_entries()})
+  for (std::span<const Entry> family : {core_entries(), matmul_entries(), transformer_entries()})
     for (const Entry& e : family) {
       graft_kernel k{e.op, 1, "vulkan", e.dtypes, 10, run_entry, supports_entry, const_cast<Entry*>(&e)};
       if (host->add_kernel(host, &k, message, message_size) != GRAFT_OK) return false;

@@ -106,11 +106,16 @@ struct Entry {
   int32_t (*supports)(int32_t code, const graft_kernel_args*);
 };
 
-// The kernel families: kernels.cpp (elementwise, reductions, matmul, softmax,
-// convolution's parts, pooling, batch norm, optimizers) and transformer.cpp
-// (gather, scatter_add, layer norm).
+// The kernel families: kernels.cpp (elementwise, reductions, softmax, cross
+// entropy, convolution's parts, pooling, batch norm, optimizers), matmul.cpp
+// (matmul, and its cooperative-matrix path) and transformer.cpp (gather,
+// scatter_add, layer norm, attention).
 std::span<const Entry> core_entries();
+std::span<const Entry> matmul_entries();
 std::span<const Entry> transformer_entries();
+
+// Sets every element of out (any stored dtype, any strides) to value.
+void fill(Device& dev, const DLTensor& out, double value);
 
 // Adds every kernel to graft; false (with the message written) on failure.
 bool add_kernels(graft_host* host, char* message, size_t message_size);

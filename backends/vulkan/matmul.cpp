@@ -1,0 +1,144 @@
+// graft-vulkan's matmul: [B, M, K] x [B, K, N] with any strides, as
+// matmul.comp's tiles in float32, or, where the caller allows "medium"
+// precision and the device has cooperative matrices, as matmul_coop.comp's
+// float16 products summed in float32 (Note [Cooperative matrices]).
+#include <array>
+#include <iostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backends/vulkan/kernels.h"
+#include "backends/vulkan/shaders/matmul.h"
+#include "backends/vulkan/shaders/matmul_coop.h"
+
+namespace graft_vulkan {
+
+namespace {
+
+const Shader matmul{"matmul", matmul_spv, sizeof(matmul_spv), 3};
+const Shader matmul_coop{"matmul_coop", matmul_coop_spv, sizeof(matmul_coop_spv), 3};
+
+int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
+  for (int i = 0; i < 2; ++i)
+    if (type_of(a->inputs[i]) != F32 || a->inputs[i].ndim != 3 || !strides_usable(a->inputs[i])) return 0;
+  return type_of(*a->output) == F32 && a->output->ndim == 3 && strides_usable(*a->output);
+}
+
+// Tile sizes {invocations, BM, BN, BK, TM, TN} from the device's limits and
+// the problem: 128 x 128 tiles of 8 x 8 blocks per invocation where the
+// output has enough of them to fill the device (always on a CPU driver,
+// where larger blocks per invocation pay most), else 64 x 64 tiles of
+// 4 x 4; smaller tiles where the device allows fewer invocations or less
+// shared memory.
+std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
+  const VkPhysicalDeviceLimits& l = dev.limits();
+  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 64 * 4)
+    return {128, 32, 32, 8, 4, 2};
+  bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();
+  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 128 * 4) return {256, 128, 128, 16, 8, 8};
+  return {256, 64, 64, 16, 4, 4};
+}
+
+// Records out = x y (each [B, M, K] x [B, K, N], any strides) as one
+// dispatch of matmul.comp, or of matmul_coop.comp.
+void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop) {
+  int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
+  auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
+  std::vector<uint32_t> p = {static_cast<uint32_t>(M),
+                             static_cast<uint32_t>(N),
+                             static_cast<uint32_t>(K),
+                             static_cast<uint32_t>(batch),
+                             element_offset(x),
+                             static_cast<uint32_t>(batch_stride(x)),
+                             static_cast<uint32_t>(x.strides[1]),
+                             static_cast<uint32_t>(x.strides[2]),
+                             element_offset(y),
+                             static_cast<uint32_t>(batch_stride(y)),
+                             static_cast<uint32_t>(y.strides[1]),
+                             static_cast<uint32_t>(y.strides[2]),
+                             element_offset(out),
+                             static_cast<uint32_t>(out.strides[0]),
+                             static_cast<uint32_t>(out.strides[1]),
+                             static_cast<uint32_t>(out.strides[2])};
+  std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{128, 64, 64, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
+  uint64_t tiles =
+      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
+  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
+  if (coop)
+    dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, tiles * static_cast<uint64_t>(batch));
+  else
+    dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
+}
+
+// Note [Cooperative matrices]
+// With "medium" precision (graft::set_float32_matmul_precision) a float32
+// matmul may run as matmul_coop.comp, on a device that offers NVIDIA's
+// cooperative matrices (Device::cooperative_matrix). The path stays off on
+// a device until it has passed a check there, on its first use: [1, 80, 72]
+// x [1, 72, 96] (partial tiles in every direction) of multiples of 1/8 in
+// [-1, 1], which float16 holds exactly and whose products and sums float32
+// holds exactly, so the two shaders must agree to the bit. A failure says
+// why on stderr, once, and the device keeps matmul.comp.
+bool coop_check(Device& dev) {
+  const int64_t M = 80, K = 72, N = 96;
+  struct Buffer {
+    Device& dev;
+    size_t bytes;
+    void* ptr;
+    std::vector<int64_t> shape, strides;
+    DLTensor view;
+    Buffer(Device& d, int64_t rows, int64_t cols)
+        : dev(d),
+          bytes(static_cast<size_t>(rows * cols) * 4),
+          ptr(d.allocate(bytes)),
+          shape{1, rows, cols},
+          strides{rows * cols, cols, 1} {
+      view = {ptr, {kDLVulkan, 0}, 3, {kDLFloat, 32, 1}, shape.data(), strides.data(), 0};
+    }
+    ~Buffer() { dev.deallocate(ptr, bytes); }
+  };
+  auto values = [](int64_t n, int64_t seed) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>((i * 7 + seed) % 17 - 8) / 8;
+    return v;
+  };
+  try {
+    Buffer a(dev, M, K), b(dev, K, N), fast(dev, M, N), exact(dev, M, N);
+    std::vector<float> va = values(M * K, 1), vb = values(K * N, 5), got(static_cast<size_t>(M * N)), want(got.size());
+    dev.upload(a.ptr, va.data(), a.bytes);
+    dev.upload(b.ptr, vb.data(), b.bytes);
+    matmul_dispatch(dev, a.view, b.view, fast.view, true);
+    matmul_dispatch(dev, a.view, b.view, exact.view, false);
+    dev.download(got.data(), fast.ptr, fast.bytes);
+    dev.download(want.data(), exact.ptr, exact.bytes);
+    for (size_t i = 0; i < got.size(); ++i)
+      if (got[i] != want[i])
+        throw Failure(GRAFT_ERROR, "element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", not " +
+                                       std::to_string(want[i]));
+    return true;
+  } catch (const std::exception& e) {
+    std::cerr << "graft-vulkan: cooperative-matrix matmul stays off on " << dev.name()
+              << ": its check failed: " << e.what() << "\n";
+    return false;
+  }
+}
+
+void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& y = a->inputs[1];
+  const DLTensor& out = *a->output;
+  if (numel(out) == 0) return;
+  if (x.shape[2] == 0) return fill(dev, out, 0.0);  // no products to sum
+  bool coop = a->attrs->matmul.precision == GRAFT_MATMUL_MEDIUM && dev.cooperative_matrix() &&
+              dev.cooperative_matrix_checked([&] { return coop_check(dev); });
+  matmul_dispatch(dev, x, y, out, coop);
+}
+
+const Entry kEntries[] = {{"matmul", GRAFT_DTYPE_FLOAT32, 0, matmul_run, matmul_supports}};
+
+}  // namespace
+
+std::span<const Entry> matmul_entries() { return kEntries; }
+
+}  // namespace graft_vulkan
