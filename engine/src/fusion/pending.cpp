@@ -306,10 +306,10 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     return false;  // read by pending work, which needs the old values
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
-    bool same_view = in->storage == o->storage && in->offset == 0 && in->dtype == o->dtype && in->sizes == o->sizes &&
-                     inputs[i].is_contiguous();
-    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
-        (in->storage == o->storage && (fresh || !same_view)))
+    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype())) return false;
+    // An input over the output's storage: only an in-place op's own view.
+    if (in->storage == o->storage &&
+        (fresh || in->offset != 0 || in->dtype != o->dtype || in->sizes != o->sizes || !inputs[i].is_contiguous()))
       return false;
   }
 
