@@ -213,17 +213,17 @@ class Call {
     // Parameter block: [0] elements, [1...] the dims, then per operand its
     // offset and its strides, then the scalars.
     size_t rank = layout_.shape.size(), operands = operands_.size();
-    params.assign(1 + rank + operands * (1 + rank) + 2 * static_cast<size_t>(a_.n_scalars), 0);
+    scalars_at_ = operand_at(operands);
+    params.assign(scalars_at_ + 2 * static_cast<size_t>(a_.n_scalars), 0);
     params[0] = static_cast<uint32_t>(numel(a_.outputs[0]));
     for (size_t d = 0; d < rank; ++d) params[1 + d] = static_cast<uint32_t>(layout_.shape[d]);
     std::vector<Index> index(operands);
     for (size_t k = 0; k < operands; ++k) {
-      size_t at = 1 + rank + k * (1 + rank);
+      size_t at = operand_at(k);
       params[at] = element_offset(*operands_[k]);
       for (size_t d = 0; d < rank; ++d) params[at + 1 + d] = static_cast<uint32_t>(layout_.strides[k][d]);
       index[k] = index_of(layout_.strides[k]);
     }
-    scalars_at_ = 1 + rank + operands * (1 + rank);
     // Two words per scalar: an integer one's low and high words, any other's
     // float32 bits.
     std::vector<char> integer(static_cast<size_t>(a_.n_scalars), 0);
@@ -242,7 +242,7 @@ class Call {
     vec4_ = true;
     for (size_t k = 0; k < operands; ++k)
       vec4_ = vec4_ && val(k) == Val::f32 && index[k] != Index::strided &&
-              (index[k] == Index::repeated || params[1 + rank + k * (1 + rank)] % 4 == 0);
+              (index[k] == Index::repeated || params[operand_at(k)] % 4 == 0);
     glsl = source(index, vec4_);
   }
 
@@ -338,6 +338,8 @@ class Call {
   }
 
   std::string param(size_t at) const { return "p[" + std::to_string(at) + "]"; }
+  // Where operand k's offset is in the parameter block; its strides follow.
+  size_t operand_at(size_t k) const { return 1 + layout_.shape.size() + k * (1 + layout_.shape.size()); }
 
   std::string source(const std::vector<Index>& index, bool vec4) const {
     size_t rank = layout_.shape.size(), inputs = static_cast<size_t>(a_.n_inputs);
@@ -350,7 +352,7 @@ class Call {
       s += head + "T" + b + " { " + storage_type(val(k)) + " t" + b + "[]; };\n";
       if (vec4) s += head + "V" + b + " { vec4 t" + b + "_v[]; };\n";
     }
-    auto offset = [&](size_t k) { return param(1 + rank + k * (1 + rank)); };
+    auto offset = [&](size_t k) { return param(operand_at(k)); };
     // The scalar body at index i: each operand's element, then the nodes.
     auto scalar_body = [&](const std::string& indent) {
       std::string text;
@@ -369,7 +371,7 @@ class Call {
           text += indent + "c = rest % " + param(1 + d) + ";\n" + indent + "rest /= " + param(1 + d) + ";\n";
           for (size_t k = 0; k < operands_.size(); ++k)
             if (index[k] == Index::strided)
-              text += indent + "o" + std::to_string(k) + " += c * " + param(1 + rank + k * (1 + rank) + 1 + d) + ";\n";
+              text += indent + "o" + std::to_string(k) + " += c * " + param(operand_at(k) + 1 + d) + ";\n";
         }
       }
       std::vector<std::string> load(inputs), store(operands_.size() - inputs);
