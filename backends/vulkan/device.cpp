@@ -19,7 +19,7 @@ size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 bool overlaps(const Access& a, const Access& b) { return a.begin < b.end && b.begin < a.end; }
 
 // Whether the device has what matmul_coop.comp needs (Note [Cooperative
-// matrices] in kernels.cpp); subgroup is its subgroup properties.
+// matrices] in matmul.cpp); subgroup is its subgroup properties.
 bool offers_cooperative_matrix(VkPhysicalDevice physical, const VkPhysicalDeviceSubgroupProperties& subgroup,
                                const VkPhysicalDeviceLimits& limits) {
   uint32_t n = 0;

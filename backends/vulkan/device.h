@@ -68,7 +68,7 @@ class Device {
   // Invocations per workgroup of the 1-D shaders: 256, or the largest power
   // of two the device allows (the shaders' tree reductions need a power of two).
   uint32_t group_size() const { return group_size_; }
-  // Note [Cooperative matrices] (kernels.cpp): whether the device offers
+  // Note [Cooperative matrices] (matmul.cpp): whether the device offers
   // matmul_coop.comp's needs (VK_NV_cooperative_matrix with 16 x 16 x 16
   // float16 products summed in float32, subgroups of 32, float16 and the
   // Vulkan memory model), which are then enabled; and whether the path's

@@ -70,7 +70,7 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
 // Writes vulkan:index's rate of float16 products summed in float32 on
 // cooperative matrices (GFLOP/s, shaders/peak_coop.comp), for
 // matmul_coop.comp to be measured against. GRAFT_OK; GRAFT_INVALID when the
-// device has none (Note [Cooperative matrices] in kernels.cpp), or
+// device has none (Note [Cooperative matrices] in matmul.cpp), or
 // GRAFT_ERROR, with nothing written.
 extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak_coop(int32_t index, double* gflops) {
   using namespace graft_vulkan;

@@ -282,7 +282,7 @@ __attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_ent
 // "validation_errors" (of the whole process), the limit
 // "storage_buffers_per_shader", or "cooperative_matrix" (0: the device has
 // none, 1: the path passed its check, 2: it failed, 3: not checked yet; Note
-// [Cooperative matrices] in kernels.cpp). ~0 for an unknown name.
+// [Cooperative matrices] in matmul.cpp). ~0 for an unknown name.
 __attribute__((visibility("default"))) uint64_t graft_vulkan_stat(int32_t index, const char* name) {
   using namespace graft_vulkan;
   if (std::strcmp(name, "validation_errors") == 0) return validation_errors.load();
