@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/storage.h"
+#include "core/tensor_impl.h"
 #include "dispatch/registry.h"
 #include "fusion/fusion.h"
 #include "helpers.h"
@@ -182,6 +183,34 @@ TEST(Backends, VulkanMatchesTheReferenceWithFusionOff) {
     EXPECT_LE(r.backward_nmse, tolerance(kFloat32));
   }
   fusion::set_enabled(true);
+}
+
+// Note [Backend layouts]: every case again on oneDNN, with each 4-d float32
+// input whose channels fill oneDNN's blocks handed over in its blocked
+// layout. An identity batch norm (mean 0, variance 1, eps 0) writes it.
+TEST(Backends, OneDnnTakesEveryCaseWithItsInputsInABlockedLayout) {
+  opcases::Target onednn{"onednn", "cpu"};
+  size_t blocked = 0, cases_with_blocked = 0;
+  auto to_blocked = [&](const Tensor& t) {
+    if (t.dim() != 4 || t.dtype() != kFloat32 || t.size(1) % 16 != 0) return t;
+    NoGradGuard no_grad;
+    Tensor zero = zeros({t.size(1)}), one = ones({t.size(1)});
+    BackendGuard only(std::vector<std::string>{"onednn", "reference"});
+    Tensor b = F::batch_norm(t, zero, one, {.weight = one, .bias = zero, .eps = 0});
+    EXPECT_NE(b.impl()->storage->layout.load(), 0) << "the batch norm kept its blocked layout";
+    ++blocked;
+    return b;
+  };
+  for (const auto& c : opcases::all_cases()) {
+    SCOPED_TRACE(c.name);
+    size_t before = blocked;
+    opcases::Result r = opcases::run(c, onednn, kFloat32, to_blocked);
+    ASSERT_TRUE(r.ran) << r.error;
+    EXPECT_LE(r.forward_nmse, tolerance(kFloat32));
+    EXPECT_LE(r.backward_nmse, tolerance(kFloat32));
+    cases_with_blocked += blocked > before;
+  }
+  EXPECT_GE(cases_with_blocked, 10u);
 }
 
 TEST(Backends, OneDnnRunsTheOpsItHasKernelsFor) {

@@ -143,6 +143,60 @@ TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {
     EXPECT_GT(calls(op, "onednn"), 0u) << op << " did not run on oneDNN";
 }
 
+// Note [oneDNN layouts]: in a CNN step, activations stay in oneDNN's blocked
+// layout from the first convolution to the flatten, forward and backward;
+// the only conversion to plain strides is the flatten's input.
+TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
+  auto counter = [](const std::string& name) {
+    for (const auto& [n, v] : fusion_stats())
+      if (n == name) return v;
+    return -1.0;
+  };
+  auto train = [&](int steps, std::vector<double>& losses, double* written, double* converted) {
+    manual_seed(3);
+    nn::Sequential model{nn::Conv2d(1, 16, 3, nn::Conv2dOptions{.padding = 1}),
+                         nn::BatchNorm2d(16),
+                         nn::ReLU(),
+                         nn::MaxPool2d(2),
+                         nn::Conv2d(16, 32, 3, nn::Conv2dOptions{.padding = 1}),
+                         nn::BatchNorm2d(32),
+                         nn::ReLU(),
+                         nn::MaxPool2d(2),
+                         nn::Flatten(),
+                         nn::Linear(32 * 7 * 7, 10)};
+    optim::SGD sgd(model.parameters(), {.lr = 0.05});
+    Tensor x = randn({8, 1, 28, 28});
+    Tensor y = tensor({0, 1, 2, 3, 4, 5, 6, 7}, {8}, kInt64);
+    for (int i = 0; i < steps; ++i) {
+      if (i == 1)
+        *written = counter("tensors written in a backend layout"),
+        *converted = counter("backend layouts converted to plain");
+      Tensor loss = F::cross_entropy(model(x), y);
+      sgd.zero_grad();
+      loss.backward();
+      sgd.step();
+      losses.push_back(loss.item<double>());
+    }
+    *written = (counter("tensors written in a backend layout") - *written) / (steps - 1);
+    *converted = (counter("backend layouts converted to plain") - *converted) / (steps - 1);
+  };
+  std::vector<double> losses, reference;
+  double written, converted;
+  train(4, losses, &written, &converted);
+  // 8 forward (convolutions, batch norms, ReLUs, poolings) and 7 backward
+  // (poolings, ReLUs, batch norms and the second convolution's input).
+  EXPECT_EQ(written, 15);
+  EXPECT_EQ(converted, 1) << "a conversion per step more than the flatten's";
+  {
+    BackendGuard only("reference");
+    train(4, reference, &written, &converted);
+    EXPECT_EQ(written, 0);
+  }
+  ASSERT_EQ(losses.size(), reference.size());
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], reference[i], 1e-4 * reference[i]) << "step " << i;
+  EXPECT_LT(losses.back(), losses.front());
+}
+
 TEST_F(Onednn, OpenMpThreadsFollowGraftsSetting) {
   int threads = get_num_threads();
   Tensor a = randn({64, 64});

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "core/storage.h"
+#include "core/tensor_impl.h"
 #include "helpers.h"
 #include "plugins/loader.h"
 #include "plugins/plugin_device.h"
@@ -114,6 +115,62 @@ TEST(BrokenPlugins, AKernelErrorBecomesAGraftError) {
     BackendGuard only("reference");
     expect_values(-tensor({1.f}), {-1});
   }
+}
+
+// Note [Backend layouts]: the extras plugin's neg writes "reversed" memory.
+TEST(PluginAbi, ABackendLayoutStaysWithItsKernelsAndIsPlainToEverythingElse) {
+  load_plugin(kBroken + "/libgraft-extras.so");
+  ASSERT_TRUE(find_plugin("extras")->loaded);
+  auto counter = [](const std::string& name) {
+    for (const auto& [n, v] : fusion_stats())
+      if (n == name) return v;
+    return -1.0;
+  };
+  auto written = [&] { return counter("tensors written in a backend layout"); };
+  auto converted = [&] { return counter("backend layouts converted to plain"); };
+  auto layout_of = [](const Tensor& t) { return t.impl()->storage->layout.load(); };
+  Tensor x = tensor({1.f, -2.f, 3.f, -4.f, 5.f, -6.f}, {2, 3});
+
+  Tensor y = -x;
+  EXPECT_EQ(written(), 1);
+  ASSERT_NE(layout_of(y), 0) << "a fresh output may take the kernel's layout";
+  EXPECT_EQ(plugin::find_layout_type(layout_of(y))->name, "extras:reversed");
+  Tensor z = -y;  // the owning backend reads it as it is
+  EXPECT_EQ(converted(), 0);
+  EXPECT_NE(layout_of(z), 0);
+  expect_values(z, {1, -2, 3, -4, 5, -6});  // a host read converts
+  EXPECT_EQ(converted(), 1);
+  EXPECT_EQ(layout_of(z), 0);
+
+  // Another backend's kernel (reference's add) sees plain strides.
+  Tensor w = -x;
+  expect_values(w + 1.0, {0, 3, -2, 5, -4, 7});
+  EXPECT_EQ(converted(), 2);
+  // A view of another shape converts before the owner's kernel reads it.
+  Tensor v = -x;
+  Tensor r = -v.reshape({3, 2});
+  EXPECT_EQ(converted(), 3);
+  expect_values(r, {1, -2, 3, -4, 5, -6});  // r was written reversed
+  EXPECT_EQ(converted(), 4);
+  // An in-place write converts first.
+  Tensor u = -x;
+  u.add_(1.0);
+  EXPECT_EQ(converted(), 5);
+  expect_values(u, {0, 3, -2, 5, -4, 7});
+  // A whole, contiguous view keeps the layout and the owner's kernel reads it so.
+  Tensor t = -x;
+  Tensor same = t.view({2, 3});
+  EXPECT_EQ(layout_of(same), layout_of(t));
+  Tensor q = -same;
+  EXPECT_EQ(converted(), 5);
+  expect_values(q, {1, -2, 3, -4, 5, -6});
+
+  // A layout that cannot be converted, and a kernel that names no layout of its backend.
+  Tensor a = x.abs();
+  EXPECT_GRAFT_ERROR(a + 1.0, "from layout 'extras:unreadable' of backend 'extras' to plain strides failed",
+                     "this layout cannot be read, on purpose");
+  EXPECT_GRAFT_ERROR(x.exp(), "op 'exp': backend 'extras' marked output 0 as written in layout 1048576",
+                     "is not a layout type of that backend");
 }
 
 TEST(ExamplePlugin, LoadsOnceAndListsItsDevice) {

@@ -211,6 +211,7 @@ bool attention_ok(const Call& c) {
 }
 
 int32_t attention_supports(void*, const graft_kernel_args* a) {
+  if (any_layout(a)) return 0;
   try {
     return attention_ok(Call{a, 0});
   } catch (...) {

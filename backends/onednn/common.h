@@ -79,7 +79,8 @@ enum Kind : int64_t {
   kNormBackward,
   kLayerNorm,
   kLayerNormBackward,
-  kAttention
+  kAttention,
+  kToPlain
 };
 
 // Note [Primitive cache]
@@ -123,21 +124,55 @@ T& cached(const Key& key, Make make) {
 // Scratch memory of this thread, for layouts oneDNN prefers over graft's.
 void* scratch(int slot, size_t bytes);
 
-// One argument of a primitive that wants a layout (want) other than graft's
-// (user): converted on the way in, or on the way out for an output.
+// One argument of a primitive that wants a layout (want) other than the
+// tensor's (user): converted on the way in, or on the way out for an output.
 struct Reordered {
+  memory::desc user;      // the tensor's
   memory::desc want;      // what the primitive takes
   bool needed = false;    // user layout differs
   dnnl::reorder convert;  // user -> want for an input, want -> user for an output
   static Reordered make(const memory::desc& user, const memory::desc& want, bool is_output);
   // An input as the primitive takes it: user memory, or a converted copy in scratch slot.
-  memory input(const memory::desc& user, const void* data, int slot);
+  memory input(const void* data, int slot) const;
   // An output's memory: user memory, or scratch to convert into user memory afterwards (write_back).
-  memory output(const memory::desc& user, void* data, int slot);
-  void write_back(memory m, const memory::desc& user, void* data);
+  memory output(void* data, int slot) const;
+  void write_back(memory m, void* data) const;
 };
 
 bool all_contiguous(const Call& c);
+
+// Note [oneDNN layouts]
+// graft may keep a 4-d activation in one of oneDNN's channel-blocked formats
+// from one of these kernels to the next (Note [Backend layouts] in graft's
+// fusion/layout.cpp). Convolution, batch norm and pooling, forward and
+// backward, read such inputs as they are, and write their activation output
+// in the format their primitive works in when graft offers it and it needs
+// no padding (channels a multiple of the block); eltwise and binary ops on
+// inputs that all share one such format run over the memory as a flat array,
+// which is the same elementwise op and keeps the format (so the ReLU between
+// a batch norm and a pooling keeps it too). Weights and per-channel tensors
+// stay plain.
+inline constexpr memory::format_tag kLayoutTags[] = {memory::format_tag::nChw16c, memory::format_tag::nChw8c};
+void register_layouts(graft_host* host);
+// The channels per block of layout id (16 for nChw16c).
+int64_t block_size(int64_t id);
+// Input i's layout id (0: plain strides).
+inline int64_t layout_in(const Call& c, int i) { return c.args->layouts ? c.args->layouts[i] : 0; }
+// Whether output k may be written in a layout of ours.
+inline bool offered(const Call& c, int k = 0) { return c.args->layouts && c.args->layouts[c.args->n_inputs + k] == 0; }
+// Marks output k as written in layout id (when id is one).
+inline void set_layout(const Call& c, int k, int64_t id) {
+  if (id > 0) c.args->layouts[c.args->n_inputs + k] = id;
+}
+// Input i's memory: the layout graft kept it in, or its plain strides (md_of).
+memory::desc md_in(const Call& c, int i);
+// Dense dims in layout id, or row-major when id is 0.
+memory::desc md_with(const Dims& dims, memory::data_type type, int64_t id);
+// The id of md's format among ours when it needs no more bytes than plain strides, else 0.
+int64_t layout_id(const memory::desc& md);
+// For an elementwise call: the layout every present input shares, when
+// output 0 may take it too; 0 when all are plain; -1 for any other mix.
+int64_t shared_layout(const Call& c);
 
 // Turns oneDNN's and our exceptions into a status and message.
 int32_t guarded(char* message, size_t size, const std::function<void()>& body);
@@ -151,18 +186,26 @@ template <void (*Body)(const Call&)>
 int32_t run(void* ctx, const graft_kernel_args* a, char* message, size_t size) {
   return guarded(message, size, [&] { Body(Call{a, reinterpret_cast<intptr_t>(ctx)}); });
 }
-template <bool (*Check)(const Call&), bool BFloat16 = false>
+// Whether an input arrives in a layout of ours (Note [oneDNN layouts]).
+inline bool any_layout(const graft_kernel_args* a) {
+  for (int i = 0; a->layouts && i < a->n_inputs; ++i)
+    if (a->layouts[i]) return true;
+  return false;
+}
+// Layouts: Check handles inputs in our layouts; otherwise such calls are refused (graft converts them first).
+template <bool (*Check)(const Call&), bool BFloat16 = false, bool Layouts = false>
 int32_t supports(void* ctx, const graft_kernel_args* a) {
   try {
+    if (!Layouts && any_layout(a)) return 0;
     bool types = all_nonempty_of(a, GRAFT_DTYPE_FLOAT32) || (BFloat16 && all_nonempty_of(a, GRAFT_DTYPE_BFLOAT16));
     return types && Check(Call{a, reinterpret_cast<intptr_t>(ctx)});
   } catch (...) {
     return 0;
   }
 }
-template <bool (*Check)(const Call&)>
+template <bool (*Check)(const Call&), bool Layouts = false>
 int32_t supports_bf16(void* ctx, const graft_kernel_args* a) {
-  return supports<Check, true>(ctx, a);
+  return supports<Check, true, Layouts>(ctx, a);
 }
 
 // The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels

@@ -20,6 +20,9 @@ struct ConvShape {
   memory::desc src_md() const { return plain(src, tag::nchw, type); }
   memory::desc dst_md() const { return plain(dst, tag::nchw, type); }
   memory::desc weights_md() const { return plain(weights, weights.size() == 5 ? tag::goihw : tag::oihw, type); }
+  // The weight of input i as it arrives: in a layout of ours (a 4-d tensor
+  // like any other; conv_ok admits it only without groups), or plain.
+  memory::desc weights_in(const Call& c, int i) const { return layout_in(c, i) ? md_in(c, i) : weights_md(); }
   memory::desc bias_md() const { return plain({dst[1]}, tag::undef, type); }
   memory::desc any(const Dims& d) const { return memory::desc(d, type, tag::any); }
 };
@@ -49,10 +52,32 @@ dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvShape& s, bo
   return dnnl::convolution_forward::primitive_desc(d, engine());
 }
 
+// A primitive's activation output: in the format it works in when graft
+// offers a layout and that format is one of ours (Note [oneDNN layouts]),
+// else converted to plain strides afterwards.
+struct ActivationOut {
+  Reordered r;
+  int64_t layout;
+  static ActivationOut make(const Call& c, const memory::desc& plain_md, const memory::desc& want) {
+    int64_t layout = offered(c) ? layout_id(want) : 0;
+    return {Reordered::make(layout ? want : plain_md, want, true), layout};
+  }
+  memory output(const Call& c) const { return r.output(c.out().data, 2); }
+  void finish(const Call& c, memory m) const {
+    r.write_back(m, c.out().data);
+    set_layout(c, 0, layout);
+  }
+};
+
+// A grouped convolution's weight arrives plain ([O, C / g, kh, kw] is not
+// the 5-d tensor oneDNN sees).
+bool conv_ok(const Call& c) { return all_contiguous(c) && (c.attrs().conv2d.groups == 1 || !layout_in(c, 1)); }
+
 struct ConvForward {
-  ConvShape shape;
   dnnl::convolution_forward prim;
-  Reordered src, weights, dst;
+  Reordered src, weights;
+  ActivationOut dst;
+  memory::desc bias;
 };
 
 void conv2d(const Call& c) {
@@ -60,24 +85,24 @@ void conv2d(const Call& c) {
   ConvForward& e = cached<ConvForward>(Key(kConv).add(c), [&] {
     ConvShape s = conv_shape(c, c.in(0), c.in(1), c.out());
     auto pd = conv_forward_pd(s, bias);
-    return std::make_shared<ConvForward>(ConvForward{s, dnnl::convolution_forward(pd),
-                                                     Reordered::make(s.src_md(), pd.src_desc(), false),
-                                                     Reordered::make(s.weights_md(), pd.weights_desc(), false),
-                                                     Reordered::make(s.dst_md(), pd.dst_desc(), true)});
+    return std::make_shared<ConvForward>(ConvForward{dnnl::convolution_forward(pd),
+                                                     Reordered::make(md_in(c, 0), pd.src_desc(), false),
+                                                     Reordered::make(s.weights_in(c, 1), pd.weights_desc(), false),
+                                                     ActivationOut::make(c, s.dst_md(), pd.dst_desc()), s.bias_md()});
   });
-  memory dst = e.dst.output(e.shape.dst_md(), c.out().data, 2);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.input(e.shape.src_md(), c.in(0).data, 0)},
-                                       {DNNL_ARG_WEIGHTS, e.weights.input(e.shape.weights_md(), c.in(1).data, 1)},
+  memory dst = e.dst.output(c);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.input(c.in(0).data, 0)},
+                                       {DNNL_ARG_WEIGHTS, e.weights.input(c.in(1).data, 1)},
                                        {DNNL_ARG_DST, dst}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, mem(e.shape.bias_md(), c.in(2).data));
+  if (bias) args.emplace(DNNL_ARG_BIAS, mem(e.bias, c.in(2).data));
   e.prim.execute(stream(), args);
-  e.dst.write_back(dst, e.shape.dst_md(), c.out().data);
+  e.dst.finish(c, dst);
 }
 
 struct ConvData {
-  ConvShape shape;
   dnnl::convolution_backward_data prim;
-  Reordered diff_dst, weights, diff_src;
+  Reordered diff_dst, weights;
+  ActivationOut diff_src;
 };
 
 // inputs grad [N, O, Ho, Wo], weight; output [N, C, H, W].
@@ -88,20 +113,19 @@ void conv2d_backward_input(const Call& c) {
     dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, s.any(s.src), s.any(s.weights),
                                             s.any(s.dst), s.strides, s.dilation, s.padding, s.padding);
     dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
-    return std::make_shared<ConvData>(ConvData{s, dnnl::convolution_backward_data(pd),
-                                               Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
-                                               Reordered::make(s.weights_md(), pd.weights_desc(), false),
-                                               Reordered::make(s.src_md(), pd.diff_src_desc(), true)});
+    return std::make_shared<ConvData>(ConvData{dnnl::convolution_backward_data(pd),
+                                               Reordered::make(md_in(c, 0), pd.diff_dst_desc(), false),
+                                               Reordered::make(s.weights_in(c, 1), pd.weights_desc(), false),
+                                               ActivationOut::make(c, s.src_md(), pd.diff_src_desc())});
   });
-  memory diff_src = e.diff_src.output(e.shape.src_md(), c.out().data, 2);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.shape.dst_md(), c.in(0).data, 0)},
-                            {DNNL_ARG_WEIGHTS, e.weights.input(e.shape.weights_md(), c.in(1).data, 1)},
+  memory diff_src = e.diff_src.output(c);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(c.in(0).data, 0)},
+                            {DNNL_ARG_WEIGHTS, e.weights.input(c.in(1).data, 1)},
                             {DNNL_ARG_DIFF_SRC, diff_src}});
-  e.diff_src.write_back(diff_src, e.shape.src_md(), c.out().data);
+  e.diff_src.finish(c, diff_src);
 }
 
 struct ConvWeights {
-  ConvShape shape;
   dnnl::convolution_backward_weights prim;
   Reordered diff_dst, src, diff_weights;
 };
@@ -114,16 +138,16 @@ void conv2d_backward_weight(const Call& c) {
     dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, s.any(s.src), s.any(s.weights),
                                                s.any(s.dst), s.strides, s.dilation, s.padding, s.padding);
     dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
-    return std::make_shared<ConvWeights>(ConvWeights{s, dnnl::convolution_backward_weights(pd),
-                                                     Reordered::make(s.dst_md(), pd.diff_dst_desc(), false),
-                                                     Reordered::make(s.src_md(), pd.src_desc(), false),
+    return std::make_shared<ConvWeights>(ConvWeights{dnnl::convolution_backward_weights(pd),
+                                                     Reordered::make(md_in(c, 0), pd.diff_dst_desc(), false),
+                                                     Reordered::make(md_in(c, 1), pd.src_desc(), false),
                                                      Reordered::make(s.weights_md(), pd.diff_weights_desc(), true)});
   });
-  memory diff_w = e.diff_weights.output(e.shape.weights_md(), c.out().data, 2);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.shape.dst_md(), c.in(0).data, 0)},
-                            {DNNL_ARG_SRC, e.src.input(e.shape.src_md(), c.in(1).data, 1)},
+  memory diff_w = e.diff_weights.output(c.out().data, 2);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(c.in(0).data, 0)},
+                            {DNNL_ARG_SRC, e.src.input(c.in(1).data, 1)},
                             {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
-  e.diff_weights.write_back(diff_w, e.shape.weights_md(), c.out().data);
+  e.diff_weights.write_back(diff_w, c.out().data);
 }
 
 // ---- pooling (dilation: max only) ----
@@ -139,71 +163,89 @@ PoolShape pool_shape(const Call& c, const DLTensor& x, const DLTensor& y) {
   return {dims_of(x), dims_of(y), {k, k}, {s, s}, {d - 1, d - 1}, {p, p}};
 }
 
-dnnl::pooling_v2_forward::primitive_desc pool_forward_pd(const PoolShape& s, algorithm alg, prop_kind prop) {
-  dnnl::pooling_v2_forward::desc d(prop, alg, plain(s.src, tag::nchw), plain(s.dst, tag::nchw), s.strides, s.kernel,
-                                   s.dilation, s.padding, s.padding);
+// Pooling works in the layout of x (for max pooling's backward, x is the
+// second input; average pooling's has only the gradient) and writes its
+// output in it too.
+int64_t pool_layout(const Call& c) { return layout_in(c, c.args->n_inputs - 1); }
+
+dnnl::pooling_v2_forward::primitive_desc pool_forward_pd(const PoolShape& s, algorithm alg, prop_kind prop,
+                                                         int64_t layout) {
+  dnnl::pooling_v2_forward::desc d(prop, alg, md_with(s.src, memory::data_type::f32, layout),
+                                   md_with(s.dst, memory::data_type::f32, layout), s.strides, s.kernel, s.dilation,
+                                   s.padding, s.padding);
   return dnnl::pooling_v2_forward::primitive_desc(d, engine());
 }
 
 struct Pool {
-  PoolShape shape;
   dnnl::primitive forward, backward;
-  memory::desc workspace;
+  memory::desc src, dst, workspace;  // in the layout pooling works in
+  Reordered grad;                    // backward: the gradient, into that layout
+  int64_t layout;
 };
 
 void pool(const Call& c) {
   auto alg = static_cast<algorithm>(c.ctx);
   Pool& e = cached<Pool>(Key(kPool).add(c), [&] {
     PoolShape s = pool_shape(c, c.in(0), c.out());
-    auto pd = pool_forward_pd(s, alg, prop_kind::forward_inference);
-    return std::make_shared<Pool>(Pool{s, dnnl::pooling_v2_forward(pd), {}, {}});
+    int64_t layout = pool_layout(c);
+    auto pd = pool_forward_pd(s, alg, prop_kind::forward_inference, layout);
+    return std::make_shared<Pool>(Pool{dnnl::pooling_v2_forward(pd), {}, pd.src_desc(), pd.dst_desc(), {}, {}, layout});
   });
-  e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(plain(e.shape.src, tag::nchw), c.in(0).data)},
-                               {DNNL_ARG_DST, mem(plain(e.shape.dst, tag::nchw), c.out().data)}});
+  e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(e.src, c.in(0).data)}, {DNNL_ARG_DST, mem(e.dst, c.out().data)}});
+  set_layout(c, 0, e.layout);
 }
 
 // Max: inputs grad, x (the forward runs again for its workspace, the indices
-// of the maxima); average: input grad, i4 H, i5 W. Output [N, C, H, W].
+// of the maxima); average: input grad. Output [N, C, H, W].
 void pool_backward(const Call& c) {
   auto alg = static_cast<algorithm>(c.ctx);
   bool is_max = alg == algorithm::pooling_max;
   Pool& e = cached<Pool>(Key(kPoolBackward).add(c), [&] {
     PoolShape s = pool_shape(c, c.out(), c.in(0));
-    auto hint = pool_forward_pd(s, alg, prop_kind::forward_training);
-    dnnl::pooling_v2_backward::desc d(alg, plain(s.src, tag::nchw), plain(s.dst, tag::nchw), s.strides, s.kernel,
-                                      s.dilation, s.padding, s.padding);
+    int64_t layout = pool_layout(c);
+    auto hint = pool_forward_pd(s, alg, prop_kind::forward_training, layout);
+    dnnl::pooling_v2_backward::desc d(alg, hint.src_desc(), hint.dst_desc(), s.strides, s.kernel, s.dilation, s.padding,
+                                      s.padding);
     dnnl::pooling_v2_backward::primitive_desc pd(d, engine(), hint);
     dnnl::primitive forward;  // max pooling's, for the workspace
     if (is_max) forward = dnnl::pooling_v2_forward(hint);
-    return std::make_shared<Pool>(Pool{s, forward, dnnl::pooling_v2_backward(pd), hint.workspace_desc()});
+    return std::make_shared<Pool>(Pool{forward, dnnl::pooling_v2_backward(pd), hint.src_desc(), hint.dst_desc(),
+                                       hint.workspace_desc(), Reordered::make(md_in(c, 0), hint.dst_desc(), false),
+                                       layout});
   });
-  memory::desc src = plain(e.shape.src, tag::nchw), dst = plain(e.shape.dst, tag::nchw);
-  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, mem(dst, c.in(0).data)},
-                                       {DNNL_ARG_DIFF_SRC, mem(src, c.out().data)}};
+  std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, e.grad.input(c.in(0).data, 0)},
+                                       {DNNL_ARG_DIFF_SRC, mem(e.src, c.out().data)}};
   if (is_max) {
     memory ws(e.workspace, engine(), scratch(1, e.workspace.get_size()));
-    e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(src, c.in(1).data)},
-                                 {DNNL_ARG_DST, memory(dst, engine(), scratch(0, dst.get_size()))},
+    e.forward.execute(stream(), {{DNNL_ARG_SRC, mem(e.src, c.in(1).data)},
+                                 {DNNL_ARG_DST, memory(e.dst, engine(), scratch(2, e.dst.get_size()))},
                                  {DNNL_ARG_WORKSPACE, ws}});
     args.emplace(DNNL_ARG_WORKSPACE, ws);
   }
   e.backward.execute(stream(), args);
+  set_layout(c, 0, e.layout);
 }
 
-bool pool_ok(const Call& c) { return c.in(0).ndim == 4 && all_contiguous(c); }
+// Working in a layout needs the output offered; max pooling's gradient may
+// arrive in any layout (it is converted to pooling's).
+bool pool_ok(const Call& c) { return c.in(0).ndim == 4 && all_contiguous(c) && (!pool_layout(c) || offered(c)); }
 
 // ---- batch normalization; f0: eps ----
 
 // oneDNN 2.6 normalizes NCHW at a sixth of the speed it does its blocked
-// layout, so 4-d tensors are converted at the boundary (Reordered).
+// layout, so 4-d tensors are normalized in it: in the layout x arrives in,
+// else in nChw16c, converted at the boundary where graft keeps no layout.
 struct Norm {
   dnnl::primitive prim;
-  memory::desc data, channels;
-  Reordered src, diff_dst, dst;  // dst: y forward, the gradient of x backward
+  memory::desc channels;
+  Reordered src, diff_dst;
+  ActivationOut dst;  // y forward, the gradient of x backward
 };
 
-memory::desc norm_layout(const DLTensor& x) {
-  return x.ndim == 4 ? plain(dims_of(x), tag::nChw16c) : md_of(x);
+memory::desc norm_layout(const Call& c, int x) {
+  const DLTensor& t = c.in(x);
+  if (layout_in(c, x)) return md_in(c, x);
+  return t.ndim == 4 ? plain(dims_of(t), tag::nChw16c) : md_of(t);
 }
 
 const auto kScaleShift = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
@@ -214,28 +256,30 @@ void batch_norm(const Call& c) {
   bool training = c.attrs().batch_norm.training != 0;
   const DLTensor& x = c.in(0);
   Norm& e = cached<Norm>(Key(kNorm).add(c), [&] {
-    memory::desc data = md_of(x), inside = norm_layout(x);
+    memory::desc inside = norm_layout(c, 0);
     auto flags = training ? kScaleShift : kScaleShift | dnnl::normalization_flags::use_global_stats;
     dnnl::batch_normalization_forward::desc d(training ? prop_kind::forward_training : prop_kind::forward_inference,
                                               inside, float(c.attrs().batch_norm.eps), flags);
     dnnl::batch_normalization_forward::primitive_desc pd(d, engine());
-    return std::make_shared<Norm>(Norm{dnnl::batch_normalization_forward(pd), data, plain({x.shape[1]}),
-                                       Reordered::make(data, inside, false), {},
-                                       Reordered::make(data, inside, true)});
+    return std::make_shared<Norm>(Norm{dnnl::batch_normalization_forward(pd),
+                                       plain({x.shape[1]}),
+                                       Reordered::make(md_in(c, 0), inside, false),
+                                       {},
+                                       ActivationOut::make(c, md_of(c.out()), inside)});
   });
   int64_t ch = x.shape[1];
   auto* affine = static_cast<const float*>(c.in(1).data);
   const DLTensor* outs = c.args->outputs;
   const void* mean = training ? outs[1].data : c.in(2).data;
   const void* var = training ? outs[2].data : static_cast<const float*>(c.in(2).data) + ch;
-  memory dst = e.dst.output(e.data, c.out().data, 2);
-  e.prim.execute(stream(), {{DNNL_ARG_SRC, e.src.input(e.data, x.data, 0)},
+  memory dst = e.dst.output(c);
+  e.prim.execute(stream(), {{DNNL_ARG_SRC, e.src.input(x.data, 0)},
                             {DNNL_ARG_DST, dst},
                             {DNNL_ARG_SCALE, mem(e.channels, affine)},
                             {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
                             {DNNL_ARG_MEAN, mem(e.channels, mean)},
                             {DNNL_ARG_VARIANCE, mem(e.channels, var)}});
-  e.dst.write_back(dst, e.data, c.out().data);
+  e.dst.finish(c, dst);
 }
 
 // inputs grad, x, saved [3, C] (mean; biased variance; weight); outputs the
@@ -243,22 +287,21 @@ void batch_norm(const Call& c) {
 void batch_norm_backward(const Call& c) {
   const DLTensor& x = c.in(1);
   Norm& e = cached<Norm>(Key(kNormBackward).add(c), [&] {
-    memory::desc data = md_of(x), inside = norm_layout(x);
+    memory::desc inside = norm_layout(c, 1);
     float eps = float(c.attrs().batch_norm_backward.eps);
     dnnl::batch_normalization_forward::primitive_desc hint(
         dnnl::batch_normalization_forward::desc(prop_kind::forward_training, inside, eps, kScaleShift), engine());
     dnnl::batch_normalization_backward::desc d(prop_kind::backward, inside, inside, eps, kScaleShift);
     dnnl::batch_normalization_backward::primitive_desc pd(d, engine(), hint);
-    return std::make_shared<Norm>(Norm{dnnl::batch_normalization_backward(pd), data, plain({x.shape[1]}),
-                                       Reordered::make(data, inside, false), Reordered::make(data, inside, false),
-                                       Reordered::make(data, inside, true)});
+    return std::make_shared<Norm>(
+        Norm{dnnl::batch_normalization_backward(pd), plain({x.shape[1]}), Reordered::make(md_in(c, 1), inside, false),
+             Reordered::make(md_in(c, 0), inside, false), ActivationOut::make(c, md_of(c.out()), inside)});
   });
   int64_t ch = x.shape[1];
   auto* saved = static_cast<const float*>(c.in(2).data);
-  auto* out = static_cast<float*>(c.out().data);
-  memory diff_src = e.dst.output(e.data, out, 2);
-  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(e.data, c.in(0).data, 1)},
-                            {DNNL_ARG_SRC, e.src.input(e.data, x.data, 0)},
+  memory diff_src = e.dst.output(c);
+  e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(c.in(0).data, 1)},
+                            {DNNL_ARG_SRC, e.src.input(x.data, 0)},
                             {DNNL_ARG_MEAN, mem(e.channels, saved)},
                             {DNNL_ARG_VARIANCE, mem(e.channels, saved + ch)},
                             {DNNL_ARG_SCALE, mem(e.channels, saved + 2 * ch)},
@@ -266,7 +309,7 @@ void batch_norm_backward(const Call& c) {
                             {DNNL_ARG_DIFF_SRC, diff_src},
                             {DNNL_ARG_DIFF_SCALE, mem(e.channels, c.args->outputs[1].data)},
                             {DNNL_ARG_DIFF_SHIFT, mem(e.channels, c.args->outputs[2].data)}});
-  e.dst.write_back(diff_src, e.data, out);
+  e.dst.finish(c, diff_src);
 }
 
 // ---- layer normalization over the trailing dims, seen as [rows, features] ----
@@ -341,17 +384,18 @@ bool norm_ok(const Call& c) {
 }  // namespace
 
 void add_conv_kernels(const AddKernel& add) {
-  add("conv2d", run<conv2d>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
-  add("conv2d_backward_input", run<conv2d_backward_input>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
-  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
+  add("conv2d", run<conv2d>, supports_bf16<conv_ok, true>, 0, kFloat32OrBFloat16);
+  add("conv2d_backward_input", run<conv2d_backward_input>, supports_bf16<conv_ok, true>, 0, kFloat32OrBFloat16);
+  add("conv2d_backward_weight", run<conv2d_backward_weight>, supports_bf16<conv_ok, true>, 0,
+      kFloat32OrBFloat16);
   auto max = static_cast<intptr_t>(algorithm::pooling_max);
   auto avg = static_cast<intptr_t>(algorithm::pooling_avg_include_padding);
-  add("max_pool2d", run<pool>, supports<pool_ok>, max);
-  add("avg_pool2d", run<pool>, supports<pool_ok>, avg);
-  add("max_pool2d_backward", run<pool_backward>, supports<pool_ok>, max);
-  add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok>, avg);
-  add("batch_norm", run<batch_norm>, supports<norm_ok>, 0);
-  add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok>, 0);
+  add("max_pool2d", run<pool>, supports<pool_ok, false, true>, max);
+  add("avg_pool2d", run<pool>, supports<pool_ok, false, true>, avg);
+  add("max_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, max);
+  add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, avg);
+  add("batch_norm", run<batch_norm>, supports<norm_ok, false, true>, 0);
+  add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok, false, true>, 0);
   add("layer_norm", run<layer_norm>, supports<all_contiguous>, 0);
   add("layer_norm_backward", run<layer_norm_backward>, supports<all_contiguous>, 0);
 }

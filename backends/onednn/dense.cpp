@@ -99,8 +99,11 @@ bool full_shape(const DLTensor& t, const DLTensor& out) {
 bool commutes(algorithm a) { return a == algorithm::binary_add || a == algorithm::binary_mul; }
 
 // oneDNN broadcasts the second operand only; a commutative op may swap.
+// Inputs in our layouts: both in one, of the output's shape (Note [oneDNN layouts]).
 bool binary_ok(const Call& c) {
   if (!big(c) || !is_contiguous(c.out()) || c.out().ndim > 6) return false;
+  if (int64_t layout = shared_layout(c))
+    return layout > 0 && full_shape(c.in(0), c.out()) && full_shape(c.in(1), c.out());
   if (full_shape(c.in(0), c.out())) return true;
   return commutes(static_cast<algorithm>(c.ctx)) && full_shape(c.in(1), c.out());
 }
@@ -118,6 +121,7 @@ void binary(const Call& c) {
   execute(b, {{DNNL_ARG_SRC_0, mem(b.mds[0], a.data)},
               {DNNL_ARG_SRC_1, mem(b.mds[1], b2.data)},
               {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
+  set_layout(c, 0, shared_layout(c));
 }
 
 // ---- eltwise, forward and backward ----
@@ -152,6 +156,9 @@ constexpr Backward kBackward[] = {{algorithm::eltwise_relu_use_dst_for_bwd, true
                                   {algorithm::eltwise_abs, false}};
 
 bool dense_ok(const Call& c) { return big(c) && all_contiguous(c); }
+// Eltwise ops run over the memory as a flat array: inputs that share one of
+// our layouts give an output in it (Note [oneDNN layouts]).
+bool elementwise_ok(const Call& c) { return dense_ok(c) && shared_layout(c) >= 0; }
 
 Eltwise eltwise_of(const Call& c) {
   if (c.ctx >= 0) return kForward[c.ctx].e;
@@ -169,11 +176,12 @@ void eltwise(const Call& c) {
     return Built{dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(d, engine())), {md}};
   });
   execute(b, {{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_DST, mem(b.mds[0], c.out().data)}});
+  set_layout(c, 0, shared_layout(c));
 }
 
 bool eltwise_backward_ok(const Call& c) {
   int32_t f = c.attrs().eltwise_backward.function;
-  return f >= 0 && f < int32_t(std::size(kBackward)) && dense_ok(c);
+  return f >= 0 && f < int32_t(std::size(kBackward)) && elementwise_ok(c);
 }
 
 void eltwise_backward_as(const Call& c, Backward e) {
@@ -188,6 +196,7 @@ void eltwise_backward_as(const Call& c, Backward e) {
   execute(b, {{DNNL_ARG_DIFF_DST, mem(b.mds[0], c.in(0).data)},
               {e.from_output ? DNNL_ARG_DST : DNNL_ARG_SRC, mem(b.mds[0], c.in(1).data)},
               {DNNL_ARG_DIFF_SRC, mem(b.mds[0], c.out().data)}});
+  set_layout(c, 0, shared_layout(c));
 }
 
 void eltwise_backward(const Call& c) { eltwise_backward_as(c, kBackward[c.attrs().eltwise_backward.function]); }
@@ -221,11 +230,40 @@ Pattern pattern(const Call& c, int64_t* rows) {
   return prefix ? Pattern::kPrefix : Pattern::kNone;
 }
 
+// An input in one of our layouts is taken only for a sum over every dim but
+// the channels (a convolution's gradient, summed for its bias's), which
+// blocked_channel_sum reads straight from the blocks: oneDNN 2.6's general
+// reduction over nChw16c is slower than converting first.
 bool reduce_ok(const Call& c) {
   const DLTensor& x = c.in(0);
   int64_t rows;
+  if (layout_in(c, 0)) return x.ndim == 4 && c.attrs().sum.dims == 0b1101;
   return numel(x) >= kMinElements && is_contiguous(x) && x.ndim > 0 && x.ndim <= 6 &&
          pattern(c, &rows) != Pattern::kNone;
+}
+
+// x [N, C, H, W] in blocks of b channels: [N][C / b][H][W][b].
+void blocked_channel_sum(const Call& c) {
+  const DLTensor& x = c.in(0);
+  int64_t n = x.shape[0], ch = x.shape[1], hw = x.shape[2] * x.shape[3], b = block_size(layout_in(c, 0));
+  int64_t blocks = ch / b;
+  const auto* in = static_cast<const float*>(x.data);
+  auto* partial = static_cast<float*>(scratch(0, size_t(n * ch) * sizeof(float)));  // per image
+#pragma omp parallel for collapse(2)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < blocks; ++k) {
+      float acc[16] = {};
+      const float* p = in + (i * blocks + k) * hw * b;
+      for (int64_t s = 0; s < hw; ++s)
+        for (int64_t j = 0; j < b; ++j) acc[j] += p[s * b + j];
+      for (int64_t j = 0; j < b; ++j) partial[i * ch + k * b + j] = acc[j];
+    }
+  auto* out = static_cast<float*>(c.out().data);
+  for (int64_t j = 0; j < ch; ++j) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += partial[i * ch + j];
+    out[j] = sum;
+  }
 }
 
 const float* ones(int64_t n) {
@@ -235,6 +273,7 @@ const float* ones(int64_t n) {
 }
 
 void reduce(const Call& c) {
+  if (layout_in(c, 0)) return blocked_channel_sum(c);
   int64_t rows;
   if (pattern(c, &rows) == Pattern::kPrefix) {
     int64_t cols = numel(c.in(0)) / rows;
@@ -299,6 +338,7 @@ void softmax_backward(const Call& c) {
 // decomposition costs less than two primitives), gradients and outputs,
 // int64 labels; all contiguous.
 int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
+  if (any_layout(a)) return 0;
   bool forward = a->n_inputs == 2;
   for (int i = 0; i < a->n_inputs; ++i) {
     const DLTensor& t = a->inputs[i];
@@ -392,14 +432,14 @@ void add_dense_kernels(const AddKernel& add) {
                                                         {"sub", algorithm::binary_sub},
                                                         {"mul", algorithm::binary_mul},
                                                         {"div", algorithm::binary_div}};
-  for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok>, static_cast<intptr_t>(alg));
+  for (auto [op, alg] : binaries) add(op, run<binary>, supports<binary_ok, false, true>, static_cast<intptr_t>(alg));
   // Not log: oneDNN 2.6's is off by about 1.4e-6 absolute, so log(1.001) has 0.1% error.
   for (size_t k = 0; k < std::size(kForward); ++k)
-    add(kForward[k].op, run<eltwise>, supports_bf16<dense_ok>, intptr_t(k), kFloat32OrBFloat16);
-  add("clamp", run<eltwise>, supports_bf16<dense_ok>, -1, kFloat32OrBFloat16);
-  add("eltwise_backward", run<eltwise_backward>, supports_bf16<eltwise_backward_ok>, 0, kFloat32OrBFloat16);
-  add("gelu_backward", run<gelu_backward>, supports_bf16<dense_ok>, 0, kFloat32OrBFloat16);
-  add("sum", run<reduce>, supports<reduce_ok>, 0);
+    add(kForward[k].op, run<eltwise>, supports_bf16<elementwise_ok, true>, intptr_t(k), kFloat32OrBFloat16);
+  add("clamp", run<eltwise>, supports_bf16<elementwise_ok, true>, -1, kFloat32OrBFloat16);
+  add("eltwise_backward", run<eltwise_backward>, supports_bf16<eltwise_backward_ok, true>, 0, kFloat32OrBFloat16);
+  add("gelu_backward", run<gelu_backward>, supports_bf16<elementwise_ok, true>, 0, kFloat32OrBFloat16);
+  add("sum", run<reduce>, supports<reduce_ok, false, true>, 0);
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);
   add("softmax_backward", run<softmax_backward>, supports<softmax_ok>, 0);

@@ -87,6 +87,7 @@ Key& Key::add(const Call& c) {
   v.push_back(c.ctx);
   for (int i = 0; i < c.args->n_inputs; ++i) add(c.in(i));
   add(c.out());
+  for (int i = 0; i < c.args->n_inputs + c.args->n_outputs; ++i) v.push_back(c.args->layouts ? c.args->layouts[i] : 0);
   // Every byte of the attributes (graft zeroes what the op's member leaves unused).
   std::array<int64_t, (sizeof(graft_op_attrs) + 7) / 8> words{};
   std::memcpy(words.data(), c.args->attrs, sizeof(graft_op_attrs));
@@ -130,8 +131,81 @@ bool all_contiguous(const Call& c) {
   return is_contiguous(c.out());
 }
 
+namespace {
+std::array<int64_t, std::size(kLayoutTags)> layout_ids{};  // graft's ids, by kLayoutTags' order
+
+memory::format_tag tag_of(int64_t id) {
+  for (size_t i = 0; i < layout_ids.size(); ++i)
+    if (layout_ids[i] == id) return kLayoutTags[i];
+  throw std::invalid_argument("layout id " + std::to_string(id) + " is not one of graft-onednn's");
+}
+
+}  // namespace
+
+int64_t block_size(int64_t id) { return tag_of(id) == memory::format_tag::nChw16c ? 16 : 8; }
+
+namespace {
+int32_t layout_to_plain(void*, int64_t id, const DLTensor* src, const DLTensor* dst, char* message, size_t size) {
+  return guarded(message, size, [&] {
+    memory::desc from(dims_of(*src), data_type_of(*src), tag_of(id)), to = md_of(*dst);
+    auto& convert = cached<dnnl::reorder>(Key(kToPlain).add(id).add(*src).add(*dst), [&] {
+      return std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
+    });
+    memory in = mem(from, src->data), out = mem(to, dst->data);
+    convert.execute(stream(), in, out);
+  });
+}
+}  // namespace
+
+void register_layouts(graft_host* host) {
+  static const char* names[] = {"onednn:nChw16c", "onednn:nChw8c"};
+  static_assert(std::size(names) == std::size(kLayoutTags));
+  for (size_t i = 0; i < layout_ids.size(); ++i) {
+    graft_layout_type type{names[i], nullptr, layout_to_plain};
+    char reason[512] = "";
+    if (host->add_layout_type(host, &type, &layout_ids[i], reason, sizeof reason) != GRAFT_OK)
+      throw std::runtime_error(std::string("adding layout type ") + names[i] + ": " + reason);
+  }
+}
+
+memory::desc md_in(const Call& c, int i) {
+  int64_t id = layout_in(c, i);
+  return id ? md_with(dims_of(c.in(i)), data_type_of(c.in(i)), id) : md_of(c.in(i));
+}
+
+memory::desc md_with(const Dims& dims, memory::data_type type, int64_t id) {
+  return id ? memory::desc(dims, type, tag_of(id)) : plain(dims, memory::format_tag::undef, type);
+}
+
+int64_t layout_id(const memory::desc& md) {
+  Dims dims = md.dims();
+  if (dims.size() != 4) return 0;
+  size_t plain_bytes = memory::desc(dims, md.data_type(), memory::format_tag::nchw).get_size();
+  for (size_t i = 0; i < layout_ids.size(); ++i)
+    if (md == memory::desc(dims, md.data_type(), kLayoutTags[i]))
+      return md.get_size() <= plain_bytes ? layout_ids[i] : 0;
+  return 0;
+}
+
+int64_t shared_layout(const Call& c) {
+  int64_t id = 0;
+  bool plain_seen = false;
+  for (int i = 0; i < c.args->n_inputs; ++i) {
+    if (graft::plugin_util::is_absent(c.in(i))) continue;
+    int64_t l = layout_in(c, i);
+    if (l && id && l != id) return -1;
+    if (l)
+      id = l;
+    else
+      plain_seen = true;
+  }
+  if (!id) return 0;
+  return plain_seen || !offered(c) ? -1 : id;
+}
+
 Reordered Reordered::make(const memory::desc& user, const memory::desc& want, bool is_output) {
   Reordered r;
+  r.user = user;
   r.want = want;
   r.needed = user != want;
   if (r.needed)
@@ -140,7 +214,7 @@ Reordered Reordered::make(const memory::desc& user, const memory::desc& want, bo
   return r;
 }
 
-memory Reordered::input(const memory::desc& user, const void* data, int slot) {
+memory Reordered::input(const void* data, int slot) const {
   memory u = mem(user, data);
   if (!needed) return u;
   memory w(want, engine(), scratch(slot, want.get_size()));
@@ -148,11 +222,11 @@ memory Reordered::input(const memory::desc& user, const void* data, int slot) {
   return w;
 }
 
-memory Reordered::output(const memory::desc& user, void* data, int slot) {
+memory Reordered::output(void* data, int slot) const {
   return needed ? memory(want, engine(), scratch(slot, want.get_size())) : mem(user, data);
 }
 
-void Reordered::write_back(memory m, const memory::desc& user, void* data) {
+void Reordered::write_back(memory m, void* data) const {
   if (!needed) return;
   memory u = mem(user, data);
   convert.execute(stream(), m, u);
@@ -193,6 +267,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
       if (host->add_kernel(host, &k, reason, sizeof reason) != GRAFT_OK)
         throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
     }};
+    register_layouts(host);
     add_dense_kernels(add);
     add_conv_kernels(add);
     add_attention_kernels(add);

@@ -66,11 +66,12 @@ std::vector<Tensor> make_inputs(const OpCase& c, uint64_t seed) {
 // Inputs in dtype on device, each a leaf requiring grad where that applies;
 // input 0 transposed on the device when the case asks for a view.
 std::vector<Tensor> place(const OpCase& c, const std::vector<Tensor>& host, DType dtype, Device device,
-                          std::vector<Tensor>& leaves) {
+                          std::vector<Tensor>& leaves, const Prepare& prepare) {
   std::vector<Tensor> in;
   leaves.clear();
   for (size_t i = 0; i < host.size(); ++i) {
     Tensor t = host[i].to(dtype).to(device).detach();  // a leaf of its own, even when no copy was needed
+    if (prepare) t = prepare(t).detach();
     if (c.differentiable && is_floating(dtype)) t.requires_grad_();
     leaves.push_back(t);
     in.push_back(i == 0 && c.transposed ? t.transpose(-1, -2) : t);
@@ -84,9 +85,9 @@ struct Outcome {
 };
 
 Outcome evaluate(const OpCase& c, const std::vector<Tensor>& host, DType dtype, Device device, uint64_t seed,
-                 Result* result, const std::string& backend) {
+                 Result* result, const std::string& backend, const Prepare& prepare = {}) {
   std::vector<Tensor> leaves;
-  std::vector<Tensor> in = place(c, host, dtype, device, leaves);
+  std::vector<Tensor> in = place(c, host, dtype, device, leaves, prepare);
   Outcome o;
   uint64_t f0 = fallbacks_now(), op0 = calls_now(c.op, backend);
   o.out = c.fn(in);
@@ -236,6 +237,20 @@ std::vector<OpCase> all_cases() {
     });
   add(c, "linear", {{{5, 7}, {3, 7}, {3}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1], v[2]); });
   add(c, "linear", {{{2, 4, 7}, {3, 7}}}, [](const std::vector<Tensor>& v) { return F::linear(v[0], v[1]); });
+  // 16 channels fill oneDNN's channel blocks: the cross-backend suite also
+  // hands these inputs over in its blocked layout (Note [Backend layouts]).
+  using V = const std::vector<Tensor>&;
+  add(c, "conv2d", {{{2, 16, 5, 5}, {16, 16, 3, 3}, {16}}},
+      [](V v) { return F::conv2d(v[0], v[1], v[2], {.padding = 1}); });
+  add(c, "batch_norm", {{{3, 16, 3, 4}, {16}, {16}}},
+      [](V v) { return F::batch_norm(v[0], {}, {}, {.weight = v[1], .bias = v[2], .training = true}); });
+  add(c, "max_pool2d", {{{2, 16, 6, 6}}}, [](V v) { return F::max_pool2d(v[0], {2}); });
+  add(c, "avg_pool2d", {{{2, 16, 5, 6}}},
+      [](V v) { return F::avg_pool2d(v[0], {.kernel_size = 3, .stride = 2, .padding = 1}); });
+  add(c, "relu", {{{2, 16, 3, 5}}}, un(relu));
+  add(c, "add", {{{2, 16, 3, 3}, {2, 16, 3, 3}}, {{2, 16, 3, 3}, {16, 1, 1}}}, [](V v) { return v[0] + v[1]; });
+  add(c, "sum", {{{2, 16, 3, 3}}}, [](V v) { return v[0].sum({1, 3}); });
+  add(c, "linear", {{{2, 16, 2, 2}, {3, 64}}}, [](V v) { return F::linear(v[0].flatten(1), v[1]); });
   return c;
 }
 
@@ -256,7 +271,7 @@ std::vector<Target> targets() {
   return out;
 }
 
-Result run(const OpCase& c, const Target& target, DType dtype) {
+Result run(const OpCase& c, const Target& target, DType dtype, const Prepare& prepare) {
   Result r;
   uint64_t seed = std::hash<std::string>{}(c.name) % 100000;
   std::vector<Tensor> host = make_inputs(c, seed);
@@ -274,7 +289,7 @@ Result run(const OpCase& c, const Target& target, DType dtype) {
     set_backend_order({target.backend});  // the target's kernels first, wherever it has them
     try {
       BackendGuard only(std::vector<std::string>{target.backend, "reference"});
-      got = evaluate(c, host, dtype, device, seed, &r, target.backend);
+      got = evaluate(c, host, dtype, device, seed, &r, target.backend, prepare);
     } catch (...) {
       set_backend_order(order);
       throw;

@@ -41,8 +41,11 @@ struct Result {
   uint64_t backward_calls = 0, backward_calls_by_backend = 0;
 };
 
+// Applied to each input on the target's device before it becomes a leaf
+// (the cross-backend suite hands inputs over in oneDNN's blocked layouts so).
+using Prepare = std::function<Tensor(const Tensor&)>;
 // Runs c on target in dtype, and on the reference backend on the host.
-Result run(const OpCase& c, const Target& target, DType dtype);
+Result run(const OpCase& c, const Target& target, DType dtype, const Prepare& prepare = {});
 
 // The normalized mean squared error of got against want (0 when equal).
 double nmse(const Tensor& got, const Tensor& want);

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "graft/device.h"
+#include "graft/dtype.h"
+#include "graft/shape.h"
 
 namespace graft {
 
@@ -87,6 +89,13 @@ struct Storage {
   int32_t fusion_node = -1;
   std::atomic<uint32_t> fusion_readers{0};
   std::atomic<bool> exposed{false};
+  // Note [Backend layouts]: nonzero while the memory holds a tensor of
+  // layout_sizes and layout_dtype in a backend's own layout (the id
+  // graft_host.add_layout_type gave); set once, by the kernel that wrote it,
+  // and cleared once, when fusion::materialize converts it to plain strides.
+  std::atomic<int64_t> layout{0};
+  Dims layout_sizes;
+  DType layout_dtype = kFloat32;
 };
 
 }  // namespace graft

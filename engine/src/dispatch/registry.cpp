@@ -177,9 +177,16 @@ namespace {
 
 thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 
-KTensor view_of(const Tensor& t, bool write) {
+// layout: where a read that may keep a backend layout (Note [Backend
+// layouts]) writes the layout kept, or null to convert it.
+KTensor view_of(const Tensor& t, bool write, int64_t* layout = nullptr) {
   const TensorImpl* impl = t.impl();
-  fusion::materialize(*impl, write ? fusion::Access::write : fusion::Access::read);  // Note [Materialization]
+  const Storage& s = *impl->storage;
+  bool keep = layout && !write && s.layout.load(std::memory_order_acquire) && impl->offset == 0 &&
+              impl->dtype == s.layout_dtype && impl->sizes == s.layout_sizes && t.is_contiguous();
+  // Note [Materialization]
+  fusion::materialize(*impl, write ? fusion::Access::write : fusion::Access::read, keep);
+  if (layout) *layout = keep ? s.layout.load(std::memory_order_acquire) : 0;
   void* data = impl->address();
   return KTensor{
       data,          impl->dtype, static_cast<int32_t>(impl->sizes.size()), impl->sizes.data(), impl->strides.data(),
@@ -216,9 +223,11 @@ namespace {
 
 // against: what the device must match, for errors ("the output", "input 0").
 // write: the kernel may write them too (a composite's updates in place).
+// layouts: where the inputs' kept layouts go, or null to convert them.
 void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const char* against, KTensor* views,
-              bool write = false) {
+              bool write, int64_t* layouts) {
   for (int i = 0; i < n_inputs; ++i) {
+    if (layouts) layouts[i] = 0;
     if (!inputs[i].defined()) {  // an optional input left out (plugin.h)
       views[i] = KTensor{nullptr, kFloat32, 0, nullptr, nullptr, device};
       continue;
@@ -226,48 +235,98 @@ void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const 
     if (inputs[i].device() != device) [[unlikely]]
       detail::fail("graft: op '", Registry::get().schema(op).name, "': input ", i, " is on ", inputs[i].device(),
                    " but ", against, " is on ", device, "; move tensors to one device with .to(device) first");
-    views[i] = view_of(inputs[i], write);
+    views[i] = view_of(inputs[i], write, layouts ? layouts + i : nullptr);
   }
+}
+
+// Whether a kernel may write t in a layout of its own: t fills its storage.
+int64_t offer_layout(const Tensor& t) {
+  const TensorImpl* impl = t.impl();
+  return impl->offset == 0 && impl->numel > 0 && t.is_contiguous() &&
+                 static_cast<size_t>(impl->numel) * element_size(impl->dtype) == impl->storage->nbytes
+             ? 0
+             : -1;
+}
+
+bool has_layout_input(const KernelCall& kc) {
+  for (int i = 0; i < kc.n_inputs; ++i)
+    if (kc.layouts[i] > 0) return true;
+  return false;
+}
+
+// Whether kernel k may see the call's inputs: an input in a backend layout
+// only reaches that backend's kernels.
+bool sees_layouts(const Kernel& k, const KernelCall& kc) {
+  for (int i = 0; i < kc.n_inputs; ++i)
+    if (kc.layouts[i] > 0 && fusion::layout_backend(kc.layouts[i]) != k.backend) return false;
+  return true;
 }
 
 // Runs kernel k on the call, counted for its backend, and timed while a
 // profile records (Note [Profiling]).
-void run_kernel(Registry& r, const Kernel& k, const KernelCall& kc, const Tensor* inputs) {
+// Then records the layouts the kernel gave its outputs.
+void run_kernel(Registry& r, const Kernel& k, const KernelCall& kc, const Tensor* inputs, const Tensor* outputs) {
   r.count_call(kc.op, k.backend);
+  int64_t* out_layouts = kc.layouts + kc.n_inputs;
+  std::array<int64_t, kMaxOutputs> offered;
+  std::copy(out_layouts, out_layouts + kc.n_outputs, offered.begin());
   if (!profiler::recording()) {
     k.run(kc, k.ctx);
-    return;
+  } else {
+    int64_t start = profiler::now_ns();
+    k.run(kc, k.ctx);
+    profiler::record_call(r.schema(kc.op).name, k.backend, kc.output->device, kc.output->dtype, start,
+                          [&] { return profiler::shapes_of(inputs, kc.n_inputs); });
   }
-  int64_t start = profiler::now_ns();
-  k.run(kc, k.ctx);
-  profiler::record_call(r.schema(kc.op).name, k.backend, kc.output->device, kc.output->dtype, start,
-                        [&] { return profiler::shapes_of(inputs, kc.n_inputs); });
+  for (int j = 0; j < kc.n_outputs; ++j) {
+    if (out_layouts[j] == offered[j]) continue;
+    if (offered[j] != 0 || out_layouts[j] < 0 || fusion::layout_backend(out_layouts[j]) != k.backend)
+      detail::fail("graft: op '", r.schema(kc.op).name, "': backend '", r.backend_name(k.backend), "' marked output ",
+                   j, " as written in layout ", out_layouts[j], ", which ",
+                   offered[j] != 0 ? "that output may not take" : "is not a layout type of that backend");
+    fusion::take_layout(*outputs[j].impl()->storage, out_layouts[j], outputs[j].sizes(), outputs[j].dtype());
+  }
 }
 
 // The first kernel allowed on this thread that takes the call, or null.
 const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc) {
   if (!list) return nullptr;
+  bool layouts = has_layout_input(kc);
   for (const Kernel& k : list->kernels) {
     if (!(tls_allowed_backends >> k.backend & 1)) continue;
+    if (layouts && !sees_layouts(k, kc)) continue;
     if (k.supports && !k.supports(kc, k.ctx)) continue;
     return &k;
   }
   return nullptr;
 }
 
+// The kernel for a call whose inputs may hold backend layouts: one that
+// takes them, else (the inputs converted to plain strides) any.
+const Kernel* find_kernel(const Registry::KernelList* list, KernelCall& kc, OpId op, const Tensor* inputs,
+                          KTensor* views, bool write) {
+  const Kernel* k = find_kernel(list, kc);
+  if (k || !has_layout_input(kc)) return k;
+  views_of(op, inputs, kc.n_inputs, kc.output->device, "the output", views, write, nullptr);
+  std::fill(kc.layouts, kc.layouts + kc.n_inputs, 0);
+  return find_kernel(list, kc);
+}
+
 }  // namespace
 
-void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
+void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs, bool fresh) {
   if (fusion::record(op, inputs, n_inputs, out, attrs)) return;  // Note [Fusion]
   Device device = out.device();
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, inputs, n_inputs, device, "the output", views.data());
-  KTensor out_view = view_of(out, true);
-  KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs};
+  std::array<int64_t, kMaxInputs + kMaxOutputs> layouts;
+  KTensor out_view = view_of(out, true);  // first: an input may be its view, and read what this converted
+  views_of(op, inputs, n_inputs, device, "the output", views.data(), false, layouts.data());
+  layouts[static_cast<size_t>(n_inputs)] = fresh ? offer_layout(out) : -1;
+  KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs, 1, &out_view, layouts.data()};
   Registry& r = Registry::get();
   const Registry::KernelList* list = r.kernels(op, device.type());
-  if (const Kernel* k = find_kernel(list, kc)) {
-    run_kernel(r, *k, kc, inputs);
+  if (const Kernel* k = find_kernel(list, kc, op, inputs, views.data(), false)) {
+    run_kernel(r, *k, kc, inputs, &out);
     return;
   }
   if (device.is_cpu()) no_kernel(op, inputs, n_inputs, out, list);
@@ -280,7 +339,7 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs) {
   int n = static_cast<int>(inputs.size());
   OutMeta meta = s.infer(op, in, n, attrs, 0);
   Tensor out = make_empty(meta.shape, meta.dtype, in[0].device());
-  call(op, in, n, out, attrs);
+  call(op, in, n, out, attrs, true);
   return out;
 }
 
@@ -340,13 +399,15 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
     dense = dense_inputs(inputs, n);
   }
   std::array<KTensor, kMaxInputs> views;
-  views_of(op, dense.data(), n, device, in_place ? "the output" : "input 0", views.data(), in_place);
+  std::array<int64_t, kMaxInputs + kMaxOutputs> layouts;
+  views_of(op, dense.data(), n, device, in_place ? "the output" : "input 0", views.data(), in_place, layouts.data());
   // The supports check sees fresh outputs' geometry before they are allocated.
   int n_out = in_place ? static_cast<int>(given.size()) : s.n_outputs;
   std::array<OutMeta, kMaxOutputs> metas;
   std::array<Dims, kMaxOutputs> strides;
   std::array<KTensor, kMaxOutputs> outs;
   for (int k = 0; k < n_out; ++k) {
+    layouts[static_cast<size_t>(n + k)] = in_place ? -1 : 0;  // fresh outputs fill their storage
     if (in_place) {
       outs[k] = view_of(given[k], true);
       continue;
@@ -357,15 +418,15 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
         KTensor{nullptr,           metas[k].dtype, static_cast<int32_t>(metas[k].shape.size()), metas[k].shape.data(),
                 strides[k].data(), device};
   }
-  KernelCall kc{op, n, views.data(), outs.data(), &attrs, n_out, outs.data()};
-  const Kernel* kernel = find_kernel(list, kc);
+  KernelCall kc{op, n, views.data(), outs.data(), &attrs, n_out, outs.data(), layouts.data()};
+  const Kernel* kernel = find_kernel(list, kc, op, dense.data(), views.data(), in_place);
   if (!kernel) return {};
   Outputs result = given;
   for (int k = 0; k < n_out && !in_place; ++k) {
     result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));
     outs[k].data = result.back().impl()->address();  // fresh: nothing pending
   }
-  run_kernel(r, *kernel, kc, dense.data());
+  run_kernel(r, *kernel, kc, dense.data(), result.data());
   return result;
 }
 

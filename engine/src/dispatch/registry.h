@@ -73,6 +73,10 @@ struct KernelCall {
   const Attrs* attrs;
   int n_outputs = 1;
   const KTensor* outputs = output;
+  // Per tensor (inputs, then outputs): its backend layout id or 0; for an
+  // output, 0 when a kernel may write it in a layout of its own, else -1
+  // (Note [Backend layouts]).
+  int64_t* layouts = nullptr;
 };
 
 using KernelFn = void (*)(const KernelCall& call, void* ctx);
@@ -196,8 +200,9 @@ class Registry {
 // by Registry::get() on first use.
 void load_discovered_plugins(Registry& r);
 
-// Runs op on inputs into out (already allocated with the right shape/dtype).
-void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {});
+// Runs op on inputs into out (already allocated with the right shape/dtype;
+// fresh: nothing else refers to it, so a kernel may give it its own layout).
+void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {}, bool fresh = false);
 // Runs a primitive op: applies its shape rule, allocates the output on the
 // inputs' device, calls (with fusion and the host fallback).
 Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {});

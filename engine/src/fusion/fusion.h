@@ -43,14 +43,25 @@ void set_min_cpu_elements(int64_t n);
 // It runs where memory is reached (the registry's kernel arguments, host
 // reads and copies, Tensor::data_ptr), never hidden in an accessor, and is
 // a no-op on a thread that is computing pending work.
+// The same step converts memory in a backend's own layout to plain strides
+// (Note [Backend layouts]), except for a kernel call that keeps the layout
+// (keep_layout: the registry offers it to the backend that owns it).
 enum class Access { read, write };
 void compute_pending_for(const Storage& storage, bool write);
-inline void materialize(const TensorImpl& t, Access access) {
-  const Storage& s = *t.storage;
+void to_plain(Storage& storage);
+inline void materialize(const TensorImpl& t, Access access, bool keep_layout = false) {
+  Storage& s = *t.storage;
   if (s.fusion_writer.load(std::memory_order_acquire) ||
       (access == Access::write && s.fusion_readers.load(std::memory_order_acquire))) [[unlikely]]
     compute_pending_for(s, access == Access::write);
+  if (!keep_layout && s.layout.load(std::memory_order_acquire)) [[unlikely]]
+    to_plain(s);
 }
+
+// Records that a kernel wrote s (sizes, dtype) in layout id (Note [Backend
+// layouts]); the backend that registered a layout id, or -1.
+void take_layout(Storage& s, int64_t id, IntList sizes, DType dtype);
+int layout_backend(int64_t id);
 
 // Computes the calling thread's pending work (graph boundaries), or every
 // thread's (flush_all, for graft::synchronize).

@@ -304,9 +304,14 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   if (!fresh && result.fusion_readers.load(std::memory_order_acquire) &&
       result.fusion_writer.load(std::memory_order_acquire) != &mine)
     return false;  // read by pending work, which needs the old values
+  // Memory in a backend's layout: the op runs at once, by that backend's
+  // kernel when one takes it (Note [Backend layouts]).
+  if (result.layout.load(std::memory_order_acquire)) return false;
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
-    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype())) return false;
+    if (inputs[i].device() != device || !fuser_takes(*f, op, inputs[i].dtype()) ||
+        in->storage->layout.load(std::memory_order_acquire))
+      return false;
     // An input over the output's storage: only an in-place op's own view.
     if (in->storage == o->storage &&
         (fresh || in->offset != 0 || in->dtype != o->dtype || in->sizes != o->sizes || !inputs[i].is_contiguous()))
@@ -419,7 +424,9 @@ std::vector<std::pair<std::string, double>> counters() {
       {"ops recorded", static_cast<double>(s.recorded.load())},
       {"flushes", static_cast<double>(s.flushes.load())},
       {"fused calls", static_cast<double>(s.calls.load())},
-      {"failed flushes run op by op", static_cast<double>(s.fallbacks.load())}};
+      {"failed flushes run op by op", static_cast<double>(s.fallbacks.load())},
+      {"tensors written in a backend layout", static_cast<double>(s.layout_outputs.load())},
+      {"backend layouts converted to plain", static_cast<double>(s.layout_conversions.load())}};
   for (const auto& slot : s.fusers) {
     const Fuser* f = slot.load();
     if (!f || !f->api.stat) continue;

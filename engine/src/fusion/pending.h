@@ -69,6 +69,7 @@ struct State {
   std::vector<Pending*> lists;                                      // every thread's, living or not
   std::atomic<bool> warned{false};
   std::atomic<uint64_t> recorded{0}, flushes{0}, calls{0}, fallbacks{0};  // calls: fused calls made
+  std::atomic<uint64_t> layout_outputs{0}, layout_conversions{0};         // Note [Backend layouts]
 
   // The lists as they are now (a Pending is never removed from them).
   std::vector<Pending*> snapshot() {

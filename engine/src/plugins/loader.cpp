@@ -233,6 +233,7 @@ void commit(Staging& s) {
     int16_t type = find_device_type(s.kernel_devices[i]);
     if (type < 0) continue;  // a device type without devices
     PluginKernel* k = l.kernels.emplace_back(std::move(s.kernels[i])).get();
+    k->layouts = !s.layouts.empty();
     dispatch::Kernel kernel;
     kernel.run = run_plugin_kernel;
     kernel.supports = plugin_kernel_supports;
@@ -245,6 +246,7 @@ void commit(Staging& s) {
   for (LayoutType& t : s.layouts) {
     LayoutType& kept = l.layouts.emplace_back(std::move(t));
     kept.type.name = kept.name.c_str();
+    kept.backend_id = backend;
   }
   for (Extension& e : s.extensions) l.extensions.push_back(std::move(e));
   for (auto& [device_type, fuser] : s.fusers) {

@@ -16,6 +16,7 @@ struct LayoutType {
   graft_layout_type type;
   std::string name, backend;
   int64_t id;
+  uint16_t backend_id = 0;  // the registry's number of the plugin's backend
 };
 // A table of functions a plugin offered (graft_host.add_extension).
 struct Extension {

@@ -59,8 +59,9 @@ struct Args {
   Args(const dispatch::KernelCall& c, const PluginKernel& k) {
     for (int i = 0; i < c.n_inputs; ++i) inputs[i] = dl_view(c.inputs[i]);
     for (int i = 0; i < c.n_outputs; ++i) outputs[i] = dl_view(c.outputs[i]);
-    args = {k.op_name.c_str(), k.op_version,   c.n_inputs, inputs.data(), outputs.data(),
-            c.n_outputs,       outputs.data(), c.attrs,    nullptr};
+    args = {k.op_name.c_str(), k.op_version,   c.n_inputs,
+            inputs.data(),     outputs.data(), c.n_outputs,
+            outputs.data(),    c.attrs,        k.layouts ? c.layouts : nullptr};
   }
 };
 

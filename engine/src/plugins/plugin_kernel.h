@@ -13,6 +13,7 @@ struct PluginKernel {
   graft_kernel kernel;
   std::string op_name, backend, path, accepts;
   int32_t op_version;
+  bool layouts = false;  // its plugin registered layout types: the kernel sees graft_kernel_args.layouts
 };
 
 void run_plugin_kernel(const dispatch::KernelCall& call, void* ctx);

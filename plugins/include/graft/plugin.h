@@ -97,9 +97,13 @@ typedef struct {
   /** The op's attributes: read the member named after the op, e.g. attrs->softmax.dim. */
   const graft_op_attrs* attrs;
   /** Per tensor (inputs, then outputs): a layout id from graft_host.add_layout_type, or 0 for plain
-   * strides. NULL when every tensor is plain, which is always so for kernels of backends that never
-   * registered a layout type. */
-  const int64_t* layouts;
+   * strides. NULL for kernels of plugins that registered no layout type: their tensors are always
+   * plain. An input in a layout is whole and contiguous in its shape (its strides describe the plain
+   * tensor, not the memory); it reaches only kernels of the plugin that registered the layout, whose
+   * supports returns 0 to have graft convert it first. An output's entry is 0 when the kernel may
+   * write that output in one of its own layouts, using no more bytes than plain strides would; it
+   * then sets the entry to that layout's id. An output that must stay plain has -1. */
+  int64_t* layouts;
 } graft_kernel_args;
 
 /** Runs the op. May return before the device has finished (asynchronous
