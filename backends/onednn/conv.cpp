@@ -2,6 +2,8 @@
 // max and average pooling, and batch normalization, forward and backward.
 // Convolutions let oneDNN pick its layouts (blocked ones on AVX-512) and
 // convert graft's NCHW tensors at the boundary (Note [Primitive cache]).
+#include <algorithm>
+
 #include "backends/onednn/common.h"
 
 namespace graft_onednn {
@@ -181,7 +183,52 @@ struct Pool {
   memory::desc src, dst, workspace;  // in the layout pooling works in
   Reordered grad;                    // backward: the gradient, into that layout
   int64_t layout;
+  bool direct = false;  // backward by blocked_max_pool_backward
 };
+
+// Max pooling's backward where windows do not overlap (stride = kernel, no
+// padding or dilation) and x is in blocks of B channels: each window's
+// gradient goes to its first maximum (a NaN counting as the largest), found
+// in x itself, where oneDNN would first run the forward again for its
+// workspace. B is a constant so that the lanes' loops vectorize.
+template <int64_t B>
+void blocked_max_pool_backward(const Call& c, const float* grad) {
+  const DLTensor& x = c.in(1);
+  int64_t n = x.shape[0], blocks = x.shape[1] / B, h = x.shape[2], w = x.shape[3];
+  int64_t k = c.attrs().max_pool2d_backward.kernel, ho = c.in(0).shape[2], wo = c.in(0).shape[3];
+  const auto* in = static_cast<const float*>(x.data);
+  auto* out = static_cast<float*>(c.out().data);
+#pragma omp parallel for collapse(2)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t cb = 0; cb < blocks; ++cb) {
+      int64_t plane = i * blocks + cb;
+      const float* xp = in + plane * h * w * B;
+      const float* gp = grad + plane * ho * wo * B;
+      float* op = out + plane * h * w * B;
+      std::fill(op, op + h * w * B, 0.f);
+      for (int64_t oy = 0; oy < ho; ++oy)
+        for (int64_t ox = 0; ox < wo; ++ox) {
+          int32_t at[B];
+          float best[B];
+          int32_t first = int32_t((oy * k * w + ox * k) * B);
+          for (int32_t j = 0; j < B; ++j) {
+            at[j] = first;
+            best[j] = xp[first + j];
+          }
+          for (int64_t dy = 0; dy < k; ++dy)
+            for (int64_t dx = 0; dx < k; ++dx) {
+              int32_t pos = int32_t(((oy * k + dy) * w + ox * k + dx) * B);
+              for (int32_t j = 0; j < B; ++j) {
+                float v = xp[pos + j];
+                bool take = !(v <= best[j]) && best[j] == best[j];  // larger, or the first NaN
+                best[j] = take ? v : best[j];
+                at[j] = take ? pos : at[j];
+              }
+            }
+          for (int32_t j = 0; j < B; ++j) op[at[j] + j] = gp[(oy * wo + ox) * B + j];
+        }
+    }
+}
 
 void pool(const Call& c) {
   auto alg = static_cast<algorithm>(c.ctx);
@@ -209,10 +256,19 @@ void pool_backward(const Call& c) {
     dnnl::pooling_v2_backward::primitive_desc pd(d, engine(), hint);
     dnnl::primitive forward;  // max pooling's, for the workspace
     if (is_max) forward = dnnl::pooling_v2_forward(hint);
+    const graft_pool2d_attrs& a = c.attrs().max_pool2d_backward;
+    bool direct = is_max && layout && a.stride == a.kernel && a.padding == 0 && a.dilation == 1;
     return std::make_shared<Pool>(Pool{forward, dnnl::pooling_v2_backward(pd), hint.src_desc(), hint.dst_desc(),
                                        hint.workspace_desc(), Reordered::make(md_in(c, 0), hint.dst_desc(), false),
-                                       layout});
+                                       layout, direct});
   });
+  if (e.direct) {
+    memory grad = e.grad.input(c.in(0).data, 0);
+    const auto* g = static_cast<const float*>(grad.get_data_handle());
+    block_size(e.layout) == 16 ? blocked_max_pool_backward<16>(c, g) : blocked_max_pool_backward<8>(c, g);
+    set_layout(c, 0, e.layout);
+    return;
+  }
   std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, e.grad.input(c.in(0).data, 0)},
                                        {DNNL_ARG_DIFF_SRC, mem(e.src, c.out().data)}};
   if (is_max) {
