@@ -348,12 +348,40 @@ int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
   for (int i = 0; i < a->n_outputs; ++i)
     if (!is_contiguous(a->outputs[i]) || !is_f32(a->outputs[i])) return 0;
   const DLTensor& x = a->inputs[forward ? 0 : 1];
-  return x.ndim == 2 && numel(x) >= kMinElements;
+  return x.ndim == 2 && numel(x) > 0;
+}
+
+// Below kMinElements logits a row at a time on the calling thread, with no
+// primitive: each row's log-sum-exp, and loss lse - logits[label] forward;
+// grad (exp(logits - lse) - [label]) backward.
+void small_cross_entropy(const Call& c, bool forward) {
+  const DLTensor& x = c.in(forward ? 0 : 1);
+  int64_t n = x.shape[0], classes = x.shape[1];
+  const auto* logits = static_cast<const float*>(x.data);
+  const auto* labels = static_cast<const int64_t*>(c.in(forward ? 1 : 2).data);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits + i * classes;
+    if (forward) {
+      float top = row[0];
+      for (int64_t j = 1; j < classes; ++j) top = row[j] > top || row[j] != row[j] ? row[j] : top;
+      float sum = 0;
+      for (int64_t j = 0; j < classes; ++j) sum += std::exp(row[j] - top);
+      float lse = top + std::log(sum);
+      static_cast<float*>(c.out().data)[i] = lse - row[labels[i]];
+      static_cast<float*>(c.args->outputs[1].data)[i] = lse;
+      continue;
+    }
+    float g = static_cast<const float*>(c.in(0).data)[i], lse = static_cast<const float*>(c.in(3).data)[i];
+    float* out = static_cast<float*>(c.out().data) + i * classes;
+    for (int64_t j = 0; j < classes; ++j) out[j] = std::exp(row[j] - lse) * g;
+    out[labels[i]] -= g;
+  }
 }
 
 // oneDNN's log-softmax of the rows into scratch; from it each row's loss
 // -logp[label] and log-sum-exp logits[label] - logp[label].
 void cross_entropy(const Call& c) {
+  if (numel(c.in(0)) < kMinElements) return small_cross_entropy(c, true);
   const DLTensor& x = c.in(0);
   int64_t n = x.shape[0], classes = x.shape[1];
   Built& b = built(Key(kCrossEntropy).add(c), [&] {
@@ -378,6 +406,7 @@ void cross_entropy(const Call& c) {
 // binary primitive (subtract, then exp and multiply as post-ops), then grad
 // taken off at each row's label.
 void cross_entropy_backward(const Call& c) {
+  if (numel(c.in(1)) < kMinElements) return small_cross_entropy(c, false);
   const DLTensor& x = c.in(1);
   int64_t n = x.shape[0], classes = x.shape[1];
   Built& b = built(Key(kCrossEntropyBackward).add(c), [&] {
@@ -421,6 +450,68 @@ void copy(const Call& c) {
   execute(b, {{DNNL_ARG_FROM, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_TO, mem(b.mds[1], c.out().data)}});
 }
 
+// ---- optimizer updates: a parameter's step in one pass (Note [Fused updates] in graft's optim/fused.cpp) ----
+
+// Every tensor float32, contiguous and of the parameter's size.
+bool update_ok(const Call& c) {
+  if (!all_contiguous(c)) return false;
+  for (int i = 0; i < c.args->n_inputs; ++i)
+    if (numel(c.in(i)) != numel(c.out())) return false;
+  return true;
+}
+
+// Below this many elements a parameter's step runs on the calling thread alone.
+constexpr int64_t kParallelUpdate = 1 << 15;
+
+// inputs grad, momentum buffer (grad again without momentum); the parameter
+// updated in place. As graft's SGD computes it op by op, in float32.
+void sgd_update(const Call& c) {
+  const graft_sgd_update_attrs& a = c.attrs().sgd_update;
+  const auto* g = static_cast<const float*>(c.in(0).data);
+  auto* buf = static_cast<float*>(c.in(1).data);
+  auto* p = static_cast<float*>(c.out().data);
+  float lr = float(a.lr), momentum = float(a.momentum), keep = float(1 - a.dampening), wd = float(a.weight_decay);
+  bool has_buffer = a.momentum != 0, fresh = a.fresh_buffer != 0, nesterov = a.nesterov != 0;
+  int64_t n = numel(c.out());
+#pragma omp parallel for if (n >= kParallelUpdate)
+  for (int64_t i = 0; i < n; ++i) {
+    float d = wd != 0 ? g[i] + p[i] * wd : g[i];
+    if (has_buffer) {
+      float b = fresh ? d : buf[i] * momentum + d * keep;
+      buf[i] = b;
+      d = nesterov ? d + b * momentum : b;
+    }
+    p[i] = p[i] + d * -lr;
+  }
+}
+
+// inputs grad, exp_avg, exp_avg_sq, max_exp_avg_sq (exp_avg_sq again without
+// amsgrad), updated in place; the parameter updated in place:
+// p -= step_size m / (sqrt(v) + eps), with the bias corrections in the attributes.
+void adam_update(const Call& c) {
+  const graft_adam_update_attrs& a = c.attrs().adam_update;
+  const auto* g = static_cast<const float*>(c.in(0).data);
+  auto* m = static_cast<float*>(c.in(1).data);
+  auto* v = static_cast<float*>(c.in(2).data);
+  auto* vmax = static_cast<float*>(c.in(3).data);
+  auto* p = static_cast<float*>(c.out().data);
+  float b1 = float(a.beta1), b2 = float(a.beta2), step = float(a.step_size), eps = float(a.eps);
+  bool amsgrad = a.amsgrad != 0;
+  int64_t n = numel(c.out());
+#pragma omp parallel for if (n >= kParallelUpdate)
+  for (int64_t i = 0; i < n; ++i) {
+    float mi = m[i] * b1 + g[i] * (1 - b1);
+    float vi = v[i] * b2 + g[i] * g[i] * (1 - b2);
+    m[i] = mi;
+    v[i] = vi;
+    if (amsgrad) {
+      vi = vi > vmax[i] || vi != vi ? vi : vmax[i];  // a NaN stays, as in graft's maximum
+      vmax[i] = vi;
+    }
+    p[i] = p[i] - mi / (std::sqrt(vi) + eps) * step;
+  }
+}
+
 }  // namespace
 
 void add_dense_kernels(const AddKernel& add) {
@@ -446,6 +537,8 @@ void add_dense_kernels(const AddKernel& add) {
   add("cross_entropy", run<cross_entropy>, cross_entropy_supports, 0);
   add("cross_entropy_backward", run<cross_entropy_backward>, cross_entropy_supports, 0);
   add("copy", run<copy>, supports<copy_ok>, 0);
+  add("sgd_update", run<sgd_update>, supports<update_ok>, 0);
+  add("adam_update", run<adam_update>, supports<update_ok>, 0);
 }
 
 }  // namespace graft_onednn
