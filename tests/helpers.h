@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,3 +38,22 @@ inline void expect_values(const graft::Tensor& t, const std::vector<double>& wan
 }
 
 inline std::vector<int64_t> shape(const graft::Tensor& t) { return t.shape(); }
+
+// Optimizers over every branch of the fused updates (Note [Fused updates]):
+// momentum, Nesterov, dampening, weight decay, none; Adam, AMSGrad, AdamW.
+using OptimizerMaker = std::function<std::unique_ptr<graft::optim::Optimizer>(std::vector<graft::Tensor>)>;
+inline std::vector<OptimizerMaker> update_configurations() {
+  using namespace graft::optim;
+  return {
+      [](auto p) { return std::make_unique<SGD>(p, SGDOptions{.lr = 0.1, .momentum = 0.9}); },
+      [](auto p) {
+        return std::make_unique<SGD>(p, SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+      },
+      [](auto p) { return std::make_unique<SGD>(p, SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3}); },
+      [](auto p) { return std::make_unique<SGD>(p, SGDOptions{.lr = 0.1}); },
+      [](auto p) { return std::make_unique<SGD>(p, SGDOptions{.lr = 0.1, .weight_decay = 0.1}); },
+      [](auto p) { return std::make_unique<Adam>(p, AdamOptions{.lr = 0.01}); },
+      [](auto p) { return std::make_unique<Adam>(p, AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); },
+      [](auto p) { return std::make_unique<AdamW>(p, AdamWOptions{.lr = 0.01, .weight_decay = 0.1}); },
+  };
+}

@@ -13,6 +13,7 @@
 
 #include "dispatch/registry.h"
 #include "helpers.h"
+#include "tools/train/models.h"
 
 using namespace graft;
 
@@ -143,9 +144,9 @@ TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {
     EXPECT_GT(calls(op, "onednn"), 0u) << op << " did not run on oneDNN";
 }
 
-// Note [oneDNN layouts]: in a CNN step, activations stay in oneDNN's blocked
-// layout from the first convolution to the flatten, forward and backward;
-// the only conversion to plain strides is the flatten's input.
+// Note [oneDNN layouts]: in a step of graft-train's CNN, activations stay in
+// oneDNN's blocked layout from the first convolution to the flatten, forward
+// and backward; the only conversion to plain strides is the flatten's input.
 TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
   auto counter = [](const std::string& name) {
     for (const auto& [n, v] : fusion_stats())
@@ -154,16 +155,7 @@ TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
   };
   auto train = [&](int steps, std::vector<double>& losses, double* written, double* converted) {
     manual_seed(3);
-    nn::Sequential model{nn::Conv2d(1, 16, 3, nn::Conv2dOptions{.padding = 1}),
-                         nn::BatchNorm2d(16),
-                         nn::ReLU(),
-                         nn::MaxPool2d(2),
-                         nn::Conv2d(16, 32, 3, nn::Conv2dOptions{.padding = 1}),
-                         nn::BatchNorm2d(32),
-                         nn::ReLU(),
-                         nn::MaxPool2d(2),
-                         nn::Flatten(),
-                         nn::Linear(32 * 7 * 7, 10)};
+    nn::Sequential model = models::cnn();
     optim::SGD sgd(model.parameters(), {.lr = 0.05});
     Tensor x = randn({8, 1, 28, 28});
     Tensor y = tensor({0, 1, 2, 3, 4, 5, 6, 7}, {8}, kInt64);
@@ -200,7 +192,7 @@ TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
 // Note [Fused updates]: each parameter's SGD or Adam step is one sgd_update
 // or adam_update call on oneDNN, and matches the reference backend's ops.
 TEST_F(Onednn, FusedOptimizerUpdatesMatchTheReferenceBackendsOps) {
-  auto run = [&](const std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>& make) {
+  auto run = [&](const OptimizerMaker& make) {
     manual_seed(11);
     Tensor w = randn({300, 7}).requires_grad_(true);
     std::unique_ptr<optim::Optimizer> opt = make({w});
@@ -212,22 +204,7 @@ TEST_F(Onednn, FusedOptimizerUpdatesMatchTheReferenceBackendsOps) {
     }
     return w.detach();
   };
-  std::vector<std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>> configs = {
-      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9}); },
-      [](auto p) {
-        return std::make_unique<optim::SGD>(
-            p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
-      },
-      [](auto p) {
-        return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3});
-      },
-      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .weight_decay = 0.1}); },
-      [](auto p) { return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01}); },
-      [](auto p) {
-        return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
-      },
-      [](auto p) { return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1}); },
-  };
+  std::vector<OptimizerMaker> configs = update_configurations();
   for (size_t i = 0; i < configs.size(); ++i) {
     SCOPED_TRACE("configuration " + std::to_string(i));
     Tensor want;

@@ -348,7 +348,7 @@ TEST_F(Vulkan, ATensorLargerThanTheDeviceCanBindIsAnError) {
 TEST_F(Vulkan, FusedOptimizerUpdatesMatchTheOpsOnTheHost) {
   // Each configuration: three steps on vulkan:0 (one sgd_update or
   // adam_update dispatch per parameter) and on the CPU (graft ops).
-  auto run = [&](Device device, const std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>& make) {
+  auto run = [&](Device device, const OptimizerMaker& make) {
     manual_seed(11);
     Tensor w = randn({300, 7}).to(device).requires_grad_(true);
     std::unique_ptr<optim::Optimizer> opt = make({w});
@@ -360,22 +360,7 @@ TEST_F(Vulkan, FusedOptimizerUpdatesMatchTheOpsOnTheHost) {
     }
     return w.detach().cpu();
   };
-  std::vector<std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>> configs = {
-      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9}); },
-      [](auto p) {
-        return std::make_unique<optim::SGD>(
-            p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
-      },
-      [](auto p) {
-        return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.5, .dampening = 0.3});
-      },
-      [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1}); },
-      [](auto p) { return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01}); },
-      [](auto p) {
-        return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true});
-      },
-      [](auto p) { return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1}); },
-  };
+  std::vector<OptimizerMaker> configs = update_configurations();
   for (size_t i = 0; i < configs.size(); ++i) {
     SCOPED_TRACE("configuration " + std::to_string(i));
     Tensor want = run(kCPU, configs[i]);

@@ -150,9 +150,14 @@ bool all_contiguous(const Call& c);
 // no padding (channels a multiple of the block); eltwise and binary ops on
 // inputs that all share one such format run over the memory as a flat array,
 // which is the same elementwise op and keeps the format (so the ReLU between
-// a batch norm and a pooling keeps it too). Weights and per-channel tensors
-// stay plain.
-inline constexpr memory::format_tag kLayoutTags[] = {memory::format_tag::nChw16c, memory::format_tag::nChw8c};
+// a batch norm and a pooling keeps it too). Two kernels read the blocks
+// themselves: the sum over all but the channels (a convolution's bias
+// gradient) and max pooling's backward over windows that do not overlap.
+// A weight arriving in such a format (a 4-d tensor like any other) is
+// converted by the primitive's reorder; weights and per-channel tensors
+// stay plain otherwise. Any other kernel here refuses such inputs, and
+// graft converts them first.
+// Registers nChw16c and nChw8c with graft.
 void register_layouts(graft_host* host);
 // The channels per block of layout id (16 for nChw16c).
 int64_t block_size(int64_t id);

@@ -132,22 +132,26 @@ bool all_contiguous(const Call& c) {
 }
 
 namespace {
-std::array<int64_t, std::size(kLayoutTags)> layout_ids{};  // graft's ids, by kLayoutTags' order
 
-memory::format_tag tag_of(int64_t id) {
+// The layouts graft may keep for this plugin (Note [oneDNN layouts]), and the ids graft gave them.
+struct LayoutKind {
+  memory::format_tag tag;
+  const char* name;
+  int64_t block;  // channels per block
+};
+constexpr LayoutKind kLayouts[] = {{memory::format_tag::nChw16c, "onednn:nChw16c", 16},
+                                   {memory::format_tag::nChw8c, "onednn:nChw8c", 8}};
+std::array<int64_t, std::size(kLayouts)> layout_ids{};
+
+const LayoutKind& kind_of(int64_t id) {
   for (size_t i = 0; i < layout_ids.size(); ++i)
-    if (layout_ids[i] == id) return kLayoutTags[i];
+    if (layout_ids[i] == id) return kLayouts[i];
   throw std::invalid_argument("layout id " + std::to_string(id) + " is not one of graft-onednn's");
 }
 
-}  // namespace
-
-int64_t block_size(int64_t id) { return tag_of(id) == memory::format_tag::nChw16c ? 16 : 8; }
-
-namespace {
 int32_t layout_to_plain(void*, int64_t id, const DLTensor* src, const DLTensor* dst, char* message, size_t size) {
   return guarded(message, size, [&] {
-    memory::desc from(dims_of(*src), data_type_of(*src), tag_of(id)), to = md_of(*dst);
+    memory::desc from(dims_of(*src), data_type_of(*src), kind_of(id).tag), to = md_of(*dst);
     auto& convert = cached<dnnl::reorder>(Key(kToPlain).add(id).add(*src).add(*dst), [&] {
       return std::make_shared<dnnl::reorder>(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
     });
@@ -155,18 +159,19 @@ int32_t layout_to_plain(void*, int64_t id, const DLTensor* src, const DLTensor* 
     convert.execute(stream(), in, out);
   });
 }
+
 }  // namespace
 
 void register_layouts(graft_host* host) {
-  static const char* names[] = {"onednn:nChw16c", "onednn:nChw8c"};
-  static_assert(std::size(names) == std::size(kLayoutTags));
   for (size_t i = 0; i < layout_ids.size(); ++i) {
-    graft_layout_type type{names[i], nullptr, layout_to_plain};
+    graft_layout_type type{kLayouts[i].name, nullptr, layout_to_plain};
     char reason[512] = "";
     if (host->add_layout_type(host, &type, &layout_ids[i], reason, sizeof reason) != GRAFT_OK)
-      throw std::runtime_error(std::string("adding layout type ") + names[i] + ": " + reason);
+      throw std::runtime_error(std::string("adding layout type ") + kLayouts[i].name + ": " + reason);
   }
 }
+
+int64_t block_size(int64_t id) { return kind_of(id).block; }
 
 memory::desc md_in(const Call& c, int i) {
   int64_t id = layout_in(c, i);
@@ -174,7 +179,7 @@ memory::desc md_in(const Call& c, int i) {
 }
 
 memory::desc md_with(const Dims& dims, memory::data_type type, int64_t id) {
-  return id ? memory::desc(dims, type, tag_of(id)) : plain(dims, memory::format_tag::undef, type);
+  return id ? memory::desc(dims, type, kind_of(id).tag) : plain(dims, memory::format_tag::undef, type);
 }
 
 int64_t layout_id(const memory::desc& md) {
@@ -182,7 +187,7 @@ int64_t layout_id(const memory::desc& md) {
   if (dims.size() != 4) return 0;
   size_t plain_bytes = memory::desc(dims, md.data_type(), memory::format_tag::nchw).get_size();
   for (size_t i = 0; i < layout_ids.size(); ++i)
-    if (md == memory::desc(dims, md.data_type(), kLayoutTags[i]))
+    if (md == memory::desc(dims, md.data_type(), kLayouts[i].tag))
       return md.get_size() <= plain_bytes ? layout_ids[i] : 0;
   return 0;
 }

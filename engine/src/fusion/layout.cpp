@@ -27,7 +27,10 @@
 //    eltwise takes any layout), so a chain of the backend's ops stays in its
 //    layout from the first convolution to the flatten before a linear layer.
 // A layout is set once, when its tensor is written, and cleared once, so a
-// reader that found it cleared never sees it again.
+// reader that found it cleared never sees it again. Converting replaces the
+// storage's memory: like an in-place write, it must not race with a kernel
+// that reads the same tensor in its layout on another thread (such tensors
+// are activations, normally one thread's).
 #include <mutex>
 #include <sstream>
 
