@@ -242,21 +242,22 @@ bool reduce_ok(const Call& c) {
          pattern(c, &rows) != Pattern::kNone;
 }
 
-// x [N, C, H, W] in blocks of b channels: [N][C / b][H][W][b].
+// x [N, C, H, W] in blocks of B channels: [N][C / B][H][W][B]. B is a
+// constant so that the lanes' loop vectorizes.
+template <int64_t B>
 void blocked_channel_sum(const Call& c) {
   const DLTensor& x = c.in(0);
-  int64_t n = x.shape[0], ch = x.shape[1], hw = x.shape[2] * x.shape[3], b = block_size(layout_in(c, 0));
-  int64_t blocks = ch / b;
+  int64_t n = x.shape[0], ch = x.shape[1], hw = x.shape[2] * x.shape[3], blocks = ch / B;
   const auto* in = static_cast<const float*>(x.data);
   auto* partial = static_cast<float*>(scratch(0, size_t(n * ch) * sizeof(float)));  // per image
 #pragma omp parallel for collapse(2)
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < blocks; ++k) {
-      float acc[16] = {};
-      const float* p = in + (i * blocks + k) * hw * b;
+      float acc[B] = {};
+      const float* p = in + (i * blocks + k) * hw * B;
       for (int64_t s = 0; s < hw; ++s)
-        for (int64_t j = 0; j < b; ++j) acc[j] += p[s * b + j];
-      for (int64_t j = 0; j < b; ++j) partial[i * ch + k * b + j] = acc[j];
+        for (int64_t j = 0; j < B; ++j) acc[j] += p[s * B + j];
+      for (int64_t j = 0; j < B; ++j) partial[i * ch + k * B + j] = acc[j];
     }
   auto* out = static_cast<float*>(c.out().data);
   for (int64_t j = 0; j < ch; ++j) {
@@ -273,7 +274,8 @@ const float* ones(int64_t n) {
 }
 
 void reduce(const Call& c) {
-  if (layout_in(c, 0)) return blocked_channel_sum(c);
+  if (int64_t layout = layout_in(c, 0))
+    return block_size(layout) == 16 ? blocked_channel_sum<16>(c) : blocked_channel_sum<8>(c);
   int64_t rows;
   if (pattern(c, &rows) == Pattern::kPrefix) {
     int64_t cols = numel(c.in(0)) / rows;
