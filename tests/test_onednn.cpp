@@ -414,6 +414,44 @@ TEST_F(Onednn, CrossEntropyKernelsMatchTheReferenceToSecondDerivatives) {
       "cross_entropy_backward");
 }
 
+// Both of the kernel's ways (a row loop below 32K logits, oneDNN's softmax
+// above) match the reference, and check the labels themselves: graft reads
+// no label before the call (Note on check_label_values in ops/nn.cpp).
+TEST_F(Onednn, CrossEntropyMatchesTheReferenceAndChecksItsLabelsAtEverySize) {
+  for (int64_t classes : {40, 1000}) {
+    SCOPED_TRACE(classes);
+    manual_seed(4);
+    Tensor x0 = randn({40, classes}) * 3.0;
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < 40; ++i) rows.push_back((i * 7) % classes);
+    Tensor labels = tensor(rows, {40});
+    auto run = [&](std::vector<Tensor>* grads) {
+      Tensor x = x0.clone().requires_grad_();
+      Tensor loss = F::cross_entropy(x, labels, {F::Reduction::None});
+      (loss * loss).sum().backward();
+      *grads = {loss.detach(), x.grad()};
+    };
+    std::vector<Tensor> got, want;
+    reset_dispatch_stats();
+    run(&got);
+    EXPECT_EQ(calls("cross_entropy", "onednn"), 1u);
+    EXPECT_EQ(calls("cross_entropy_backward", "onednn"), 1u);
+    for (const OpStats& op : dispatch_stats())
+      EXPECT_TRUE(op.op != "lt" && op.op != "ge") << "graft compared the labels before the call";
+    {
+      BackendGuard only("reference");
+      run(&want);
+    }
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 1e-4);
+    std::string range = "labels must be in [0, " + std::to_string(classes) + ")";
+    rows[3] = classes;
+    EXPECT_GRAFT_ERROR(F::cross_entropy(x0, tensor(rows, {40})), "op 'cross_entropy' failed in backend 'onednn'",
+                       range, "row 3 has " + std::to_string(classes));
+    rows[3] = -2;
+    EXPECT_GRAFT_ERROR(F::cross_entropy(x0, tensor(rows, {40})), range, "row 3 has -2");
+  }
+}
+
 TEST_F(Onednn, LayerNormKernelsMatchTheReferenceToSecondDerivatives) {
   manual_seed(4);
   Tensor x0 = randn({6, 2, 20}) * 2.0 + 1.0, w0 = randn({2, 20}), b0 = randn({2, 20}), c = randn({6, 2, 20});

@@ -353,9 +353,21 @@ int32_t cross_entropy_supports(void*, const graft_kernel_args* a) {
   return x.ndim == 2 && numel(x) > 0;
 }
 
-// Below kMinElements logits a row at a time on the calling thread, with no
+// A label outside [0, classes) fails the call before anything reads by it.
+void check_labels(const DLTensor& labels, int64_t classes) {
+  const auto* l = static_cast<const int64_t*>(labels.data);
+  for (int64_t i = 0; i < labels.shape[0]; ++i)
+    if (l[i] < 0 || l[i] >= classes)
+      throw graft::plugin_util::Failure(GRAFT_INVALID, "cross_entropy: labels must be in [0, " +
+                                                           std::to_string(classes) + ") for " + std::to_string(classes) +
+                                                           " classes, but row " + std::to_string(i) + " has " +
+                                                           std::to_string(l[i]));
+}
+
+// Below this many logits a row at a time on the calling thread, with no
 // primitive: each row's log-sum-exp, and loss lse - logits[label] forward;
 // grad (exp(logits - lse) - [label]) backward.
+constexpr int64_t kSmallCrossEntropy = int64_t{1} << 15;
 void small_cross_entropy(const Call& c, bool forward) {
   const DLTensor& x = c.in(forward ? 0 : 1);
   int64_t n = x.shape[0], classes = x.shape[1];
@@ -383,7 +395,8 @@ void small_cross_entropy(const Call& c, bool forward) {
 // oneDNN's log-softmax of the rows into scratch; from it each row's loss
 // -logp[label] and log-sum-exp logits[label] - logp[label].
 void cross_entropy(const Call& c) {
-  if (numel(c.in(0)) < kMinElements) return small_cross_entropy(c, true);
+  check_labels(c.in(1), c.in(0).shape[1]);
+  if (numel(c.in(0)) < kSmallCrossEntropy) return small_cross_entropy(c, true);
   const DLTensor& x = c.in(0);
   int64_t n = x.shape[0], classes = x.shape[1];
   Built& b = built(Key(kCrossEntropy).add(c), [&] {
@@ -408,7 +421,8 @@ void cross_entropy(const Call& c) {
 // binary primitive (subtract, then exp and multiply as post-ops), then grad
 // taken off at each row's label.
 void cross_entropy_backward(const Call& c) {
-  if (numel(c.in(1)) < kMinElements) return small_cross_entropy(c, false);
+  check_labels(c.in(2), c.in(1).shape[1]);
+  if (numel(c.in(1)) < kSmallCrossEntropy) return small_cross_entropy(c, false);
   const DLTensor& x = c.in(1);
   int64_t n = x.shape[0], classes = x.shape[1];
   Built& b = built(Key(kCrossEntropyBackward).add(c), [&] {

@@ -393,7 +393,7 @@ void Device::synchronize() {
 }
 
 // The ops of the fault words' [1].
-const char* const kFaultOps[] = {"gather", "scatter_add"};
+const char* const kFaultOps[] = {"gather", "scatter_add", "cross_entropy"};
 
 void* Device::fault_words() {
   std::call_once(fault_once_, [&] {

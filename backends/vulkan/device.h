@@ -87,11 +87,15 @@ class Device {
   void memory(size_t* free_bytes, size_t* total_bytes);
   // Note [Index faults]: kernels that read indices never touch memory outside
   // a tensor for a bad one: they skip it and record the first one in these
-  // words (graft's pointer space; common.glsl's report_fault writes them).
+  // words (graft's pointer space; index.comp and crossentropy.comp write them).
   // The next synchronize or download reads the words and throws the fault
   // as GRAFT_INVALID, so checking costs no host round trip per call. Taking
   // the words arms that check.
   void* fault_words();
+  // The words: [0] nonzero once a fault is recorded, [1] the op (an index
+  // into kFaultOps: 0 gather, 1 scatter_add, 2 cross_entropy), [2] and [3]
+  // the index's low and high words, [4] the dim, [5] its size.
+  static constexpr size_t kFaultWords = 6;
   Counters counters();
 
   // Records one dispatch of `shader`, specialized by spec (constant 0 is the
@@ -146,10 +150,6 @@ class Device {
   void wait_all();
   void track(std::span<const Access> accesses);
   void upload_locked(void* dst, const void* src, size_t nbytes);
-  // The words of Note [Index faults]: [0] nonzero once a fault is recorded,
-  // [1] the op (an index into kFaultOps), [2] and [3] the index's low and high
-  // words, [4] the dim, [5] its size.
-  static constexpr size_t kFaultWords = 6;
   // Under the lock: submits what was recorded with a copy of [src, src +
   // nbytes) to dst (none when nbytes is 0) and of the fault words when they
   // are armed, waits once for all of it, and resets recorded fault words.

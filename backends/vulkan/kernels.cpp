@@ -36,6 +36,11 @@ Layout collapse(const std::vector<int64_t>& shape, const std::vector<std::vector
   return l;
 }
 
+Access fault_access(Device& dev) {
+  auto begin = reinterpret_cast<uint64_t>(dev.fault_words());
+  return {begin, begin + Device::kFaultWords * 4, true};
+}
+
 namespace {
 
 #define SHADER(NAME, BUFFERS) \
@@ -43,7 +48,7 @@ namespace {
 SHADER(elementwise, 4);
 SHADER(reduce, 2);
 SHADER(softmax, 3);
-SHADER(crossentropy, 5);
+SHADER(crossentropy, 6);
 SHADER(unfold, 2);
 SHADER(fold, 2);
 SHADER(optim, 5);
@@ -365,12 +370,17 @@ void cross_entropy_run(Device& dev, int32_t backward, const graft_kernel_args* a
   const DLTensor& out = a->outputs[0];
   const DLTensor& lse = backward ? a->inputs[3] : a->outputs[1];
   const DLTensor& g = backward ? a->inputs[0] : x;  // forward: unread
-  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]), static_cast<uint32_t>(x.shape[1]),
-                             element_offset(out),  element_offset(x),
-                             element_offset(labels), element_offset(lse),
-                             element_offset(g)};
-  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(labels, false), access_of(lse, !backward),
-                      access_of(g, false)};
+  Access fault = fault_access(dev);
+  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]),
+                             static_cast<uint32_t>(x.shape[1]),
+                             element_offset(out),
+                             element_offset(x),
+                             element_offset(labels),
+                             element_offset(lse),
+                             element_offset(g),
+                             static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(fault.begin)) / 4)};
+  Access buffers[] = {access_of(out, true),      access_of(x, false), access_of(labels, false),
+                      access_of(lse, !backward), access_of(g, false), fault};
   auto group = static_cast<int32_t>(dev.group_size());
   int32_t spec[] = {group, backward, group};
   dev.dispatch(crossentropy, spec, p, buffers, static_cast<uint64_t>(x.shape[0]));

@@ -75,6 +75,9 @@ inline uint32_t bits(double value) {
   return u;
 }
 
+// The fault words (Note [Index faults]), as a buffer a dispatch writes.
+Access fault_access(Device& dev);
+
 // Workgroups of the 1-D shaders for n invocations.
 inline uint64_t groups_for(const Device& dev, uint64_t n) { return (n + dev.group_size() - 1) / dev.group_size(); }
 

@@ -61,12 +61,6 @@ std::vector<uint32_t> index_params(const DLTensor& shape, const DLTensor& out, c
   return p;
 }
 
-// The fault words (Note [Index faults]), written by the dispatch.
-Access fault_access(Device& dev) {
-  auto begin = reinterpret_cast<uint64_t>(dev.fault_words());
-  return {begin, begin + 6 * 4, true};
-}
-
 void index_run(Device& dev, int32_t code, const graft_kernel_args* a) {
   const DLTensor& out = *a->output;
   const DLTensor &first = a->inputs[0], &index = a->inputs[1];

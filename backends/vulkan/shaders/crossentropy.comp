@@ -1,7 +1,8 @@
 #version 450
 // Cross entropy over the rows of logits x [rows, n], contiguous, with int64
-// labels, each in [0, n) (graft checks them before the call); a workgroup
-// per row:
+// labels; a workgroup per row. A label outside [0, n) is recorded in the
+// fault words (Note [Index faults] in device.h) and its row's loss is NaN,
+// so no logit outside the row is read:
 //   BACKWARD false: the row's log-sum-exp (its maximum, then the sum of
 //                   exponentials) and its loss, lse - x[label];
 //   BACKWARD true:  the gradient of the row, g[row] (exp(x - lse) - onehot(label)).
@@ -16,8 +17,10 @@ DECLARE_BUFFER(2, x)
 DECLARE_BUFFER(3, labels)  // int64
 DECLARE_BUFFER(4, lse)     // written forward, read backward
 DECLARE_BUFFER(5, g)       // backward: each row's gradient
+DECLARE_BUFFER(6, f)       // forward: the fault words
 
-// Parameters: [0] rows, [1] n, [2..6] the offsets of o, x, labels, lse and g.
+// Parameters: [0] rows, [1] n, [2..6] the offsets of o, x, labels, lse and g,
+// [7] the fault words' offset.
 shared float partial[WG];
 
 float max_nan(float a, float b) { return isnan(a) || isnan(b) ? a + b : max(a, b); }
@@ -40,7 +43,8 @@ void main() {
   if (row >= p[0]) return;
   uint n = p[1], lane = gl_LocalInvocationID.x;
   uint base = p[3] + row * n;
-  uint label = labels_l[p[4] + row].x;  // the low word: labels are small and not negative
+  uvec2 word = labels_l[p[4] + row];
+  uint label = word.x;  // the forward checked the high word
   if (BACKWARD) {
     float s = lse_f[p[5] + row], grad = g_f[p[6] + row];
     uint at = p[2] + row * n;
@@ -62,6 +66,14 @@ void main() {
   if (lane == 0) {
     float l = m + log(s);
     lse_f[p[5] + row] = l;
-    o_f[p[2] + row] = l - x_f[base + label];
+    bool bad = word.y != 0u || label >= n;
+    o_f[p[2] + row] = bad ? uintBitsToFloat(0x7fc00000u) : l - x_f[base + label];
+    if (bad && atomicCompSwap(f_u[p[7]], 0u, 1u) == 0u) {
+      f_u[p[7] + 1] = 2u;  // cross_entropy, in kFaultOps
+      f_u[p[7] + 2] = word.x;
+      f_u[p[7] + 3] = word.y;
+      f_u[p[7] + 4] = 1u;
+      f_u[p[7] + 5] = n;
+    }
   }
 }

@@ -48,13 +48,21 @@ Tensor softmax_op(OpId op, const Tensor& x_in, int64_t dim) {
 }
 
 // Checks labels for nll_loss and cross_entropy: int64, shape [N] against
-// [N, C], and values in [0, C).
-void check_labels(const Tensor& logp, const Tensor& labels, const char* op) {
+// [N, C].
+void check_label_shapes(const Tensor& logp, const Tensor& labels, const char* op) {
   check(labels.defined() && logp.defined(), "graft: ", op, " with an undefined tensor");
   check(labels.dtype() == kInt64, "graft: ", op, ": labels must be int64 class indices, got ", labels.dtype(),
         labels.sizes(), "; convert them with .to(graft::kInt64)");
   check(logp.dim() == 2 && labels.dim() == 1 && labels.size(0) == logp.size(0), "graft: ", op,
         ": expected input [N, C] and labels [N], got input ", logp.sizes(), " and labels ", labels.sizes());
+}
+
+// Checks that every label is in [0, C). The cross_entropy op's kernels check
+// their labels themselves (graft-vulkan's at the next synchronization, as
+// its index faults), so this read of the labels' device, which makes a GPU
+// wait for the forward pass at every step, runs only where graft computes
+// the loss from other ops.
+void check_label_values(const Tensor& logp, const Tensor& labels, const char* op) {
   if (labels.numel() == 0) return;
   // One read from the labels' device, whichever it is; the range for the
   // message only when some label is out of it.
@@ -147,7 +155,8 @@ Tensor nll_rows(const Tensor& log_probs, const Tensor& labels) {
 Tensor nll(const Tensor& log_probs, const Tensor& labels, LossOptions options, const char* op) {
   if (log_probs.defined() && log_probs.dim() == 1)
     return nll(log_probs.unsqueeze(0), labels.defined() ? labels.reshape({1}) : labels, options, op);
-  check_labels(log_probs, labels, op);
+  check_label_shapes(log_probs, labels, op);
+  check_label_values(log_probs, labels, op);
   return reduce_loss(nll_rows(log_probs, labels), options.reduction);
 }
 
@@ -168,11 +177,15 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels, LossOptions 
   bool one_op = logits.dim() == 2 && is_floating(logits.dtype()) && labels.defined() && labels.dtype() == kInt64 &&
                  labels.device() == logits.device();
   if (!one_op) return nll(log_softmax(logits, 1), labels, options, "cross_entropy");
-  check_labels(logits, labels, "cross_entropy");
+  check_label_shapes(logits, labels, "cross_entropy");
   Tensor x = logits.contiguous(), y = labels.contiguous();
   bool by_kernel = false;
   dispatch::Outputs out = dispatch::run_composite(
-      OpId::cross_entropy, {x, y}, Attrs(), [&] { return dispatch::Outputs{nll_rows(log_softmax(x, 1), y), Tensor()}; },
+      OpId::cross_entropy, {x, y}, Attrs(),
+      [&] {
+        check_label_values(x, y, "cross_entropy");
+        return dispatch::Outputs{nll_rows(log_softmax(x, 1), y), Tensor()};
+      },
       {}, &by_kernel);
   Tensor rows = out[0];
   if (by_kernel && autograd::needs_grad(x)) {

@@ -274,8 +274,9 @@ typedef struct {
   X(linear, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 3, 1, 0, graft_linear_attrs, \
     "inputs x [M, K], weight [N, K], and a bias [N] when has_bias; output x weight^T + bias") \
   X(cross_entropy, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE, 2, 2, 0, graft_no_attrs, \
-    "inputs logits [N, C] and labels [N] (int64, each in [0, C)), both contiguous; outputs each row's loss " \
-    "[N], -log softmax(logits)[label], and each row's log-sum-exp of the logits [N]") \
+    "inputs logits [N, C] and labels [N] (int64), both contiguous; outputs each row's loss " \
+    "[N], -log softmax(logits)[label], and each row's log-sum-exp of the logits [N]. A label outside [0, C) " \
+    "fails the call (graft does not check them first); the kernel never reads outside logits") \
   X(cross_entropy_backward, GRAFT_OP_STRUCTURED, GRAFT_OP_COMPOSITE | GRAFT_OP_BACKWARD, 4, 1, 0, graft_no_attrs, \
     "inputs grad [N] (of each row's loss), logits [N, C], labels [N] and the forward's log-sum-exp [N], all " \
     "contiguous; output the gradient of the logits [N, C]: grad[i] (exp(logits[i] - lse[i]) - onehot(labels[i]))") \
