@@ -378,7 +378,7 @@ void cross_entropy_run(Device& dev, int32_t backward, const graft_kernel_args* a
                              element_offset(labels),
                              element_offset(lse),
                              element_offset(g),
-                             static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(fault.begin)) / 4)};
+                             fault_offset(fault)};
   Access buffers[] = {access_of(out, true),      access_of(x, false), access_of(labels, false),
                       access_of(lse, !backward), access_of(g, false), fault};
   auto group = static_cast<int32_t>(dev.group_size());

@@ -75,8 +75,12 @@ inline uint32_t bits(double value) {
   return u;
 }
 
-// The fault words (Note [Index faults]), as a buffer a dispatch writes.
+// The fault words (Note [Index faults]), as a buffer a dispatch writes, and
+// where they start in their block, in 32-bit words (a shader's parameter).
 Access fault_access(Device& dev);
+inline uint32_t fault_offset(const Access& fault) {
+  return static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(fault.begin)) / 4);
+}
 
 // Workgroups of the 1-D shaders for n invocations.
 inline uint64_t groups_for(const Device& dev, uint64_t n) { return (n + dev.group_size() - 1) / dev.group_size(); }

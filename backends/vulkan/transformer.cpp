@@ -56,7 +56,7 @@ std::vector<uint32_t> index_params(const DLTensor& shape, const DLTensor& out, c
   p[29] = element_offset(b);
   p[30] = c ? element_offset(*c) : 0;
   p[31] = static_cast<uint32_t>(along);
-  p[32] = static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(fault.begin)) / 4);
+  p[32] = fault_offset(fault);
   p[33] = static_cast<uint32_t>(fault_code);
   return p;
 }
