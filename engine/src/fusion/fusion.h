@@ -58,9 +58,9 @@ inline void materialize(const TensorImpl& t, Access access, bool keep_layout = f
     to_plain(s);
 }
 
-// Records that a kernel wrote s (sizes, dtype) in layout id (Note [Backend
-// layouts]); the backend that registered a layout id, or -1.
+// Records that a kernel wrote s (sizes, dtype) in layout id (Note [Backend layouts]).
 void take_layout(Storage& s, int64_t id, IntList sizes, DType dtype);
+// The registry's number of the backend that registered layout id, or -1.
 int layout_backend(int64_t id);
 
 // Computes the calling thread's pending work (graph boundaries), or every
