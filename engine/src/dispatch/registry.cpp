@@ -239,15 +239,6 @@ void views_of(OpId op, const Tensor* inputs, int n_inputs, Device device, const 
   }
 }
 
-// Whether a kernel may write t in a layout of its own: t fills its storage.
-int64_t offer_layout(const Tensor& t) {
-  const TensorImpl* impl = t.impl();
-  return impl->offset == 0 && impl->numel > 0 && t.is_contiguous() &&
-                 static_cast<size_t>(impl->numel) * element_size(impl->dtype) == impl->storage->nbytes
-             ? 0
-             : -1;
-}
-
 bool has_layout_input(const KernelCall& kc) {
   for (int i = 0; i < kc.n_inputs; ++i)
     if (kc.layouts[i] > 0) return true;
@@ -288,10 +279,10 @@ void run_kernel(Registry& r, const Kernel& k, const KernelCall& kc, const Tensor
   }
 }
 
-// The first kernel allowed on this thread that takes the call, or null.
-const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc) {
+// The first kernel allowed on this thread that takes the call, or null
+// (layouts: an input holds a backend layout).
+const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc, bool layouts) {
   if (!list) return nullptr;
-  bool layouts = has_layout_input(kc);
   for (const Kernel& k : list->kernels) {
     if (!(tls_allowed_backends >> k.backend & 1)) continue;
     if (layouts && !sees_layouts(k, kc)) continue;
@@ -305,11 +296,12 @@ const Kernel* find_kernel(const Registry::KernelList* list, const KernelCall& kc
 // takes them, else (the inputs converted to plain strides) any.
 const Kernel* find_kernel(const Registry::KernelList* list, KernelCall& kc, OpId op, const Tensor* inputs,
                           KTensor* views, bool write) {
-  const Kernel* k = find_kernel(list, kc);
-  if (k || !has_layout_input(kc)) return k;
+  bool layouts = has_layout_input(kc);
+  const Kernel* k = find_kernel(list, kc, layouts);
+  if (k || !layouts) return k;
   views_of(op, inputs, kc.n_inputs, kc.output->device, "the output", views, write, nullptr);
   std::fill(kc.layouts, kc.layouts + kc.n_inputs, 0);
-  return find_kernel(list, kc);
+  return find_kernel(list, kc, false);
 }
 
 }  // namespace
@@ -321,7 +313,7 @@ void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const 
   std::array<int64_t, kMaxInputs + kMaxOutputs> layouts;
   KTensor out_view = view_of(out, true);  // first: an input may be its view, and read what this converted
   views_of(op, inputs, n_inputs, device, "the output", views.data(), false, layouts.data());
-  layouts[static_cast<size_t>(n_inputs)] = fresh ? offer_layout(out) : -1;
+  layouts[static_cast<size_t>(n_inputs)] = fresh ? 0 : -1;  // a fresh output fills its storage
   KernelCall kc{op, n_inputs, views.data(), &out_view, &attrs, 1, &out_view, layouts.data()};
   Registry& r = Registry::get();
   const Registry::KernelList* list = r.kernels(op, device.type());

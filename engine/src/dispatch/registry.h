@@ -201,7 +201,8 @@ class Registry {
 void load_discovered_plugins(Registry& r);
 
 // Runs op on inputs into out (already allocated with the right shape/dtype;
-// fresh: nothing else refers to it, so a kernel may give it its own layout).
+// fresh: made by make_empty for this call, so a kernel may give it its own
+// layout).
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs = {}, bool fresh = false);
 // Runs a primitive op: applies its shape rule, allocates the output on the
 // inputs' device, calls (with fusion and the host fallback).
