@@ -30,12 +30,19 @@ const PluginInfo* vulkan() {
   return nullptr;
 }
 
+// A function graft-vulkan exports beside the plugin ABI, or null.
+template <class Fn>
+Fn* symbol(const char* name) {
+  void* handle = dlopen(vulkan()->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!handle) return nullptr;
+  auto* fn = reinterpret_cast<Fn*>(dlsym(handle, name));
+  dlclose(handle);  // drops only the reference taken here
+  return fn;
+}
+
 // One of the plugin's counters for vulkan:0 (graft_vulkan_stat).
 uint64_t stat(const char* name) {
-  void* handle = dlopen(vulkan()->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
-  if (!handle) return ~uint64_t{0};
-  auto fn = reinterpret_cast<uint64_t (*)(int32_t, const char*)>(dlsym(handle, "graft_vulkan_stat"));
-  dlclose(handle);  // drops only the reference taken here
+  auto* fn = symbol<uint64_t(int32_t, const char*)>("graft_vulkan_stat");
   return fn ? fn(0, name) : ~uint64_t{0};
 }
 
@@ -249,6 +256,14 @@ TEST_F(Vulkan, TheDeviceRunsEveryDtypeItStores) {
   expect_values(tensor({2.7f, -2.7f}).to(device_).to(kInt64).cpu(), {2, -2});
   expect_values(where(big, labels, zeros_like(labels)).cpu(), {0, 0, 5e9, 0});
   expect_values(full({3}, 7, TensorOptions().dtype(kInt32).device(device_)).cpu(), {7, 7, 7});
+  // A subnormal is true, on its own and fused, also where the device flushes
+  // subnormals in its arithmetic (NVIDIA's does).
+  Tensor tiny = tensor({0x1p-140f, 0.f, -0x1p-149f}).to(device_);
+  expect_values(tiny.to(kBool).cpu().to(kInt64), {1, 0, 1});
+  uint64_t before = stat("dispatches");
+  Tensor twice = tiny.to(kBool).to(kFloat32) * 2.f;
+  expect_values(twice.cpu(), {2, 0, 2});
+  EXPECT_EQ(stat("dispatches") - before, 1u) << "the casts and the product as one fused kernel";
 }
 
 TEST_F(Vulkan, IndexKernelsRunOnTheDeviceAndReportBadIndicesAtTheNextSynchronization) {
@@ -436,4 +451,39 @@ TEST_F(Vulkan, StoresAndConvertsBFloat16AndComputesItOnTheHost) {
   EXPECT_EQ(y.device(), device_);
   EXPECT_EQ(y.dtype(), kBFloat16);
   EXPECT_EQ(bits(y), bits((on_host * 2.0 + 1.0).sum()));
+}
+
+TEST_F(Vulkan, AProfileTimesEachShadersDispatchesWhileItIsOn) {
+  auto* profile = symbol<int64_t(int32_t, int32_t, char*, size_t)>("graft_vulkan_profile");
+  ASSERT_NE(profile, nullptr);
+  std::string text(1 << 16, '\0');
+  auto table = [&](int32_t on) {
+    int64_t n = profile(0, on, text.data(), text.size());
+    EXPECT_GE(n, 0) << text.c_str();
+    return std::string(text.c_str());
+  };
+  // The dispatches of a shader's row (0 when it has none).
+  auto dispatches = [](const std::string& t, const std::string& shader) {
+    size_t at = t.find("\n  " + shader + " ");
+    return at == std::string::npos ? uint64_t{0} : std::stoull(t.substr(at + 3 + shader.size()));
+  };
+  uint64_t before = dispatches(table(1), "matmul");
+  manual_seed(0);
+  Tensor a = randn({96, 80}), b = randn({80, 64});
+  Tensor on_device = a.to(device_).matmul(b.to(device_));
+  on_device = on_device.matmul(b.to(device_).t());  // a transposed view: any strides
+  expect_values(on_device.cpu(), a.matmul(b).matmul(b.t()).to_vector<double>(), 1e-3);
+  std::string on = table(-1);
+  EXPECT_EQ(dispatches(on, "matmul"), before + 2) << on;
+  for (const DeviceInfo& d : device_info())
+    if (d.device == "vulkan:0") {
+      EXPECT_NE(on.find("graft-vulkan profile of " + d.name + ":"), std::string::npos) << on;
+    }
+  EXPECT_EQ(on.find(": 0.000 ms of device time"), std::string::npos) << "the device took no time? " << on;
+
+  table(0);
+  (a.to(device_).matmul(b.to(device_))).cpu();
+  EXPECT_EQ(dispatches(table(-1), "matmul"), before + 2) << "nothing is timed once profiling is off";
+  EXPECT_LT(profile(7, 1, text.data(), text.size()), 0);
+  EXPECT_NE(std::string(text.c_str()).find("no Vulkan device 7"), std::string::npos) << text.c_str();
 }

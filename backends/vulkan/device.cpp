@@ -1,7 +1,10 @@
 #include "backends/vulkan/device.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <iomanip>
+#include <sstream>
 #include <utility>
 
 namespace graft_vulkan {
@@ -34,7 +37,8 @@ bool offers_cooperative_matrix(VkPhysicalDevice physical, const VkPhysicalDevice
   VkPhysicalDeviceVulkan12Features f12{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, &coop};
   VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f12};
   vkGetPhysicalDeviceFeatures2(physical, &features);
-  if (!coop.cooperativeMatrix || !f12.shaderFloat16 || !f12.vulkanMemoryModel) return false;
+  if (!coop.cooperativeMatrix || !f12.shaderFloat16 || !f12.vulkanMemoryModel || !f12.vulkanMemoryModelDeviceScope)
+    return false;
   if (subgroup.subgroupSize != 32 || !(subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
       limits.maxComputeWorkGroupInvocations < 128 || limits.maxComputeSharedMemorySize < 64 * 32 * 2 * 2 + 64 * 64 * 4)
     return false;
@@ -108,6 +112,7 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   for (uint32_t i = 0; i < families && queue_family_ == families; ++i)
     if (family[i].queueFlags & VK_QUEUE_COMPUTE_BIT) queue_family_ = i;
   if (queue_family_ == families) throw Failure(GRAFT_ERROR, name_ + " has no compute queue");
+  timestamp_bits_ = family[queue_family_].timestampValidBits;
 
   float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -123,7 +128,10 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   features12.storageBuffer8BitAccess = VK_TRUE;  // bool tensors
   features12.shaderInt8 = VK_TRUE;
   features12.shaderFloat16 = coop_;
+  // With the memory model on, the atomics of the other shaders (device
+  // scope) are valid only with its device scope on too.
   features12.vulkanMemoryModel = coop_;
+  features12.vulkanMemoryModelDeviceScope = coop_;
   const char* coop_extension = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
   VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &features12};
   info.queueCreateInfoCount = 1;
@@ -170,6 +178,57 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
     VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(vk_.vkCreateFence(device_, &fence, nullptr, &b.fence), "vkCreateFence");
   }
+  const char* profile = std::getenv("GRAFT_VULKAN_PROFILE");
+  if (profile && *profile && std::strcmp(profile, "0") != 0) set_profiling(true);
+}
+
+// ---- Note [Profile] ----
+
+void Device::set_profiling(bool on) {
+  std::lock_guard lock(mutex_);
+  if (on && timestamp_bits_ == 0) throw Failure(GRAFT_INVALID, name_ + " has no timestamps to profile with");
+  submit();  // the next batch starts with its timestamps reset
+  for (Batch& b : batches_) {
+    if (!on || b.queries != VK_NULL_HANDLE) continue;
+    VkQueryPoolCreateInfo info{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    info.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    info.queryCount = 2 * kBatchCommands;
+    check(vk_.vkCreateQueryPool(device_, &info, nullptr, &b.queries), "vkCreateQueryPool");
+  }
+  profiling_ = on;
+}
+
+void Device::collect(Batch& b) {
+  if (b.timed.empty()) return;
+  std::vector<uint64_t> ticks(2 * b.timed.size());
+  check(vk_.vkGetQueryPoolResults(device_, b.queries, 0, static_cast<uint32_t>(ticks.size()),
+                                  ticks.size() * sizeof(uint64_t), ticks.data(), sizeof(uint64_t),
+                                  VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+        "vkGetQueryPoolResults");
+  uint64_t mask = timestamp_bits_ >= 64 ? ~uint64_t{0} : (uint64_t{1} << timestamp_bits_) - 1;
+  for (size_t i = 0; i < b.timed.size(); ++i) {
+    ShaderTime& t = profile_[b.timed[i]];
+    ++t.dispatches;
+    t.ms += static_cast<double>((ticks[2 * i + 1] - ticks[2 * i]) & mask) * props_.limits.timestampPeriod * 1e-6;
+  }
+  b.timed.clear();
+}
+
+std::string Device::profile() {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, ShaderTime>> rows(profile_.begin(), profile_.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.ms > y.second.ms; });
+  double total = 0;
+  for (const auto& [name, t] : rows) total += t.ms;
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(3) << "graft-vulkan profile of " << name_ << ": " << total
+      << " ms of device time\n  shader                    dispatches        ms   mean us  share\n";
+  for (const auto& [name, t] : rows)
+    out << "  " << std::left << std::setw(24) << name << std::right << std::setw(12) << t.dispatches << std::setw(10)
+        << t.ms << std::setw(10) << std::setprecision(1) << 1e3 * t.ms / static_cast<double>(t.dispatches)
+        << std::setw(6) << std::setprecision(1) << (total > 0 ? 100 * t.ms / total : 0) << "%" << std::setprecision(3)
+        << "\n";
+  return out.str();
 }
 
 uint32_t Device::find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const {
@@ -341,6 +400,7 @@ Device::Batch& Device::recording() {
     ++counters_.waits;
     b.submitted = false;
   }
+  collect(b);
   // The batch has finished: its descriptor sets and host memory are free.
   for (VkDescriptorPool pool : b.pools) vk_.vkResetDescriptorPool(device_, pool, 0);
   b.pool = 0;
@@ -354,6 +414,7 @@ Device::Batch& Device::recording() {
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   check(vk_.vkBeginCommandBuffer(b.cmd, &begin), "vkBeginCommandBuffer");
+  if (b.queries != VK_NULL_HANDLE) vk_.vkCmdResetQueryPool(b.cmd, b.queries, 0, 2 * kBatchCommands);
   b.recording = true;
   b.commands = 0;
   return b;
@@ -380,6 +441,7 @@ void Device::wait_all() {
     check(vk_.vkWaitForFences(device_, 1, &b.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
     ++counters_.waits;
     b.submitted = false;
+    collect(b);
   }
 }
 
@@ -638,7 +700,24 @@ void Device::dispatch(const Shader& shader, std::span<const int32_t> spec, std::
   track(buffers);
   vk_.vkCmdBindPipeline(b.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   vk_.vkCmdBindDescriptorSets(b.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
+  // A timed dispatch waits for everything before it, so its two timestamps
+  // (each written once all earlier commands are done) bracket it alone.
+  bool timed = profiling_ && b.queries != VK_NULL_HANDLE;
+  if (timed) {
+    VkMemoryBarrier all{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+    all.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    all.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+    vk_.vkCmdPipelineBarrier(b.cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                             VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &all, 0, nullptr, 0, nullptr);
+    vk_.vkCmdWriteTimestamp(b.cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, b.queries,
+                            2 * static_cast<uint32_t>(b.timed.size()));
+  }
   vk_.vkCmdDispatch(b.cmd, static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1);
+  if (timed) {
+    vk_.vkCmdWriteTimestamp(b.cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, b.queries,
+                            2 * static_cast<uint32_t>(b.timed.size()) + 1);
+    b.timed.push_back(shader.name);
+  }
   ++counters_.dispatches;
   if (++b.commands >= kBatchCommands) submit();
 }

@@ -98,6 +98,14 @@ class Device {
   static constexpr size_t kFaultWords = 6;
   Counters counters();
 
+  // Note [Profile]: while profiling is on, every dispatch runs alone (a
+  // barrier before it) between two timestamps, and each shader's dispatches
+  // and device time add up as batches finish. GRAFT_VULKAN_PROFILE=1 turns
+  // it on when the device starts and prints the table at exit.
+  void set_profiling(bool on);
+  // The table so far: a line per shader, the most time first.
+  std::string profile();
+
   // Records one dispatch of `shader`, specialized by spec (constant 0 is the
   // workgroup size), with `params` as its parameter block and `buffers` as
   // bindings 1...; `groups` workgroups (split into 2-D when over the limit).
@@ -131,6 +139,12 @@ class Device {
     Arena params, staging;
     bool recording = false, submitted = false;
     uint32_t commands = 0;
+    VkQueryPool queries = VK_NULL_HANDLE;  // two timestamps per timed dispatch
+    std::vector<const char*> timed;        // the shaders of the timed dispatches
+  };
+  struct ShaderTime {
+    uint64_t dispatches = 0;
+    double ms = 0;
   };
   struct Pipeline {
     VkPipeline pipeline = VK_NULL_HANDLE;
@@ -148,6 +162,8 @@ class Device {
   Batch& recording();
   void submit();
   void wait_all();
+  // Adds a finished batch's timestamps to the profile.
+  void collect(Batch& b);
   void track(std::span<const Access> accesses);
   void upload_locked(void* dst, const void* src, size_t nbytes);
   // Under the lock: submits what was recorded with a copy of [src, src +
@@ -187,6 +203,9 @@ class Device {
   bool coop_ = false;
   std::once_flag coop_once_;
   std::atomic<uint32_t> coop_state_{3};
+  bool profiling_ = false;
+  uint32_t timestamp_bits_ = 0;  // 0: the queue has no timestamps
+  std::map<std::string, ShaderTime> profile_;
 };
 
 }  // namespace graft_vulkan

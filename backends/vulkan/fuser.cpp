@@ -83,7 +83,7 @@ std::string convert(Val from, Val to, const std::string& x) {
              : from == Val::i32   ? "float(" + x + ")"
                                   : "int64_to_float(" + x + ")";
     case Val::boolean:
-      return "(" + x + (from == Val::f32 ? " != 0.0)" : from == Val::i32 ? " != 0)" : " != uvec2(0u))");
+      return from == Val::f32 ? "nonzero(" + x + ")" : "(" + x + (from == Val::i32 ? " != 0)" : " != uvec2(0u))");
     case Val::i32:
       return from == Val::boolean ? "int(" + x + ")" : "int(" + convert(from, Val::i64, x) + ".x)";
     case Val::i64:
@@ -438,7 +438,7 @@ class Call {
       std::string low = param(at), value = v == Val::i64   ? "uvec2(" + low + ", " + param(at + 1) + ")"
                                            : v == Val::i32 ? "int(" + low + ")"
                                                            : "uintBitsToFloat(" + low + ")";
-      return decl + value + (v == Val::boolean ? " != 0.0" : "") + ";";
+      return decl + (v == Val::boolean ? "nonzero(" + value + ")" : value) + ";";
     }
     std::string args[3];
     for (int k = 0; k < n.n_args; ++k) args[k] = "v" + std::to_string(n.args[k]);

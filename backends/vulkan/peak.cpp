@@ -14,18 +14,20 @@ namespace {
 const Shader peak{"peak", peak_spv, sizeof(peak_spv), 2};
 const Shader peak_coop{"peak_coop", peak_coop_spv, sizeof(peak_coop_spv), 1};
 
-// Best seconds of `reps` timed runs of f (after one untimed), each waited for.
+// Seconds per run of f: the best of 5 samples, after an untimed one. A
+// sample repeats f up to 64 times, about 20 ms' worth, so that on a fast
+// device the wait for the result does not count as the shader's time.
 template <class F>
-double best_seconds(Device& dev, int reps, F f) {
-  f();
-  dev.synchronize();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
+double best_seconds(Device& dev, F f) {
+  auto sample = [&](int runs) {
     auto t0 = std::chrono::steady_clock::now();
-    f();
+    for (int i = 0; i < runs; ++i) f();
     dev.synchronize();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / runs;
+  };
+  int runs = std::clamp(static_cast<int>(0.02 / sample(1)), 1, 64);
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) best = std::min(best, sample(runs));
   return best;
 }
 
@@ -51,12 +53,12 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
     uint32_t copy_params[] = {n, 0, at_dst, at_src};
     int32_t copy_spec[] = {static_cast<int32_t>(group), 1};
     double copy =
-        best_seconds(dev, 5, [&] { dev.dispatch(peak, copy_spec, copy_params, buffers, (n + group - 1) / group); });
+        best_seconds(dev, [&] { dev.dispatch(peak, copy_spec, copy_params, buffers, (n + group - 1) / group); });
     uint32_t fma_n = n / 4;  // invocations of the multiply-add run
     uint32_t fma_params[] = {fma_n, rounds, at_dst, at_src};
     int32_t fma_spec[] = {static_cast<int32_t>(group), 0};
     double fma =
-        best_seconds(dev, 5, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (fma_n + group - 1) / group); });
+        best_seconds(dev, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (fma_n + group - 1) / group); });
     dev.deallocate(src, bytes);
     dev.deallocate(dst, bytes);
     *gbps = 2.0 * static_cast<double>(bytes) / copy / 1e9;
@@ -84,7 +86,7 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak_coop
     Access buffers[] = {{o, o + bytes, true}};
     uint32_t params[] = {subgroups, rounds, static_cast<uint32_t>(pointer_offset(out) / 4)};
     int32_t spec[] = {128};
-    double seconds = best_seconds(dev, 5, [&] { dev.dispatch(peak_coop, spec, params, buffers, groups); });
+    double seconds = best_seconds(dev, [&] { dev.dispatch(peak_coop, spec, params, buffers, groups); });
     dev.deallocate(out, bytes);
     *gflops = static_cast<double>(subgroups) * rounds * 4 * 2 * 16 * 16 * 16 / seconds / 1e9;
     return GRAFT_OK;

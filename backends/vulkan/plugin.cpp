@@ -7,6 +7,8 @@
 //   GRAFT_VULKAN_DEVICE=cpu        the CPU drivers
 // GRAFT_VULKAN_VALIDATION=1 turns on Khronos' validation layer; what it
 // reports goes to stderr and is counted (graft_vulkan_stat "validation_errors").
+// GRAFT_VULKAN_PROFILE=1 times every dispatch and prints each device's table
+// of shaders at exit (Note [Profile] in device.h).
 #include <volk.h>
 
 #include <algorithm>
@@ -258,6 +260,13 @@ Device& device(int32_t index) {
   std::call_once(state->created[index], [&] {
     try {
       state->devices[index] = std::make_unique<Device>(state->instance, state->physical[index]);
+      if (env_on("GRAFT_VULKAN_PROFILE")) {
+        static bool registered = std::atexit([] {
+                                   for (const auto& d : state->devices)
+                                     if (d) std::cerr << d->profile();
+                                 }) == 0;
+        (void)registered;
+      }
     } catch (const std::exception& e) {
       state->failures[index] = e.what();
     }
@@ -299,5 +308,24 @@ __attribute__((visibility("default"))) uint64_t graft_vulkan_stat(int32_t index,
   } catch (const std::exception&) {
   }
   return ~uint64_t{0};
+}
+
+// Note [Profile] (device.h): turns timing on (on = 1) or off (0) on device
+// `index`, or leaves it (-1), and writes the table so far into text, cut to
+// size bytes with its terminating zero. Returns the table's length, or -1
+// with the reason in text.
+__attribute__((visibility("default"))) int64_t graft_vulkan_profile(int32_t index, int32_t on, char* text,
+                                                                    size_t size) {
+  using namespace graft_vulkan;
+  try {
+    Device& d = device(index);
+    if (on >= 0) d.set_profiling(on > 0);
+    std::string table = d.profile();
+    write_message(text, size, table);
+    return static_cast<int64_t>(table.size());
+  } catch (const std::exception& e) {
+    write_message(text, size, e.what());
+    return -1;
+  }
 }
 }

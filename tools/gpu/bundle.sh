@@ -39,8 +39,12 @@ done | sort -u | while read -r name path; do
   esac
 done
 
-# The Vulkan loader (graft-vulkan opens it through volk) and the validation layer.
-cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 "$out/vulkan/libvulkan.so.1"
+# The Vulkan loader (graft-vulkan opens it through volk) and the validation
+# layer. NVIDIA's Vulkan driver is libGLX_nvidia, which needs GLVND's
+# libraries: an image without them answers VK_ERROR_INCOMPATIBLE_DRIVER.
+for lib in libvulkan.so.1 libGLdispatch.so.0 libGLX.so.0 libGL.so.1 libEGL.so.1 libOpenGL.so.0; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$out/vulkan/$lib"
+done
 layer=/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json
 if [ -f "$layer" ]; then
   cp -L /usr/lib/x86_64-linux-gnu/libVkLayer_khronos_validation.so "$out/vulkan/"

@@ -67,6 +67,10 @@ if ! has_device; then
   done
 fi
 note "vulkan driver: ${VK_DRIVER_FILES:-as the loader finds it}"
+if ! has_device; then  # the loader's own account of why, for the log
+  note "no vulkan:0: the loader's messages are in gpu-check.log"
+  VK_LOADER_DEBUG=error,warn,driver "$bundle/bin/graft-info" >>"$log" 2>&1
+fi
 
 stage graft-info 20 env GRAFT_LOG=info "$bundle/bin/graft-info"
 figures() { grep -E "$1" "$last" | sed 's/^/  /' >>"$summary"; }
@@ -98,6 +102,14 @@ figures "^\[  (PASSED|FAILED) "
 stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='Peak|target:0|Chain8|MatmulPrecision' \
   --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
 figures "^BM_"
+
+# Where the device time of a training step goes (Note [Profile]): a table
+# per model, each shader's dispatches and device time, the most first.
+for case in CNNStep/batch:256 GPTStep/width:512 MatmulPrecision/n:4096; do
+  stage "profile ${case%%/*}" 40 env GRAFT_VULKAN_PROFILE=1 "$bundle/bin/bench_vulkan" \
+    --benchmark_filter="$case/.*(target:0|medium:1)" --benchmark_min_time=0.2
+  grep -A16 "^graft-vulkan profile" "$last" | sed 's/^/  /' >>"$summary"
+done
 
 limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')
 test_limit=$(awk -v s="$scale" 'BEGIN { printf "%d", 10000 * s }')

@@ -169,7 +169,7 @@ void store_int(uint i, uvec2 v) {
 void store_float(uint i, float v) {
   if (OUT_T == F32) o_f[i] = v;
   else if (OUT_T == BF16) store_bf16(i, bf16_of_bits(floatBitsToUint(v)));
-  else if (OUT_T == BOOL) o_b[i] = uint8_t(v != 0.0 ? 1u : 0u);
+  else if (OUT_T == BOOL) o_b[i] = uint8_t(nonzero(v) ? 1u : 0u);
   else store_int(i, float_to_int64(v));
 }
 

@@ -26,6 +26,10 @@ float erf_of(float x) {
 // The argument of tanh in GELU's tanh form.
 float gelu_inner(float x) { return 0.7978845608 * (x + 0.044715 * x * x * x); }
 
+// Whether x is not zero, read from its bits: a subnormal is not zero, though a
+// device that flushes subnormals (NVIDIA's) compares it equal to 0.0.
+bool nonzero(float x) { return (floatBitsToUint(x) & 0x7fffffffu) != 0u; }
+
 float relu_of(float x) { return x > 0.0 ? x : (isnan(x) ? x : 0.0); }
 float sigmoid_of(float x) { return 1.0 / (1.0 + exp(-x)); }
 float sign_of(float x) { return isnan(x) ? x : sign(x); }
