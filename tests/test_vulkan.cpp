@@ -487,3 +487,23 @@ TEST_F(Vulkan, AProfileTimesEachShadersDispatchesWhileItIsOn) {
   EXPECT_LT(profile(7, 1, text.data(), text.size()), 0);
   EXPECT_NE(std::string(text.c_str()).find("no Vulkan device 7"), std::string::npos) << text.c_str();
 }
+
+TEST_F(Vulkan, AMatmulOfFewTilesAndALongKRunsInSplitsAlongK) {
+  // Note [Split K]: a convolution's weight gradient has this shape, [O, N L]
+  // x [N L, C kh kw]; the operands arrive transposed (stride 1 along m, k).
+  manual_seed(0);
+  for (auto [m, k, n, transposed] : {std::tuple{40, 5000, 24, false}, {33, 3001, 70, true}, {40, 200, 24, true}}) {
+    Tensor a = randn({m, k}), b = randn({k, n});
+    Tensor a_on = a.to(device_), b_on = b.to(device_);
+    if (transposed) {
+      a_on = a.t().contiguous().to(device_).t();
+      b_on = b.t().contiguous().to(device_).t();
+    }
+    uint64_t before = stat("dispatches");
+    Tensor c = a_on.matmul(b_on);
+    synchronize(device_.str());
+    EXPECT_EQ(stat("dispatches") - before, k >= 512 ? 2u : 1u) << "splits and their sum, for K " << k;
+    Tensor want = a.to(kFloat64).matmul(b.to(kFloat64));
+    expect_values(c.cpu(), want.to_vector<double>(), 1e-3 * std::sqrt(double(k)));
+  }
+}

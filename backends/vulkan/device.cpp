@@ -40,7 +40,8 @@ bool offers_cooperative_matrix(VkPhysicalDevice physical, const VkPhysicalDevice
   if (!coop.cooperativeMatrix || !f12.shaderFloat16 || !f12.vulkanMemoryModel || !f12.vulkanMemoryModelDeviceScope)
     return false;
   if (subgroup.subgroupSize != 32 || !(subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
-      limits.maxComputeWorkGroupInvocations < 128 || limits.maxComputeSharedMemorySize < 64 * 32 * 2 * 2 + 64 * 64 * 4)
+      limits.maxComputeWorkGroupInvocations < 256 ||
+      limits.maxComputeSharedMemorySize < 128 * 40 * 2 + 32 * 136 * 2 + 8 * 256 * 4)  // matmul_coop.comp's tiles
     return false;
   n = 0;
   vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical, &n, nullptr);

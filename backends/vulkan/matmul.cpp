@@ -2,6 +2,7 @@
 // matmul.comp's tiles in float32, or, where the caller allows "medium"
 // precision and the device has cooperative matrices, as matmul_coop.comp's
 // float16 products summed in float32 (Note [Cooperative matrices]).
+#include <algorithm>
 #include <array>
 #include <iostream>
 #include <span>
@@ -11,6 +12,7 @@
 #include "backends/vulkan/kernels.h"
 #include "backends/vulkan/shaders/matmul.h"
 #include "backends/vulkan/shaders/matmul_coop.h"
+#include "backends/vulkan/shaders/matmul_sum.h"
 
 namespace graft_vulkan {
 
@@ -18,6 +20,7 @@ namespace {
 
 const Shader matmul{"matmul", matmul_spv, sizeof(matmul_spv), 3};
 const Shader matmul_coop{"matmul_coop", matmul_coop_spv, sizeof(matmul_coop_spv), 3};
+const Shader matmul_sum{"matmul_sum", matmul_sum_spv, sizeof(matmul_sum_spv), 2};
 
 int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
   for (int i = 0; i < 2; ++i)
@@ -33,42 +36,91 @@ int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
 // shared memory.
 std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
   const VkPhysicalDeviceLimits& l = dev.limits();
-  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 64 * 4)
+  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 65 * 4)
     return {128, 32, 32, 8, 4, 2};
   bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();
-  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 128 * 4) return {256, 128, 128, 16, 8, 8};
+  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 129 * 4) return {256, 128, 128, 16, 8, 8};
   return {256, 64, 64, 16, 4, 4};
 }
 
-// Records out = x y (each [B, M, K] x [B, K, N], any strides) as one
-// dispatch of matmul.comp, or of matmul_coop.comp.
+// Note [Split K] (shaders/matmul.comp): the splits along K of a product of
+// `groups` workgroups: about 256 workgroups in all where it has fewer than
+// 128, with splits at least 256 deep and their parts at most 64 MiB.
+int64_t k_splits(int64_t groups, int64_t K, int64_t out_elements) {
+  if (groups >= 128) return 1;
+  int64_t splits = std::min({256 / groups, K / 256, (int64_t{16} << 20) / std::max<int64_t>(out_elements, 1)});
+  return std::max<int64_t>(splits, 1);
+}
+
+// Records out = x y (each [B, M, K] x [B, K, N], any strides) as dispatches
+// of matmul.comp (one, or a split one and matmul_sum.comp), or one of
+// matmul_coop.comp.
 void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop) {
   int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
   auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
-  std::vector<uint32_t> p = {static_cast<uint32_t>(M),
-                             static_cast<uint32_t>(N),
-                             static_cast<uint32_t>(K),
-                             static_cast<uint32_t>(batch),
+  auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
+  std::vector<uint32_t> p = {u32(M),
+                             u32(N),
+                             u32(K),
+                             u32(batch),
                              element_offset(x),
-                             static_cast<uint32_t>(batch_stride(x)),
-                             static_cast<uint32_t>(x.strides[1]),
-                             static_cast<uint32_t>(x.strides[2]),
+                             u32(batch_stride(x)),
+                             u32(x.strides[1]),
+                             u32(x.strides[2]),
                              element_offset(y),
-                             static_cast<uint32_t>(batch_stride(y)),
-                             static_cast<uint32_t>(y.strides[1]),
-                             static_cast<uint32_t>(y.strides[2]),
+                             u32(batch_stride(y)),
+                             u32(y.strides[1]),
+                             u32(y.strides[2]),
                              element_offset(out),
-                             static_cast<uint32_t>(out.strides[0]),
-                             static_cast<uint32_t>(out.strides[1]),
-                             static_cast<uint32_t>(out.strides[2])};
-  std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{128, 64, 64, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
-  uint64_t tiles =
-      static_cast<uint64_t>((M + spec[1] - 1) / spec[1]) * static_cast<uint64_t>((N + spec[2] - 1) / spec[2]);
-  Access buffers[] = {access_of(out, true), access_of(x, false), access_of(y, false)};
-  if (coop)
-    dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, tiles * static_cast<uint64_t>(batch));
-  else
-    dev.dispatch(matmul, spec, p, buffers, tiles * static_cast<uint64_t>(batch));
+                             u32(out.strides[0]),
+                             u32(out.strides[1]),
+                             u32(out.strides[2]),
+                             u32(K),
+                             1,
+                             0};
+  std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{256, 128, 128, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
+  int64_t groups = (M + spec[1] - 1) / spec[1] * ((N + spec[2] - 1) / spec[2]) * batch;
+  Access x_in = access_of(x, false), y_in = access_of(y, false);
+  if (coop) {
+    Access buffers[] = {access_of(out, true), x_in, y_in};
+    return dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, static_cast<uint64_t>(groups));
+  }
+  int64_t splits = k_splits(groups, K, M * N * batch);
+  if (splits == 1) {
+    Access buffers[] = {access_of(out, true), x_in, y_in};
+    return dev.dispatch(matmul, spec, p, buffers, static_cast<uint64_t>(groups));
+  }
+  // Each split writes its whole [B, M, N] part; matmul_sum adds them into out.
+  int64_t depth = (K + splits - 1) / splits;
+  depth = (depth + spec[3] - 1) / spec[3] * spec[3];
+  splits = (K + depth - 1) / depth;
+  size_t bytes = static_cast<size_t>(splits * batch * M * N) * 4;
+  void* parts = dev.allocate(bytes);
+  auto at = reinterpret_cast<uint64_t>(parts);
+  uint32_t parts_offset = static_cast<uint32_t>(pointer_offset(parts) / 4);
+  p[12] = parts_offset;
+  p[13] = u32(M * N);
+  p[14] = u32(N);
+  p[15] = 1;
+  p[16] = u32(depth);
+  p[17] = u32(splits);
+  p[18] = u32(batch * M * N);
+  Access split_buffers[] = {{at, at + bytes, true}, x_in, y_in};
+  dev.dispatch(matmul, spec, p, split_buffers, static_cast<uint64_t>(groups * splits));
+  uint32_t sum_params[] = {u32(M),
+                           u32(N),
+                           u32(batch),
+                           u32(splits),
+                           element_offset(out),
+                           u32(out.strides[0]),
+                           u32(out.strides[1]),
+                           u32(out.strides[2]),
+                           parts_offset};
+  int32_t sum_spec[] = {static_cast<int32_t>(dev.group_size())};
+  Access sum_buffers[] = {access_of(out, true), {at, at + bytes, false}};
+  dev.dispatch(matmul_sum, sum_spec, sum_params, sum_buffers,
+               static_cast<uint64_t>((batch * M * N + dev.group_size() - 1) / dev.group_size()));
+  dev.deallocate(parts, bytes);  // Note [Barriers] orders any later use after these reads
 }
 
 // Note [Cooperative matrices]

@@ -2,8 +2,16 @@
 // Batched matmul out[b] = a[b] x b[b] with any strides (a broadcast batch has
 // stride 0). Each workgroup computes a BM x BN tile of the output, staging
 // BK-deep slices of a and b in shared memory; each invocation accumulates a
-// TM x TN block of the tile in registers. The tile sizes are specialization
-// constants that the host picks from the device's limits.
+// TM x TN block of the tile in registers: TM consecutive rows, and TN
+// columns BN / TN apart, so that the invocations of a subgroup read
+// consecutive words of tile_b (no two in one bank) and write consecutive
+// elements of a row of the output. The tile sizes are specialization
+// constants that the host picks from the device's limits. Consecutive
+// invocations load consecutive addresses, whichever stride of a and b is 1;
+// the shared tiles are padded so that those stores do not share a bank.
+// Note [Split K]: a product with few tiles and a long K is cut into splits
+// along K, each written whole to its own slice of the output, which
+// matmul_sum.comp then adds up.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -19,52 +27,58 @@ DECLARE_BUFFER(3, b)
 
 // Parameters: [0] M, [1] N, [2] K, [3] batch, [4] a offset, [5..7] a strides
 // (batch, m, k), [8] b offset, [9..11] b strides (batch, k, n), [12] out
-// offset, [13..15] out strides (batch, m, n).
-shared float tile_a[BK][BM];
-shared float tile_b[BK][BN];
+// offset, [13..15] out strides (batch, m, n), [16] the K of a split (a
+// multiple of BK), [17] splits, [18] the out stride from split to split.
+shared float tile_a[BK][BM + 1];
+shared float tile_b[BK][BN + 1];
 
 void main() {
   uint M = p[0], N = p[1], K = p[2];
   uint tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM;
+  uint per_split = tiles_m * tiles_n * p[3];
   uint g = group_index();
+  uint split = g / per_split;
+  if (split >= p[17]) return;
+  g %= per_split;
   uint batch = g / (tiles_m * tiles_n);
-  if (batch >= p[3]) return;
   uint in_batch = g % (tiles_m * tiles_n);
   uint m0 = (in_batch / tiles_n) * BM, n0 = (in_batch % tiles_n) * BN;
+  uint k_begin = split * p[16], k_end = min(K, k_begin + p[16]);
   uint a_base = p[4] + batch * p[5], b_base = p[8] + batch * p[9];
+  bool a_along_k = p[7] == 1u, b_along_n = p[11] == 1u || p[10] != 1u;
   uint lane = gl_LocalInvocationID.x;
   const uint threads = (BM / TM) * (BN / TN);
-  uint tm = (lane / (BN / TN)) * TM, tn = (lane % (BN / TN)) * TN;
+  uint tm = (lane / (BN / TN)) * TM, tn = lane % (BN / TN);
 
   float acc[TM][TN];
   for (uint i = 0; i < TM; ++i)
     for (uint j = 0; j < TN; ++j) acc[i][j] = 0.0;
 
-  for (uint k0 = 0; k0 < K; k0 += BK) {
+  for (uint k0 = k_begin; k0 < k_end; k0 += BK) {
     for (uint e = lane; e < BM * BK; e += threads) {
-      uint mi = e / BK, ki = e % BK;
+      uint mi = a_along_k ? e / BK : e % BM, ki = a_along_k ? e % BK : e / BM;
       uint m = m0 + mi, k = k0 + ki;
-      tile_a[ki][mi] = m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+      tile_a[ki][mi] = m < M && k < k_end ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
     }
     for (uint e = lane; e < BK * BN; e += threads) {
-      uint ki = e / BN, ni = e % BN;
+      uint ki = b_along_n ? e / BN : e % BK, ni = b_along_n ? e % BN : e / BK;
       uint k = k0 + ki, n = n0 + ni;
-      tile_b[ki][ni] = k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+      tile_b[ki][ni] = k < k_end && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
     }
     barrier();
     for (uint ki = 0; ki < BK; ++ki) {
       float av[TM], bv[TN];
       for (uint i = 0; i < TM; ++i) av[i] = tile_a[ki][tm + i];
-      for (uint j = 0; j < TN; ++j) bv[j] = tile_b[ki][tn + j];
+      for (uint j = 0; j < TN; ++j) bv[j] = tile_b[ki][tn + j * (BN / TN)];
       for (uint i = 0; i < TM; ++i)
         for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
     }
     barrier();
   }
-  uint o_base = p[12] + batch * p[13];
+  uint o_base = p[12] + batch * p[13] + split * p[18];
   for (uint i = 0; i < TM; ++i)
     for (uint j = 0; j < TN; ++j) {
-      uint m = m0 + tm + i, n = n0 + tn + j;
+      uint m = m0 + tm + i, n = n0 + tn + j * (BN / TN);
       if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = acc[i][j];
     }
 }

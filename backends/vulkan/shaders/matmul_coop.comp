@@ -3,10 +3,14 @@
 // when the caller allows "medium" precision (graft::set_float32_matmul_precision)
 // and the device has NVIDIA's cooperative matrices: the inputs are rounded
 // to float16 as they are staged in shared memory, and each subgroup's
-// tensor-core products sum in float32. A workgroup of 4 subgroups of 32
-// computes a 64 x 64 tile of the output, a subgroup its 32 x 32 quarter as
-// 2 x 2 matrices of 16 x 16; the tile goes out through shared memory, so
-// the output may have any strides and edges. Parameters as matmul.comp's.
+// tensor-core products sum in float32. A workgroup of 8 subgroups of 32
+// computes a 128 x 128 tile of the output, a subgroup a 32 x 64 part of it
+// as 2 x 4 matrices of 16 x 16. Each invocation loads its share of the next
+// BK-deep slices into registers while the subgroups multiply the current
+// ones: as vec4s where a row of a (of b) is contiguous and 16-byte aligned,
+// else one float at a time along whichever stride is 1. The results go out
+// through a small shared staging area per subgroup, so the output may have
+// any strides and edges. Parameters as matmul.comp's ([0..15]).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -18,53 +22,123 @@ DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)
 DECLARE_BUFFER(3, b)
 
-const uint BM = 64, BN = 64, BK = 32, THREADS = 128;
+const uint BM = 128, BN = 128, BK = 32, THREADS = 256;
+const uint LDA = BK + 8, LDB = BN + 8;  // padded rows, multiples of 8 halves (16 bytes)
+const uint LOADS = BM * BK / THREADS;   // floats of a (and of b) each invocation stages per slice
 
-shared float16_t tile_a[BM * BK];  // [m][k]
-shared float16_t tile_b[BK * BN];  // [k][n]
-shared float tile_o[BM * BN];      // [m][n]
+shared float16_t tile_a[BM * LDA];      // [m][k]
+shared float16_t tile_b[BK * LDB];      // [k][n]
+shared float stage[8 * 256];            // a 16 x 16 result per subgroup, on its way out
+
+uint M, N, K, m0, n0, a_base, b_base, lane;
+bool a_vec, b_vec;
+float ra[LOADS], rb[LOADS];
+
+// Where load r of this invocation falls in the a slice (row m, column k)
+// and in the b slice (row k, column n).
+uvec2 a_at(uint r) {
+  if (a_vec) {
+    uint v = lane + THREADS * (r / 4);
+    return uvec2(v / (BK / 4), (v % (BK / 4)) * 4 + r % 4);
+  }
+  uint e = lane + THREADS * r;
+  return p[7] == 1u ? uvec2(e / BK, e % BK) : uvec2(e % BM, e / BM);
+}
+uvec2 b_at(uint r) {
+  if (b_vec) {
+    uint v = lane + THREADS * (r / 4);
+    return uvec2(v / (BN / 4), (v % (BN / 4)) * 4 + r % 4);
+  }
+  uint e = lane + THREADS * r;
+  return p[11] == 1u || p[10] != 1u ? uvec2(e / BN, e % BN) : uvec2(e % BK, e / BK);
+}
+
+void load(uint k0) {
+  for (uint r = 0; r < LOADS; r += a_vec ? 4 : 1) {
+    uvec2 at = a_at(r);
+    uint m = m0 + at.x, k = k0 + at.y;
+    if (a_vec) {
+      vec4 v = m < M && k < K ? a_v[(a_base + m * p[6] + k) / 4] : vec4(0.0);
+      ra[r] = v.x;
+      ra[r + 1] = v.y;
+      ra[r + 2] = v.z;
+      ra[r + 3] = v.w;
+    } else {
+      ra[r] = m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+    }
+  }
+  for (uint r = 0; r < LOADS; r += b_vec ? 4 : 1) {
+    uvec2 at = b_at(r);
+    uint k = k0 + at.x, n = n0 + at.y;
+    if (b_vec) {
+      vec4 v = k < K && n < N ? b_v[(b_base + k * p[10] + n) / 4] : vec4(0.0);
+      rb[r] = v.x;
+      rb[r + 1] = v.y;
+      rb[r + 2] = v.z;
+      rb[r + 3] = v.w;
+    } else {
+      rb[r] = k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+    }
+  }
+}
+
+void stage_loaded() {
+  for (uint r = 0; r < LOADS; ++r) {
+    uvec2 at = a_at(r);
+    tile_a[at.x * LDA + at.y] = float16_t(ra[r]);
+    at = b_at(r);
+    tile_b[at.x * LDB + at.y] = float16_t(rb[r]);
+  }
+}
 
 void main() {
-  uint M = p[0], N = p[1], K = p[2];
+  M = p[0];
+  N = p[1];
+  K = p[2];
   uint tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM;
   uint g = group_index();
   uint batch = g / (tiles_m * tiles_n);
   if (batch >= p[3]) return;
   uint in_batch = g % (tiles_m * tiles_n);
-  uint m0 = (in_batch / tiles_n) * BM, n0 = (in_batch % tiles_n) * BN;
-  uint a_base = p[4] + batch * p[5], b_base = p[8] + batch * p[9];
-  uint lane = gl_LocalInvocationID.x;
-  uint qm = (gl_SubgroupID / 2) * 32, qn = (gl_SubgroupID % 2) * 32;
+  m0 = (in_batch / tiles_n) * BM;
+  n0 = (in_batch % tiles_n) * BN;
+  a_base = p[4] + batch * p[5];
+  b_base = p[8] + batch * p[9];
+  lane = gl_LocalInvocationID.x;
+  // A vec4 holds 4 elements of one row, never past K (or N) partly.
+  a_vec = p[7] == 1u && a_base % 4 == 0 && p[6] % 4 == 0 && K % 4 == 0;
+  b_vec = p[11] == 1u && b_base % 4 == 0 && p[10] % 4 == 0 && N % 4 == 0;
+  uint sm = (gl_SubgroupID / 2) * 32, sn = (gl_SubgroupID % 2) * 64;
 
-  fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2][2];
+  fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2][4];
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+    for (int j = 0; j < 4; ++j) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
 
+  load(0);
   for (uint k0 = 0; k0 < K; k0 += BK) {
-    for (uint e = lane; e < BM * BK; e += THREADS) {
-      uint m = m0 + e / BK, k = k0 + e % BK;
-      tile_a[e] = float16_t(m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0);
-    }
-    for (uint e = lane; e < BK * BN; e += THREADS) {
-      uint k = k0 + e / BN, n = n0 + e % BN;
-      tile_b[e] = float16_t(k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0);
-    }
+    stage_loaded();
     barrier();
+    if (k0 + BK < K) load(k0 + BK);  // in flight while the subgroups multiply
     for (uint kk = 0; kk < BK; kk += 16) {
-      fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fa[2], fb[2];
-      for (int i = 0; i < 2; ++i) coopMatLoadNV(fa[i], tile_a, (qm + 16 * i) * BK + kk, BK, false);
-      for (int j = 0; j < 2; ++j) coopMatLoadNV(fb[j], tile_b, kk * BN + qn + 16 * j, BN, false);
+      fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fa[2], fb[4];
+      for (int i = 0; i < 2; ++i) coopMatLoadNV(fa[i], tile_a, (sm + 16 * i) * LDA + kk, LDA, false);
+      for (int j = 0; j < 4; ++j) coopMatLoadNV(fb[j], tile_b, kk * LDB + sn + 16 * j, LDB, false);
       for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) acc[i][j] = coopMatMulAddNV(fa[i], fb[j], acc[i][j]);
+        for (int j = 0; j < 4; ++j) acc[i][j] = coopMatMulAddNV(fa[i], fb[j], acc[i][j]);
     }
     barrier();
   }
+
+  uint o_base = p[12] + batch * p[13], mine = gl_SubgroupID * 256;
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) coopMatStoreNV(acc[i][j], tile_o, (qm + 16 * i) * BN + qn + 16 * j, BN, false);
-  barrier();
-  uint o_base = p[12] + batch * p[13];
-  for (uint e = lane; e < BM * BN; e += THREADS) {
-    uint m = m0 + e / BN, n = n0 + e % BN;
-    if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = tile_o[e];
-  }
+    for (int j = 0; j < 4; ++j) {
+      coopMatStoreNV(acc[i][j], stage, mine, 16, false);
+      subgroupMemoryBarrierShared();
+      subgroupBarrier();
+      for (uint e = gl_SubgroupInvocationID; e < 256; e += gl_SubgroupSize) {
+        uint m = m0 + sm + 16 * i + e / 16, n = n0 + sn + 16 * j + e % 16;
+        if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = stage[mine + e];
+      }
+      subgroupBarrier();
+    }
 }
