@@ -136,7 +136,8 @@ void layer_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   dev.dispatch(layer_norm_shader, spec, p, buffers, static_cast<uint64_t>(rows));
   if (!backward) return;
   int32_t columns[] = {group, 2, group};
-  dev.dispatch(layer_norm_shader, columns, p, buffers, groups_for(dev, static_cast<uint64_t>(n)));
+  uint64_t per_group = std::min<uint64_t>(32, dev.group_size());  // layernorm.comp's COLS
+  dev.dispatch(layer_norm_shader, columns, p, buffers, (static_cast<uint64_t>(n) + per_group - 1) / per_group);
 }
 
 // ---- attention ----

@@ -4,8 +4,9 @@
 //         passes, for accuracy), then y = (x - mean) / sqrt(var + eps) * w + b;
 //   OP 1: per row, the gradient of x from the output's gradient g and the
 //         saved statistics: dx = (gw - mean(gw) - xhat mean(gw xhat)) / std;
-//   OP 2: per feature (an invocation each), the gradients of w and b, summed
-//         over the rows in order.
+//   OP 2: per feature, the gradients of w and b: a workgroup takes COLS
+//         features, its WG / COLS lanes per feature each sum every
+//         (WG / COLS)-th row, and the lanes' sums add up in a fixed order.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -25,6 +26,8 @@ DECLARE_BUFFER(9, db)
 // Parameters: [0] rows, [1] n, [2] eps, [3] has a weight, [4] has a bias,
 // [5..13] the offsets of o, x, g, w, b, mean, var, dw and db.
 shared float partial[WG];
+shared float partial_b[WG];
+const uint COLS = WG < 32 ? WG : 32;
 
 float total(float v) {
   uint lane = gl_LocalInvocationID.x;
@@ -45,14 +48,22 @@ void main() {
   uint n = p[1];
   float eps = pf(2);
   if (OP == 2) {
-    uint j = global_index();
-    if (j >= n) return;
+    uint lane = gl_LocalInvocationID.x, col = lane % COLS, lanes = WG / COLS;
+    uint j = group_index() * COLS + col;
     float sw = 0.0, sb = 0.0;
-    for (uint r = 0; r < p[0]; ++r) {
+    for (uint r = lane / COLS; j < n && r < p[0]; r += lanes) {
       float gv = g_f[p[7] + r * n + j];
       float xhat = (x_f[p[6] + r * n + j] - mean_f[p[10] + r]) * inversesqrt(var_f[p[11] + r] + eps);
       sw += gv * xhat;
       sb += gv;
+    }
+    partial[lane] = sw;
+    partial_b[lane] = sb;
+    barrier();
+    if (lane >= COLS || j >= n) return;
+    for (uint l = 1; l < lanes; ++l) {
+      sw += partial[col + l * COLS];
+      sb += partial_b[col + l * COLS];
     }
     if (p[3] != 0u) dw_f[p[12] + j] = sw;
     db_f[p[13] + j] = sb;

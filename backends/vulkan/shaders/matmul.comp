@@ -13,6 +13,9 @@
 // along K, each written whole to its own slice of the output, which
 // matmul_sum.comp then adds up.
 #extension GL_GOOGLE_include_directive : require
+// [[unroll]]: loops over the tile sizes unroll once they are specialized, so
+// acc, av and bv stay in registers (a driver need not unroll them unasked).
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(constant_id = 1) const uint BM = 64;
@@ -51,33 +54,35 @@ void main() {
   uint tm = (lane / (BN / TN)) * TM, tn = lane % (BN / TN);
 
   float acc[TM][TN];
-  for (uint i = 0; i < TM; ++i)
-    for (uint j = 0; j < TN; ++j) acc[i][j] = 0.0;
+  [[unroll]] for (uint i = 0; i < TM; ++i)
+    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = 0.0;
 
   for (uint k0 = k_begin; k0 < k_end; k0 += BK) {
-    for (uint e = lane; e < BM * BK; e += threads) {
+    [[unroll]] for (uint r = 0; r < BM * BK / threads; ++r) {
+      uint e = lane + r * threads;
       uint mi = a_along_k ? e / BK : e % BM, ki = a_along_k ? e % BK : e / BM;
       uint m = m0 + mi, k = k0 + ki;
       tile_a[ki][mi] = m < M && k < k_end ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
     }
-    for (uint e = lane; e < BK * BN; e += threads) {
+    [[unroll]] for (uint r = 0; r < BK * BN / threads; ++r) {
+      uint e = lane + r * threads;
       uint ki = b_along_n ? e / BN : e % BK, ni = b_along_n ? e % BN : e / BK;
       uint k = k0 + ki, n = n0 + ni;
       tile_b[ki][ni] = k < k_end && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
     }
     barrier();
-    for (uint ki = 0; ki < BK; ++ki) {
+    [[unroll]] for (uint ki = 0; ki < BK; ++ki) {
       float av[TM], bv[TN];
-      for (uint i = 0; i < TM; ++i) av[i] = tile_a[ki][tm + i];
-      for (uint j = 0; j < TN; ++j) bv[j] = tile_b[ki][tn + j * (BN / TN)];
-      for (uint i = 0; i < TM; ++i)
-        for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+      [[unroll]] for (uint i = 0; i < TM; ++i) av[i] = tile_a[ki][tm + i];
+      [[unroll]] for (uint j = 0; j < TN; ++j) bv[j] = tile_b[ki][tn + j * (BN / TN)];
+      [[unroll]] for (uint i = 0; i < TM; ++i)
+        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
     }
     barrier();
   }
   uint o_base = p[12] + batch * p[13] + split * p[18];
-  for (uint i = 0; i < TM; ++i)
-    for (uint j = 0; j < TN; ++j) {
+  [[unroll]] for (uint i = 0; i < TM; ++i)
+    [[unroll]] for (uint j = 0; j < TN; ++j) {
       uint m = m0 + tm + i, n = n0 + tn + j * (BN / TN);
       if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = acc[i][j];
     }

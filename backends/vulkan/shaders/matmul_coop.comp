@@ -16,6 +16,7 @@
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 DECLARE_BUFFER(1, o)
@@ -32,63 +33,62 @@ shared float stage[8 * 256];            // a 16 x 16 result per subgroup, on its
 
 uint M, N, K, m0, n0, a_base, b_base, lane;
 bool a_vec, b_vec;
-float ra[LOADS], rb[LOADS];
+vec4 ra[LOADS / 4], rb[LOADS / 4];  // indexed by unrolled loops only: registers
 
-// Where load r of this invocation falls in the a slice (row m, column k)
-// and in the b slice (row k, column n).
-uvec2 a_at(uint r) {
+// Where element c of load q of this invocation falls in the a slice (row m,
+// column k) and in the b slice (row k, column n).
+uvec2 a_at(uint q, uint c) {
   if (a_vec) {
-    uint v = lane + THREADS * (r / 4);
-    return uvec2(v / (BK / 4), (v % (BK / 4)) * 4 + r % 4);
+    uint v = lane + THREADS * q;
+    return uvec2(v / (BK / 4), (v % (BK / 4)) * 4 + c);
   }
-  uint e = lane + THREADS * r;
+  uint e = lane + THREADS * (4 * q + c);
   return p[7] == 1u ? uvec2(e / BK, e % BK) : uvec2(e % BM, e / BM);
 }
-uvec2 b_at(uint r) {
+uvec2 b_at(uint q, uint c) {
   if (b_vec) {
-    uint v = lane + THREADS * (r / 4);
-    return uvec2(v / (BN / 4), (v % (BN / 4)) * 4 + r % 4);
+    uint v = lane + THREADS * q;
+    return uvec2(v / (BN / 4), (v % (BN / 4)) * 4 + c);
   }
-  uint e = lane + THREADS * r;
+  uint e = lane + THREADS * (4 * q + c);
   return p[11] == 1u || p[10] != 1u ? uvec2(e / BN, e % BN) : uvec2(e % BK, e / BK);
 }
 
 void load(uint k0) {
-  for (uint r = 0; r < LOADS; r += a_vec ? 4 : 1) {
-    uvec2 at = a_at(r);
-    uint m = m0 + at.x, k = k0 + at.y;
+  [[unroll]] for (uint q = 0; q < LOADS / 4; ++q) {
     if (a_vec) {
-      vec4 v = m < M && k < K ? a_v[(a_base + m * p[6] + k) / 4] : vec4(0.0);
-      ra[r] = v.x;
-      ra[r + 1] = v.y;
-      ra[r + 2] = v.z;
-      ra[r + 3] = v.w;
+      uvec2 at = a_at(q, 0);
+      uint m = m0 + at.x, k = k0 + at.y;
+      ra[q] = m < M && k < K ? a_v[(a_base + m * p[6] + k) / 4] : vec4(0.0);
     } else {
-      ra[r] = m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+      [[unroll]] for (uint c = 0; c < 4; ++c) {
+        uvec2 at = a_at(q, c);
+        uint m = m0 + at.x, k = k0 + at.y;
+        ra[q][c] = m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+      }
     }
-  }
-  for (uint r = 0; r < LOADS; r += b_vec ? 4 : 1) {
-    uvec2 at = b_at(r);
-    uint k = k0 + at.x, n = n0 + at.y;
     if (b_vec) {
-      vec4 v = k < K && n < N ? b_v[(b_base + k * p[10] + n) / 4] : vec4(0.0);
-      rb[r] = v.x;
-      rb[r + 1] = v.y;
-      rb[r + 2] = v.z;
-      rb[r + 3] = v.w;
+      uvec2 at = b_at(q, 0);
+      uint k = k0 + at.x, n = n0 + at.y;
+      rb[q] = k < K && n < N ? b_v[(b_base + k * p[10] + n) / 4] : vec4(0.0);
     } else {
-      rb[r] = k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+      [[unroll]] for (uint c = 0; c < 4; ++c) {
+        uvec2 at = b_at(q, c);
+        uint k = k0 + at.x, n = n0 + at.y;
+        rb[q][c] = k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+      }
     }
   }
 }
 
 void stage_loaded() {
-  for (uint r = 0; r < LOADS; ++r) {
-    uvec2 at = a_at(r);
-    tile_a[at.x * LDA + at.y] = float16_t(ra[r]);
-    at = b_at(r);
-    tile_b[at.x * LDB + at.y] = float16_t(rb[r]);
-  }
+  [[unroll]] for (uint q = 0; q < LOADS / 4; ++q)
+    [[unroll]] for (uint c = 0; c < 4; ++c) {
+      uvec2 at = a_at(q, c);
+      tile_a[at.x * LDA + at.y] = float16_t(ra[q][c]);
+      at = b_at(q, c);
+      tile_b[at.x * LDB + at.y] = float16_t(rb[q][c]);
+    }
 }
 
 void main() {
@@ -111,27 +111,27 @@ void main() {
   uint sm = (gl_SubgroupID / 2) * 32, sn = (gl_SubgroupID % 2) * 64;
 
   fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2][4];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+  [[unroll]] for (int i = 0; i < 2; ++i)
+    [[unroll]] for (int j = 0; j < 4; ++j) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
 
   load(0);
   for (uint k0 = 0; k0 < K; k0 += BK) {
     stage_loaded();
     barrier();
     if (k0 + BK < K) load(k0 + BK);  // in flight while the subgroups multiply
-    for (uint kk = 0; kk < BK; kk += 16) {
+    [[unroll]] for (uint kk = 0; kk < BK; kk += 16) {
       fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> fa[2], fb[4];
-      for (int i = 0; i < 2; ++i) coopMatLoadNV(fa[i], tile_a, (sm + 16 * i) * LDA + kk, LDA, false);
-      for (int j = 0; j < 4; ++j) coopMatLoadNV(fb[j], tile_b, kk * LDB + sn + 16 * j, LDB, false);
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 4; ++j) acc[i][j] = coopMatMulAddNV(fa[i], fb[j], acc[i][j]);
+      [[unroll]] for (int i = 0; i < 2; ++i) coopMatLoadNV(fa[i], tile_a, (sm + 16 * i) * LDA + kk, LDA, false);
+      [[unroll]] for (int j = 0; j < 4; ++j) coopMatLoadNV(fb[j], tile_b, kk * LDB + sn + 16 * j, LDB, false);
+      [[unroll]] for (int i = 0; i < 2; ++i)
+        [[unroll]] for (int j = 0; j < 4; ++j) acc[i][j] = coopMatMulAddNV(fa[i], fb[j], acc[i][j]);
     }
     barrier();
   }
 
   uint o_base = p[12] + batch * p[13], mine = gl_SubgroupID * 256;
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 4; ++j) {
+  [[unroll]] for (int i = 0; i < 2; ++i)
+    [[unroll]] for (int j = 0; j < 4; ++j) {
       coopMatStoreNV(acc[i][j], stage, mine, 16, false);
       subgroupMemoryBarrierShared();
       subgroupBarrier();
