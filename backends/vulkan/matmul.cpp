@@ -32,14 +32,16 @@ int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
 // the problem: 128 x 128 tiles of 8 x 8 blocks per invocation where the
 // output has enough of them to fill the device (always on a CPU driver,
 // where larger blocks per invocation pay most), else 64 x 64 tiles of
-// 4 x 4; smaller tiles where the device allows fewer invocations or less
-// shared memory.
+// 4 x 4; 32 x 32 tiles of 4 x 4 where the device allows fewer invocations
+// or less shared memory.
 std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
   const VkPhysicalDeviceLimits& l = dev.limits();
-  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < 2 * 16 * 65 * 4)
-    return {128, 32, 32, 8, 4, 2};
+  // matmul.comp's two tiles: BK rows of BM / 4 + 1 and of BN / 4 + 1 vec4s.
+  auto shared_bytes = [](uint32_t bm, uint32_t bn, uint32_t bk) { return bk * ((bm + bn) / 4 + 2) * 16; };
+  if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < shared_bytes(64, 64, 16))
+    return {64, 32, 32, 8, 4, 4};
   bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();
-  if (many && l.maxComputeSharedMemorySize >= 2 * 16 * 129 * 4) return {256, 128, 128, 16, 8, 8};
+  if (many && l.maxComputeSharedMemorySize >= shared_bytes(128, 128, 16)) return {256, 128, 128, 16, 8, 8};
   return {256, 64, 64, 16, 4, 4};
 }
 

@@ -2,13 +2,18 @@
 // Batched matmul out[b] = a[b] x b[b] with any strides (a broadcast batch has
 // stride 0). Each workgroup computes a BM x BN tile of the output, staging
 // BK-deep slices of a and b in shared memory; each invocation accumulates a
-// TM x TN block of the tile in registers: TM consecutive rows, and TN
-// columns BN / TN apart, so that the invocations of a subgroup read
-// consecutive words of tile_b (no two in one bank) and write consecutive
-// elements of a row of the output. The tile sizes are specialization
-// constants that the host picks from the device's limits. Consecutive
-// invocations load consecutive addresses, whichever stride of a and b is 1;
-// the shared tiles are padded so that those stores do not share a bank.
+// TM x TN block of the tile in registers (TM and TN are 4 or 8). The tile
+// sizes are specialization constants that the host picks from the device's
+// limits.
+//
+// The shared tiles hold vec4s along m (a) and along n (b), so an invocation
+// reads its TM / 4 + TN / 4 vec4s of a slice row with as many loads, not
+// TM + TN: it owns the vec4s BM / TM apart along m and BN / TN apart along
+// n, and 32 consecutive invocations cover 4 x 8 of them, so that one load
+// of theirs touches few distinct vec4s. Consecutive invocations stage
+// consecutive addresses of a and b, whichever of their strides is 1; a
+// padding vec4 per tile row keeps those stores apart in the banks.
+//
 // Note [Split K]: a product with few tiles and a long K is cut into splits
 // along K, each written whole to its own slice of the output, which
 // matmul_sum.comp then adds up.
@@ -32,8 +37,8 @@ DECLARE_BUFFER(3, b)
 // (batch, m, k), [8] b offset, [9..11] b strides (batch, k, n), [12] out
 // offset, [13..15] out strides (batch, m, n), [16] the K of a split (a
 // multiple of BK), [17] splits, [18] the out stride from split to split.
-shared float tile_a[BK][BM + 1];
-shared float tile_b[BK][BN + 1];
+shared vec4 tile_a[BK][BM / 4 + 1];  // [k][m / 4]
+shared vec4 tile_b[BK][BN / 4 + 1];  // [k][n / 4]
 
 void main() {
   uint M = p[0], N = p[1], K = p[2];
@@ -50,40 +55,44 @@ void main() {
   uint a_base = p[4] + batch * p[5], b_base = p[8] + batch * p[9];
   bool a_along_k = p[7] == 1u, b_along_n = p[11] == 1u || p[10] != 1u;
   uint lane = gl_LocalInvocationID.x;
-  const uint threads = (BM / TM) * (BN / TN);
-  uint tm = (lane / (BN / TN)) * TM, tn = lane % (BN / TN);
+  const uint threads = (BM / TM) * (BN / TN), TX = BN / TN, TY = BM / TM;
+  uint group32 = lane / 32, l = lane % 32;
+  uint ty = (group32 / (TX / 8)) * 4 + l / 8, tx = (group32 % (TX / 8)) * 8 + l % 8;
 
-  float acc[TM][TN];
+  vec4 acc[TM][TN / 4];  // rows 4 (ty + (i / 4) TY) + i % 4, columns from vec4 tx + j TX
   [[unroll]] for (uint i = 0; i < TM; ++i)
-    [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = 0.0;
+    [[unroll]] for (uint j = 0; j < TN / 4; ++j) acc[i][j] = vec4(0.0);
 
   for (uint k0 = k_begin; k0 < k_end; k0 += BK) {
     [[unroll]] for (uint r = 0; r < BM * BK / threads; ++r) {
       uint e = lane + r * threads;
       uint mi = a_along_k ? e / BK : e % BM, ki = a_along_k ? e % BK : e / BM;
       uint m = m0 + mi, k = k0 + ki;
-      tile_a[ki][mi] = m < M && k < k_end ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+      tile_a[ki][mi / 4][mi % 4] = m < M && k < k_end ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
     }
     [[unroll]] for (uint r = 0; r < BK * BN / threads; ++r) {
       uint e = lane + r * threads;
       uint ki = b_along_n ? e / BN : e % BK, ni = b_along_n ? e % BN : e / BK;
       uint k = k0 + ki, n = n0 + ni;
-      tile_b[ki][ni] = k < k_end && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+      tile_b[ki][ni / 4][ni % 4] = k < k_end && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
     }
     barrier();
     [[unroll]] for (uint ki = 0; ki < BK; ++ki) {
-      float av[TM], bv[TN];
-      [[unroll]] for (uint i = 0; i < TM; ++i) av[i] = tile_a[ki][tm + i];
-      [[unroll]] for (uint j = 0; j < TN; ++j) bv[j] = tile_b[ki][tn + j * (BN / TN)];
+      vec4 av[TM / 4], bv[TN / 4];
+      [[unroll]] for (uint s = 0; s < TM / 4; ++s) av[s] = tile_a[ki][ty + s * TY];
+      [[unroll]] for (uint s = 0; s < TN / 4; ++s) bv[s] = tile_b[ki][tx + s * TX];
       [[unroll]] for (uint i = 0; i < TM; ++i)
-        [[unroll]] for (uint j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+        [[unroll]] for (uint j = 0; j < TN / 4; ++j) acc[i][j] = fma(vec4(av[i / 4][i % 4]), bv[j], acc[i][j]);
     }
     barrier();
   }
   uint o_base = p[12] + batch * p[13] + split * p[18];
-  [[unroll]] for (uint i = 0; i < TM; ++i)
-    [[unroll]] for (uint j = 0; j < TN; ++j) {
-      uint m = m0 + tm + i, n = n0 + tn + j * (BN / TN);
-      if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = acc[i][j];
-    }
+  [[unroll]] for (uint i = 0; i < TM; ++i) {
+    uint m = m0 + 4 * (ty + (i / 4) * TY) + i % 4;
+    [[unroll]] for (uint j = 0; j < TN / 4; ++j)
+      [[unroll]] for (uint c = 0; c < 4; ++c) {
+        uint n = n0 + 4 * (tx + j * TX) + c;
+        if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = acc[i][j][c];
+      }
+  }
 }
