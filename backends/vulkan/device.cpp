@@ -164,6 +164,14 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
   device_memory_type_ = find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
   host_memory_type_ = find_memory_type(req.memoryTypeBits,
                                        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, 0);
+  VkMemoryPropertyFlags shared =
+      VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  params_memory_type_ = host_memory_type_;
+  for (uint32_t t = 0; t < memory_props_.memoryTypeCount; ++t)
+    if ((req.memoryTypeBits & (1u << t)) && (memory_props_.memoryTypes[t].propertyFlags & shared) == shared) {
+      params_memory_type_ = t;
+      break;
+    }
   heap_size_ = memory_props_.memoryHeaps[memory_props_.memoryTypes[device_memory_type_].heapIndex].size;
   block_size_ = std::min<size_t>({kMaxBlock, props_.limits.maxStorageBufferRange,
                                   static_cast<size_t>(maintenance3.maxMemoryAllocationSize), heap_size_ / 4});
@@ -171,6 +179,8 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
 
   batches_.resize(kBatches);
   for (Batch& b : batches_) {
+    b.params.memory_type = params_memory_type_;
+    b.staging.memory_type = host_memory_type_;
     VkCommandBufferAllocateInfo alloc{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
     alloc.commandPool = command_pool_;
     alloc.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
@@ -363,10 +373,10 @@ VkResult Device::make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buff
   return r;
 }
 
-Device::HostBuffer Device::make_host_buffer(size_t nbytes) {
+Device::HostBuffer Device::make_host_buffer(size_t nbytes, uint32_t memory_type) {
   HostBuffer h;
   h.size = nbytes;
-  check(make_buffer(nbytes, host_memory_type_, &h.buffer, &h.memory), "allocating staging memory");
+  check(make_buffer(nbytes, memory_type, &h.buffer, &h.memory), "allocating host-visible memory");
   void* mapped = nullptr;
   VkResult r = vk_.vkMapMemory(device_, h.memory, 0, VK_WHOLE_SIZE, 0, &mapped);
   if (r != VK_SUCCESS) destroy(h);
@@ -384,7 +394,14 @@ void Device::destroy(HostBuffer& h) {
 std::pair<const Device::HostBuffer*, size_t> Device::arena_take(Arena& arena, size_t nbytes, size_t align) {
   size_t at = round_up(arena.used, align);
   if (arena.buffers.empty() || at + nbytes > arena.buffers.back().size) {
-    arena.buffers.push_back(make_host_buffer(std::max(kArenaBytes, round_up(nbytes, kAlign))));
+    size_t size = std::max(kArenaBytes, round_up(nbytes, kAlign));
+    try {
+      arena.buffers.push_back(make_host_buffer(size, arena.memory_type));
+    } catch (const Failure&) {
+      if (arena.memory_type == host_memory_type_) throw;
+      arena.memory_type = host_memory_type_;  // device memory the host writes is often scarce
+      arena.buffers.push_back(make_host_buffer(size, arena.memory_type));
+    }
     at = 0;
   }
   arena.used = at + nbytes;

@@ -128,6 +128,7 @@ class Device {
   // Host-visible memory handed out linearly while a batch records and
   // reclaimed once it has finished.
   struct Arena {
+    uint32_t memory_type = 0;
     std::vector<HostBuffer> buffers;
     size_t used = 0;  // in buffers.back()
   };
@@ -155,7 +156,7 @@ class Device {
   uint32_t find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const;
   // A buffer bound to new memory of the type; on failure nothing is left.
   VkResult make_buffer(size_t nbytes, uint32_t memory_type, VkBuffer* buffer, VkDeviceMemory* memory);
-  HostBuffer make_host_buffer(size_t nbytes);
+  HostBuffer make_host_buffer(size_t nbytes, uint32_t memory_type);
   void destroy(HostBuffer& b);
   std::pair<const HostBuffer*, size_t> arena_take(Arena& arena, size_t nbytes, size_t align);
   Block& block_of(uint64_t pointer, size_t nbytes, const char* what);
@@ -187,7 +188,9 @@ class Device {
   uint32_t queue_family_ = 0;
   VkCommandPool command_pool_ = VK_NULL_HANDLE;
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
-  uint32_t device_memory_type_ = 0, host_memory_type_ = 0;
+  // Staging memory is the host's; parameter blocks are in device memory the
+  // host can write, where there is such memory (every shader reads them).
+  uint32_t device_memory_type_ = 0, host_memory_type_ = 0, params_memory_type_ = 0;
   size_t block_size_ = 0, heap_size_ = 0, allocated_ = 0;
   uint32_t group_size_ = 256;
   std::vector<Block> blocks_;  // index + 1 is the block's number in pointers

@@ -53,7 +53,10 @@ void main() {
   uint m0 = (in_batch / tiles_n) * BM, n0 = (in_batch % tiles_n) * BN;
   uint k_begin = split * p[16], k_end = min(K, k_begin + p[16]);
   uint a_base = p[4] + batch * p[5], b_base = p[8] + batch * p[9];
-  bool a_along_k = p[7] == 1u, b_along_n = p[11] == 1u || p[10] != 1u;
+  // The strides the loop needs, read once: a parameter read can cost a trip
+  // to host-visible memory, and need not be hoisted past a barrier.
+  uint a_sm = p[6], a_sk = p[7], b_sk = p[10], b_sn = p[11];
+  bool a_along_k = a_sk == 1u, b_along_n = b_sn == 1u || b_sk != 1u;
   uint lane = gl_LocalInvocationID.x;
   const uint threads = (BM / TM) * (BN / TN), TX = BN / TN, TY = BM / TM;
   uint group32 = lane / 32, l = lane % 32;
@@ -68,13 +71,13 @@ void main() {
       uint e = lane + r * threads;
       uint mi = a_along_k ? e / BK : e % BM, ki = a_along_k ? e % BK : e / BM;
       uint m = m0 + mi, k = k0 + ki;
-      tile_a[ki][mi / 4][mi % 4] = m < M && k < k_end ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+      tile_a[ki][mi / 4][mi % 4] = m < M && k < k_end ? a_f[a_base + m * a_sm + k * a_sk] : 0.0;
     }
     [[unroll]] for (uint r = 0; r < BK * BN / threads; ++r) {
       uint e = lane + r * threads;
       uint ki = b_along_n ? e / BN : e % BK, ni = b_along_n ? e % BN : e / BK;
       uint k = k0 + ki, n = n0 + ni;
-      tile_b[ki][ni / 4][ni % 4] = k < k_end && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+      tile_b[ki][ni / 4][ni % 4] = k < k_end && n < N ? b_f[b_base + k * b_sk + n * b_sn] : 0.0;
     }
     barrier();
     [[unroll]] for (uint ki = 0; ki < BK; ++ki) {
@@ -86,13 +89,13 @@ void main() {
     }
     barrier();
   }
-  uint o_base = p[12] + batch * p[13] + split * p[18];
+  uint o_base = p[12] + batch * p[13] + split * p[18], o_sm = p[14], o_sn = p[15];
   [[unroll]] for (uint i = 0; i < TM; ++i) {
     uint m = m0 + 4 * (ty + (i / 4) * TY) + i % 4;
     [[unroll]] for (uint j = 0; j < TN / 4; ++j)
       [[unroll]] for (uint c = 0; c < 4; ++c) {
         uint n = n0 + 4 * (tx + j * TX) + c;
-        if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = acc[i][j][c];
+        if (m < M && n < N) o_f[o_base + m * o_sm + n * o_sn] = acc[i][j][c];
       }
   }
 }

@@ -32,6 +32,7 @@ shared float16_t tile_b[BK * LDB];      // [k][n]
 shared float stage[8 * 256];            // a 16 x 16 result per subgroup, on its way out
 
 uint M, N, K, m0, n0, a_base, b_base, lane;
+uint a_sm, a_sk, b_sk, b_sn;  // the strides, read once (as matmul.comp does)
 bool a_vec, b_vec;
 vec4 ra[LOADS / 4], rb[LOADS / 4];  // indexed by unrolled loops only: registers
 
@@ -43,7 +44,7 @@ uvec2 a_at(uint q, uint c) {
     return uvec2(v / (BK / 4), (v % (BK / 4)) * 4 + c);
   }
   uint e = lane + THREADS * (4 * q + c);
-  return p[7] == 1u ? uvec2(e / BK, e % BK) : uvec2(e % BM, e / BM);
+  return a_sk == 1u ? uvec2(e / BK, e % BK) : uvec2(e % BM, e / BM);
 }
 uvec2 b_at(uint q, uint c) {
   if (b_vec) {
@@ -51,7 +52,7 @@ uvec2 b_at(uint q, uint c) {
     return uvec2(v / (BN / 4), (v % (BN / 4)) * 4 + c);
   }
   uint e = lane + THREADS * (4 * q + c);
-  return p[11] == 1u || p[10] != 1u ? uvec2(e / BN, e % BN) : uvec2(e % BK, e / BK);
+  return b_sn == 1u || b_sk != 1u ? uvec2(e / BN, e % BN) : uvec2(e % BK, e / BK);
 }
 
 void load(uint k0) {
@@ -59,23 +60,23 @@ void load(uint k0) {
     if (a_vec) {
       uvec2 at = a_at(q, 0);
       uint m = m0 + at.x, k = k0 + at.y;
-      ra[q] = m < M && k < K ? a_v[(a_base + m * p[6] + k) / 4] : vec4(0.0);
+      ra[q] = m < M && k < K ? a_v[(a_base + m * a_sm + k) / 4] : vec4(0.0);
     } else {
       [[unroll]] for (uint c = 0; c < 4; ++c) {
         uvec2 at = a_at(q, c);
         uint m = m0 + at.x, k = k0 + at.y;
-        ra[q][c] = m < M && k < K ? a_f[a_base + m * p[6] + k * p[7]] : 0.0;
+        ra[q][c] = m < M && k < K ? a_f[a_base + m * a_sm + k * a_sk] : 0.0;
       }
     }
     if (b_vec) {
       uvec2 at = b_at(q, 0);
       uint k = k0 + at.x, n = n0 + at.y;
-      rb[q] = k < K && n < N ? b_v[(b_base + k * p[10] + n) / 4] : vec4(0.0);
+      rb[q] = k < K && n < N ? b_v[(b_base + k * b_sk + n) / 4] : vec4(0.0);
     } else {
       [[unroll]] for (uint c = 0; c < 4; ++c) {
         uvec2 at = b_at(q, c);
         uint k = k0 + at.x, n = n0 + at.y;
-        rb[q][c] = k < K && n < N ? b_f[b_base + k * p[10] + n * p[11]] : 0.0;
+        rb[q][c] = k < K && n < N ? b_f[b_base + k * b_sk + n * b_sn] : 0.0;
       }
     }
   }
@@ -105,9 +106,13 @@ void main() {
   a_base = p[4] + batch * p[5];
   b_base = p[8] + batch * p[9];
   lane = gl_LocalInvocationID.x;
+  a_sm = p[6];
+  a_sk = p[7];
+  b_sk = p[10];
+  b_sn = p[11];
   // A vec4 holds 4 elements of one row, never past K (or N) partly.
-  a_vec = p[7] == 1u && a_base % 4 == 0 && p[6] % 4 == 0 && K % 4 == 0;
-  b_vec = p[11] == 1u && b_base % 4 == 0 && p[10] % 4 == 0 && N % 4 == 0;
+  a_vec = a_sk == 1u && a_base % 4 == 0 && a_sm % 4 == 0 && K % 4 == 0;
+  b_vec = b_sn == 1u && b_base % 4 == 0 && b_sk % 4 == 0 && N % 4 == 0;
   uint sm = (gl_SubgroupID / 2) * 32, sn = (gl_SubgroupID % 2) * 64;
 
   fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[2][4];
@@ -129,7 +134,7 @@ void main() {
     barrier();
   }
 
-  uint o_base = p[12] + batch * p[13], mine = gl_SubgroupID * 256;
+  uint o_base = p[12] + batch * p[13], o_sm = p[14], o_sn = p[15], mine = gl_SubgroupID * 256;
   [[unroll]] for (int i = 0; i < 2; ++i)
     [[unroll]] for (int j = 0; j < 4; ++j) {
       coopMatStoreNV(acc[i][j], stage, mine, 16, false);
@@ -137,7 +142,7 @@ void main() {
       subgroupBarrier();
       for (uint e = gl_SubgroupInvocationID; e < 256; e += gl_SubgroupSize) {
         uint m = m0 + sm + 16 * i + e / 16, n = n0 + sn + 16 * j + e % 16;
-        if (m < M && n < N) o_f[o_base + m * p[14] + n * p[15]] = stage[mine + e];
+        if (m < M && n < N) o_f[o_base + m * o_sm + n * o_sn] = stage[mine + e];
       }
       subgroupBarrier();
     }
