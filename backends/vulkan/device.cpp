@@ -1,7 +1,6 @@
 #include "backends/vulkan/device.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <iomanip>
 #include <sstream>
@@ -189,8 +188,6 @@ Device::Device(VkInstance, VkPhysicalDevice physical) : physical_(physical) {
     VkFenceCreateInfo fence{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(vk_.vkCreateFence(device_, &fence, nullptr, &b.fence), "vkCreateFence");
   }
-  const char* profile = std::getenv("GRAFT_VULKAN_PROFILE");
-  if (profile && *profile && std::strcmp(profile, "0") != 0) set_profiling(true);
 }
 
 // ---- Note [Profile] ----

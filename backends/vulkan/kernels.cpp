@@ -277,16 +277,12 @@ void reduce_run(Device& dev, int32_t code, const graft_kernel_args* a) {
                     access_of(x, false));
     return;
   }
-  size_t bytes = static_cast<size_t>(outputs * chunks) * 4;
-  void* partial = dev.allocate(bytes);
-  auto at = reinterpret_cast<uint64_t>(partial);
-  auto partial_offset = static_cast<uint32_t>(pointer_offset(partial) / 4);
-  reduce_dispatch(dev, op, k, r, outputs, count, element_offset(x), partial_offset, chunks, {at, at + bytes, true},
+  Scratch partial(dev, static_cast<size_t>(outputs * chunks) * 4);
+  reduce_dispatch(dev, op, k, r, outputs, count, element_offset(x), partial.word_offset(), chunks, partial.access(true),
                   access_of(x, false));
   Layout kept2{{outputs}, {{chunks}}}, red2{{chunks}, {{1}}};
-  reduce_dispatch(dev, op, kept2, red2, outputs, chunks, partial_offset, element_offset(out), 1, access_of(out, true),
-                  {at, at + bytes, false});
-  dev.deallocate(partial, bytes);  // Note [Barriers] orders any later use after these reads
+  reduce_dispatch(dev, op, kept2, red2, outputs, chunks, partial.word_offset(), element_offset(out), 1,
+                  access_of(out, true), partial.access(false));
 }
 
 // ---- softmax ----

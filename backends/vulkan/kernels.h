@@ -5,6 +5,8 @@
 #include <graft/plugin.h>
 
 #include <cstring>
+#include <exception>
+#include <iostream>
 #include <span>
 #include <string>
 #include <vector>
@@ -60,6 +62,34 @@ inline Access access_of(const DLTensor& t, bool write) {
     if (t.shape[d] > 0) last += static_cast<uint64_t>(t.shape[d] - 1) * static_cast<uint64_t>(t.strides[d]);
   return {begin, begin + (last + 1) * size_of(type_of(t)), write};
 }
+
+// Device memory for a call's intermediate results, given back when the
+// call returns or throws: Note [Barriers] orders any later use of the bytes
+// after the dispatches recorded on them.
+class Scratch {
+ public:
+  Scratch(Device& dev, size_t bytes) : dev_(dev), bytes_(bytes), ptr_(dev.allocate(bytes)) {}
+  ~Scratch() {
+    try {
+      dev_.deallocate(ptr_, bytes_);
+    } catch (const std::exception& e) {
+      std::cerr << "graft-vulkan: freeing scratch memory: " << e.what() << "\n";
+    }
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // Where it starts in its block, in 32-bit words.
+  uint32_t word_offset() const { return static_cast<uint32_t>(pointer_offset(ptr_) / 4); }
+  Access access(bool write) const {
+    auto at = reinterpret_cast<uint64_t>(ptr_);
+    return {at, at + bytes_, write};
+  }
+
+ private:
+  Device& dev_;
+  size_t bytes_;
+  void* ptr_;
+};
 
 inline bool strides_usable(const DLTensor& t) {
   for (int d = 0; d < t.ndim; ++d)

@@ -96,18 +96,15 @@ void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DL
   int64_t depth = (K + splits - 1) / splits;
   depth = (depth + spec[3] - 1) / spec[3] * spec[3];
   splits = (K + depth - 1) / depth;
-  size_t bytes = static_cast<size_t>(splits * batch * M * N) * 4;
-  void* parts = dev.allocate(bytes);
-  auto at = reinterpret_cast<uint64_t>(parts);
-  uint32_t parts_offset = static_cast<uint32_t>(pointer_offset(parts) / 4);
-  p[12] = parts_offset;
+  Scratch parts(dev, static_cast<size_t>(splits * batch * M * N) * 4);
+  p[12] = parts.word_offset();
   p[13] = u32(M * N);
   p[14] = u32(N);
   p[15] = 1;
   p[16] = u32(depth);
   p[17] = u32(splits);
   p[18] = u32(batch * M * N);
-  Access split_buffers[] = {{at, at + bytes, true}, x_in, y_in};
+  Access split_buffers[] = {parts.access(true), x_in, y_in};
   dev.dispatch(matmul, spec, p, split_buffers, static_cast<uint64_t>(groups * splits));
   uint32_t sum_params[] = {u32(M),
                            u32(N),
@@ -117,12 +114,11 @@ void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DL
                            u32(out.strides[0]),
                            u32(out.strides[1]),
                            u32(out.strides[2]),
-                           parts_offset};
+                           parts.word_offset()};
   int32_t sum_spec[] = {static_cast<int32_t>(dev.group_size())};
-  Access sum_buffers[] = {access_of(out, true), {at, at + bytes, false}};
+  Access sum_buffers[] = {access_of(out, true), parts.access(false)};
   dev.dispatch(matmul_sum, sum_spec, sum_params, sum_buffers,
                static_cast<uint64_t>((batch * M * N + dev.group_size() - 1) / dev.group_size()));
-  dev.deallocate(parts, bytes);  // Note [Barriers] orders any later use after these reads
 }
 
 // Note [Cooperative matrices]

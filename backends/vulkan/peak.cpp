@@ -44,12 +44,9 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
     const uint32_t group = dev.group_size(), rounds = 256;
     size_t bytes = std::min<size_t>(size_t{64} << 20, dev.limits().maxStorageBufferRange) / 16 * 16;
     auto n = static_cast<uint32_t>(bytes / 16);  // vec4s
-    void* src = dev.allocate(bytes);
-    void* dst = dev.allocate(bytes);
-    auto s = reinterpret_cast<uint64_t>(src), d = reinterpret_cast<uint64_t>(dst);
-    Access buffers[] = {{d, d + bytes, true}, {s, s + bytes, false}};
-    auto at_dst = static_cast<uint32_t>(pointer_offset(dst) / 16),
-         at_src = static_cast<uint32_t>(pointer_offset(src) / 16);
+    Scratch src(dev, bytes), dst(dev, bytes);
+    Access buffers[] = {dst.access(true), src.access(false)};
+    uint32_t at_dst = dst.word_offset() / 4, at_src = src.word_offset() / 4;  // in vec4s
     uint32_t copy_params[] = {n, 0, at_dst, at_src};
     int32_t copy_spec[] = {static_cast<int32_t>(group), 1};
     double copy =
@@ -59,8 +56,6 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak(int3
     int32_t fma_spec[] = {static_cast<int32_t>(group), 0};
     double fma =
         best_seconds(dev, [&] { dev.dispatch(peak, fma_spec, fma_params, buffers, (fma_n + group - 1) / group); });
-    dev.deallocate(src, bytes);
-    dev.deallocate(dst, bytes);
     *gbps = 2.0 * static_cast<double>(bytes) / copy / 1e9;
     *gflops = static_cast<double>(fma_n) * rounds * 8 * 4 * 2 / fma / 1e9;
     return GRAFT_OK;
@@ -81,13 +76,11 @@ extern "C" __attribute__((visibility("default"))) int32_t graft_vulkan_peak_coop
     if (!dev.cooperative_matrix()) return GRAFT_INVALID;
     const uint32_t groups = 2048, subgroups = groups * 4, rounds = 512;  // 128 invocations: 4 subgroups of 32
     size_t bytes = size_t{subgroups} * 256 * 4;
-    void* out = dev.allocate(bytes);
-    auto o = reinterpret_cast<uint64_t>(out);
-    Access buffers[] = {{o, o + bytes, true}};
-    uint32_t params[] = {subgroups, rounds, static_cast<uint32_t>(pointer_offset(out) / 4)};
+    Scratch out(dev, bytes);
+    Access buffers[] = {out.access(true)};
+    uint32_t params[] = {subgroups, rounds, out.word_offset()};
     int32_t spec[] = {128};
     double seconds = best_seconds(dev, [&] { dev.dispatch(peak_coop, spec, params, buffers, groups); });
-    dev.deallocate(out, bytes);
     *gflops = static_cast<double>(subgroups) * rounds * 4 * 2 * 16 * 16 * 16 / seconds / 1e9;
     return GRAFT_OK;
   } catch (const std::exception&) {

@@ -252,6 +252,23 @@ int32_t init(graft_host* host, char* message, size_t size) {
   }
 }
 
+// GRAFT_VULKAN_PROFILE=1: the device times its dispatches from its start,
+// and each device's table is printed at exit (a device without timestamps
+// says so instead).
+void profile_from_start(Device& d) {
+  try {
+    d.set_profiling(true);
+  } catch (const std::exception& e) {
+    std::cerr << "graft-vulkan: GRAFT_VULKAN_PROFILE: " << e.what() << "\n";
+    return;
+  }
+  static bool registered = std::atexit([] {
+                             for (const auto& device : state->devices)
+                               if (device) std::cerr << device->profile();
+                           }) == 0;
+  (void)registered;
+}
+
 }  // namespace
 
 Device& device(int32_t index) {
@@ -260,13 +277,7 @@ Device& device(int32_t index) {
   std::call_once(state->created[index], [&] {
     try {
       state->devices[index] = std::make_unique<Device>(state->instance, state->physical[index]);
-      if (env_on("GRAFT_VULKAN_PROFILE")) {
-        static bool registered = std::atexit([] {
-                                   for (const auto& d : state->devices)
-                                     if (d) std::cerr << d->profile();
-                                 }) == 0;
-        (void)registered;
-      }
+      if (env_on("GRAFT_VULKAN_PROFILE")) profile_from_start(*state->devices[index]);
     } catch (const std::exception& e) {
       state->failures[index] = e.what();
     }
