@@ -467,6 +467,9 @@ TEST_F(Vulkan, AProfileTimesEachShadersDispatchesWhileItIsOn) {
     size_t at = t.find("\n  " + shader + " ");
     return at == std::string::npos ? uint64_t{0} : std::stoull(t.substr(at + 3 + shader.size()));
   };
+  if (profile(0, 1, text.data(), text.size()) < 0 &&
+      std::string(text.c_str()).find("no timestamps") != std::string::npos)
+    GTEST_SKIP() << text.c_str();
   uint64_t before = dispatches(table(1), "matmul");
   manual_seed(0);
   Tensor a = randn({96, 80}), b = randn({80, 64});
