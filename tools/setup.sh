@@ -9,6 +9,7 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev            # the graft-onednn CPU backend (Debian's dnnl-config.cmake requires OpenCL)
   libvulkan-volk-dev libvulkan-dev glslang-tools libshaderc-dev  # the graft-vulkan backend, its shaders and its fuser
   mesa-vulkan-drivers vulkan-validationlayers     # lavapipe (Vulkan on the CPU) and the validation layer
+  libglvnd0 libglx0 libgl1 libegl1 libopengl0    # GLVND, which tools/gpu/bundle.sh carries: NVIDIA's Vulkan driver needs it
   llvm-19-dev                               # the graft-jit backend (libLLVM-19)
   zlib1g-dev nlohmann-json3-dev libcli11-dev  # data sets, checkpoints, command lines
   dataset-fashion-mnist                     # the main job's data
