@@ -113,6 +113,8 @@ class Device {
                 std::span<const Access> buffers, uint64_t groups);
 
  private:
+  static constexpr uint32_t kBatchCommands = 256;  // a batch is submitted (not waited for) at this size
+
   struct Block {
     VkBuffer buffer = VK_NULL_HANDLE;
     VkDeviceMemory memory = VK_NULL_HANDLE;
