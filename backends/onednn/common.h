@@ -216,14 +216,21 @@ int32_t supports_bf16(void* ctx, const graft_kernel_args* a) {
 // The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels
 // through this; dtypes (GRAFT_DTYPE_* bits) is what the kernel's supports
 // check admits.
+// through this; version is the op version the kernel implements (2: linear,
+// conv2d and batch_norm with their activation).
 struct AddKernel {
-  std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes)>
+  std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes,
+                     int32_t version)>
       add;
   void operator()(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx,
-                  uint32_t dtypes = GRAFT_DTYPE_FLOAT32) const {
-    add(op, run, supports, ctx, dtypes);
+                  uint32_t dtypes = GRAFT_DTYPE_FLOAT32, int32_t version = 1) const {
+    add(op, run, supports, ctx, dtypes, version);
   }
 };
+
+// A graft_activation as oneDNN's post-ops (empty for none); false for one
+// oneDNN has no eltwise for.
+bool activation_post_ops(int64_t activation, dnnl::primitive_attr& attr);
 inline constexpr uint32_t kFloat32OrBFloat16 = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_BFLOAT16;
 void add_dense_kernels(const AddKernel& add);
 void add_conv_kernels(const AddKernel& add);

@@ -44,14 +44,15 @@ ConvShape conv_shape(const Call& c, const DLTensor& x, const DLTensor& w, const 
   return cs;
 }
 
-dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvShape& s, bool bias) {
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvShape& s, bool bias,
+                                                          const dnnl::primitive_attr& attr = {}) {
   auto src = s.any(s.src), wei = s.any(s.weights), dst = s.any(s.dst);
   auto d = bias ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
                                                   wei, s.bias_md(), dst, s.strides, s.dilation, s.padding,
                                                   s.padding)
                 : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src,
                                                   wei, dst, s.strides, s.dilation, s.padding, s.padding);
-  return dnnl::convolution_forward::primitive_desc(d, engine());
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
 // A primitive's activation output: in the format it works in when graft
@@ -73,7 +74,12 @@ struct ActivationOut {
 
 // A grouped convolution's weight arrives plain ([O, C / g, kh, kw] is not
 // the 5-d tensor oneDNN sees).
-bool conv_ok(const Call& c) { return all_contiguous(c) && (c.attrs().conv2d.groups == 1 || !layout_in(c, 1)); }
+// The forward's activation is a post-op.
+bool conv_ok(const Call& c) {
+  dnnl::primitive_attr unused;
+  return all_contiguous(c) && (c.attrs().conv2d.groups == 1 || !layout_in(c, 1)) &&
+         activation_post_ops(c.attrs().conv2d.activation, unused);
+}
 
 struct ConvForward {
   dnnl::convolution_forward prim;
@@ -86,7 +92,9 @@ void conv2d(const Call& c) {
   bool bias = c.args->n_inputs == 3 && !graft::plugin_util::is_absent(c.in(2));
   ConvForward& e = cached<ConvForward>(Key(kConv).add(c), [&] {
     ConvShape s = conv_shape(c, c.in(0), c.in(1), c.out());
-    auto pd = conv_forward_pd(s, bias);
+    dnnl::primitive_attr attr;
+    activation_post_ops(c.attrs().conv2d.activation, attr);
+    auto pd = conv_forward_pd(s, bias, attr);
     return std::make_shared<ConvForward>(ConvForward{dnnl::convolution_forward(pd),
                                                      Reordered::make(md_in(c, 0), pd.src_desc(), false),
                                                      Reordered::make(s.weights_in(c, 1), pd.weights_desc(), false),
@@ -295,7 +303,8 @@ struct Norm {
   dnnl::primitive prim;
   memory::desc channels;
   Reordered src, diff_dst;
-  ActivationOut dst;  // y forward, the gradient of x backward
+  ActivationOut dst;            // y forward, the gradient of x backward
+  memory::desc workspace = {};  // forward with ReLU: its mask, which no graft op reads
 };
 
 memory::desc norm_layout(const Call& c, int x) {
@@ -314,6 +323,7 @@ void batch_norm(const Call& c) {
   Norm& e = cached<Norm>(Key(kNorm).add(c), [&] {
     memory::desc inside = norm_layout(c, 0);
     auto flags = training ? kScaleShift : kScaleShift | dnnl::normalization_flags::use_global_stats;
+    if (c.attrs().batch_norm.activation == GRAFT_ACTIVATION_RELU) flags |= dnnl::normalization_flags::fuse_norm_relu;
     dnnl::batch_normalization_forward::desc d(training ? prop_kind::forward_training : prop_kind::forward_inference,
                                               inside, float(c.attrs().batch_norm.eps), flags);
     dnnl::batch_normalization_forward::primitive_desc pd(d, engine());
@@ -321,7 +331,8 @@ void batch_norm(const Call& c) {
                                        plain({x.shape[1]}),
                                        Reordered::make(md_in(c, 0), inside, false),
                                        {},
-                                       ActivationOut::make(c, md_of(c.out()), inside)});
+                                       ActivationOut::make(c, md_of(c.out()), inside),
+                                       pd.workspace_desc()});
   });
   int64_t ch = x.shape[1];
   auto* affine = static_cast<const float*>(c.in(1).data);
@@ -329,12 +340,13 @@ void batch_norm(const Call& c) {
   const void* mean = training ? outs[1].data : c.in(2).data;
   const void* var = training ? outs[2].data : static_cast<const float*>(c.in(2).data) + ch;
   memory dst = e.dst.output(c);
-  e.prim.execute(stream(), {{DNNL_ARG_SRC, e.src.input(x.data, 0)},
-                            {DNNL_ARG_DST, dst},
-                            {DNNL_ARG_SCALE, mem(e.channels, affine)},
-                            {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
-                            {DNNL_ARG_MEAN, mem(e.channels, mean)},
-                            {DNNL_ARG_VARIANCE, mem(e.channels, var)}});
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, e.src.input(x.data, 0)},    {DNNL_ARG_DST, dst},
+      {DNNL_ARG_SCALE, mem(e.channels, affine)}, {DNNL_ARG_SHIFT, mem(e.channels, affine + ch)},
+      {DNNL_ARG_MEAN, mem(e.channels, mean)},    {DNNL_ARG_VARIANCE, mem(e.channels, var)}};
+  if (e.workspace.get_size())
+    args.emplace(DNNL_ARG_WORKSPACE, memory(e.workspace, engine(), scratch(1, e.workspace.get_size())));
+  e.prim.execute(stream(), args);
   e.dst.finish(c, dst);
 }
 
@@ -432,15 +444,18 @@ void layer_norm_backward(const Call& c) {
   e.prim.execute(stream(), args);
 }
 
+// The forward's activation: ReLU only (oneDNN's fused flag).
 bool norm_ok(const Call& c) {
   const DLTensor& x = c.in(0);  // x, or the gradient of its shape
-  return x.ndim >= 2 && x.ndim <= 5 && all_contiguous(c);
+  int64_t activation = c.attrs().batch_norm.activation;  // 0 for the backward
+  return x.ndim >= 2 && x.ndim <= 5 && all_contiguous(c) &&
+         (activation == GRAFT_ACTIVATION_NONE || activation == GRAFT_ACTIVATION_RELU);
 }
 
 }  // namespace
 
 void add_conv_kernels(const AddKernel& add) {
-  add("conv2d", run<conv2d>, supports_bf16<conv_ok, true>, 0, kFloat32OrBFloat16);
+  add("conv2d", run<conv2d>, supports_bf16<conv_ok, true>, 0, kFloat32OrBFloat16, 2);
   add("conv2d_backward_input", run<conv2d_backward_input>, supports_bf16<conv_ok, true>, 0, kFloat32OrBFloat16);
   add("conv2d_backward_weight", run<conv2d_backward_weight>, supports_bf16<conv_ok, true>, 0,
       kFloat32OrBFloat16);
@@ -450,7 +465,7 @@ void add_conv_kernels(const AddKernel& add) {
   add("avg_pool2d", run<pool>, supports<pool_ok, false, true>, avg);
   add("max_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, max);
   add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, avg);
-  add("batch_norm", run<batch_norm>, supports<norm_ok, false, true>, 0);
+  add("batch_norm", run<batch_norm>, supports<norm_ok, false, true>, 0, GRAFT_DTYPE_FLOAT32, 2);
   add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok, false, true>, 0);
   add("layer_norm", run<layer_norm>, supports<all_contiguous>, 0);
   add("layer_norm_backward", run<layer_norm_backward>, supports<all_contiguous>, 0);

@@ -68,8 +68,9 @@ void matmul(const Call& c) {
               {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}});
 }
 
-// x [M, K] times weight [N, K] transposed, plus a bias [N] when has_bias; all
-// contiguous (composite ops' kernels get contiguous inputs).
+// x [M, K] times weight [N, K] transposed, plus a bias [N] when has_bias,
+// then the activation (a post-op); all contiguous (composite ops' kernels get
+// contiguous inputs).
 void linear(const Call& c) {
   bool bias = c.attrs().linear.has_bias != 0;
   Built& b = built(Key(kLinear).add(c), [&] {
@@ -79,13 +80,20 @@ void linear(const Call& c) {
     if (bias) mds.push_back(plain({1, n}, memory::format_tag::undef, type));
     dnnl::matmul::desc d = bias ? dnnl::matmul::desc(mds[0], mds[1], mds[3], mds[2])
                                 : dnnl::matmul::desc(mds[0], mds[1], mds[2]);
-    return Built{dnnl::matmul(dnnl::matmul::primitive_desc(d, engine())), mds};
+    dnnl::primitive_attr attr;
+    activation_post_ops(c.attrs().linear.activation, attr);
+    return Built{dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, engine())), mds};
   });
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mem(b.mds[0], c.in(0).data)},
                                        {DNNL_ARG_WEIGHTS, mem(b.mds[1], c.in(1).data)},
                                        {DNNL_ARG_DST, mem(b.mds[2], c.out().data)}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(b.mds[3], c.in(2).data));
   execute(b, std::move(args));
+}
+
+bool linear_ok(const Call& c) {
+  dnnl::primitive_attr unused;
+  return all_contiguous(c) && activation_post_ops(c.attrs().linear.activation, unused);
 }
 
 // ---- binary ops with broadcasting ----
@@ -532,7 +540,7 @@ void adam_update(const Call& c) {
 
 void add_dense_kernels(const AddKernel& add) {
   add("matmul", run<matmul>, supports_bf16<matmul_ok>, 0, kFloat32OrBFloat16);
-  add("linear", run<linear>, supports_bf16<all_contiguous>, 0, kFloat32OrBFloat16);
+  add("linear", run<linear>, supports_bf16<linear_ok>, 0, kFloat32OrBFloat16, 2);
   // Not maximum, minimum, amax or amin: oneDNN's drop NaN where graft's (and
   // PyTorch's) propagate it, and the optimizers rely on that.
   const std::pair<const char*, algorithm> binaries[] = {{"add", algorithm::binary_add},

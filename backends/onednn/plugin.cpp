@@ -237,6 +237,29 @@ void Reordered::write_back(memory m, void* data) const {
   convert.execute(stream(), m, u);
 }
 
+bool activation_post_ops(int64_t activation, dnnl::primitive_attr& attr) {
+  dnnl::algorithm alg;
+  switch (activation) {
+    case GRAFT_ACTIVATION_NONE:
+      return true;
+    case GRAFT_ACTIVATION_RELU:
+      alg = dnnl::algorithm::eltwise_relu;
+      break;
+    case GRAFT_ACTIVATION_GELU:
+      alg = dnnl::algorithm::eltwise_gelu_erf;
+      break;
+    case GRAFT_ACTIVATION_GELU_TANH:
+      alg = dnnl::algorithm::eltwise_gelu_tanh;
+      break;
+    default:
+      return false;
+  }
+  dnnl::post_ops ops;
+  ops.append_eltwise(1.f, alg, 0.f, 0.f);
+  attr.set_post_ops(ops);
+  return true;
+}
+
 bool all_nonempty_of(const graft_kernel_args* a, uint32_t dtype) {
   using graft::plugin_util::has_dtype;
   for (int i = 0; i < a->n_inputs; ++i) {
@@ -266,9 +289,10 @@ int32_t init(graft_host* host, char* message, size_t size) {
     if (host->abi_version >= 2) graft_threads = host->num_threads;
     engine();  // fails here, not in a kernel, when oneDNN has no CPU engine
     char reason[512] = "";
-    AddKernel add{[&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes) {
+    AddKernel add{[&](const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes,
+                      int32_t version) {
       // Above the reference backend (priority 0): the default for CPU tensors.
-      graft_kernel k{op, 1, "cpu", dtypes, 10, run, supports, reinterpret_cast<void*>(ctx)};
+      graft_kernel k{op, version, "cpu", dtypes, 10, run, supports, reinterpret_cast<void*>(ctx)};
       if (host->add_kernel(host, &k, reason, sizeof reason) != GRAFT_OK)
         throw std::runtime_error(std::string("adding a kernel for '") + op + "': " + reason);
     }};

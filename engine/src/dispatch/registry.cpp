@@ -64,6 +64,9 @@ Registry::Registry() {
                            nullptr};
   GRAFT_OP_TABLE(GRAFT_OP_SCHEMA)
 #undef GRAFT_OP_SCHEMA
+#define GRAFT_OP_VERSION(name, v) schemas_[static_cast<size_t>(OpId::name)].version = v;
+  GRAFT_OP_VERSIONS(GRAFT_OP_VERSION)
+#undef GRAFT_OP_VERSION
   static_assert(kNumOps <= 1024, "graft: the op table is too long");
   backends_.push_back("reference");
   if (const char* order = std::getenv("GRAFT_BACKENDS")) {
@@ -182,10 +185,12 @@ thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 KTensor view_of(const Tensor& t, bool write, int64_t* layout = nullptr) {
   const TensorImpl* impl = t.impl();
   const Storage& s = *impl->storage;
+  // Note [Materialization]: pending work first, as a held call may write a layout (Note [Post-ops]).
+  fusion::Access access = write ? fusion::Access::write : fusion::Access::read;
+  fusion::materialize(*impl, access, /*keep_layout=*/true);
   bool keep = layout && !write && s.layout.load(std::memory_order_acquire) && impl->offset == 0 &&
               impl->dtype == s.layout_dtype && impl->sizes == s.layout_sizes && t.is_contiguous();
-  // Note [Materialization]
-  fusion::materialize(*impl, write ? fusion::Access::write : fusion::Access::read, keep);
+  fusion::materialize(*impl, access, keep);
   if (layout) *layout = keep ? s.layout.load(std::memory_order_acquire) : 0;
   void* data = impl->address();
   return KTensor{
@@ -306,6 +311,29 @@ const Kernel* find_kernel(const Registry::KernelList* list, KernelCall& kc, OpId
 
 }  // namespace
 
+bool run_held_kernel(const Kernel& k, OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs,
+                     const Tensor* outputs, int n_outputs) {
+  std::array<KTensor, kMaxInputs> views;
+  std::array<KTensor, kMaxOutputs> outs;
+  std::array<int64_t, kMaxInputs + kMaxOutputs> layouts;
+  Device device = outputs[0].device();
+  for (int j = 0; j < n_outputs; ++j) {
+    outs[j] = view_of(outputs[j], true);
+    layouts[static_cast<size_t>(n_inputs + j)] = 0;  // fresh: they fill their storage
+  }
+  views_of(op, inputs, n_inputs, device, "the output", views.data(), false, layouts.data());
+  KernelCall kc{op, n_inputs, views.data(), outs.data(), &attrs, n_outputs, outs.data(), layouts.data()};
+  auto takes = [&] { return sees_layouts(k, kc) && (!k.supports || k.supports(kc, k.ctx)); };
+  if (!takes()) {
+    if (!has_layout_input(kc)) return false;
+    views_of(op, inputs, n_inputs, device, "the output", views.data(), false, nullptr);
+    std::fill(layouts.begin(), layouts.begin() + n_inputs, 0);
+    if (!takes()) return false;
+  }
+  run_kernel(Registry::get(), k, kc, inputs, outputs);
+  return true;
+}
+
 void call(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs, bool fresh) {
   if (fusion::record(op, inputs, n_inputs, out, attrs)) return;  // Note [Fusion]
   Device device = out.device();
@@ -418,6 +446,7 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
     result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));
     outs[k].data = result.back().impl()->address();  // fresh: nothing pending
   }
+  if (!in_place && fusion::hold(*kernel, op, dense.data(), n, attrs, result)) return result;  // Note [Post-ops]
   run_kernel(r, *kernel, kc, dense.data(), result.data());
   return result;
 }

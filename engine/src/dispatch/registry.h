@@ -90,6 +90,7 @@ struct Kernel {
   uint16_t backend = 0;      // index into Registry::backend_names()
   const char* accepts = "";  // for errors: what the kernel takes, e.g. "float32, float64"
   uint32_t sequence = 0;     // registration order: the last tie-break (set by add_kernel)
+  int version = 1;           // the op version it was written for (GRAFT_OP_VERSIONS)
 };
 
 struct OutMeta {
@@ -232,6 +233,11 @@ Outputs run_composite(OpId op, std::initializer_list<Tensor> inputs, const Attrs
   else
     return Outputs{decompose()};
 }
+
+// Runs kernel k on a held call (Note [Post-ops]) into fresh outputs, the
+// inputs' layouts as they are now; false when k does not take the call.
+bool run_held_kernel(const Kernel& k, OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs,
+                     const Tensor* outputs, int n_outputs);
 
 // For a call on a device where no kernel takes it: runs it on the host with
 // the CPU kernels, copying in and out (dispatch/fallback.cpp).

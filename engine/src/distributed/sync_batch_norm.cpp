@@ -39,7 +39,7 @@ TensorOptions like(const Tensor& x) { return TensorOptions().dtype(x.dtype()).de
 std::pair<Tensor, Tensor> local_moments(const Tensor& x, double eps) {
   int64_t c = x.size(1);
   dispatch::Attrs a;
-  a.batch_norm = {1, eps};
+  a.batch_norm = {1, eps, GRAFT_ACTIVATION_NONE};
   dispatch::Outputs out = dispatch::run_composite(
       OpId::batch_norm, {x, stack({ones({c}, like(x)), zeros({c}, like(x))}), Tensor()}, a, [&] {
         Tensor mean = x.mean(kChannelDims), centered = x - per_channel(mean);

@@ -3,6 +3,8 @@
 // plugin registered a fuser, elementwise ops are recorded as a pending
 // expression instead of running, and computed together when a value is
 // needed. Planning and lowering the fused calls: fusion/lower.cpp.
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,15 @@ int fuser_backend(int16_t device_type);
 // nothing else refers to, and (on the CPU) out has at least
 // min_cpu_elements() elements. Returns false when the caller must run it now.
 bool record(dispatch::OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const dispatch::Attrs& attrs);
+
+// Note [Post-ops] (fusion/held.cpp): holds a composite op's call by kernel
+// (its outputs allocated by the caller) for an activation to attach to;
+// false when the call must run now.
+bool hold(const dispatch::Kernel& kernel, dispatch::OpId op, const Tensor* inputs, int n_inputs,
+          const dispatch::Attrs& attrs, const std::vector<Tensor>& outputs);
+// Runs work after the held call that writes out, or now when none does;
+// writes: the tensors work writes (their accesses wait for it).
+void after(const Tensor& out, const std::function<void()>& work, std::initializer_list<Tensor> writes);
 
 // Whether ops are fused at all: GRAFT_FUSION=0 turns every fuser off (CPU
 // and Vulkan alike); set_enabled changes it at run time (work already

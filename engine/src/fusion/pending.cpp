@@ -163,13 +163,15 @@ void run_eagerly(Pending& s) {
 }
 
 void flush_list(State& st, Pending& s) {
-  if (s.nodes.empty()) return;
+  if (s.nodes.empty() && !s.held) return;
   bool was_flushing = tls_flushing;
   tls_flushing = true;
   struct Reset {
     bool to;
     ~Reset() { tls_flushing = to; }
   } reset{was_flushing};
+  if (s.held) run_held(s);  // Note [Post-ops]: the earliest pending work
+  if (s.nodes.empty()) return;
   // Memory for the values still referenced. A failure here or below leaves
   // everything pending, to be tried again at the next access (outputs are
   // fresh and inputs unchanged, so computing again is safe).
@@ -201,10 +203,16 @@ void flush_list(State& st, Pending& s) {
 
 // Whether list p reads storage st.
 bool reads(const Pending& p, const Storage& st) {
-  return std::any_of(p.inputs.begin(), p.inputs.end(), [&](const Input& in) { return in.storage.get() == &st; });
+  return held_reads(p, st) ||
+         std::any_of(p.inputs.begin(), p.inputs.end(), [&](const Input& in) { return in.storage.get() == &st; });
 }
 
 }  // namespace
+
+Pending& this_thread_pending() { return tls_pending.get(); }
+Pending* this_thread_pending_if_any() { return tls_pending.peek(); }
+bool flushing() { return tls_flushing; }
+void flush_locked(Pending& p) { flush_list(state(), p); }
 
 void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
   auto* f = new Fuser{api, backend, {}};  // lives as long as the process, like the plugin
@@ -285,6 +293,7 @@ void set_min_cpu_elements(int64_t n) { min_elements().store(std::max<int64_t>(n,
 // what it must. Either way every reader sees the memory as op-by-op runs
 // would leave it.
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
+  if (attach(op, inputs, n_inputs, out)) return true;  // Note [Post-ops]
   State& s = state();
   Device device = out.device();
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
@@ -336,15 +345,24 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   bool flush_first = mine.nodes.size() >= kMaxNodes ||
                      mine.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
                      (!mine.nodes.empty() && mine.device != device);
+  // A held call's outputs (Note [Post-ops]): it runs first.
+  auto held_here = [&](const Storage& st) {
+    return st.fusion_writer.load(std::memory_order_relaxed) == &mine && st.fusion_node == kHeld;
+  };
+  flush_first = flush_first || held_here(result);
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
     if (in->storage->fusion_writer.load(std::memory_order_relaxed) != &mine) continue;
+    if (held_here(*in->storage)) {
+      flush_first = true;
+      continue;
+    }
     const Node& producer = mine.nodes[static_cast<size_t>(in->storage->fusion_node)];
     flush_first = flush_first || in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape ||
                   !inputs[i].is_contiguous();
   }
   // In place over a value pending here: it must be this view's, and read by no other node.
-  bool takes_over = !fresh && result.fusion_writer.load(std::memory_order_relaxed) == &mine;
+  bool takes_over = !fresh && result.fusion_writer.load(std::memory_order_relaxed) == &mine && !held_here(result);
   if (takes_over) {
     const Node& producer = mine.nodes[static_cast<size_t>(result.fusion_node)];
     flush_first = flush_first || producer.read || producer.dtype != o->dtype || producer.shape != o->sizes;
@@ -352,6 +370,9 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   if (flush_first) {
     flush_list(s, mine);
     takes_over = false;
+    // A held call it ran may have written its outputs in a backend layout.
+    auto in_layout = [](const Tensor& t) { return t.impl()->storage->layout.load(std::memory_order_acquire) != 0; };
+    if (in_layout(out) || std::any_of(inputs, inputs + n_inputs, in_layout)) return false;
   }
   if (!fresh && !takes_over && result.fusion_readers.load(std::memory_order_relaxed)) return false;
 
@@ -426,7 +447,9 @@ std::vector<std::pair<std::string, double>> counters() {
       {"fused calls", static_cast<double>(s.calls.load())},
       {"failed flushes run op by op", static_cast<double>(s.fallbacks.load())},
       {"tensors written in a backend layout", static_cast<double>(s.layout_outputs.load())},
-      {"backend layouts converted to plain", static_cast<double>(s.layout_conversions.load())}};
+      {"backend layouts converted to plain", static_cast<double>(s.layout_conversions.load())},
+      {"kernel calls held for an activation", static_cast<double>(s.held.load())},
+      {"activations applied by the kernel before them", static_cast<double>(s.activations_fused.load())}};
   for (const auto& slot : s.fusers) {
     const Fuser* f = slot.load();
     if (!f || !f->api.stat) continue;

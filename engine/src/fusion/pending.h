@@ -3,6 +3,7 @@
 // and its planning and lowering side (lower.cpp). Note [Fusion].
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +47,26 @@ struct Node {
   bool read = false;           // an argument of a later node (Note [In-place fusion])
 };
 
+// Note [Post-ops] (fusion/held.cpp): a composite op's kernel call waiting
+// for the activation that may follow it. Its outputs' storages are marked
+// with this thread's Pending as writer and kHeld as node.
+constexpr int32_t kHeld = -2;
+struct Held {
+  const dispatch::Kernel* kernel;  // took the call when it was held (lists are never freed)
+  OpId op;
+  Attrs attrs;
+  Device device;
+  int n_inputs, n_outputs;
+  std::array<Tensor, dispatch::kMaxInputs> inputs;  // kept until the call runs
+  std::array<std::weak_ptr<Storage>, dispatch::kMaxOutputs> outputs;
+  std::array<Dims, dispatch::kMaxOutputs> sizes;
+  std::array<DType, dispatch::kMaxOutputs> dtypes;
+  OpId activation = OpId::relu;                       // the attached op, when activated is set
+  std::weak_ptr<Storage> activated;                   // its output
+  std::vector<std::function<void()>> then;            // work that reads the outputs (fusion::after)
+  std::vector<std::shared_ptr<Storage>> then_writes;  // what that work writes
+};
+
 // One thread's pending work (Note [Fusion]: each thread's flushes fall by
 // its own program order, so its results never depend on other threads).
 // Note [Fusion locking]: a thread records into its own Pending under that
@@ -61,6 +82,7 @@ struct Pending {
   Device device{-1, 0};  // where the pending work runs
   std::vector<Node> nodes;
   std::vector<Input> inputs;
+  std::unique_ptr<Held> held;  // runs before the nodes (Note [Post-ops])
 };
 
 struct State {
@@ -70,6 +92,7 @@ struct State {
   std::atomic<bool> warned{false};
   std::atomic<uint64_t> recorded{0}, flushes{0}, calls{0}, fallbacks{0};  // calls: fused calls made
   std::atomic<uint64_t> layout_outputs{0}, layout_conversions{0};         // Note [Backend layouts]
+  std::atomic<uint64_t> held{0}, activations_fused{0};                    // Note [Post-ops]
 
   // The lists as they are now (a Pending is never removed from them).
   std::vector<Pending*> snapshot() {
@@ -88,5 +111,24 @@ Tensor wrap(const std::shared_ptr<Storage>& storage, IntList sizes, IntList stri
 // and lowers each to a graft_fused_args (lower.cpp); false when the fuser
 // failed (message says why).
 bool run_fused(Pending& s, const Fuser& f, std::string& message);
+
+// The calling thread's Pending (made on first use), or null before it has one.
+Pending& this_thread_pending();
+Pending* this_thread_pending_if_any();
+// Whether the calling thread is computing pending work (then nothing is recorded or held).
+bool flushing();
+// Computes p's pending work, with p's mutex held.
+void flush_locked(Pending& p);
+
+// Attaches an activation op (inputs -> out) to the thread's held call when
+// it reads that call's first output whole (Note [Post-ops]).
+bool attach(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out);
+
+// The held call of p (Note [Post-ops]): runs it, with the activation when
+// nothing else holds its first output, then the work that follows it;
+// clears its marks. A throw leaves it held, for the next access to retry.
+void run_held(Pending& p);
+// Whether p's held call reads storage st.
+bool held_reads(const Pending& p, const Storage& st);
 
 }  // namespace graft::fusion

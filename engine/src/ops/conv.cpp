@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fusion/fusion.h"
 #include "graft/nn/functional.h"
 #include "ops/common.h"
 
@@ -28,7 +29,7 @@ void check_geometry(const char* op, const F::UnfoldFuncOptions& o) {
 // conv2d's attributes; h and w as the backward ops read them.
 Attrs conv_attrs(const F::Conv2dFuncOptions& o, int64_t h = 0, int64_t w = 0) {
   Attrs a;
-  a.conv2d = {o.stride, o.padding, o.dilation, o.groups, h, w};
+  a.conv2d = {o.stride, o.padding, o.dilation, o.groups, h, w, GRAFT_ACTIVATION_NONE};
   return a;
 }
 
@@ -386,12 +387,13 @@ Tensor batch_norm(const Tensor& x_given, const Tensor& running_mean, const Tenso
   bool batch_stats = o.training || !running_mean.defined();
   check(!batch_stats || count > 1, "graft: batch_norm: training needs more than one value per channel, got input ",
         x.sizes());
-  auto update_running = [&](const Tensor& mean, const Tensor& var) {
-    if (!o.training || !running_mean.defined()) return;
+  auto update_running = [training = o.training, momentum = o.momentum, running_mean, running_var, c, count](
+                            const Tensor& mean, const Tensor& var) {
+    if (!training || !running_mean.defined()) return;
     NoGradGuard no_grad;
     Tensor rm = running_mean, rv = running_var;
-    rm.mul_(1 - o.momentum).add_(mean.reshape({c}).to(rm.dtype()), o.momentum);
-    rv.mul_(1 - o.momentum).add_(var.reshape({c}).to(rv.dtype()) * (double(count) / double(count - 1)), o.momentum);
+    rm.mul_(1 - momentum).add_(mean.reshape({c}).to(rm.dtype()), momentum);
+    rv.mul_(1 - momentum).add_(var.reshape({c}).to(rv.dtype()) * (double(count) / double(count - 1)), momentum);
   };
 
   // A backend's kernel (Note [Composite ops]) takes the weight and bias as
@@ -405,7 +407,7 @@ Tensor batch_norm(const Tensor& x_given, const Tensor& running_mean, const Tenso
     if (!batch_stats) stats = stack({running_mean.to(x.dtype()), running_var.to(x.dtype())});
   }
   Attrs a;
-  a.batch_norm = {batch_stats, o.eps};
+  a.batch_norm = {batch_stats, o.eps, GRAFT_ACTIVATION_NONE};
   bool by_kernel = false;
   dispatch::Outputs out = dispatch::run_composite(
       OpId::batch_norm, {x, affine, stats}, a,
@@ -426,7 +428,10 @@ Tensor batch_norm(const Tensor& x_given, const Tensor& running_mean, const Tenso
       {}, &by_kernel);
   Tensor y = out[0];
   if (!by_kernel) return y;  // recorded op by op
-  if (batch_stats) update_running(out[1], out[2]);
+  // After the kernel, which the fusion layer may hold (Note [Post-ops]).
+  if (o.training && running_mean.defined())
+    fusion::after(y, [update_running, mean = out[1], var = out[2]] { update_running(mean, var); },
+                  {running_mean, running_var});
   if (autograd::needs_grad(x, o.weight, o.bias))
     record_batch_norm(x, batch_stats ? out[1] : running_mean, batch_stats ? out[2] : running_var, y, batch_stats, o,
                       shape, dims);

@@ -239,6 +239,7 @@ void commit(Staging& s) {
     kernel.supports = plugin_kernel_supports;
     kernel.ctx = k;
     kernel.priority = k->kernel.priority;
+    kernel.version = k->kernel.op_version;
     kernel.backend = backend;
     kernel.accepts = k->accepts.c_str();
     r.add_kernel(s.kernel_ops[i], type, kernel);

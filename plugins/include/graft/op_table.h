@@ -143,9 +143,22 @@ typedef struct {
   int64_t precision; /**< GRAFT_MATMUL_HIGHEST, _HIGH or _MEDIUM: what the caller allows for float32 inputs */
 } graft_matmul_attrs;
 
+/** An elementwise function applied to a kernel's first output before it is
+ * stored (the "activation" attribute of linear, conv2d and batch_norm from
+ * their version 2 on). graft passes one only to a kernel registered for that
+ * version, whose supports may refuse it (graft then runs the function as its
+ * own op). */
+typedef enum {
+  GRAFT_ACTIVATION_NONE = 0,
+  GRAFT_ACTIVATION_RELU = 1,     /**< max(y, 0), as the op relu */
+  GRAFT_ACTIVATION_GELU = 2,     /**< as the op gelu */
+  GRAFT_ACTIVATION_GELU_TANH = 3 /**< as the op gelu_tanh */
+} graft_activation;
+
 /** linear. */
 typedef struct {
-  int64_t has_bias; /**< a third input, the bias, is given */
+  int64_t has_bias;   /**< a third input, the bias, is given */
+  int64_t activation; /**< version 2: a graft_activation applied to the output */
 } graft_linear_attrs;
 
 /** conv2d and its backward ops (square stride, padding and dilation). */
@@ -156,6 +169,7 @@ typedef struct {
   int64_t groups;   /**< channel groups */
   int64_t h;        /**< conv2d_backward_input: the input's height; conv2d_backward_weight: the kernel's */
   int64_t w;        /**< conv2d_backward_input: the input's width; conv2d_backward_weight: the kernel's */
+  int64_t activation; /**< conv2d version 2: a graft_activation applied to the output */
 } graft_conv2d_attrs;
 
 /** max_pool2d, avg_pool2d and their backward ops (square windows). */
@@ -172,6 +186,7 @@ typedef struct {
 typedef struct {
   int64_t training; /**< batch_norm: 1 normalizes with the batch's statistics, 0 with the given ones */
   double eps;       /**< added to the variance */
+  int64_t activation; /**< batch_norm version 2: a graft_activation applied to y */
 } graft_batch_norm_attrs;
 
 /** The functions of eltwise_backward, and what its second input s is. */
@@ -213,6 +228,12 @@ typedef struct {
   double eps;       /**< eps sqrt(1 - beta2^t) */
   int64_t amsgrad;  /**< keep the largest second moment (input 3) */
 } graft_adam_update_attrs;
+
+/** The ops whose contract grew after version 1, with their current version
+ * (every other op is at version 1). A kernel registered for an older version
+ * than graft's keeps working: graft never passes it what was added since.
+ * Version 2 of linear, conv2d and batch_norm added their activation. */
+#define GRAFT_OP_VERSIONS(X) X(linear, 2) X(conv2d, 2) X(batch_norm, 2)
 
 /* clang-format off */
 /** The op table: X(name, category, flags, inputs, outputs, reference_dtypes, attrs, contract) per op. */
