@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "dispatch/registry.h"
 #include "fusion/fusion.h"
@@ -306,6 +307,12 @@ TEST_F(Onednn, AHeldCallKeepsWhatItsValuesAndItsGraphMean) {
   std::vector<double> fused_w = second(true), plain_w = second(false);
   expect_near(fused_w, plain_w, 1e-4);
   EXPECT_GT(std::abs(fused_w[0]) + std::abs(fused_w[1]), 0.0);
+
+  // Held on this thread, read first on another: that thread runs the call.
+  Tensor held = F::linear(x, w, b).relu();
+  std::vector<double> seen;
+  std::thread([&] { seen = held.to_vector<double>(); }).join();
+  for (size_t i = 0; i < yv.size(); ++i) EXPECT_EQ(seen[i], std::max(yv[i], 0.0));
 }
 
 // Note [Fused updates]: each parameter's SGD or Adam step is one sgd_update

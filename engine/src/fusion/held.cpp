@@ -88,7 +88,8 @@ bool fresh(const TensorImpl& t) {
 bool hold(const dispatch::Kernel& kernel, OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs,
           const std::vector<Tensor>& outputs) {
   Attrs probe = attrs;
-  if (!enabled() || flushing() || kernel.version < 2 || !activation_of(op, probe) || *activation_of(op, probe))
+  const int64_t* activation = activation_of(op, probe);
+  if (!enabled() || flushing() || kernel.version < 2 || !activation || *activation != GRAFT_ACTIVATION_NONE)
     return false;
   State& s = state();
   Pending& mine = this_thread_pending();

@@ -90,7 +90,7 @@ class ThreadPending {
       for (Pending* p : s.lists)  // an ended thread's, once empty (Note [Fusion locking])
         if (!p->owned) {
           std::lock_guard inner(p->mutex);
-          if (p->nodes.empty()) {
+          if (p->nodes.empty() && !p->held) {
             p_ = p;
             break;
           }
