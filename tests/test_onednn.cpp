@@ -181,11 +181,13 @@ TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
   std::vector<double> losses, reference;
   double written, converted;
   train(4, losses, &written, &converted);
-  // 6 forward (convolutions, batch norms with their ReLUs, poolings) and 7
-  // backward (poolings, ReLUs, batch norms and the second convolution's input).
-  EXPECT_EQ(written, 13);
+  // 6 forward (convolutions, batch norms with their ReLUs, poolings) and 5
+  // backward (poolings with their ReLUs' gradients, batch norms and the
+  // second convolution's input).
+  EXPECT_EQ(written, 11);
   EXPECT_EQ(converted, 1) << "a conversion per step more than the flatten's";
-  EXPECT_EQ(fused, 3) << "the batch norms' and the first linear layer's ReLUs";
+  EXPECT_EQ(fused, 5) << "the batch norms' and the first linear layer's ReLUs, and the gradients of the batch norms' "
+                         "ReLUs in the poolings' backward";
   {
     BackendGuard only("reference");
     train(4, reference, &written, &converted);
@@ -313,6 +315,50 @@ TEST_F(Onednn, AHeldCallKeepsWhatItsValuesAndItsGraphMean) {
   std::vector<double> seen;
   std::thread([&] { seen = held.to_vector<double>(); }).join();
   for (size_t i = 0; i < yv.size(); ++i) EXPECT_EQ(seen[i], std::max(yv[i], 0.0));
+}
+
+// Note [Post-ops]: the gradient of a ReLU whose output max pooling read runs
+// inside the pooling's backward kernel where windows do not overlap, giving
+// what the two ops give one by one (windows whose maxima are all 0 included);
+// where the pooling's gradient is kept too, or windows overlap, they run one
+// by one.
+TEST_F(Onednn, AReluGradientAfterMaxPoolingsBackwardRunsInItsKernel) {
+  auto fused = [] {
+    for (const auto& [n, v] : fusion_stats())
+      if (n == "activations applied by the kernel before them") return v;
+    return -1.0;
+  };
+  manual_seed(7);
+  Tensor img = randn({2, 3, 8, 8}), k = randn({16, 3, 3, 3});
+  struct Case {
+    std::string name;
+    int64_t kernel, stride;
+    bool keep, fuses;
+  };
+  for (const Case& c : {Case{"2x2 windows", 2, 2, false, true}, Case{"the pooling's gradient kept", 2, 2, true, false},
+                        Case{"overlapping 3x3 windows", 3, 2, false, false}}) {
+    SCOPED_TRACE(c.name);
+    Tensor gy;
+    auto run = [&](bool fusion) {
+      fusion::set_enabled(fusion);
+      Tensor in = img.clone().requires_grad_();
+      Tensor r = F::conv2d(in, k, Tensor(), {.padding = 1}).relu();
+      Tensor y = F::max_pool2d(r, {.kernel_size = c.kernel, .stride = c.stride});
+      if (!gy.defined()) gy = randn(y.sizes());
+      std::vector<Tensor> grads = autograd::grad({(y * gy).sum()}, c.keep ? std::vector<Tensor>{in, r} : std::vector{in});
+      std::vector<double> values = grads[0].to_vector<double>();
+      if (c.keep)
+        for (double v : grads[1].to_vector<double>()) values.push_back(v);
+      fusion::set_enabled(true);
+      return values;
+    };
+    double before = fused();
+    std::vector<double> with = run(true);
+    // The ReLU in the convolution's kernel, and its gradient in the pooling's.
+    EXPECT_EQ(fused() - before, c.fuses ? 2 : 1);
+    std::vector<double> without = run(false);
+    expect_near(with, without, 1e-5);
+  }
 }
 
 // Note [Fused updates]: each parameter's SGD or Adam step is one sgd_update

@@ -194,16 +194,28 @@ struct Pool {
   bool direct = false;  // backward by blocked_max_pool_backward
 };
 
-// Max pooling's backward where windows do not overlap (stride = kernel, no
-// padding or dilation) and x is in blocks of B channels: each window's
-// gradient goes to its first maximum (a NaN counting as the largest), found
-// in x itself, where oneDNN would first run the forward again for its
-// workspace. B is a constant so that the lanes' loops vectorize.
+// Whether max pooling's backward runs as blocked_max_pool_backward: its
+// windows do not overlap (stride = kernel, no padding or dilation) and x is
+// in a blocked layout.
+bool direct_max_pool_backward(const Call& c) {
+  const graft_pool2d_attrs& a = c.attrs().max_pool2d_backward;
+  return c.ctx == static_cast<intptr_t>(algorithm::pooling_max) && c.args->n_inputs == 2 && pool_layout(c) &&
+         a.stride == a.kernel && a.padding == 0 && a.dilation == 1;
+}
+
+// Max pooling's backward where direct_max_pool_backward holds, x in blocks of
+// B channels: each window's gradient goes to its first maximum (a NaN
+// counting as the largest), found in x itself, where oneDNN would first run
+// the forward again for its workspace. With the activation ReLU (x is its
+// output) the gradient is the ReLU's input's: zero where that maximum is not
+// above 0, as relu's backward would leave it. B is a constant so that the
+// lanes' loops vectorize.
 template <int64_t B>
 void blocked_max_pool_backward(const Call& c, const float* grad) {
   const DLTensor& x = c.in(1);
   int64_t n = x.shape[0], blocks = x.shape[1] / B, h = x.shape[2], w = x.shape[3];
   int64_t k = c.attrs().max_pool2d_backward.kernel, ho = c.in(0).shape[2], wo = c.in(0).shape[3];
+  bool relu = c.attrs().max_pool2d_backward.activation == GRAFT_ACTIVATION_RELU;
   const auto* in = static_cast<const float*>(x.data);
   auto* out = static_cast<float*>(c.out().data);
 #pragma omp parallel for collapse(2)
@@ -233,7 +245,7 @@ void blocked_max_pool_backward(const Call& c, const float* grad) {
                 at[j] = take ? pos : at[j];
               }
             }
-          for (int32_t j = 0; j < B; ++j) op[at[j] + j] = gp[(oy * wo + ox) * B + j];
+          for (int32_t j = 0; j < B; ++j) op[at[j] + j] = relu && !(best[j] > 0) ? 0.f : gp[(oy * wo + ox) * B + j];
         }
     }
 }
@@ -264,8 +276,7 @@ void pool_backward(const Call& c) {
     dnnl::pooling_v2_backward::primitive_desc pd(d, engine(), hint);
     dnnl::primitive forward;  // max pooling's, for the workspace
     if (is_max) forward = dnnl::pooling_v2_forward(hint);
-    const graft_pool2d_attrs& a = c.attrs().max_pool2d_backward;
-    bool direct = is_max && layout && a.stride == a.kernel && a.padding == 0 && a.dilation == 1;
+    bool direct = direct_max_pool_backward(c);
     return std::make_shared<Pool>(Pool{forward, dnnl::pooling_v2_backward(pd), hint.src_desc(), hint.dst_desc(),
                                        hint.workspace_desc(), Reordered::make(md_in(c, 0), hint.dst_desc(), false),
                                        layout, direct});
@@ -291,8 +302,13 @@ void pool_backward(const Call& c) {
 }
 
 // Working in a layout needs the output offered; max pooling's gradient may
-// arrive in any layout (it is converted to pooling's).
-bool pool_ok(const Call& c) { return c.in(0).ndim == 4 && all_contiguous(c) && (!pool_layout(c) || offered(c)); }
+// arrive in any layout (it is converted to pooling's). Max pooling's backward
+// applies ReLU's gradient (version 2) where it runs directly.
+bool pool_ok(const Call& c) {
+  int64_t activation = c.attrs().max_pool2d_backward.activation;  // 0 but there
+  return c.in(0).ndim == 4 && all_contiguous(c) && (!pool_layout(c) || offered(c)) &&
+         (activation == GRAFT_ACTIVATION_NONE || (activation == GRAFT_ACTIVATION_RELU && direct_max_pool_backward(c)));
+}
 
 // ---- batch normalization; f0: eps ----
 
@@ -463,7 +479,7 @@ void add_conv_kernels(const AddKernel& add) {
   auto avg = static_cast<intptr_t>(algorithm::pooling_avg_include_padding);
   add("max_pool2d", run<pool>, supports<pool_ok, false, true>, max);
   add("avg_pool2d", run<pool>, supports<pool_ok, false, true>, avg);
-  add("max_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, max);
+  add("max_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, max, GRAFT_DTYPE_FLOAT32, 2);
   add("avg_pool2d_backward", run<pool_backward>, supports<pool_ok, false, true>, avg);
   add("batch_norm", run<batch_norm>, supports<norm_ok, false, true>, 0, GRAFT_DTYPE_FLOAT32, 2);
   add("batch_norm_backward", run<batch_norm_backward>, supports<norm_ok, false, true>, 0);

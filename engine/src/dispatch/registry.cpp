@@ -417,6 +417,13 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
     std::copy(inputs, inputs + n, dense.begin());
   } else {
     dense = dense_inputs(inputs, n);
+    // Note [Post-ops]: an activation's gradient may join the held call whose
+    // output it reads, before anything reaches that output's memory.
+    if (s.n_outputs == 1 && fusion::reads_held(dense[0])) {
+      OutMeta meta = s.infer(op, dense.data(), n, attrs, 0);
+      Tensor out = make_empty(meta.shape, meta.dtype, device);
+      if (fusion::attach(op, dense.data(), n, attrs, out)) return {out};
+    }
   }
   std::array<KTensor, kMaxInputs> views;
   std::array<int64_t, kMaxInputs + kMaxOutputs> layouts;
@@ -446,7 +453,12 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
     result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));
     outs[k].data = result.back().impl()->address();  // fresh: nothing pending
   }
-  if (!in_place && fusion::hold(*kernel, op, dense.data(), n, attrs, result)) return result;  // Note [Post-ops]
+  auto takes = [&](const Attrs& a) {
+    KernelCall probe = kc;
+    probe.attrs = &a;
+    return !kernel->supports || kernel->supports(probe, kernel->ctx);
+  };
+  if (!in_place && fusion::hold(*kernel, op, dense.data(), n, attrs, result, takes)) return result;  // Note [Post-ops]
   run_kernel(r, *kernel, kc, dense.data(), result.data());
   return result;
 }

@@ -28,9 +28,19 @@ bool record(dispatch::OpId op, const Tensor* inputs, int n_inputs, const Tensor&
 
 // Note [Post-ops] (fusion/held.cpp): holds a composite op's call by kernel
 // (its outputs allocated by the caller) for an activation to attach to;
-// false when the call must run now.
+// false when the call must run now. takes(attrs): whether the kernel takes
+// the call with these attributes.
 bool hold(const dispatch::Kernel& kernel, dispatch::OpId op, const Tensor* inputs, int n_inputs,
-          const dispatch::Attrs& attrs, const std::vector<Tensor>& outputs);
+          const dispatch::Attrs& attrs, const std::vector<Tensor>& outputs,
+          const std::function<bool(const dispatch::Attrs&)>& takes);
+// Attaches an activation or its gradient (op: inputs -> out) to the
+// thread's held call when it reads that call's first output whole and the
+// call's kernel takes it (Note [Post-ops]); false when it must run.
+bool attach(dispatch::OpId op, const Tensor* inputs, int n_inputs, const dispatch::Attrs& attrs,
+            const Tensor& out);
+// Whether t is an output of the calling thread's held call (a cheap test
+// before attach).
+bool reads_held(const Tensor& t);
 // Runs work after the held call that writes out, or now when none does;
 // writes: the tensors work writes (their accesses wait for it).
 void after(const Tensor& out, const std::function<void()>& work, std::initializer_list<Tensor> writes);

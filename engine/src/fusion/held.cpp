@@ -4,25 +4,32 @@
 // backend's kernel can apply the activation to each value before it stores
 // it (oneDNN's post-ops), but dispatch is eager: the kernel has run before
 // the activation arrives. So the fusion layer holds the call instead:
-//  - hold: when the kernel that takes linear, conv2d or batch_norm was
-//    registered for the op's version 2 (it reads attrs.activation), the
-//    call waits, with its outputs allocated but not written. The outputs'
+//  - hold: when the kernel that takes linear, conv2d, batch_norm or
+//    max_pool2d_backward was registered for the op's version 2 (it reads
+//    attrs.activation) and takes the call with some activation, the call
+//    waits, with its outputs allocated but not written. The outputs'
 //    storages are marked as written by this thread's pending work (node
 //    kHeld) and its inputs' as read, so any access to them runs it first,
 //    exactly as for elementwise work (Note [Materialization]). Holding
 //    first computes everything pending on the thread, so the held call is
 //    always the thread's earliest pending work, and it runs before the
 //    nodes recorded after it.
-//  - attach: a relu, gelu or gelu_tanh whose input is the whole first
-//    output of the held call and whose output is fresh becomes part of the
-//    call; its output is marked like the call's.
+//  - attach: an op whose first input is the whole first output of the held
+//    call, whose output is fresh, and which the kernel can apply becomes
+//    part of the call; its output is marked like the call's. After linear,
+//    conv2d and batch norm that is a relu, gelu or gelu_tanh. After max
+//    pooling's backward it is ReLU's gradient (eltwise_backward) when the
+//    pooling read that ReLU's output: in the backward pass of
+//    relu -> max_pool2d, the pooling's kernel, which finds each window's
+//    maximum in that output anyway, zeroes the gradient where the maximum
+//    is not above 0.
 //  - run (at the next access, graph boundary or held call): when the first
 //    output is no longer referenced, nothing can read the value before the
-//    activation, so the kernel writes the activated values into the
-//    activation's output with attrs.activation set. Otherwise (the value
-//    is kept, as GELU's backward keeps its input, or the kernel refuses the
-//    activation) the kernel writes the first output and the activation
-//    runs as its own op. Outputs nobody holds are written to scratch, and a
+//    attached op, so the kernel writes the final values into the attached
+//    op's output with attrs.activation set. Otherwise (the value is kept,
+//    as GELU's backward keeps its input, or the kernel now refuses the
+//    activation) the kernel writes the first output and the attached op
+//    runs on its own. Outputs nobody holds are written to scratch, and a
 //    call none of whose values is referenced does not run.
 // Autograd records the op and the activation as two nodes, exactly as
 // unfused; ReLU's backward reads its output, so a training step keeps only
@@ -33,6 +40,8 @@
 #include <algorithm>
 
 #include "fusion/pending.h"
+#include "graft/autograd.h"
+#include "graft/ops.h"
 
 namespace graft::fusion {
 
@@ -46,12 +55,29 @@ int64_t* activation_of(OpId op, Attrs& a) {
       return &a.conv2d.activation;
     case OpId::batch_norm:
       return &a.batch_norm.activation;
+    case OpId::max_pool2d_backward:
+      return &a.max_pool2d_backward.activation;
     default:
       return nullptr;
   }
 }
 
-int64_t activation_code(OpId op) {
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.impl()->storage == b.impl()->storage && a.impl()->offset == b.impl()->offset && a.sizes() == b.sizes() &&
+         a.strides() == b.strides() && a.dtype() == b.dtype();
+}
+
+// The activation that op (inputs, attrs) applies to the first output of the
+// held call h, as h's kernel would apply it, or none: after linear, conv2d
+// and batch norm the activation itself; after max pooling's backward the
+// gradient of a ReLU whose output the pooling read.
+int64_t activation_code(const Held& h, OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs) {
+  if (h.op == OpId::max_pool2d_backward)
+    return op == OpId::eltwise_backward && n_inputs == 2 && attrs.eltwise_backward.function == GRAFT_ELTWISE_RELU &&
+                   same_view(inputs[1], h.inputs[1])
+               ? GRAFT_ACTIVATION_RELU
+               : GRAFT_ACTIVATION_NONE;
+  if (n_inputs != 1) return GRAFT_ACTIVATION_NONE;
   switch (op) {
     case OpId::relu:
       return GRAFT_ACTIVATION_RELU;
@@ -62,6 +88,20 @@ int64_t activation_code(OpId op) {
     default:
       return GRAFT_ACTIVATION_NONE;
   }
+}
+
+// The attached op on its own, from the call's first output into out.
+void run_attached(const Held& h, const Tensor& first, const Tensor& out) {
+  if (h.attached != OpId::eltwise_backward) {
+    dispatch::call(h.attached, &first, 1, out, Attrs(), /*fresh=*/true);
+    return;
+  }
+  std::array<Tensor, 2> in{first, h.attached_input};
+  if (!dispatch::composite_kernel(h.attached, in.data(), 2, h.attached_attrs, {out}).empty()) return;
+  // ReLU's gradient as its decomposition computes it (ops/elementwise.cpp).
+  NoGradGuard no_grad;
+  Tensor r = where(h.attached_input > 0, first, zeros_like(first));
+  dispatch::call(OpId::copy, &r, 1, out);
 }
 
 void mark_written(Storage& s, Pending& p) {
@@ -86,11 +126,17 @@ bool fresh(const TensorImpl& t) {
 }  // namespace
 
 bool hold(const dispatch::Kernel& kernel, OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs,
-          const std::vector<Tensor>& outputs) {
+          const std::vector<Tensor>& outputs, const std::function<bool(const Attrs&)>& takes) {
   Attrs probe = attrs;
-  const int64_t* activation = activation_of(op, probe);
+  int64_t* activation = activation_of(op, probe);
   if (!enabled() || flushing() || kernel.version < 2 || !activation || *activation != GRAFT_ACTIVATION_NONE)
     return false;
+  uint32_t taken = 0;
+  for (int64_t a : {GRAFT_ACTIVATION_RELU, GRAFT_ACTIVATION_GELU, GRAFT_ACTIVATION_GELU_TANH}) {
+    *activation = a;
+    if (takes(probe)) taken |= 1u << a;
+  }
+  if (!taken) return false;
   State& s = state();
   Pending& mine = this_thread_pending();
   std::lock_guard lock(mine.mutex);
@@ -102,6 +148,7 @@ bool hold(const dispatch::Kernel& kernel, OpId op, const Tensor* inputs, int n_i
   h->device = outputs[0].device();
   h->n_inputs = n_inputs;
   h->n_outputs = static_cast<int>(outputs.size());
+  h->takes = taken;
   for (int i = 0; i < n_inputs; ++i) {
     h->inputs[i] = inputs[i];
     if (inputs[i].defined()) inputs[i].impl()->storage->fusion_readers.fetch_add(1, std::memory_order_release);
@@ -119,12 +166,17 @@ bool hold(const dispatch::Kernel& kernel, OpId op, const Tensor* inputs, int n_i
   return true;
 }
 
-bool attach(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out) {
-  if (n_inputs != 1 || activation_code(op) == GRAFT_ACTIVATION_NONE || !enabled() || flushing()) return false;
+bool reads_held(const Tensor& t) {
+  Pending* mine = this_thread_pending_if_any();
+  const Storage& s = *t.impl()->storage;
+  // Only this thread marks storages with its own Pending.
+  return mine && s.fusion_writer.load(std::memory_order_acquire) == mine && s.fusion_node == kHeld;
+}
+
+bool attach(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, const Tensor& out) {
+  if (n_inputs < 1 || !inputs[0].defined() || !enabled() || flushing() || !reads_held(inputs[0])) return false;
   Pending* mine = this_thread_pending_if_any();
   const TensorImpl& in = *inputs[0].impl();
-  if (!mine || in.storage->fusion_writer.load(std::memory_order_acquire) != mine || in.storage->fusion_node != kHeld)
-    return false;
   const TensorImpl& o = *out.impl();
   std::lock_guard lock(mine->mutex);
   Held* h = mine->held.get();
@@ -132,7 +184,12 @@ bool attach(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out) {
       in.numel != numel_of(h->sizes[0]) || in.dtype != h->dtypes[0] || !inputs[0].is_contiguous() || !fresh(o) ||
       o.dtype != in.dtype || o.numel != in.numel || !out.is_contiguous() || out.device() != h->device)
     return false;
-  h->activation = op;
+  int64_t code = activation_code(*h, op, inputs, n_inputs, attrs);
+  if (code == GRAFT_ACTIVATION_NONE || !(h->takes >> code & 1)) return false;
+  h->attached = op;
+  h->attached_attrs = attrs;
+  if (n_inputs == 2) h->attached_input = inputs[1];
+  h->activation = code;
   h->activated = o.storage;
   o.storage->release_memory();
   mark_written(*o.storage, *mine);
@@ -184,11 +241,11 @@ void run_held(Pending& p) {
     bool fused = false;
     if (activated && !first) {  // nothing reads the value before the activation
       Attrs attrs = h.attrs;
-      *activation_of(h.op, attrs) = activation_code(h.activation);
+      *activation_of(h.op, attrs) = h.activation;
       outs[0] = output(0, activated);
       fused = dispatch::run_held_kernel(*h.kernel, h.op, h.inputs.data(), h.n_inputs, attrs, outs.data(), h.n_outputs);
       if (fused) {
-        dispatch::Registry::get().count_call(h.activation, h.kernel->backend);
+        dispatch::Registry::get().count_call(h.attached, h.kernel->backend);
         ++s.activations_fused;
       }
     }
@@ -197,10 +254,7 @@ void run_held(Pending& p) {
       if (!dispatch::run_held_kernel(*h.kernel, h.op, h.inputs.data(), h.n_inputs, h.attrs, outs.data(), h.n_outputs))
         detail::fail("graft: op '", dispatch::Registry::get().schema(h.op).name, "' on ", h.device,
                      ": the kernel that took the call when it was held refuses it now");
-      if (activated) {
-        Tensor r = output(0, activated);
-        dispatch::call(h.activation, &outs[0], 1, r, Attrs(), /*fresh=*/true);
-      }
+      if (activated) run_attached(h, outs[0], output(0, activated));
     }
   }
   for (const auto& work : h.then) work();

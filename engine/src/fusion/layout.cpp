@@ -27,7 +27,8 @@
 //    eltwise takes any layout), so a chain of the backend's ops stays in its
 //    layout from the first convolution to the flatten before a linear layer.
 //    A ReLU right after the kernel that writes such a tensor runs inside that
-//    kernel instead (Note [Post-ops] in fusion/held.cpp).
+//    kernel instead, and its gradient inside max pooling's backward (Note
+//    [Post-ops] in fusion/held.cpp).
 // A layout is set once, when its tensor is written, and cleared once, so a
 // reader that found it cleared never sees it again. Converting replaces the
 // storage's memory: like an in-place write, it must not race with a kernel

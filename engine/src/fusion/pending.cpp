@@ -293,7 +293,7 @@ void set_min_cpu_elements(int64_t n) { min_elements().store(std::max<int64_t>(n,
 // what it must. Either way every reader sees the memory as op-by-op runs
 // would leave it.
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
-  if (attach(op, inputs, n_inputs, out)) return true;  // Note [Post-ops]
+  if (attach(op, inputs, n_inputs, attrs, out)) return true;  // Note [Post-ops]
   State& s = state();
   Device device = out.device();
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);

@@ -61,7 +61,12 @@ struct Held {
   std::array<std::weak_ptr<Storage>, dispatch::kMaxOutputs> outputs;
   std::array<Dims, dispatch::kMaxOutputs> sizes;
   std::array<DType, dispatch::kMaxOutputs> dtypes;
-  OpId activation = OpId::relu;                       // the attached op, when activated is set
+  uint32_t takes = 0;  // bit a: the kernel takes the call with activation a (graft_activation)
+  // The attached op, when activated is set: an activation or its gradient.
+  OpId attached = OpId::relu;
+  Attrs attached_attrs;
+  Tensor attached_input;                              // the gradient's second input
+  int64_t activation = GRAFT_ACTIVATION_NONE;         // what the kernel applies for it
   std::weak_ptr<Storage> activated;                   // its output
   std::vector<std::function<void()>> then;            // work that reads the outputs (fusion::after)
   std::vector<std::shared_ptr<Storage>> then_writes;  // what that work writes
@@ -119,10 +124,6 @@ Pending* this_thread_pending_if_any();
 bool flushing();
 // Computes p's pending work, with p's mutex held.
 void flush_locked(Pending& p);
-
-// Attaches an activation op (inputs -> out) to the thread's held call when
-// it reads that call's first output whole (Note [Post-ops]).
-bool attach(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out);
 
 // The held call of p (Note [Post-ops]): runs it, with the activation when
 // nothing else holds its first output, then the work that follows it;

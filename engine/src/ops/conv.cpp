@@ -239,7 +239,7 @@ namespace {
 // Pooling's attributes, for any of the four pooling ops (one struct type).
 Attrs pool_attrs(const MaxPool2dFuncOptions& o, int64_t height = 0, int64_t width = 0) {
   Attrs a;
-  a.max_pool2d = {o.kernel_size, o.stride, o.padding, o.dilation, height, width};
+  a.max_pool2d = {o.kernel_size, o.stride, o.padding, o.dilation, height, width, GRAFT_ACTIVATION_NONE};
   return a;
 }
 

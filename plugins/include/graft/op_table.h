@@ -180,6 +180,8 @@ typedef struct {
   int64_t dilation; /**< the step between a window's taps (max_pool2d) */
   int64_t h;        /**< the backward ops: the input's height */
   int64_t w;        /**< the backward ops: the input's width */
+  int64_t activation; /**< max_pool2d_backward version 2: GRAFT_ACTIVATION_RELU: x is a ReLU's output, and the
+                           gradient is that of the ReLU's input (zero where x <= 0) */
 } graft_pool2d_attrs;
 
 /** batch_norm and batch_norm_backward. */
@@ -232,8 +234,9 @@ typedef struct {
 /** The ops whose contract grew after version 1, with their current version
  * (every other op is at version 1). A kernel registered for an older version
  * than graft's keeps working: graft never passes it what was added since.
- * Version 2 of linear, conv2d and batch_norm added their activation. */
-#define GRAFT_OP_VERSIONS(X) X(linear, 2) X(conv2d, 2) X(batch_norm, 2)
+ * Version 2 of linear, conv2d and batch_norm added their activation, and
+ * version 2 of max_pool2d_backward the gradient of a ReLU before the pooling. */
+#define GRAFT_OP_VERSIONS(X) X(linear, 2) X(conv2d, 2) X(batch_norm, 2) X(max_pool2d_backward, 2)
 
 /* clang-format off */
 /** The op table: X(name, category, flags, inputs, outputs, reference_dtypes, attrs, contract) per op. */
