@@ -3,6 +3,7 @@
 // Convolutions let oneDNN pick its layouts (blocked ones on AVX-512) and
 // convert graft's NCHW tensors at the boundary (Note [Primitive cache]).
 #include <algorithm>
+#include <bit>
 
 #include "backends/onednn/common.h"
 
@@ -208,10 +209,12 @@ bool direct_max_pool_backward(const Call& c) {
 // counting as the largest), found in x itself, where oneDNN would first run
 // the forward again for its workspace. With the activation ReLU (x is its
 // output) the gradient is the ReLU's input's: zero where that maximum is not
-// above 0, as relu's backward would leave it. B is a constant so that the
-// lanes' loops vectorize.
+// above 0, as relu's backward would leave it. Each window's part of the
+// output is written whole, then what no window covers (the last rows and
+// columns when the size is not a multiple of the window's). B is a constant
+// so that the lanes' loops vectorize.
 template <int64_t B>
-void blocked_max_pool_backward(const Call& c, const float* grad) {
+[[gnu::target_clones("avx512f", "avx2", "default")]] void blocked_max_pool_backward(const Call& c, const float* grad) {
   const DLTensor& x = c.in(1);
   int64_t n = x.shape[0], blocks = x.shape[1] / B, h = x.shape[2], w = x.shape[3];
   int64_t k = c.attrs().max_pool2d_backward.kernel, ho = c.in(0).shape[2], wo = c.in(0).shape[3];
@@ -225,11 +228,10 @@ void blocked_max_pool_backward(const Call& c, const float* grad) {
       const float* xp = in + plane * h * w * B;
       const float* gp = grad + plane * ho * wo * B;
       float* op = out + plane * h * w * B;
-      std::fill(op, op + h * w * B, 0.f);
-      for (int64_t oy = 0; oy < ho; ++oy)
+      for (int64_t oy = 0; oy < ho; ++oy) {
         for (int64_t ox = 0; ox < wo; ++ox) {
           int32_t at[B];
-          float best[B];
+          float best[B], g[B];
           int32_t first = int32_t((oy * k * w + ox * k) * B);
           for (int32_t j = 0; j < B; ++j) {
             at[j] = first;
@@ -245,8 +247,18 @@ void blocked_max_pool_backward(const Call& c, const float* grad) {
                 at[j] = take ? pos : at[j];
               }
             }
-          for (int32_t j = 0; j < B; ++j) op[at[j] + j] = relu && !(best[j] > 0) ? 0.f : gp[(oy * wo + ox) * B + j];
+          for (int32_t j = 0; j < B; ++j) g[j] = relu && !(best[j] > 0) ? 0.f : gp[(oy * wo + ox) * B + j];
+          for (int64_t dy = 0; dy < k; ++dy)
+            for (int64_t dx = 0; dx < k; ++dx) {
+              int32_t pos = int32_t(((oy * k + dy) * w + ox * k + dx) * B);
+              for (int32_t j = 0; j < B; ++j)  // g or +0 by a mask: no branches, which would mispredict
+                op[pos + j] = std::bit_cast<float>(std::bit_cast<uint32_t>(g[j]) & (0u - uint32_t(at[j] == pos)));
+            }
         }
+        for (int64_t y = oy * k; y < (oy + 1) * k; ++y)  // the columns right of the last window
+          std::fill(op + (y * w + wo * k) * B, op + (y + 1) * w * B, 0.f);
+      }
+      std::fill(op + ho * k * w * B, op + h * w * B, 0.f);  // the rows below the last windows
     }
 }
 
