@@ -247,12 +247,14 @@ template <int64_t B>
                 at[j] = take ? pos : at[j];
               }
             }
-          for (int32_t j = 0; j < B; ++j) g[j] = relu && !(best[j] > 0) ? 0.f : gp[(oy * wo + ox) * B + j];
+          // Selections by masks, not branches (which would mispredict): the
+          // gradient (or +0 where ReLU's is 0), and it or +0 at each position.
+          auto keep = [](float v, bool on) { return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - uint32_t(on))); };
+          for (int32_t j = 0; j < B; ++j) g[j] = keep(gp[(oy * wo + ox) * B + j], !relu || best[j] > 0);
           for (int64_t dy = 0; dy < k; ++dy)
             for (int64_t dx = 0; dx < k; ++dx) {
               int32_t pos = int32_t(((oy * k + dy) * w + ox * k + dx) * B);
-              for (int32_t j = 0; j < B; ++j)  // g or +0 by a mask: no branches, which would mispredict
-                op[pos + j] = std::bit_cast<float>(std::bit_cast<uint32_t>(g[j]) & (0u - uint32_t(at[j] == pos)));
+              for (int32_t j = 0; j < B; ++j) op[pos + j] = keep(g[j], at[j] == pos);
             }
         }
         for (int64_t y = oy * k; y < (oy + 1) * k; ++y)  // the columns right of the last window
