@@ -249,7 +249,9 @@ template <int64_t B>
             }
           // Selections by masks, not branches (which would mispredict): the
           // gradient (or +0 where ReLU's is 0), and it or +0 at each position.
-          auto keep = [](float v, bool on) { return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - uint32_t(on))); };
+          auto keep = [](float v, bool on) {
+            return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - uint32_t(on)));
+          };
           for (int32_t j = 0; j < B; ++j) g[j] = keep(gp[(oy * wo + ox) * B + j], !relu || best[j] > 0);
           for (int64_t dy = 0; dy < k; ++dy)
             for (int64_t dx = 0; dx < k; ++dx) {

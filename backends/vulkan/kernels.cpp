@@ -416,8 +416,12 @@ void im2col_run(Device& dev, int32_t fold_back, const graft_kernel_args* a) {
 
 // ---- pooling and batch norm (composite ops with kernels of their own) ----
 
-
-int32_t pool_supports(int32_t, const graft_kernel_args* a) { return all_dense_f32(a, 4); }
+// Max pooling's backward (version 2) takes the gradient of a ReLU before it.
+int32_t pool_supports(int32_t code, const graft_kernel_args* a) {
+  int64_t activation = a->attrs->max_pool2d_backward.activation;  // 0 but there
+  return all_dense_f32(a, 4) &&
+         (activation == GRAFT_ACTIVATION_NONE || (code == 1 && activation == GRAFT_ACTIVATION_RELU));
+}
 
 // code: 0 max_pool2d, 1 max_pool2d_backward, 2 avg_pool2d, 3 avg_pool2d_backward.
 void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
@@ -440,7 +444,8 @@ void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
                              static_cast<uint32_t>(dilation),
                              element_offset(out),
                              element_offset(a->inputs[0]),
-                             element_offset(a->inputs[a->n_inputs - 1])};
+                             element_offset(a->inputs[a->n_inputs - 1]),
+                             static_cast<uint32_t>(window.activation == GRAFT_ACTIVATION_RELU)};
   Access buffers[] = {access_of(out, true), access_of(a->inputs[0], false),
                       access_of(a->inputs[a->n_inputs - 1], false)};
   int32_t spec[] = {static_cast<int32_t>(dev.group_size()), code};
@@ -581,7 +586,7 @@ const Entry kEntries[] = {
     {"unfold", kFloat, 0, im2col_run, im2col_supports},
     {"fold", kFloat, 1, im2col_run, im2col_supports},
     {"max_pool2d", kFloat, 0, pool_run, pool_supports},
-    {"max_pool2d_backward", kFloat, 1, pool_run, pool_supports},
+    {"max_pool2d_backward", kFloat, 1, pool_run, pool_supports, 2},
     {"avg_pool2d", kFloat, 2, pool_run, pool_supports},
     {"avg_pool2d_backward", kFloat, 3, pool_run, pool_supports},
     {"batch_norm", kFloat, 0, batch_norm_run, batch_norm_supports},
@@ -611,7 +616,7 @@ int32_t supports_entry(void* ctx, const graft_kernel_args* a) {
 bool add_kernels(graft_host* host, char* message, size_t message_size) {
   for (std::span<const Entry> family : {core_entries(), matmul_entries(), transformer_entries()})
     for (const Entry& e : family) {
-      graft_kernel k{e.op, 1, "vulkan", e.dtypes, 10, run_entry, supports_entry, const_cast<Entry*>(&e)};
+      graft_kernel k{e.op, e.version, "vulkan", e.dtypes, 10, run_entry, supports_entry, const_cast<Entry*>(&e)};
       if (host->add_kernel(host, &k, message, message_size) != GRAFT_OK) return false;
     }
   return true;

@@ -141,6 +141,7 @@ struct Entry {
   int32_t code;  // the shader's op code, or which variant
   void (*run)(Device&, int32_t code, const graft_kernel_args*);
   int32_t (*supports)(int32_t code, const graft_kernel_args*);
+  int32_t version = 1;  // the op's version the kernel implements (graft/op_table.h)
 };
 
 // The kernel families: kernels.cpp (elementwise, reductions, softmax, cross

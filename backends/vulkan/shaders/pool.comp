@@ -1,9 +1,10 @@
 #version 450
 // 2-D pooling over planes (N x C of them): OP 0 max pooling, 1 its gradient
-// (each window's gradient to its first maximum), 2 average pooling (padded
-// zeros count), 3 its gradient. One invocation per output element; the
-// gradients gather from every window that holds their position, so no two
-// invocations write one place.
+// (each window's gradient to its first maximum; with [12] set, b is a ReLU's
+// output and the gradient is the ReLU's input's: none where that maximum is
+// not above 0), 2 average pooling (padded zeros count), 3 its gradient. One
+// invocation per output element; the gradients gather from every window that
+// holds their position, so no two invocations write one place.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -15,14 +16,16 @@ DECLARE_BUFFER(3, b)  // max pooling's gradient: the forward's input
 
 // Parameters: [0] output elements, [1] H, [2] W, [3] Ho, [4] Wo, [5] kernel
 // size, [6] stride, [7] padding, [8] dilation, [9] output offset, [10] a's
-// offset, [11] b's offset. Every tensor is contiguous.
+// offset, [11] b's offset, [12] ReLU's gradient too. Every tensor is
+// contiguous.
 uint H, W, Ho, Wo, K, S, P, D;
 
 // The first maximum of window (oh, ow) of plane `plane` of b, as ki * K + kj
-// (NaN counts as the maximum); K * K when the window holds only padding.
-uint first_max(uint plane, uint oh, uint ow) {
+// (NaN counts as the maximum), and its value m; K * K when the window holds
+// only padding.
+uint first_max(uint plane, uint oh, uint ow, out float m) {
   uint best = K * K;
-  float m = 0.0;
+  m = 0.0;
   for (uint ki = 0; ki < K; ++ki) {
     int y = int(oh * S + ki * D) - int(P);
     if (y < 0 || y >= int(H)) continue;
@@ -71,8 +74,9 @@ void main() {
       if (tx < 0 || tx % int(S) != 0 || uint(tx) / S >= Wo) continue;
       uint ow = uint(tx) / S;
       float g = a_f[p[10] + (plane * Ho + oh) * Wo + ow];
+      float m;
       if (OP == 3) acc += g / float(K * K);
-      else if (first_max(plane, oh, ow) == ki * K + kj) acc += g;
+      else if (first_max(plane, oh, ow, m) == ki * K + kj && (p[12] == 0u || m > 0.0)) acc += g;
     }
   }
   o_f[p[9] + i] = acc;

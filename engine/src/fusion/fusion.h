@@ -36,8 +36,7 @@ bool hold(const dispatch::Kernel& kernel, dispatch::OpId op, const Tensor* input
 // Attaches an activation or its gradient (op: inputs -> out) to the
 // thread's held call when it reads that call's first output whole and the
 // call's kernel takes it (Note [Post-ops]); false when it must run.
-bool attach(dispatch::OpId op, const Tensor* inputs, int n_inputs, const dispatch::Attrs& attrs,
-            const Tensor& out);
+bool attach(dispatch::OpId op, const Tensor* inputs, int n_inputs, const dispatch::Attrs& attrs, const Tensor& out);
 // Whether t is an output of the calling thread's held call (a cheap test
 // before attach).
 bool reads_held(const Tensor& t);
