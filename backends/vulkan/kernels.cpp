@@ -454,8 +454,9 @@ void pool_run(Device& dev, int32_t code, const graft_kernel_args* a) {
 
 int32_t batch_norm_supports(int32_t, const graft_kernel_args* a) { return all_dense_f32(a, 2); }
 
-// code 0: batch_norm (batch statistics when training, else the given ones);
-// code 1: batch_norm_backward. Two dispatches each: per channel, then per element.
+// code 0: batch_norm (batch statistics when training, else the given ones;
+// version 2: then any graft_activation); code 1: batch_norm_backward. Two
+// dispatches each: per channel, then per element.
 void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[backward ? 1 : 0];
   const DLTensor& out = *a->output;
@@ -471,10 +472,18 @@ void batch_norm_run(Device& dev, int32_t backward, const graft_kernel_args* a) {
   const DLTensor& third = backward || !batch_stats ? a->inputs[2] : out;
   const DLTensor& s_out = batch_stats ? a->outputs[1] : out;
   const DLTensor& t_out = batch_stats ? a->outputs[2] : out;
-  std::vector<uint32_t> p = {
-      static_cast<uint32_t>(x.shape[0]),  static_cast<uint32_t>(c),     static_cast<uint32_t>(s), element_offset(out),
-      element_offset(a->inputs[0]),       element_offset(a->inputs[1]), element_offset(third),    bits(bn.eps),
-      batch_stats && !backward ? 1u : 0u, element_offset(s_out),        element_offset(t_out)};
+  std::vector<uint32_t> p = {static_cast<uint32_t>(x.shape[0]),
+                             static_cast<uint32_t>(c),
+                             static_cast<uint32_t>(s),
+                             element_offset(out),
+                             element_offset(a->inputs[0]),
+                             element_offset(a->inputs[1]),
+                             element_offset(third),
+                             bits(bn.eps),
+                             batch_stats && !backward ? 1u : 0u,
+                             element_offset(s_out),
+                             element_offset(t_out),
+                             static_cast<uint32_t>(backward ? 0 : bn.activation)};
   Access buffers[] = {access_of(out, true),    access_of(a->inputs[0], false), access_of(a->inputs[1], false),
                       access_of(third, false), access_of(s_out, true),         access_of(t_out, true)};
   auto group = static_cast<int32_t>(dev.group_size());
@@ -589,7 +598,7 @@ const Entry kEntries[] = {
     {"max_pool2d_backward", kFloat, 1, pool_run, pool_supports, 2},
     {"avg_pool2d", kFloat, 2, pool_run, pool_supports},
     {"avg_pool2d_backward", kFloat, 3, pool_run, pool_supports},
-    {"batch_norm", kFloat, 0, batch_norm_run, batch_norm_supports},
+    {"batch_norm", kFloat, 0, batch_norm_run, batch_norm_supports, 2},
     {"batch_norm_backward", kFloat, 1, batch_norm_run, batch_norm_supports},
     {"sgd_update", kFloat, 0, update_run, update_supports},
     {"adam_update", kFloat, 1, update_run, update_supports},

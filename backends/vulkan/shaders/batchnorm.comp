@@ -3,12 +3,14 @@
 //   OP 0: per channel (a workgroup each), the batch mean and biased variance
 //         of a, written to s and t;
 //   OP 1: y = (x - mean) / sqrt(var + eps) * weight + bias, one invocation
-//         per element, with the statistics from OP 0 (training) or from c;
+//         per element, with the statistics from OP 0 (training) or from c,
+//         then the activation [11] (graft_activation) as math.glsl has it;
 //   OP 2: per channel, the gradients of weight and bias (into s and t) from
 //         the output's gradient a, x in b and saved [mean; var; weight] in c;
 //   OP 3: the gradient of x, one invocation per element.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
+#include "math.glsl"
 
 layout(constant_id = 1) const int OP = 0;
 layout(constant_id = 2) const uint WG = 256;
@@ -22,7 +24,8 @@ DECLARE_BUFFER(6, t)  // the batch's biased variance (forward) or the bias's gra
 
 // Parameters: [0] N, [1] C, [2] S, [3] output offset, [4..6] offsets of a,
 // b, c, [7] eps, [8] 1 when the statistics are the batch's (in s and t),
-// [9], [10] offsets of s and t.
+// [9], [10] offsets of s and t, [11] OP 1's activation (0 none, 1 ReLU,
+// 2 GELU, 3 GELU with tanh).
 shared float partial[WG];
 
 float total(float x) {
@@ -83,7 +86,12 @@ void main() {
     float mean = p[8] != 0u ? s_f[p[9] + ch] : c_f[p[6] + ch];
     float var = p[8] != 0u ? t_f[p[10] + ch] : c_f[p[6] + C + ch];
     float w = b_f[p[5] + ch], bias = b_f[p[5] + C + ch];
-    o_f[p[3] + i] = (a_f[p[4] + i] - mean) * inversesqrt(var + pf(7)) * w + bias;
+    float y = (a_f[p[4] + i] - mean) * inversesqrt(var + pf(7)) * w + bias;
+    uint activation = p[11];
+    o_f[p[3] + i] = activation == 1u   ? relu_of(y)
+                    : activation == 2u ? gelu_of(y)
+                    : activation == 3u ? gelu_tanh_of(y)
+                                       : y;
     return;
   }
   // OP 3: dx = weight invstd (g - sum_g / M - xhat sum_gxhat / M).

@@ -35,7 +35,9 @@
 // unfused; ReLU's backward reads its output, so a training step keeps only
 // the activated value, and higher-order gradients go through the same
 // graph. Work that must follow the call (batch norm's update of its running
-// statistics, which reads the batch's statistics) waits with it
+// statistics, which reads the batch's statistics) waits with it: recorded
+// as pending elementwise nodes that read the call's later outputs, or on the
+// CPU, where such small ops are not recorded, run by the call
 // (fusion::after). GRAFT_FUSION=0 holds nothing.
 #include <algorithm>
 
@@ -198,7 +200,12 @@ bool attach(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, con
 
 void after(const Tensor& out, const std::function<void()>& work, std::initializer_list<Tensor> writes) {
   Pending* mine = this_thread_pending_if_any();
-  if (mine && !flushing()) {
+  // On a device other than the CPU the work's elementwise ops are recorded
+  // after the call, reading its later outputs (fusion::record), and computed
+  // with it in one fused call. On the CPU they are too small to be recorded
+  // (Note [Small expressions]): they would run the call at once, so the
+  // work waits with it and runs as it does, op by op.
+  if (mine && !flushing() && out.device().is_cpu()) {
     std::lock_guard lock(mine->mutex);
     Held* h = mine->held.get();
     bool unmarked = std::all_of(writes.begin(), writes.end(), [](const Tensor& t) {
@@ -215,6 +222,13 @@ void after(const Tensor& out, const std::function<void()>& work, std::initialize
     }
   }
   work();  // nothing held: now (its reads compute what is pending)
+}
+
+bool held_later_output(const Pending& p, const Storage& st) {
+  if (!p.held) return false;
+  const Held& h = *p.held;
+  return std::any_of(h.outputs.begin() + 1, h.outputs.begin() + h.n_outputs,
+                     [&](const std::weak_ptr<Storage>& o) { return o.lock().get() == &st; });
 }
 
 bool held_reads(const Pending& p, const Storage& st) {

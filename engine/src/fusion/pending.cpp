@@ -172,6 +172,8 @@ void flush_list(State& st, Pending& s) {
   } reset{was_flushing};
   if (s.held) run_held(s);  // Note [Post-ops]: the earliest pending work
   if (s.nodes.empty()) return;
+  for (const Input& in : s.inputs)  // a held call's output, which its kernel may have written in a layout
+    if (in.storage->layout.load(std::memory_order_acquire)) to_plain(*in.storage);
   // Memory for the values still referenced. A failure here or below leaves
   // everything pending, to be tried again at the next access (outputs are
   // fresh and inputs unchanged, so computing again is safe).
@@ -345,7 +347,8 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   bool flush_first = mine.nodes.size() >= kMaxNodes ||
                      mine.inputs.size() + static_cast<size_t>(n_inputs) > kMaxOperands ||
                      (!mine.nodes.empty() && mine.device != device);
-  // A held call's outputs (Note [Post-ops]): it runs first.
+  // A held call's outputs (Note [Post-ops]): it runs first, except for a
+  // node that reads an output after the first, which may wait with it.
   auto held_here = [&](const Storage& st) {
     return st.fusion_writer.load(std::memory_order_relaxed) == &mine && st.fusion_node == kHeld;
   };
@@ -354,7 +357,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
     const TensorImpl* in = inputs[i].impl();
     if (in->storage->fusion_writer.load(std::memory_order_relaxed) != &mine) continue;
     if (held_here(*in->storage)) {
-      flush_first = true;
+      flush_first = flush_first || !held_later_output(mine, *in->storage);
       continue;
     }
     const Node& producer = mine.nodes[static_cast<size_t>(in->storage->fusion_node)];
@@ -380,7 +383,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
     Storage& st = *in->storage;
-    if (st.fusion_writer.load(std::memory_order_relaxed) == &mine) {
+    if (st.fusion_writer.load(std::memory_order_relaxed) == &mine && st.fusion_node != kHeld) {
       node.args[static_cast<size_t>(i)] = st.fusion_node;
       if (&st != &result) mine.nodes[static_cast<size_t>(st.fusion_node)].read = true;
       continue;

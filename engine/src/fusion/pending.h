@@ -131,5 +131,7 @@ void flush_locked(Pending& p);
 void run_held(Pending& p);
 // Whether p's held call reads storage st.
 bool held_reads(const Pending& p, const Storage& st);
+// Whether st is an output of p's held call other than its first.
+bool held_later_output(const Pending& p, const Storage& st);
 
 }  // namespace graft::fusion
