@@ -360,6 +360,21 @@ TEST_F(Onednn, AReluGradientAfterMaxPoolingsBackwardRunsInItsKernel) {
     std::vector<double> without = run(false);
     expect_near(with, without, 1e-5);
   }
+
+  // Run where no kernel of the attached op is allowed, with the pooling's
+  // gradient kept: ReLU's gradient by its decomposition, on the reference backend.
+  Tensor h = F::conv2d(img, k, Tensor(), {.padding = 1}).detach().requires_grad_();
+  Tensor r = h.relu(), y = F::max_pool2d(r, {.kernel_size = 2});
+  Tensor gy = randn(y.sizes());
+  std::vector<Tensor> grads = autograd::grad({(y * gy).sum()}, {h, r});  // held until read
+  std::vector<double> by_decomposition;
+  {
+    BackendGuard only("reference");
+    by_decomposition = grads[0].to_vector<double>();
+  }
+  std::vector<double> pooled = grads[1].to_vector<double>(), relu_output = r.to_vector<double>();
+  ASSERT_EQ(by_decomposition.size(), pooled.size());
+  for (size_t i = 0; i < pooled.size(); ++i) EXPECT_EQ(by_decomposition[i], relu_output[i] > 0 ? pooled[i] : 0.0);
 }
 
 // Note [Fused updates]: each parameter's SGD or Adam step is one sgd_update

@@ -419,7 +419,7 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
     dense = dense_inputs(inputs, n);
     // Note [Post-ops]: an activation's gradient may join the held call whose
     // output it reads, before anything reaches that output's memory.
-    if (s.n_outputs == 1 && fusion::reads_held(dense[0])) {
+    if (s.n_outputs == 1 && dense[0].defined() && fusion::reads_held(dense[0])) {
       OutMeta meta = s.infer(op, dense.data(), n, attrs, 0);
       Tensor out = make_empty(meta.shape, meta.dtype, device);
       if (fusion::attach(op, dense.data(), n, attrs, out)) return {out};
