@@ -184,14 +184,15 @@ thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 // layouts]) writes the layout kept, or null to convert it.
 KTensor view_of(const Tensor& t, bool write, int64_t* layout = nullptr) {
   const TensorImpl* impl = t.impl();
-  const Storage& s = *impl->storage;
-  // Note [Materialization]: pending work first, as a held call may write a layout (Note [Post-ops]).
-  fusion::Access access = write ? fusion::Access::write : fusion::Access::read;
-  fusion::materialize(*impl, access, /*keep_layout=*/true);
-  bool keep = layout && !write && s.layout.load(std::memory_order_acquire) && impl->offset == 0 &&
-              impl->dtype == s.layout_dtype && impl->sizes == s.layout_sizes && t.is_contiguous();
-  fusion::materialize(*impl, access, keep);
-  if (layout) *layout = keep ? s.layout.load(std::memory_order_acquire) : 0;
+  Storage& s = *impl->storage;
+  // Note [Materialization]: pending work first, as a held call may write a
+  // layout (Note [Post-ops]); then the layout is kept or converted.
+  fusion::materialize(*impl, write ? fusion::Access::write : fusion::Access::read, /*keep_layout=*/true);
+  int64_t id = s.layout.load(std::memory_order_acquire);
+  bool keep = layout && !write && id && impl->offset == 0 && impl->dtype == s.layout_dtype &&
+              impl->sizes == s.layout_sizes && t.is_contiguous();
+  if (id && !keep) fusion::to_plain(s);
+  if (layout) *layout = keep ? id : 0;
   void* data = impl->address();
   return KTensor{
       data,          impl->dtype, static_cast<int32_t>(impl->sizes.size()), impl->sizes.data(), impl->strides.data(),
