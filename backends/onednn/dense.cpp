@@ -253,7 +253,7 @@ bool reduce_ok(const Call& c) {
 // x [N, C, H, W] in blocks of B channels: [N][C / B][H][W][B]. B is a
 // constant so that the lanes' loop vectorizes.
 template <int64_t B>
-void blocked_channel_sum(const Call& c) {
+[[gnu::target_clones("avx512f", "avx2", "default")]] void blocked_channel_sum(const Call& c) {
   const DLTensor& x = c.in(0);
   int64_t n = x.shape[0], ch = x.shape[1], hw = x.shape[2] * x.shape[3], blocks = ch / B;
   const auto* in = static_cast<const float*>(x.data);
