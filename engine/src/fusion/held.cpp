@@ -98,11 +98,12 @@ void run_attached(const Held& h, const Tensor& first, const Tensor& out) {
     dispatch::call(h.attached, &first, 1, out, Attrs(), /*fresh=*/true);
     return;
   }
-  std::array<Tensor, 2> in{first, h.attached_input};
+  const Tensor& relu_output = h.inputs[1];  // the pooling's x (activation_code)
+  std::array<Tensor, 2> in{first, relu_output};
   if (!dispatch::composite_kernel(h.attached, in.data(), 2, h.attached_attrs, {out}).empty()) return;
   // ReLU's gradient as its decomposition computes it (ops/elementwise.cpp).
   NoGradGuard no_grad;
-  Tensor r = where(h.attached_input > 0, first, zeros_like(first));
+  Tensor r = where(relu_output > 0, first, zeros_like(first));
   dispatch::call(OpId::copy, &r, 1, out);
 }
 
@@ -190,7 +191,6 @@ bool attach(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, con
   if (code == GRAFT_ACTIVATION_NONE || !(h->takes >> code & 1)) return false;
   h->attached = op;
   h->attached_attrs = attrs;
-  if (n_inputs == 2) h->attached_input = inputs[1];
   h->activation = code;
   h->activated = o.storage;
   o.storage->release_memory();

@@ -65,7 +65,6 @@ struct Held {
   // The attached op, when activated is set: an activation or its gradient.
   OpId attached = OpId::relu;
   Attrs attached_attrs;
-  Tensor attached_input;                              // the gradient's second input
   int64_t activation = GRAFT_ACTIVATION_NONE;         // what the kernel applies for it
   std::weak_ptr<Storage> activated;                   // its output
   std::vector<std::function<void()>> then;            // work that reads the outputs (fusion::after)
