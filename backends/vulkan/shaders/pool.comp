@@ -65,6 +65,17 @@ void main() {
   // Gradients: position (h, w) of a plane sums the windows that hold it.
   uint w = i % W, h = (i / W) % H, plane = i / (W * H);
   float acc = 0.0;
+  if (S == K && P == 0u && D == 1u) {  // windows that do not overlap: at most one holds (h, w)
+    uint oh = h / K, ow = w / K;
+    if (oh < Ho && ow < Wo) {
+      float g = a_f[p[10] + (plane * Ho + oh) * Wo + ow];
+      float m;
+      if (OP == 3) acc += g / float(K * K);
+      else if (first_max(plane, oh, ow, m) == (h - oh * K) * K + (w - ow * K) && (p[12] == 0u || m > 0.0)) acc += g;
+    }
+    o_f[p[9] + i] = acc;
+    return;
+  }
   for (uint ki = 0; ki < K; ++ki) {
     int ty = int(h + P) - int(ki * D);
     if (ty < 0 || ty % int(S) != 0 || uint(ty) / S >= Ho) continue;
