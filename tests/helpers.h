@@ -39,6 +39,14 @@ inline void expect_values(const graft::Tensor& t, const std::vector<double>& wan
 
 inline std::vector<int64_t> shape(const graft::Tensor& t) { return t.shape(); }
 
+// The fusion layer's counter of this name (graft::fusion_stats()).
+inline double fusion_stat(const std::string& name) {
+  for (const auto& [n, v] : graft::fusion_stats())
+    if (n == name) return v;
+  ADD_FAILURE() << "no fusion counter '" << name << "'";
+  return -1;
+}
+
 // Optimizers over every branch of the fused updates (Note [Fused updates]):
 // momentum, Nesterov, dampening, weight decay, none; Adam, AMSGrad, AdamW.
 using OptimizerMaker = std::function<std::unique_ptr<graft::optim::Optimizer>(std::vector<graft::Tensor>)>;

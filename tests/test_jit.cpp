@@ -14,13 +14,6 @@ using namespace graft;
 
 namespace {
 
-double stat(const std::string& name) {
-  for (const auto& [n, v] : fusion_stats())
-    if (n == name) return v;
-  ADD_FAILURE() << "no fusion counter '" << name << "'";
-  return -1;
-}
-
 // f on the reference backend alone and with fusion; the results must match.
 void expect_fused_matches(const std::function<Tensor()>& f, double tol = 1e-5) {
   Tensor want;
@@ -28,9 +21,9 @@ void expect_fused_matches(const std::function<Tensor()>& f, double tol = 1e-5) {
     BackendGuard only("reference");
     want = f();
   }
-  double before = stat("ops recorded");
+  double before = fusion_stat("ops recorded");
   Tensor got = f();
-  EXPECT_GT(stat("ops recorded"), before) << "nothing was fused";
+  EXPECT_GT(fusion_stat("ops recorded"), before) << "nothing was fused";
   ASSERT_EQ(got.shape(), want.shape());
   ASSERT_EQ(got.dtype(), want.dtype());
   std::vector<double> g = got.to(kFloat64).to_vector<double>(), w = want.to(kFloat64).to_vector<double>();
@@ -61,9 +54,9 @@ TEST_F(Jit, OpsOnFewerElementsThanTheThresholdRunAtOnce) {
   fusion::set_min_cpu_elements(1024);
   NoGradGuard no_grad;
   Tensor small = randn({1023}), big = randn({1024});
-  double calls = stat("fused calls"), recorded = stat("ops recorded");
+  double calls = fusion_stat("fused calls"), recorded = fusion_stat("ops recorded");
   Tensor y = (small * 2.0 + 1.0).exp();
-  EXPECT_EQ(stat("ops recorded"), recorded) << "1,023 elements: run at once";
+  EXPECT_EQ(fusion_stat("ops recorded"), recorded) << "1,023 elements: run at once";
   Tensor want;
   {
     BackendGuard only("reference");
@@ -71,21 +64,21 @@ TEST_F(Jit, OpsOnFewerElementsThanTheThresholdRunAtOnce) {
   }
   EXPECT_EQ(y.to_vector<float>(), want.to_vector<float>());
   Tensor z = (big * 2.0 + 1.0).exp();
-  EXPECT_GT(stat("ops recorded"), recorded) << "1,024 elements: recorded";
+  EXPECT_GT(fusion_stat("ops recorded"), recorded) << "1,024 elements: recorded";
   z.to_vector<float>();
-  EXPECT_EQ(stat("fused calls"), calls + 1);
+  EXPECT_EQ(fusion_stat("fused calls"), calls + 1);
   fusion::set_min_cpu_elements(saved);
 }
 
 TEST_F(Jit, AChainRunsAsOneKernelAndOnlyItsResultIsWritten) {
   Tensor a = randn({1000}), b = randn({1000});
   NoGradGuard no_grad;
-  double calls = stat("fused calls"), recorded = stat("ops recorded");
+  double calls = fusion_stat("fused calls"), recorded = fusion_stat("ops recorded");
   Tensor y = (((a * 2.0 + b).exp() - 1.0).relu() / 3.0).tanh();
-  EXPECT_EQ(stat("fused calls"), calls) << "nothing runs before the value is needed";
+  EXPECT_EQ(fusion_stat("fused calls"), calls) << "nothing runs before the value is needed";
   std::vector<float> got = y.to_vector<float>();  // a host read: computed now
-  EXPECT_EQ(stat("fused calls"), calls + 1);
-  EXPECT_EQ(stat("ops recorded"), recorded + 10);  // 7 ops and 3 scalars
+  EXPECT_EQ(fusion_stat("fused calls"), calls + 1);
+  EXPECT_EQ(fusion_stat("ops recorded"), recorded + 10);  // 7 ops and 3 scalars
   std::vector<float> x = a.to_vector<float>(), z = b.to_vector<float>();
   for (size_t i = 0; i < got.size(); ++i) {
     double want = std::tanh(std::max(0.0, std::exp(x[i] * 2.0 + z[i]) - 1.0) / 3.0);
@@ -261,9 +254,9 @@ TEST_F(Jit, BackwardRulesFuseAndGiveTheReferenceGradients) {
     return std::vector<Tensor>{x.grad(), w.grad(), b.grad()};
   };
   std::vector<Tensor> want = grads(false);
-  double recorded = stat("ops recorded");
+  double recorded = fusion_stat("ops recorded");
   std::vector<Tensor> got = grads(true);
-  EXPECT_GT(stat("ops recorded"), recorded + 10);
+  EXPECT_GT(fusion_stat("ops recorded"), recorded + 10);
   for (size_t k = 0; k < want.size(); ++k) expect_near(got[k].to_vector<double>(), want[k].to_vector<double>(), 1e-4);
 }
 
@@ -272,14 +265,14 @@ TEST_F(Jit, ScalarValuesNeverCauseARecompile) {
   x.sum().item<float>();  // x itself was pending (a cast from randn's float64)
   NoGradGuard no_grad;
   (x * 0.5 + 1.0).exp().sum().item<float>();  // compiles
-  double compiled = stat("jit: kernels compiled"), hits = stat("jit: cache hits");
+  double compiled = fusion_stat("jit: kernels compiled"), hits = fusion_stat("jit: cache hits");
   for (int step = 1; step <= 20; ++step) {
     float got = (x * (0.5 / step) + step).exp().sum().item<float>();
     EXPECT_TRUE(std::isfinite(got));
   }
-  EXPECT_EQ(stat("jit: kernels compiled"), compiled);
-  EXPECT_GE(stat("jit: cache hits"), hits + 20);
-  EXPECT_GT(stat("jit: compile ms"), 0);
+  EXPECT_EQ(fusion_stat("jit: kernels compiled"), compiled);
+  EXPECT_GE(fusion_stat("jit: cache hits"), hits + 20);
+  EXPECT_GT(fusion_stat("jit: compile ms"), 0);
 }
 
 TEST_F(Jit, LargeTensorsSplitAcrossThreadsStayExact) {
@@ -421,16 +414,16 @@ TEST_F(Jit, InPlaceOpsFuseAndReadersSeeWhatOpByOpLeaves) {
       std::vector<Tensor> want = program(d);
       for (const Tensor& t : want) t.cpu();
       fusion::set_enabled(true);
-      double recorded = stat("ops recorded"), failed = stat("failed flushes run op by op");
+      double recorded = fusion_stat("ops recorded"), failed = fusion_stat("failed flushes run op by op");
       std::vector<Tensor> got = program(d);
-      EXPECT_GT(stat("ops recorded"), recorded) << "nothing was fused";
+      EXPECT_GT(fusion_stat("ops recorded"), recorded) << "nothing was fused";
       ASSERT_EQ(got.size(), want.size());
       for (size_t i = 0; i < got.size(); ++i) {
         SCOPED_TRACE("tensor " + std::to_string(i));
         ASSERT_EQ(got[i].shape(), want[i].shape());
         expect_values(got[i].cpu().to(kFloat64), want[i].cpu().to(kFloat64).to_vector<double>(), 1e-6);
       }
-      EXPECT_EQ(stat("failed flushes run op by op"), failed);
+      EXPECT_EQ(fusion_stat("failed flushes run op by op"), failed);
     }
 }
 
@@ -440,13 +433,13 @@ TEST_F(Jit, AChainOfInPlaceOpsIsOneFusedCall) {
     NoGradGuard no_grad;
     Tensor rm = zeros({64}).to(d), rv = ones({64}).to(d), mean = randn({64}).to(d), var = rand({64}).to(d);
     synchronize(d.str());
-    double calls = stat("fused calls"), recorded = stat("ops recorded");
+    double calls = fusion_stat("fused calls"), recorded = fusion_stat("ops recorded");
     // A running statistics' update, as batch norm does it.
     rm.mul_(0.9).add_(mean, 0.1);
     rv.mul_(0.9).add_(var * (64.0 / 63.0), 0.1);
-    EXPECT_GE(stat("ops recorded") - recorded, 6);
+    EXPECT_GE(fusion_stat("ops recorded") - recorded, 6);
     synchronize(d.str());
-    EXPECT_EQ(stat("fused calls") - calls, 1) << "both statistics in one call";
+    EXPECT_EQ(fusion_stat("fused calls") - calls, 1) << "both statistics in one call";
     expect_values(rm.cpu(), (mean.cpu() * 0.1).to_vector<double>(), 1e-6);
     expect_values(rv.cpu(), (var.cpu() * (64.0 / 63.0) * 0.1 + 0.9).to_vector<double>(), 1e-6);
   }
@@ -462,14 +455,14 @@ TEST_F(Jit, AFusedTrainingLoopCompilesOnlyInItsFirstSteps) {
   // The first step creates Adam's state, the second updates it in place
   // (Note [In-place fusion]); from then on every step is alike.
   for (int step = 0; step < 5; ++step) {
-    if (step == 2) compiled = stat("jit: kernels compiled");
+    if (step == 2) compiled = fusion_stat("jit: kernels compiled");
     opt.zero_grad();
     Tensor loss = F::cross_entropy(model(x), labels);
     loss.backward();
     opt.step();
     EXPECT_TRUE(std::isfinite(loss.item<float>()));
   }
-  EXPECT_EQ(stat("jit: kernels compiled"), compiled) << "steps after the second reuse every kernel";
+  EXPECT_EQ(fusion_stat("jit: kernels compiled"), compiled) << "steps after the second reuse every kernel";
 }
 
 TEST_F(Jit, RunsBesideVulkanInOneProcess) {
@@ -507,7 +500,7 @@ TEST(JitOff, DISABLED_GraftJitZeroTurnsFusionOff) {
   EXPECT_TRUE(listed);
   Tensor x = randn({10});
   expect_values((x * 0 + 1.0).exp(), std::vector<double>(10, std::exp(1.0)), 1e-6);
-  EXPECT_EQ(stat("ops recorded"), 0);
+  EXPECT_EQ(fusion_stat("ops recorded"), 0);
 }
 
 // Disabled in the normal run; ctest's fusion_turned_off runs it with
@@ -520,14 +513,14 @@ TEST(FusionOff, DISABLED_GraftFusionZeroTurnsEveryFuserOff) {
   EXPECT_TRUE(loaded("jit")) << "the fusers still load; they are only not used";
   for (Device d : fused_devices()) {
     SCOPED_TRACE(d.str());
-    double recorded = stat("ops recorded");
+    double recorded = fusion_stat("ops recorded");
     Tensor x = tensor({-1.f, 0.f, 2.f}).to(d);
     Tensor y = ((x * 2.0 + 1.0).relu() - 1.0).exp();
     y.mul_(2.0);
     expect_values(y.cpu(), {2 * std::exp(-1.0), 2.0, 2 * std::exp(4.0)}, 1e-5);
     if (off)
-      EXPECT_EQ(stat("ops recorded"), recorded) << "nothing is fused";
+      EXPECT_EQ(fusion_stat("ops recorded"), recorded) << "nothing is fused";
     else
-      EXPECT_GT(stat("ops recorded"), recorded);
+      EXPECT_GT(fusion_stat("ops recorded"), recorded);
   }
 }

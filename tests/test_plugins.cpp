@@ -74,18 +74,13 @@ TEST(BrokenPlugins, AFailingFuserLeavesItsOpsToTheOtherBackends) {
   const PluginInfo* p = find_plugin("fuser-fails");
   ASSERT_NE(p, nullptr);
   ASSERT_TRUE(p->loaded) << p->error;
-  auto counter = [](const std::string& name) {
-    for (const auto& [n, v] : fusion_stats())
-      if (n == name) return v;
-    return -1.0;
-  };
   Tensor a = tensor({1.f, 2.f, 3.f}), b = tensor({4.f, 5.f, 6.f});
   Tensor c = a * b + 1.0;                 // recorded: the fuser takes float32 add and mul
-  EXPECT_EQ(counter("ops recorded"), 3);  // two ops and the scalar
+  EXPECT_EQ(fusion_stat("ops recorded"), 3);  // two ops and the scalar
   expect_values(c, {5, 11, 19});          // its run fails: the reference kernels compute them
-  EXPECT_EQ(counter("failed flushes run op by op"), 1);
+  EXPECT_EQ(fusion_stat("failed flushes run op by op"), 1);
   expect_values(a * a + b, {5, 9, 15});
-  EXPECT_EQ(counter("failed flushes run op by op"), 2);
+  EXPECT_EQ(fusion_stat("failed flushes run op by op"), 2);
   // Each op handed back is counted once, for the backend that ran it.
   reset_dispatch_stats();
   expect_values(a * b, {4, 10, 18});
@@ -121,13 +116,8 @@ TEST(BrokenPlugins, AKernelErrorBecomesAGraftError) {
 TEST(PluginAbi, ABackendLayoutStaysWithItsKernelsAndIsPlainToEverythingElse) {
   load_plugin(kBroken + "/libgraft-extras.so");
   ASSERT_TRUE(find_plugin("extras")->loaded);
-  auto counter = [](const std::string& name) {
-    for (const auto& [n, v] : fusion_stats())
-      if (n == name) return v;
-    return -1.0;
-  };
-  auto written = [&] { return counter("tensors written in a backend layout"); };
-  auto converted = [&] { return counter("backend layouts converted to plain"); };
+  auto written = [&] { return fusion_stat("tensors written in a backend layout"); };
+  auto converted = [&] { return fusion_stat("backend layouts converted to plain"); };
   auto layout_of = [](const Tensor& t) { return t.impl()->storage->layout.load(); };
   Tensor x = tensor({1.f, -2.f, 3.f, -4.f, 5.f, -6.f}, {2, 3});
 

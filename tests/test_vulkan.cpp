@@ -186,11 +186,6 @@ TEST_F(Vulkan, FusionCutsTheDispatchesOfTrainingSteps) {
 // the gradient of the ReLU before it, for windows that overlap too, with what
 // the two kernels give one by one; kept, the pooling's gradient is written.
 TEST_F(Vulkan, AReluGradientAfterMaxPoolingsBackwardRunsInItsKernel) {
-  auto counter = [](const std::string& name) {
-    for (const auto& [n, v] : fusion_stats())
-      if (n == name) return v;
-    return -1.0;
-  };
   manual_seed(8);
   Tensor img = randn({2, 3, 9, 9});
   struct Case {
@@ -216,9 +211,9 @@ TEST_F(Vulkan, AReluGradientAfterMaxPoolingsBackwardRunsInItsKernel) {
       fusion::set_enabled(true);
       return values;
     };
-    double before = counter("activations applied by the kernel before them");
+    double before = fusion_stat("activations applied by the kernel before them");
     std::vector<double> with = run(true);
-    EXPECT_EQ(counter("activations applied by the kernel before them") - before, c.keep ? 0 : 1);
+    EXPECT_EQ(fusion_stat("activations applied by the kernel before them") - before, c.keep ? 0 : 1);
     std::vector<double> without = run(false);
     EXPECT_EQ(with, without);
     EXPECT_GT(std::count(with.begin(), with.end(), 0.0), 0) << "windows whose maximum is not above 0";
@@ -230,11 +225,6 @@ TEST_F(Vulkan, AReluGradientAfterMaxPoolingsBackwardRunsInItsKernel) {
 // wait with the call, the output and the input's gradient are what the ops
 // give one by one.
 TEST_F(Vulkan, AnActivationAfterBatchNormRunsInItsKernel) {
-  auto counter = [] {
-    for (const auto& [n, v] : fusion_stats())
-      if (n == "activations applied by the kernel before them") return v;
-    return -1.0;
-  };
   manual_seed(9);
   Tensor img = randn({4, 6, 5, 5}), gamma = rand({6}) + 0.5, beta = randn({6});
   for (std::string kind : {"relu", "gelu", "gelu_tanh"})
@@ -261,10 +251,11 @@ TEST_F(Vulkan, AnActivationAfterBatchNormRunsInItsKernel) {
           fusion::set_enabled(true);
           return values;
         };
-        double before = counter();
+        double before = fusion_stat("activations applied by the kernel before them");
         std::vector<double> with = run(true);
         // GELU's backward keeps its input, so with gradients only ReLU fuses.
-        EXPECT_EQ(counter() - before, !grad || kind == "relu" ? 1 : 0);
+        EXPECT_EQ(fusion_stat("activations applied by the kernel before them") - before,
+                  !grad || kind == "relu" ? 1 : 0);
         std::vector<double> without = run(false);
         expect_near(with, without, 1e-5);
         if (training) {
@@ -277,12 +268,7 @@ TEST_F(Vulkan, AnActivationAfterBatchNormRunsInItsKernel) {
 // allows 32 storage buffers, one of them the parameter block): graft-vulkan
 // splits it by outputs. On a device with more bindings it is one dispatch.
 TEST_F(Vulkan, AFusedExpressionWiderThanTheBindingsRunsAsSeveralDispatches) {
-  auto failed = [] {
-    for (const auto& [name, value] : fusion_stats())
-      if (name == "failed flushes run op by op") return value;
-    return -1.0;
-  };
-  double failed_before = failed();
+  double failed_before = fusion_stat("failed flushes run op by op");
   std::vector<Tensor> xs, ys;
   for (int i = 0; i < 21; ++i) xs.push_back(full({100}, double(i)).to(device_));
   synchronize("vulkan:0");
@@ -293,7 +279,7 @@ TEST_F(Vulkan, AFusedExpressionWiderThanTheBindingsRunsAsSeveralDispatches) {
   uint64_t least = (tensors + most - 1) / most;
   EXPECT_GE(stat("dispatches") - before, least);
   EXPECT_LE(stat("dispatches") - before, least + 1);
-  EXPECT_EQ(failed(), failed_before) << "the expression ran fused";
+  EXPECT_EQ(fusion_stat("failed flushes run op by op"), failed_before) << "the expression ran fused";
   for (int i = 0; i < 20; ++i) expect_values(ys[i].cpu(), std::vector<double>(100, 3.0 * i + 1), 0);
 }
 
