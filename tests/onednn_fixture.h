@@ -2,6 +2,7 @@
 // The fixture of the graft-onednn tests (test_onednn.cpp, test_onednn_fusion.cpp):
 // the plugin is loaded by default, and its kernels take small tensors too.
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "helpers.h"
@@ -14,6 +15,15 @@ inline const graft::PluginInfo* onednn() {
   for (const graft::PluginInfo& p : list)
     if (p.name == "onednn") return &p;
   return nullptr;
+}
+
+// Kernel calls of op by backend since the last reset_dispatch_stats().
+inline uint64_t calls(const std::string& op, const std::string& backend) {
+  for (const graft::OpStats& s : graft::dispatch_stats())
+    if (s.op == op)
+      for (const auto& [b, n] : s.calls)
+        if (b == backend) return n;
+  return 0;
 }
 
 class Onednn : public ::testing::Test {

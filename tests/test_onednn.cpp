@@ -28,14 +28,6 @@ uint64_t primitives_built() {
   return fn ? fn() : ~uint64_t{0};
 }
 
-uint64_t calls(const std::string& op, const std::string& backend) {
-  for (const OpStats& s : dispatch_stats())
-    if (s.op == op)
-      for (const auto& [b, n] : s.calls)
-        if (b == backend) return n;
-  return 0;
-}
-
 }  // namespace
 
 TEST_F(Onednn, IsTheDefaultForFloat32OnTheCpu) {

@@ -14,48 +14,112 @@ using namespace graft;
 // Note [oneDNN layouts]: in a step of graft-train's CNN, activations stay in
 // oneDNN's blocked layout from the first convolution to the flatten, forward
 // and backward; the only conversion to plain strides is the flatten's input.
+// Under autocast too, where each convolution's output and gradient is cast
+// between bfloat16 and the batch norm's float32, in the blocked layout.
 TEST_F(Onednn, ACnnStepKeepsItsActivationsInABlockedLayout) {
-  double fused = 0;  // activations applied by the kernel before them (Note [Post-ops])
-  auto train = [&](int steps, std::vector<double>& losses, double* written, double* converted) {
+  struct Per {
+    double written, converted, fused;  // per step; fused: activations applied by the kernel before them
+  };
+  auto train = [&](int steps, bool bf16, std::vector<double>& losses) {
     manual_seed(3);
     nn::Sequential model = models::cnn();
     optim::SGD sgd(model.parameters(), {.lr = 0.05});
     Tensor x = randn({8, 1, 28, 28});
     Tensor y = tensor({0, 1, 2, 3, 4, 5, 6, 7}, {8}, kInt64);
+    auto stats = [] {
+      return Per{fusion_stat("tensors written in a backend layout"), fusion_stat("backend layouts converted to plain"),
+                 fusion_stat("activations applied by the kernel before them")};
+    };
+    Per first{};
     for (int i = 0; i < steps; ++i) {
-      if (i == 1)
-        *written = fusion_stat("tensors written in a backend layout"),
-        *converted = fusion_stat("backend layouts converted to plain"),
-        fused = fusion_stat("activations applied by the kernel before them");
-      Tensor loss = F::cross_entropy(model(x), y);
+      if (i == 1) first = stats();
+      Tensor loss;
+      {
+        AutocastGuard autocast(kBFloat16, bf16);
+        loss = F::cross_entropy(model(x), y);
+      }
       sgd.zero_grad();
       loss.backward();
       sgd.step();
       losses.push_back(loss.item<double>());
     }
-    *written = (fusion_stat("tensors written in a backend layout") - *written) / (steps - 1);
-    *converted = (fusion_stat("backend layouts converted to plain") - *converted) / (steps - 1);
-    fused = (fusion_stat("activations applied by the kernel before them") - fused) / (steps - 1);
+    Per last = stats();
+    double n = steps - 1;
+    return Per{(last.written - first.written) / n, (last.converted - first.converted) / n,
+               (last.fused - first.fused) / n};
   };
-  std::vector<double> losses, reference;
-  double written, converted;
-  train(4, losses, &written, &converted);
-  // 6 forward (convolutions, batch norms with their ReLUs, poolings) and 5
-  // backward (poolings with their ReLUs' gradients, batch norms and the
-  // second convolution's input).
-  EXPECT_EQ(written, 11);
-  EXPECT_EQ(converted, 1) << "a conversion per step more than the flatten's";
-  EXPECT_EQ(fused, 5) << "the batch norms' and the first linear layer's ReLUs, and the gradients of the batch norms' "
-                         "ReLUs in the poolings' backward";
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "autocast to bfloat16" : "float32");
+    std::vector<double> losses, reference;
+    Per per = train(4, bf16, losses);
+    // 6 forward (convolutions, batch norms with their ReLUs, poolings) and 5
+    // backward (poolings with their ReLUs' gradients, batch norms and the
+    // second convolution's input); under autocast 3 casts more forward (the
+    // convolutions' outputs to float32, the first pooling's to bfloat16) and
+    // 3 backward (the batch norms' gradients to bfloat16, the second
+    // convolution's input gradient to float32).
+    EXPECT_EQ(per.written, bf16 ? 17 : 11);
+    EXPECT_EQ(per.converted, 1) << "a conversion per step more than the flatten's";
+    EXPECT_EQ(per.fused, 5) << "the batch norms' and the first linear layer's ReLUs, and the gradients of the batch "
+                               "norms' ReLUs in the poolings' backward";
+    {
+      BackendGuard only("reference");
+      Per ref = train(4, bf16, reference);
+      EXPECT_EQ(ref.written, 0);
+      EXPECT_EQ(ref.fused, 0);
+    }
+    ASSERT_EQ(losses.size(), reference.size());
+    // In bfloat16, oneDNN and the reference backend sum in different orders
+    // and round the sums to 8 bits of mantissa, so values differ in their
+    // last bit; through the updates that grows to a few percent of the loss
+    // in 4 steps. The first step's loss is compared.
+    double tolerance = bf16 ? 1e-3 : 1e-4;
+    for (size_t i = 0; i < (bf16 ? 1 : losses.size()); ++i)
+      EXPECT_NEAR(losses[i], reference[i], tolerance * reference[i]) << "step " << i;
+    EXPECT_LT(losses.back(), losses.front());
+  }
+}
+
+// Note [oneDNN layouts]: a cast of a blocked tensor between float32 and
+// bfloat16 keeps the layout (a copy into an existing tensor writes plain
+// strides), and the channel sum of a blocked bfloat16 tensor is summed in
+// float32: each gives what the reference backend gives on plain strides.
+TEST_F(Onednn, CastsAndChannelSumsOfBlockedTensorsGiveThePlainResults) {
+  manual_seed(9);
+  Tensor x = randn({4, 32, 5, 5});
+  auto blocked = [](const Tensor& t) {  // an identity batch norm writes t in oneDNN's layout
+    NoGradGuard no_grad;
+    Tensor zero = zeros({t.size(1)}), one = ones({t.size(1)});
+    Tensor b = F::batch_norm(t, zero, one, {.weight = one, .bias = zero, .eps = 0});
+    fusion::flush();  // the held call (Note [Post-ops]) writes b
+    return b;
+  };
+  auto layout = [](const Tensor& t) { return t.impl()->storage->layout.load(); };
+  Tensor want_half, want_sum;
   {
     BackendGuard only("reference");
-    train(4, reference, &written, &converted);
-    EXPECT_EQ(written, 0);
-    EXPECT_EQ(fused, 0);
+    want_half = x.to(kBFloat16);
+    want_sum = want_half.sum({0, 2, 3});
   }
-  ASSERT_EQ(losses.size(), reference.size());
-  for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], reference[i], 1e-4 * reference[i]) << "step " << i;
-  EXPECT_LT(losses.back(), losses.front());
+  reset_dispatch_stats();
+  Tensor half = blocked(x).to(kBFloat16);
+  EXPECT_NE(layout(half), 0);
+  Tensor back = half.to(kFloat32), copied = empty({4, 32, 5, 5}, kBFloat16);
+  EXPECT_NE(layout(back), 0);
+  copied.copy_(blocked(x));
+  EXPECT_EQ(layout(copied), 0);
+  Tensor sum = half.sum({0, 2, 3});
+  EXPECT_EQ(calls("copy", "onednn"), 3u);
+  EXPECT_EQ(calls("sum", "onednn"), 1u);
+  EXPECT_EQ(half.to_vector<double>(), want_half.to_vector<double>());
+  EXPECT_EQ(back.to_vector<double>(), want_half.to_vector<double>());
+  EXPECT_EQ(copied.to_vector<double>(), want_half.to_vector<double>());
+  // 100 values a channel, summed in another order: the float32 sums differ
+  // in their last bits, which may move the rounding by one bfloat16 step.
+  std::vector<double> got = sum.to_vector<double>(), want = want_sum.to_vector<double>();
+  ASSERT_EQ(got.size(), 32u);
+  EXPECT_EQ(sum.dtype(), kBFloat16);
+  for (size_t c = 0; c < got.size(); ++c) EXPECT_NEAR(got[c], want[c], std::abs(want[c]) / 128 + 1e-6) << c;
 }
 
 // Note [Post-ops]: an activation after linear, conv2d or batch norm runs

@@ -150,7 +150,9 @@ bool all_contiguous(const Call& c);
 // no padding (channels a multiple of the block); eltwise and binary ops on
 // inputs that all share one such format run over the memory as a flat array,
 // which is the same elementwise op and keeps the format (so the ReLU between
-// a batch norm and a pooling keeps it too). Two kernels read the blocks
+// a batch norm and a pooling keeps it too), and so does a copy that casts
+// between float32 and bfloat16 (autocast's, around a bfloat16 convolution
+// and the float32 batch norm after it). Two kernels read the blocks
 // themselves: the sum over all but the channels (a convolution's bias
 // gradient) and max pooling's backward over windows that do not overlap.
 // A weight arriving in such a format (a 4-d tensor like any other) is
@@ -215,9 +217,8 @@ int32_t supports_bf16(void* ctx, const graft_kernel_args* a) {
 
 // The kernel families (dense.cpp, conv.cpp, attention.cpp) add their kernels
 // through this; dtypes (GRAFT_DTYPE_* bits) is what the kernel's supports
-// check admits.
-// through this; version is the op version the kernel implements (2: linear,
-// conv2d and batch_norm with their activation).
+// check admits, version the op version it implements (2: linear, conv2d,
+// batch_norm and max_pool2d_backward with their activation).
 struct AddKernel {
   std::function<void(const char* op, graft_kernel_fn run, graft_supports_fn supports, intptr_t ctx, uint32_t dtypes,
                      int32_t version)>

@@ -1,6 +1,7 @@
 // oneDNN kernels for matmul, linear, binary and eltwise ops (forward and
 // backward), reductions, softmax and strided copies.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 
@@ -241,37 +242,51 @@ Pattern pattern(const Call& c, int64_t* rows) {
 // An input in one of our layouts is taken only for a sum over every dim but
 // the channels (a convolution's gradient, summed for its bias's), which
 // blocked_channel_sum reads straight from the blocks: oneDNN 2.6's general
-// reduction over nChw16c is slower than converting first.
+// reduction over nChw16c is slower than converting first. That sum takes
+// bfloat16 too (a convolution's gradient under autocast); the others float32.
 bool reduce_ok(const Call& c) {
   const DLTensor& x = c.in(0);
   int64_t rows;
   if (layout_in(c, 0)) return x.ndim == 4 && c.attrs().sum.dims == 0b1101;
-  return numel(x) >= kMinElements && is_contiguous(x) && x.ndim > 0 && x.ndim <= 6 &&
+  return is_f32(x) && numel(x) >= kMinElements && is_contiguous(x) && x.ndim > 0 && x.ndim <= 6 &&
          pattern(c, &rows) != Pattern::kNone;
 }
 
-// x [N, C, H, W] in blocks of B channels: [N][C / B][H][W][B]. B is a
-// constant so that the lanes' loop vectorizes.
-template <int64_t B>
+// A bfloat16 (its bits) as a float, exactly, and a float rounded to the
+// nearest bfloat16, ties to even, NaN kept quiet (as graft's BFloat16).
+inline float widen(float x) { return x; }
+inline float widen(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+uint16_t bf16_bits(float x) {
+  auto u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// x [N, C, H, W] in blocks of B channels: [N][C / B][H][W][B], of float32
+// or bfloat16 (T, its bits), summed in float32. B is a constant so that the
+// lanes' loop vectorizes.
+template <int64_t B, class T>
 [[gnu::target_clones("avx512f", "avx2", "default")]] void blocked_channel_sum(const Call& c) {
   const DLTensor& x = c.in(0);
   int64_t n = x.shape[0], ch = x.shape[1], hw = x.shape[2] * x.shape[3], blocks = ch / B;
-  const auto* in = static_cast<const float*>(x.data);
+  const auto* in = static_cast<const T*>(x.data);
   auto* partial = static_cast<float*>(scratch(0, size_t(n * ch) * sizeof(float)));  // per image
 #pragma omp parallel for collapse(2)
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < blocks; ++k) {
       float acc[B] = {};
-      const float* p = in + (i * blocks + k) * hw * B;
+      const T* p = in + (i * blocks + k) * hw * B;
       for (int64_t s = 0; s < hw; ++s)
-        for (int64_t j = 0; j < B; ++j) acc[j] += p[s * B + j];
+        for (int64_t j = 0; j < B; ++j) acc[j] += widen(p[s * B + j]);
       for (int64_t j = 0; j < B; ++j) partial[i * ch + k * B + j] = acc[j];
     }
-  auto* out = static_cast<float*>(c.out().data);
   for (int64_t j = 0; j < ch; ++j) {
     float sum = 0;
     for (int64_t i = 0; i < n; ++i) sum += partial[i * ch + j];
-    out[j] = sum;
+    if (is_bf16(c.out()))
+      static_cast<uint16_t*>(c.out().data)[j] = bf16_bits(sum);
+    else
+      static_cast<float*>(c.out().data)[j] = sum;
   }
 }
 
@@ -283,7 +298,9 @@ const float* ones(int64_t n) {
 
 void reduce(const Call& c) {
   if (int64_t layout = layout_in(c, 0))
-    return block_size(layout) == 16 ? blocked_channel_sum<16>(c) : blocked_channel_sum<8>(c);
+    return is_bf16(c.in(0))
+               ? (block_size(layout) == 16 ? blocked_channel_sum<16, uint16_t>(c) : blocked_channel_sum<8, uint16_t>(c))
+               : (block_size(layout) == 16 ? blocked_channel_sum<16, float>(c) : blocked_channel_sum<8, float>(c));
   int64_t rows;
   if (pattern(c, &rows) == Pattern::kPrefix) {
     int64_t cols = numel(c.in(0)) / rows;
@@ -456,7 +473,7 @@ void cross_entropy_backward(const Call& c) {
   for (int64_t i = 0; i < n; ++i) out[i * classes + labels[i]] -= grad[i];
 }
 
-// ---- copies between layouts (no broadcasting) ----
+// ---- copies: between strides (no broadcasting), and casts in our layouts ----
 
 bool copy_ok(const DLTensor& in, const DLTensor& out) {
   if (in.ndim != out.ndim || in.ndim > 6) return false;
@@ -464,14 +481,28 @@ bool copy_ok(const DLTensor& in, const DLTensor& out) {
     if (in.shape[d] != out.shape[d] || (in.shape[d] > 1 && in.strides[d] == 0)) return false;
   return true;
 }
-bool copy_ok(const Call& c) { return big(c) && copy_ok(c.in(0), c.out()) && !is_contiguous(c.in(0)); }
+
+// float32 to float32 between strides, where the input's are not plain; or
+// an input in one of our layouts (an activation that autocast turns from
+// float32 to bfloat16 or back), converted in one pass and kept in its
+// layout when the output may take it, else written with plain strides.
+int32_t copy_supports(void*, const graft_kernel_args* a) {
+  const DLTensor &in = a->inputs[0], &out = *a->output;
+  if (!copy_ok(in, out) || numel(out) == 0) return 0;
+  if (any_layout(a)) return (is_f32(in) || is_bf16(in)) && (is_f32(out) || is_bf16(out)) && is_contiguous(out);
+  return is_f32(in) && is_f32(out) && numel(out) >= kMinElements && !is_contiguous(in);
+}
 
 void copy(const Call& c) {
-  Built& b = built(Key(kCopy).add(c.in(0)).add(c.out()), [&] {
-    std::vector<memory::desc> mds{md_of(c.in(0)), md_of(c.out())};
+  int64_t kept = shared_layout(c);
+  Built& b = built(Key(kCopy).add(c), [&] {
+    // In a layout kept, the elements are in the same order on both sides.
+    std::vector<memory::desc> mds{kept > 0 ? flat_md(c.in(0)) : md_in(c, 0),
+                                  kept > 0 ? flat_md(c.out()) : md_of(c.out())};
     return Built{dnnl::reorder(dnnl::reorder::primitive_desc(engine(), mds[0], engine(), mds[1])), mds};
   });
   execute(b, {{DNNL_ARG_FROM, mem(b.mds[0], c.in(0).data)}, {DNNL_ARG_TO, mem(b.mds[1], c.out().data)}});
+  set_layout(c, 0, kept);
 }
 
 // ---- optimizer updates: a parameter's step in one pass (Note [Fused updates] in graft's optim/fused.cpp) ----
@@ -554,13 +585,13 @@ void add_dense_kernels(const AddKernel& add) {
   add("clamp", run<eltwise>, supports_bf16<elementwise_ok, true>, -1, kFloat32OrBFloat16);
   add("eltwise_backward", run<eltwise_backward>, supports_bf16<eltwise_backward_ok, true>, 0, kFloat32OrBFloat16);
   add("gelu_backward", run<gelu_backward>, supports_bf16<elementwise_ok, true>, 0, kFloat32OrBFloat16);
-  add("sum", run<reduce>, supports<reduce_ok, false, true>, 0);
+  add("sum", run<reduce>, supports<reduce_ok, true, true>, 0, kFloat32OrBFloat16);
   add("softmax", run<softmax>, supports<softmax_ok>, 0);
   add("log_softmax", run<softmax>, supports<softmax_ok>, 1);
   add("softmax_backward", run<softmax_backward>, supports<softmax_ok>, 0);
   add("cross_entropy", run<cross_entropy>, cross_entropy_supports, 0);
   add("cross_entropy_backward", run<cross_entropy_backward>, cross_entropy_supports, 0);
-  add("copy", run<copy>, supports<copy_ok>, 0);
+  add("copy", run<copy>, copy_supports, 0, kFloat32OrBFloat16);
   add("sgd_update", run<sgd_update>, supports<update_ok>, 0);
   add("adam_update", run<adam_update>, supports<update_ok>, 0);
 }

@@ -10,7 +10,7 @@ namespace {
 
 Tensor copy_into_new(const Tensor& x, DType type) {
   Tensor out = make_empty(x.sizes(), type, x.device());
-  dispatch::call(OpId::copy, &x, 1, out);
+  dispatch::call(OpId::copy, &x, 1, out, {}, /*fresh=*/true);  // may keep x's backend layout
   return out;
 }
 
