@@ -482,10 +482,12 @@ bool copy_ok(const DLTensor& in, const DLTensor& out) {
   return true;
 }
 
-// float32 to float32 between strides, where the input's are not plain; or
-// an input in one of our layouts (an activation that autocast turns from
-// float32 to bfloat16 or back), converted in one pass and kept in its
-// layout when the output may take it, else written with plain strides.
+// float32 between strides, where the input's are not plain; or an input in
+// one of our layouts (an activation, which autocast casts between float32 and
+// bfloat16), converted in one pass and kept in its layout when the output
+// may take it, else written with plain strides. Such a cast flushes float32
+// subnormals to zero, as oneDNN's bfloat16 kernels do; casts of plain
+// tensors stay graft's (graft-jit's or the reference backend's), exact.
 int32_t copy_supports(void*, const graft_kernel_args* a) {
   const DLTensor &in = a->inputs[0], &out = *a->output;
   if (!copy_ok(in, out) || numel(out) == 0) return 0;
