@@ -19,14 +19,18 @@ using namespace graft;
 
 namespace {
 
-// The plugin's count of primitives built (Note [Primitive cache]).
-uint64_t primitives_built() {
+// One of the plugin's counts for tests, by its symbol; all ones when missing.
+uint64_t plugin_count(const char* symbol) {
   void* handle = dlopen(onednn()->path.c_str(), RTLD_NOW | RTLD_NOLOAD);
   if (!handle) return ~uint64_t{0};
-  auto fn = reinterpret_cast<uint64_t (*)()>(dlsym(handle, "graft_onednn_primitives_built"));
+  auto fn = reinterpret_cast<uint64_t (*)()>(dlsym(handle, symbol));
   dlclose(handle);  // drops only the reference taken here
   return fn ? fn() : ~uint64_t{0};
 }
+// Primitives built (Note [Primitive cache]).
+uint64_t primitives_built() { return plugin_count("graft_onednn_primitives_built"); }
+// Kept weights reordered (Note [Weight reorders]).
+uint64_t weight_reorders() { return plugin_count("graft_onednn_weight_reorders"); }
 
 }  // namespace
 
@@ -117,6 +121,55 @@ TEST_F(Onednn, TrainingBuildsPrimitivesOnlyInItsFirstStep) {
                          "avg_pool2d_backward", "linear", "matmul", "cross_entropy", "cross_entropy_backward",
                          "eltwise_backward"})
     EXPECT_GT(calls(op, "onednn"), 0u) << op << " did not run on oneDNN";
+}
+
+// Note [Weight reorders]: a convolution's weight is reordered into oneDNN's
+// format once per value: once for an evaluation, once per optimizer step for
+// the forward and the backward's input gradient, and again after any write
+// (a kernel's, fused elementwise work's, or through data<float>()), with the
+// results of the new value.
+TEST_F(Onednn, AWeightIsReorderedOncePerValueForEachPrimitive) {
+  manual_seed(4);
+  nn::Conv2d conv(16, 32, 3, nn::Conv2dOptions{.padding = 1});
+  Tensor x = randn({2, 16, 6, 6});
+  auto expect_reference = [&](const Tensor& y) {
+    BackendGuard only("reference");
+    expect_near(y.to_vector<double>(), conv(x).to_vector<double>(), 1e-4);
+  };
+  ASSERT_NE(weight_reorders(), ~uint64_t{0}) << "graft_onednn_weight_reorders not found";
+  uint64_t before = weight_reorders();
+  {
+    NoGradGuard no_grad;
+    for (int i = 0; i < 4; ++i) expect_reference(conv(x));
+  }
+  EXPECT_EQ(weight_reorders() - before, 1u) << "an evaluation of 4 batches";
+
+  optim::SGD sgd(conv.parameters(), {.lr = 1e-3});
+  Tensor input = x.clone().requires_grad_();
+  auto step = [&] {
+    sgd.zero_grad();
+    Tensor y = conv(input);
+    (y * y).mean().backward();
+    sgd.step();
+  };
+  step();  // the forward's copy is still the weight's
+  before = weight_reorders();
+  for (int i = 0; i < 3; ++i) step();
+  EXPECT_EQ(weight_reorders() - before, 6u) << "3 steps: the forward's and the input gradient's, once each";
+
+  NoGradGuard no_grad;
+  Tensor w = conv.parameters()[0];
+  auto fused_before = fusion_stat("ops recorded");
+  for (auto write : std::vector<std::function<void()>>{[&] { w.mul_(0.5); },   // oneDNN's kernel, in place
+                                                       [&] { w.add_(0.25); },  // recorded by the fusion layer
+                                                       [&] { w.data<float>()[7] += 3; }}) {
+    expect_reference(conv(x));
+    before = weight_reorders();
+    write();
+    expect_reference(conv(x));
+    EXPECT_EQ(weight_reorders() - before, 1u);
+  }
+  EXPECT_GT(fusion_stat("ops recorded"), fused_before) << "add_ waited for a flush";
 }
 
 // Note [Fused updates]: each parameter's SGD or Adam step is one sgd_update

@@ -47,9 +47,9 @@ TEST(BrokenPlugins, EachFailsWithTheFileAndTheReason) {
   const Case cases[] = {
       {"libgraft-no-entry.so", "exports no symbol 'graft_plugin_entry'"},
       {"libgraft-bad-abi.so", "ABI version " + std::to_string(GRAFT_PLUGIN_ABI_VERSION + 1000) +
-                                  ", but this graft loads version 4 only; rebuild the plugin against this graft's "
+                                  ", but this graft loads versions 4 to 5; rebuild the plugin against this graft's "
                                   "plugin.h"},
-      {"libgraft-old-abi.so", "built for plugin ABI version 3, but this graft loads version 4 only"},
+      {"libgraft-old-abi.so", "built for plugin ABI version 3, but this graft loads versions 4 to 5"},
       {"libgraft-init-fails.so", "init failed (status 1): the device this plugin drives is not present"},
       {"libgraft-not-a-library.so", "cannot be loaded as a shared library"},
       {"libgraft-does-not-exist.so", "no such file"},
@@ -113,6 +113,7 @@ TEST(BrokenPlugins, AKernelErrorBecomesAGraftError) {
 }
 
 // Note [Backend layouts]: the extras plugin's neg writes "reversed" memory.
+// The plugin is built for ABI version 4, which graft still loads and runs.
 TEST(PluginAbi, ABackendLayoutStaysWithItsKernelsAndIsPlainToEverythingElse) {
   load_plugin(kBroken + "/libgraft-extras.so");
   ASSERT_TRUE(find_plugin("extras")->loaded);

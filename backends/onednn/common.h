@@ -124,6 +124,20 @@ T& cached(const Key& key, Make make) {
 // Scratch memory of this thread, for layouts oneDNN prefers over graft's.
 void* scratch(int slot, size_t bytes);
 
+// Note [Weight reorders]
+// A convolution's weight, plain in graft, is reordered into the format its
+// primitive takes. The reordered copy is kept, per primitive (so per thread,
+// as the primitive cache) and weight address, with the weight's contents
+// tag (graft_kernel_args.contents): while the tag stays, nothing has
+// written the weight, and the next call takes the copy as it is. So a
+// weight is reordered once per optimizer step for each primitive that reads
+// it (the forward's and the backward-data's formats differ), and once for a
+// whole evaluation. A primitive keeps at most kKeptWeights copies (a model
+// whose layers share a shape shares the primitive).
+inline constexpr size_t kKeptWeights = 16;
+void count_weight_reorder();
+uint64_t weight_reorders();
+
 // One argument of a primitive that wants a layout (want) other than the
 // tensor's (user): converted on the way in, or on the way out for an output.
 struct Reordered {
@@ -131,9 +145,17 @@ struct Reordered {
   memory::desc want;      // what the primitive takes
   bool needed = false;    // user layout differs
   dnnl::reorder convert;  // user -> want for an input, want -> user for an output
+  struct Kept {
+    uint64_t contents = 0;
+    std::shared_ptr<void> block;  // want.get_size() bytes
+  };
+  mutable std::unordered_map<const void*, Kept> kept;  // weights by address (Note [Weight reorders])
   static Reordered make(const memory::desc& user, const memory::desc& want, bool is_output);
   // An input as the primitive takes it: user memory, or a converted copy in scratch slot.
   memory input(const void* data, int slot) const;
+  // A weight as the primitive takes it: user memory, or the copy kept for
+  // its contents tag (0: unknown, then converted into scratch slot).
+  memory weight(const void* data, uint64_t contents, int slot) const;
   // An output's memory: user memory, or scratch to convert into user memory afterwards (write_back).
   memory output(void* data, int slot) const;
   void write_back(memory m, void* data) const;
@@ -165,6 +187,8 @@ void register_layouts(graft_host* host);
 int64_t block_size(int64_t id);
 // Input i's layout id (0: plain strides).
 inline int64_t layout_in(const Call& c, int i) { return c.args->layouts ? c.args->layouts[i] : 0; }
+// Input i's contents tag (Note [Weight reorders]; 0: unknown).
+inline uint64_t contents_in(const Call& c, int i) { return c.args->contents ? c.args->contents[i] : 0; }
 // Whether output k may be written in a layout of ours.
 inline bool offered(const Call& c, int k = 0) { return c.args->layouts && c.args->layouts[c.args->n_inputs + k] == 0; }
 // Marks output k as written in layout id (when id is one).

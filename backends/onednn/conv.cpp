@@ -103,7 +103,7 @@ void conv2d(const Call& c) {
   });
   memory dst = e.dst.output(c);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, e.src.input(c.in(0).data, 0)},
-                                       {DNNL_ARG_WEIGHTS, e.weights.input(c.in(1).data, 1)},
+                                       {DNNL_ARG_WEIGHTS, e.weights.weight(c.in(1).data, contents_in(c, 1), 1)},
                                        {DNNL_ARG_DST, dst}};
   if (bias) args.emplace(DNNL_ARG_BIAS, mem(e.bias, c.in(2).data));
   e.prim.execute(stream(), args);
@@ -131,7 +131,7 @@ void conv2d_backward_input(const Call& c) {
   });
   memory diff_src = e.diff_src.output(c);
   e.prim.execute(stream(), {{DNNL_ARG_DIFF_DST, e.diff_dst.input(c.in(0).data, 0)},
-                            {DNNL_ARG_WEIGHTS, e.weights.input(c.in(1).data, 1)},
+                            {DNNL_ARG_WEIGHTS, e.weights.weight(c.in(1).data, contents_in(c, 1), 1)},
                             {DNNL_ARG_DIFF_SRC, diff_src}});
   e.diff_src.finish(c, diff_src);
 }

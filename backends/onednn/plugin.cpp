@@ -108,6 +108,9 @@ std::unordered_map<Key, std::shared_ptr<void>, KeyHash>& cache() {
 
 void count_built() { built.fetch_add(1, std::memory_order_relaxed); }
 uint64_t primitives_built() { return built.load(std::memory_order_relaxed); }
+std::atomic<uint64_t> reorders{0};
+void count_weight_reorder() { reorders.fetch_add(1, std::memory_order_relaxed); }
+uint64_t weight_reorders() { return reorders.load(std::memory_order_relaxed); }
 
 void* scratch(int slot, size_t bytes) {
   // 64-byte aligned, grown (never shrunk) per slot and thread.
@@ -227,6 +230,30 @@ memory Reordered::input(const void* data, int slot) const {
   return w;
 }
 
+memory Reordered::weight(const void* data, uint64_t contents, int slot) const {
+  if (!needed || contents == 0) return input(data, slot);
+  auto it = kept.find(data);
+  if (it == kept.end()) {
+    if (kept.size() >= kKeptWeights) kept.clear();
+    struct Free {
+      void operator()(void* p) const { std::free(p); }
+    };
+    size_t bytes = (want.get_size() + 63) / 64 * 64;
+    std::shared_ptr<void> block(std::aligned_alloc(64, bytes), Free{});
+    if (!block) throw std::bad_alloc();
+    it = kept.emplace(data, Kept{0, std::move(block)}).first;
+  }
+  memory w(want, engine(), it->second.block.get());
+  if (it->second.contents != contents) {
+    it->second.contents = 0;  // until the reorder has run
+    memory u = mem(user, data);
+    convert.execute(stream(), u, w);
+    it->second.contents = contents;
+    count_weight_reorder();
+  }
+  return w;
+}
+
 memory Reordered::output(void* data, int slot) const {
   return needed ? memory(want, engine(), scratch(slot, want.get_size())) : mem(user, data);
 }
@@ -324,5 +351,9 @@ __attribute__((visibility("default"))) const graft_plugin_info* graft_plugin_ent
 // How many primitives the plugin has built (Note [Primitive cache]); for tests.
 __attribute__((visibility("default"))) uint64_t graft_onednn_primitives_built(void) {
   return graft_onednn::primitives_built();
+}
+// How many times a kept weight was reordered (Note [Weight reorders]); for tests.
+__attribute__((visibility("default"))) uint64_t graft_onednn_weight_reorders(void) {
+  return graft_onednn::weight_reorders();
 }
 }

@@ -204,7 +204,7 @@ void ew_run(Device& dev, int32_t code, const graft_kernel_args* a) {
 void fill(Device& dev, const DLTensor& out, double value) {
   graft_op_attrs attrs{};
   attrs.fill = {value, static_cast<int64_t>(value)};
-  graft_kernel_args args{"fill", 1, 0, nullptr, &out, 1, &out, &attrs, nullptr};
+  graft_kernel_args args{"fill", 1, 0, nullptr, &out, 1, &out, &attrs, nullptr, nullptr};
   ew_run(dev, static_cast<int32_t>(Ew::fill), &args);
 }
 

@@ -126,8 +126,8 @@ const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "kernel-error", "0", "", 
 const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "fuser-fails", "0", "", fuser_fails_init};
 #elif BROKEN_KIND == 5  // built for ABI 3, the slot-attribute ABI graft no longer loads
 const graft_plugin_info info{3, "old-abi", "0", "", fail_init};
-#elif BROKEN_KIND == 6  // not broken: an extension table and a layout type
-const graft_plugin_info info{GRAFT_PLUGIN_ABI_VERSION, "extras", "0", "", extras_init};
+#elif BROKEN_KIND == 6  // not broken: an extension table and a layout type, built for ABI 4 (graft still loads it)
+const graft_plugin_info info{4, "extras", "0", "", extras_init};
 #endif
 
 }  // namespace

@@ -148,6 +148,9 @@ class Tensor {
   /// Pending fused work that reads or writes this storage runs first, so the
   /// memory holds current values; an asynchronous device is not waited for (see
   /// graft::synchronize()). Host code should prefer item() and to_vector().
+  /// Each call counts as a write (kernels may keep what they derived from the
+  /// old values until then): take the pointer again to write after ops have
+  /// read the tensor, rather than writing through one taken before them.
   void* data_ptr() const;
   /// The first element as a host pointer to T, as data_ptr().
   ///

@@ -245,6 +245,11 @@ MemoryCounters& memory_counters(Device d) {
 
 }  // namespace
 
+uint64_t fresh_contents_tag() {
+  static std::atomic<uint64_t> next{1};  // 0: unknown, to a kernel
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   DeviceBackend& backend = device_backend(device);
   auto s = std::make_shared<Storage>(nullptr, nbytes, device, &backend);

@@ -61,6 +61,17 @@ void report_bounds_violation(const std::string& where, size_t nbytes);
 // fails with graft::Error, once; -1 turns it off.
 void fail_allocation_after(int64_t n);
 
+// Note [Contents tags]
+// Each state of a storage's memory has a number no other state of any
+// storage's memory has had: taken when the storage is made and again
+// whenever its memory may be written (fusion::materialize for a write,
+// which every kernel output, data_ptr() and copy goes through; a flush, for
+// the values it computed). Kernels see their inputs' tags
+// (graft_kernel_args.contents), so a backend may keep what it derived from
+// an input, such as a weight reordered into its own format, for as long as
+// the tag stays: until an optimizer step or any other write.
+uint64_t fresh_contents_tag();
+
 struct Storage {
   Storage(void* data, size_t nbytes, Device device, DeviceBackend* backend)
       : data(data), nbytes(nbytes), device(device), backend(backend) {}
@@ -80,6 +91,8 @@ struct Storage {
   Device device;
   DeviceBackend* backend;
   std::atomic<uint32_t> version{0};
+  std::atomic<uint64_t> contents{fresh_contents_tag()};  // Note [Contents tags]
+  void written() { contents.store(fresh_contents_tag(), std::memory_order_release); }
   std::atomic<bool> has_graph_views{false};  // a view of it was recorded by autograd
   // Note [Fusion]: the thread's pending work that will write it (and the
   // node that does), how many lists of pending work read it, and whether it

@@ -194,9 +194,13 @@ KTensor view_of(const Tensor& t, bool write, int64_t* layout = nullptr) {
   if (id && !keep) fusion::to_plain(s);
   if (layout) *layout = keep ? id : 0;
   void* data = impl->address();
-  return KTensor{
-      data,          impl->dtype, static_cast<int32_t>(impl->sizes.size()), impl->sizes.data(), impl->strides.data(),
-      impl->device()};
+  return KTensor{data,
+                 impl->dtype,
+                 static_cast<int32_t>(impl->sizes.size()),
+                 impl->sizes.data(),
+                 impl->strides.data(),
+                 impl->device(),
+                 s.contents.load(std::memory_order_acquire)};
 }
 
 }  // namespace

@@ -60,6 +60,7 @@ struct KTensor {
   const int64_t* sizes;
   const int64_t* strides;
   Device device;
+  uint64_t contents = 0;  // the storage's contents tag (Note [Contents tags]), 0 when unknown
 };
 
 inline constexpr int kMaxInputs = GRAFT_MAX_INPUTS;

@@ -65,7 +65,9 @@ void set_min_cpu_elements(int64_t n);
 // a no-op on a thread that is computing pending work.
 // The same step converts memory in a backend's own layout to plain strides
 // (Note [Backend layouts]), except for a kernel call that keeps the layout
-// (keep_layout: the registry offers it to the backend that owns it).
+// (keep_layout: the registry offers it to the backend that owns it), and
+// gives memory about to be written a new contents tag (Note [Contents tags]
+// in core/storage.h).
 enum class Access { read, write };
 void compute_pending_for(const Storage& storage, bool write);
 void to_plain(Storage& storage);
@@ -76,6 +78,7 @@ inline void materialize(const TensorImpl& t, Access access, bool keep_layout = f
     compute_pending_for(s, access == Access::write);
   if (!keep_layout && s.layout.load(std::memory_order_acquire)) [[unlikely]]
     to_plain(s);
+  if (access == Access::write) s.written();
 }
 
 // Records that a kernel wrote s (sizes, dtype) in layout id (Note [Backend layouts]).

@@ -135,6 +135,7 @@ void clear_marks(Pending& s) {
     if (auto out = n.out.lock()) {
       out->fusion_writer.store(nullptr, std::memory_order_release);
       out->exposed.store(true, std::memory_order_relaxed);  // a value now: later writes to it are in place
+      out->written();                                       // Note [Contents tags]
     }
   s.nodes.clear();
   s.inputs.clear();

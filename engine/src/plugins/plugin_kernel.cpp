@@ -54,14 +54,19 @@ namespace {
 struct Args {
   std::array<DLTensor, dispatch::kMaxInputs> inputs;
   std::array<DLTensor, dispatch::kMaxOutputs> outputs;
+  std::array<uint64_t, dispatch::kMaxInputs> contents;
   graft_kernel_args args;
 
   Args(const dispatch::KernelCall& c, const PluginKernel& k) {
-    for (int i = 0; i < c.n_inputs; ++i) inputs[i] = dl_view(c.inputs[i]);
+    for (int i = 0; i < c.n_inputs; ++i) {
+      inputs[i] = dl_view(c.inputs[i]);
+      contents[i] = c.inputs[i].contents;
+    }
     for (int i = 0; i < c.n_outputs; ++i) outputs[i] = dl_view(c.outputs[i]);
     args = {k.op_name.c_str(), k.op_version,   c.n_inputs,
             inputs.data(),     outputs.data(), c.n_outputs,
-            outputs.data(),    c.attrs,        k.layouts ? c.layouts : nullptr};
+            outputs.data(),    c.attrs,        k.layouts ? c.layouts : nullptr,
+            contents.data()};
   }
 };
 

@@ -36,10 +36,11 @@ extern "C" {
  * (graft_host.add_fuser) and graft_host.parallel_for; version 4 gave every
  * op a typed attribute struct (graft_op_attrs, from the op table), several
  * outputs, optional inputs, up to GRAFT_MAX_INPUTS inputs, bfloat16, layout
- * types and extension tables. graft loads plugins built for version 4 only:
- * an older one is refused with a message saying so (rebuild it against this
- * header). */
-#define GRAFT_PLUGIN_ABI_VERSION 4
+ * types and extension tables; version 5 added graft_kernel_args.contents.
+ * graft loads plugins built for versions 4 and 5 (a version 4 plugin does
+ * not read the fields added since): an older one is refused with a message
+ * saying so (rebuild it against this header). */
+#define GRAFT_PLUGIN_ABI_VERSION 5
 /** The oldest plugin ABI version graft still loads. */
 #define GRAFT_PLUGIN_ABI_OLDEST 4
 /** The name of the one symbol a plugin exports: a graft_plugin_entry_fn. */
@@ -104,6 +105,11 @@ typedef struct {
    * write that output in one of its own layouts, using no more bytes than plain strides would; it
    * then sets the entry to that layout's id. An output that must stay plain has -1. */
   int64_t* layouts;
+  /** Version 5. Per input: a number that names the state of its memory, unique to it (never reused,
+   * for any tensor) until the memory is next written, and 0 when unknown. A kernel may keep what it
+   * derives from an input (a weight reordered into its own format) and use it again for an input at
+   * the same address with the same nonzero number. */
+  const uint64_t* contents;
 } graft_kernel_args;
 
 /** Runs the op. May return before the device has finished (asynchronous
