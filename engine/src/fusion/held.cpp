@@ -170,14 +170,15 @@ bool hold(const dispatch::Kernel& kernel, OpId op, const Tensor* inputs, int n_i
 }
 
 bool reads_held(const Tensor& t) {
-  Pending* mine = this_thread_pending_if_any();
   const Storage& s = *t.impl()->storage;
-  // Only this thread marks storages with its own Pending.
-  return mine && s.fusion_writer.load(std::memory_order_acquire) == mine && s.fusion_node == kHeld;
+  void* writer = s.fusion_writer.load(std::memory_order_acquire);
+  // Only this thread marks storages with its own Pending. Most inputs have
+  // no pending writer: they cost no look-up of the thread's list.
+  return writer && writer == this_thread_pending_if_any() && s.fusion_node == kHeld;
 }
 
 bool attach(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, const Tensor& out) {
-  if (n_inputs < 1 || !inputs[0].defined() || !enabled() || flushing() || !reads_held(inputs[0])) return false;
+  if (n_inputs < 1 || !inputs[0].defined() || !reads_held(inputs[0]) || !enabled() || flushing()) return false;
   Pending* mine = this_thread_pending_if_any();
   const TensorImpl& in = *inputs[0].impl();
   const TensorImpl& o = *out.impl();

@@ -299,12 +299,12 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   if (attach(op, inputs, n_inputs, attrs, out)) return true;  // Note [Post-ops]
   State& s = state();
   Device device = out.device();
+  TensorImpl* o = out.impl();
+  if (device.is_cpu() && o->numel < min_cpu_elements()) return false;  // first: the cheapest test
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
   if (!f || tls_flushing || !enabled() || !is_elementwise(op) || !(allowed_backends() >> f->backend & 1) ||
       Registry::get().left_out_of_order(f->backend))
     return false;
-  TensorImpl* o = out.impl();
-  if (device.is_cpu() && o->numel < min_cpu_elements()) return false;
   Storage& result = *o->storage;
   if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || !fuser_takes(*f, op, o->dtype)) return false;
   // A fresh tensor's memory may wait: nothing else can see it. Any other
