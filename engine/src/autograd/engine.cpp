@@ -16,7 +16,7 @@ namespace graft::autograd {
 
 namespace {
 
-thread_local bool tls_grad_enabled = true;
+[[gnu::tls_model("initial-exec")]] thread_local bool tls_grad_enabled = true;  // Note [Hot thread-locals]
 thread_local bool tls_anomaly_enabled = false;
 
 struct NodeTask {

@@ -19,7 +19,7 @@ struct State {
   bool enabled = false;
   DType dtype = kBFloat16;
 };
-thread_local State tls_state;
+[[gnu::tls_model("initial-exec")]] thread_local State tls_state;  // Note [Hot thread-locals] in dispatch/registry.cpp
 
 }  // namespace
 

@@ -178,7 +178,15 @@ void Registry::reset_counts() {
 
 namespace {
 
-thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
+// Note [Hot thread-locals]
+// The thread-locals every op reads (this one, the fusion layer's pending
+// list and flushing flag, grad mode, autocast's state) use the initial-exec
+// TLS model: an access is one load from the thread pointer, where the
+// default model for a shared library calls __tls_get_addr (about 33 of the
+// instructions of a 1-element add went there). libgraft is linked into the
+// program; a process that dlopens it instead needs these few bytes of
+// glibc's static TLS reserve, which holds hundreds.
+[[gnu::tls_model("initial-exec")]] thread_local uint64_t tls_allowed_backends = ~uint64_t{0};
 
 // layout: where a read that may keep a backend layout (Note [Backend
 // layouts]) writes the layout kept, or null to convert it.

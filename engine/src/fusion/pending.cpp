@@ -120,8 +120,9 @@ class ThreadPending {
   Pending* p_ = nullptr;
 };
 
-thread_local ThreadPending tls_pending;
-thread_local bool tls_flushing = false;
+// Note [Hot thread-locals] in dispatch/registry.cpp
+[[gnu::tls_model("initial-exec")]] thread_local ThreadPending tls_pending;
+[[gnu::tls_model("initial-exec")]] thread_local bool tls_flushing = false;
 
 int dtype_index(DType t) { return static_cast<int>(t); }
 
