@@ -39,6 +39,16 @@ inline void expect_values(const graft::Tensor& t, const std::vector<double>& wan
 
 inline std::vector<int64_t> shape(const graft::Tensor& t) { return t.shape(); }
 
+// The gradients of (y * gy).sum() with respect to each tensor of wrt, one
+// after another, as doubles.
+inline std::vector<double> weighted_grads(const graft::Tensor& y, const graft::Tensor& gy,
+                                          const std::vector<graft::Tensor>& wrt) {
+  std::vector<double> values;
+  for (const graft::Tensor& g : graft::autograd::grad({(y * gy).sum()}, wrt))
+    for (double v : g.to_vector<double>()) values.push_back(v);
+  return values;
+}
+
 // The fusion layer's counter of this name (graft::fusion_stats()).
 inline double fusion_stat(const std::string& name) {
   for (const auto& [n, v] : graft::fusion_stats())
