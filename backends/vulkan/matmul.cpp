@@ -1,7 +1,9 @@
 // graft-vulkan's matmul: [B, M, K] x [B, K, N] with any strides, as
 // matmul.comp's tiles in float32, or, where the caller allows "medium"
 // precision and the device has cooperative matrices, as matmul_coop.comp's
-// float16 products summed in float32 (Note [Cooperative matrices]).
+// float16 products summed in float32 (Note [Cooperative matrices]); and
+// linear, the same product with its bias and activation applied as the
+// values are stored (Note [Linear epilogue] in shaders/matmul.comp).
 #include <algorithm>
 #include <array>
 #include <iostream>
@@ -18,9 +20,9 @@ namespace graft_vulkan {
 
 namespace {
 
-const Shader matmul{"matmul", matmul_spv, sizeof(matmul_spv), 3};
-const Shader matmul_coop{"matmul_coop", matmul_coop_spv, sizeof(matmul_coop_spv), 3};
-const Shader matmul_sum{"matmul_sum", matmul_sum_spv, sizeof(matmul_sum_spv), 2};
+const Shader matmul{"matmul", matmul_spv, sizeof(matmul_spv), 4};
+const Shader matmul_coop{"matmul_coop", matmul_coop_spv, sizeof(matmul_coop_spv), 4};
+const Shader matmul_sum{"matmul_sum", matmul_sum_spv, sizeof(matmul_sum_spv), 3};
 
 int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
   for (int i = 0; i < 2; ++i)
@@ -54,10 +56,18 @@ int64_t k_splits(int64_t groups, int64_t K, int64_t out_elements) {
   return std::max<int64_t>(splits, 1);
 }
 
-// Records out = x y (each [B, M, K] x [B, K, N], any strides) as dispatches
-// of matmul.comp (one, or a split one and matmul_sum.comp), or one of
-// matmul_coop.comp.
-void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop) {
+// What is done to each value of a product as it is stored (Note [Linear
+// epilogue]): a bias [N] added, then an activation.
+struct Epilogue {
+  const DLTensor* bias = nullptr;
+  int64_t activation = GRAFT_ACTIVATION_NONE;
+};
+
+// Records out = x y (each [B, M, K] x [B, K, N], any strides), then the
+// epilogue, as dispatches of matmul.comp (one, or a split one and
+// matmul_sum.comp), or one of matmul_coop.comp.
+void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DLTensor& out, bool coop,
+                     Epilogue epilogue = {}) {
   int64_t batch = out.shape[0], M = out.shape[1], N = out.shape[2], K = x.shape[2];
   auto batch_stride = [](const DLTensor& t) { return t.shape[0] == 1 ? 0 : t.strides[0]; };
   auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
@@ -79,17 +89,21 @@ void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DL
                              u32(out.strides[2]),
                              u32(K),
                              1,
-                             0};
+                             0,
+                             epilogue.bias ? 1u : 0u,
+                             epilogue.bias ? element_offset(*epilogue.bias) : 0u,
+                             u32(epilogue.activation)};
   std::array<int32_t, 6> spec = coop ? std::array<int32_t, 6>{256, 128, 128, 0, 0, 0} : matmul_tiles(dev, M, N, batch);
   int64_t groups = (M + spec[1] - 1) / spec[1] * ((N + spec[2] - 1) / spec[2]) * batch;
   Access x_in = access_of(x, false), y_in = access_of(y, false);
+  Access bias_in = epilogue.bias ? access_of(*epilogue.bias, false) : x_in;  // bound, unread, without a bias
   if (coop) {
-    Access buffers[] = {access_of(out, true), x_in, y_in};
+    Access buffers[] = {access_of(out, true), x_in, y_in, bias_in};
     return dev.dispatch(matmul_coop, std::span(spec).first(1), p, buffers, static_cast<uint64_t>(groups));
   }
   int64_t splits = k_splits(groups, K, M * N * batch);
   if (splits == 1) {
-    Access buffers[] = {access_of(out, true), x_in, y_in};
+    Access buffers[] = {access_of(out, true), x_in, y_in, bias_in};
     return dev.dispatch(matmul, spec, p, buffers, static_cast<uint64_t>(groups));
   }
   // Each split writes its whole [B, M, N] part; matmul_sum adds them into out.
@@ -104,7 +118,8 @@ void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DL
   p[16] = u32(depth);
   p[17] = u32(splits);
   p[18] = u32(batch * M * N);
-  Access split_buffers[] = {parts.access(true), x_in, y_in};
+  p[19] = p[21] = 0;  // the epilogue waits for the sum
+  Access split_buffers[] = {parts.access(true), x_in, y_in, bias_in};
   dev.dispatch(matmul, spec, p, split_buffers, static_cast<uint64_t>(groups * splits));
   uint32_t sum_params[] = {u32(M),
                            u32(N),
@@ -114,9 +129,12 @@ void matmul_dispatch(Device& dev, const DLTensor& x, const DLTensor& y, const DL
                            u32(out.strides[0]),
                            u32(out.strides[1]),
                            u32(out.strides[2]),
-                           parts.word_offset()};
+                           parts.word_offset(),
+                           epilogue.bias ? 1u : 0u,
+                           epilogue.bias ? element_offset(*epilogue.bias) : 0u,
+                           u32(epilogue.activation)};
   int32_t sum_spec[] = {static_cast<int32_t>(dev.group_size())};
-  Access sum_buffers[] = {access_of(out, true), parts.access(false)};
+  Access sum_buffers[] = {access_of(out, true), parts.access(false), bias_in};
   dev.dispatch(matmul_sum, sum_spec, sum_params, sum_buffers,
                static_cast<uint64_t>((batch * M * N + dev.group_size() - 1) / dev.group_size()));
 }
@@ -174,18 +192,59 @@ bool coop_check(Device& dev) {
   }
 }
 
+// Whether a product may run as matmul_coop.comp: the caller allows it, and
+// the device has cooperative matrices that passed their check there.
+bool use_coop(Device& dev, int64_t precision) {
+  return precision == GRAFT_MATMUL_MEDIUM && dev.cooperative_matrix() &&
+         dev.cooperative_matrix_checked([&] { return coop_check(dev); });
+}
+
 void matmul_run(Device& dev, int32_t, const graft_kernel_args* a) {
   const DLTensor& x = a->inputs[0];
   const DLTensor& y = a->inputs[1];
   const DLTensor& out = *a->output;
   if (numel(out) == 0) return;
   if (x.shape[2] == 0) return fill(dev, out, 0.0);  // no products to sum
-  bool coop = a->attrs->matmul.precision == GRAFT_MATMUL_MEDIUM && dev.cooperative_matrix() &&
-              dev.cooperative_matrix_checked([&] { return coop_check(dev); });
-  matmul_dispatch(dev, x, y, out, coop);
+  matmul_dispatch(dev, x, y, out, use_coop(dev, a->attrs->matmul.precision));
 }
 
-const Entry kEntries[] = {{"matmul", GRAFT_DTYPE_FLOAT32, 0, matmul_run, matmul_supports}};
+// linear (version 2): x [M, K] with K > 0 (graft sends no other), the
+// weight [N, K] and the bias [N] when given (contiguous, as every
+// composite's inputs), float32; any activation.
+int32_t linear_supports(int32_t, const graft_kernel_args* a) {
+  const graft_linear_attrs& l = a->attrs->linear;
+  if (l.activation < GRAFT_ACTIVATION_NONE || l.activation > GRAFT_ACTIVATION_GELU_TANH) return 0;
+  if (a->inputs[0].ndim != 2 || a->inputs[0].shape[1] == 0 || (l.has_bias && a->n_inputs < 3)) return 0;
+  for (int i = 0; i < (l.has_bias ? 3 : 2); ++i)
+    if (type_of(a->inputs[i]) != F32 || !is_contiguous(a->inputs[i]) || !fits(numel(a->inputs[i]))) return 0;
+  return type_of(*a->output) == F32 && is_contiguous(*a->output) && fits(numel(*a->output));
+}
+
+// out = x weight^T (+ bias), activated: matmul_dispatch on [1, M, K] x the
+// weight seen as [1, K, N].
+void linear_run(Device& dev, int32_t, const graft_kernel_args* a) {
+  const DLTensor& x = a->inputs[0];
+  const DLTensor& w = a->inputs[1];
+  const DLTensor& out = *a->output;
+  const graft_linear_attrs& l = a->attrs->linear;
+  int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
+  if (M * N == 0) return;
+  std::array<int64_t, 3> x_shape{1, M, K}, x_strides{M * K, K, 1}, w_shape{1, K, N}, w_strides{N * K, 1, K},
+      o_shape{1, M, N}, o_strides{M * N, N, 1};
+  DLTensor x3 = x, w3 = w, o3 = out;
+  x3.ndim = w3.ndim = o3.ndim = 3;
+  x3.shape = x_shape.data();
+  x3.strides = x_strides.data();
+  w3.shape = w_shape.data();
+  w3.strides = w_strides.data();
+  o3.shape = o_shape.data();
+  o3.strides = o_strides.data();
+  Epilogue epilogue{l.has_bias ? &a->inputs[2] : nullptr, l.activation};
+  matmul_dispatch(dev, x3, w3, o3, use_coop(dev, l.precision), epilogue);
+}
+
+const Entry kEntries[] = {{"matmul", GRAFT_DTYPE_FLOAT32, 0, matmul_run, matmul_supports},
+                          {"linear", GRAFT_DTYPE_FLOAT32, 0, linear_run, linear_supports, 2}};
 
 }  // namespace
 

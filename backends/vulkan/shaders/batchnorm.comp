@@ -87,11 +87,7 @@ void main() {
     float var = p[8] != 0u ? t_f[p[10] + ch] : c_f[p[6] + C + ch];
     float w = b_f[p[5] + ch], bias = b_f[p[5] + C + ch];
     float y = (a_f[p[4] + i] - mean) * inversesqrt(var + pf(7)) * w + bias;
-    uint activation = p[11];
-    o_f[p[3] + i] = activation == 1u   ? relu_of(y)
-                    : activation == 2u ? gelu_of(y)
-                    : activation == 3u ? gelu_tanh_of(y)
-                                       : y;
+    o_f[p[3] + i] = activation_of(y, p[11]);
     return;
   }
   // OP 3: dx = weight invstd (g - sum_g / M - xhat sum_gxhat / M).

@@ -36,6 +36,12 @@ float sign_of(float x) { return isnan(x) ? x : sign(x); }
 float gelu_of(float x) { return 0.5 * x * (1.0 + erf_of(x * 0.7071067812)); }
 float gelu_tanh_of(float x) { return 0.5 * x * (1.0 + tanh_of(gelu_inner(x))); }
 
+// A graft_activation (graft/op_table.h) applied by the kernel before it
+// (batch norm's, linear's): 0 none, 1 ReLU, 2 GELU, 3 GELU's tanh form.
+float activation_of(float x, uint activation) {
+  return activation == 1u ? relu_of(x) : activation == 2u ? gelu_of(x) : activation == 3u ? gelu_tanh_of(x) : x;
+}
+
 // C's pow for the cases GLSL's leaves undefined: x^0 = 1, and a negative
 // base with an integral exponent.
 float pow_of(float x, float y) {

@@ -17,11 +17,18 @@
 // Note [Split K]: a product with few tiles and a long K is cut into splits
 // along K, each written whole to its own slice of the output, which
 // matmul_sum.comp then adds up.
+//
+// Note [Linear epilogue]: linear's kernel is this product of x and the
+// weight's transposed view, with the bias (binding 4) added to each output
+// and then the layer's activation applied (math.glsl's activation_of), as
+// the value is stored: by matmul_sum.comp after a split product, whose
+// splits store their sums as they are.
 #extension GL_GOOGLE_include_directive : require
 // [[unroll]]: loops over the tile sizes unroll once they are specialized, so
 // acc, av and bv stay in registers (a driver need not unroll them unasked).
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
+#include "math.glsl"
 
 layout(constant_id = 1) const uint BM = 64;
 layout(constant_id = 2) const uint BN = 64;
@@ -32,11 +39,13 @@ layout(constant_id = 5) const uint TN = 4;
 DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)
 DECLARE_BUFFER(3, b)
+DECLARE_BUFFER(4, c)
 
 // Parameters: [0] M, [1] N, [2] K, [3] batch, [4] a offset, [5..7] a strides
 // (batch, m, k), [8] b offset, [9..11] b strides (batch, k, n), [12] out
 // offset, [13..15] out strides (batch, m, n), [16] the K of a split (a
-// multiple of BK), [17] splits, [18] the out stride from split to split.
+// multiple of BK), [17] splits, [18] the out stride from split to split,
+// [19] 1: add the bias c[[20] + n], [21] the activation then applied.
 shared vec4 tile_a[BK][BM / 4 + 1];  // [k][m / 4]
 shared vec4 tile_b[BK][BN / 4 + 1];  // [k][n / 4]
 
@@ -90,12 +99,17 @@ void main() {
     barrier();
   }
   uint o_base = p[12] + batch * p[13] + split * p[18], o_sm = p[14], o_sn = p[15];
+  bool bias = p[19] != 0u;
+  uint c_base = p[20], activation = p[21];
   [[unroll]] for (uint i = 0; i < TM; ++i) {
     uint m = m0 + 4 * (ty + (i / 4) * TY) + i % 4;
     [[unroll]] for (uint j = 0; j < TN / 4; ++j)
       [[unroll]] for (uint c = 0; c < 4; ++c) {
         uint n = n0 + 4 * (tx + j * TX) + c;
-        if (m < M && n < N) o_f[o_base + m * o_sm + n * o_sn] = acc[i][j][c];
+        if (m < M && n < N) {
+          float v = bias ? acc[i][j][c] + c_f[c_base + n] : acc[i][j][c];
+          o_f[o_base + m * o_sm + n * o_sn] = activation_of(v, activation);
+        }
       }
   }
 }

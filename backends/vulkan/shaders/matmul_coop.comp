@@ -10,7 +10,8 @@
 // ones: as vec4s where a row of a (of b) is contiguous and 16-byte aligned,
 // else one float at a time along whichever stride is 1. The results go out
 // through a small shared staging area per subgroup, so the output may have
-// any strides and edges. Parameters as matmul.comp's ([0..15]).
+// any strides and edges, with Note [Linear epilogue]'s bias and activation.
+// Parameters as matmul.comp's ([0..15], [19..21]).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -18,10 +19,12 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
+#include "math.glsl"
 
 DECLARE_BUFFER(1, o)
 DECLARE_BUFFER(2, a)
 DECLARE_BUFFER(3, b)
+DECLARE_BUFFER(4, c)
 
 const uint BM = 128, BN = 128, BK = 32, THREADS = 256;
 const uint LDA = BK + 8, LDB = BN + 8;  // padded rows, multiples of 8 halves (16 bytes)
@@ -135,6 +138,8 @@ void main() {
   }
 
   uint o_base = p[12] + batch * p[13], o_sm = p[14], o_sn = p[15], mine = gl_SubgroupID * 256;
+  bool bias = p[19] != 0u;
+  uint c_base = p[20], activation = p[21];
   [[unroll]] for (int i = 0; i < 2; ++i)
     [[unroll]] for (int j = 0; j < 4; ++j) {
       coopMatStoreNV(acc[i][j], stage, mine, 16, false);
@@ -142,7 +147,10 @@ void main() {
       subgroupBarrier();
       for (uint e = gl_SubgroupInvocationID; e < 256; e += gl_SubgroupSize) {
         uint m = m0 + sm + 16 * i + e / 16, n = n0 + sn + 16 * j + e % 16;
-        if (m < M && n < N) o_f[o_base + m * o_sm + n * o_sn] = stage[mine + e];
+        if (m < M && n < N) {
+          float v = bias ? stage[mine + e] + c_f[c_base + n] : stage[mine + e];
+          o_f[o_base + m * o_sm + n * o_sn] = activation_of(v, activation);
+        }
       }
       subgroupBarrier();
     }

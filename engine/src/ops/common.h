@@ -53,6 +53,9 @@ inline DType result_type(const Tensor& a, const Tensor& b) {
 inline Tensor cast_if(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
 // Bitmask of dims (wrapped) for reductions; empty means all.
 int64_t dims_mask(IntList dims, int64_t ndim, const char* op);
+
+// set_float32_matmul_precision's setting, as a GRAFT_MATMUL_* code (linalg.cpp).
+int64_t float32_matmul_precision_code();
 // The shape after reducing the dims in mask.
 Dims reduced_shape(IntList shape, int64_t mask, bool keepdim);
 // slice's gradient: g placed into zeros of shape in_shape (differentiable).

@@ -14,6 +14,12 @@ namespace {
 std::atomic<int64_t> matmul_precision{GRAFT_MATMUL_HIGHEST};
 constexpr const char* kPrecisions[] = {"highest", "high", "medium"};  // by GRAFT_MATMUL_*
 
+}  // namespace
+
+int64_t float32_matmul_precision_code() { return matmul_precision.load(std::memory_order_relaxed); }
+
+namespace {
+
 OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&, int) {
   const Tensor &a = in[0], &b = in[1];
   check(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
@@ -25,7 +31,7 @@ OutMeta bmm_rule(OpId, const Tensor* in, int, const Attrs&, int) {
 // stride of 0 broadcasts), in the precision set_float32_matmul_precision allows.
 Tensor bmm(const Tensor& a, const Tensor& b) {
   Attrs attrs;
-  attrs.matmul.precision = matmul_precision.load(std::memory_order_relaxed);
+  attrs.matmul.precision = float32_matmul_precision_code();
   Tensor out = dispatch::run(OpId::matmul, {a, b}, attrs);
   if (autograd::needs_grad(a, b)) {
     Node* n = autograd::record("MatmulBackward", {&a, &b}, out, [](Node& n, const Tensor& g) {

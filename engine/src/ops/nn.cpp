@@ -117,6 +117,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   Tensor x2 = x.reshape({-1, w.size(1)});
   Attrs a;
   a.linear.has_bias = b.defined();
+  a.linear.precision = float32_matmul_precision_code();
   bool by_kernel = false;
   Tensor y = dispatch::run_composite(
       OpId::linear, {x2, w, b}, a,

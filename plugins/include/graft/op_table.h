@@ -159,6 +159,7 @@ typedef enum {
 typedef struct {
   int64_t has_bias;   /**< a third input, the bias, is given */
   int64_t activation; /**< version 2: a graft_activation applied to the output */
+  int64_t precision;  /**< as graft_matmul_attrs's: what float32 inputs may be multiplied as (float32 always may) */
 } graft_linear_attrs;
 
 /** conv2d and its backward ops (square stride, padding and dilation). */
