@@ -25,13 +25,12 @@ namespace graft::dispatch {
 // Plugins load on the first use of the registry, once. A plugin's init may
 // itself reach the registry (through graft calls it makes), so the loading
 // thread gets the registry back at once while others wait for it to finish.
-Registry& Registry::get() {
+Registry& Registry::load() {
   static Registry registry;
   static std::atomic<int> state{0};  // 0: not loaded, 1: loading, 2: loaded
   static std::mutex mutex;
   static std::atomic<std::thread::id> loader;
-  if (state.load(std::memory_order_acquire) == 2) [[likely]]
-    return registry;
+  if (state.load(std::memory_order_acquire) == 2) return registry;
   if (state.load(std::memory_order_acquire) == 1 && loader.load() == std::this_thread::get_id()) return registry;
   std::lock_guard lock(mutex);
   if (state.load(std::memory_order_acquire) == 0) {
@@ -41,9 +40,11 @@ Registry& Registry::get() {
       load_discovered_plugins(registry);
     } catch (...) {
       state.store(2, std::memory_order_release);  // graft goes on with what loaded
+      loaded_.store(&registry, std::memory_order_release);
       throw;
     }
     state.store(2, std::memory_order_release);
+    loaded_.store(&registry, std::memory_order_release);
   }
   return registry;
 }

@@ -137,7 +137,12 @@ void register_reference_kernels(Registry& r);
 class Registry {
  public:
   // The registry, with plugins loaded on first use (Note [Plugin loading]).
-  static Registry& get();
+  // Every op asks for it several times: once loaded, that is one load.
+  static Registry& get() {
+    if (Registry* r = loaded_.load(std::memory_order_acquire)) [[likely]]
+      return *r;
+    return load();
+  }
 
   const OpSchema& schema(OpId op) const { return schemas_[static_cast<size_t>(op)]; }
   // Gives an op of the table its shape rule.
@@ -182,6 +187,8 @@ class Registry {
 
  private:
   Registry();
+  static Registry& load();  // the first uses (Note [Plugin loading])
+  static inline std::atomic<Registry*> loaded_{nullptr};
   std::array<OpSchema, kNumOps> schemas_;
   std::array<std::array<std::atomic<const KernelList*>, kMaxDeviceTypes>, kNumOps> table_{};
   mutable std::mutex mutex_;

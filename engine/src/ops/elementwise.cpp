@@ -1,5 +1,6 @@
 // Elementwise ops: arithmetic, comparisons, where, unary math. Each op's shape
 // rule, kernel and backward rule (in graft ops) stand together here.
+#include <algorithm>
 #include <cmath>
 
 #include "ops/common.h"
@@ -11,7 +12,10 @@ namespace {
 
 OutMeta broadcast_rule(OpId op, const Tensor* in, int n, const Attrs&, int) {
   Dims shape(in[0].sizes());
-  for (int i = 1; i < n; ++i) shape = broadcast_shapes(shape, in[i].sizes(), op_name(op));
+  for (int i = 1; i < n; ++i) {
+    IntList s = in[i].sizes();
+    if (!std::equal(s.begin(), s.end(), shape.begin(), shape.end())) shape = broadcast_shapes(shape, s, op_name(op));
+  }
   bool compare = dispatch::category(op) == GRAFT_OP_COMPARISON;
   return {shape, compare ? kBool : in[n - 1].dtype()};
 }
