@@ -370,6 +370,13 @@ std::vector<std::pair<std::string, std::function<std::vector<Tensor>(Device)>>> 
          g.add_(x * x);
          return std::vector<Tensor>{g};
        }},
+      {"fills kept beside a value of their shape and without one",
+       [=](Device d) {
+         Tensor x = data(d, {6, 5}, 1);
+         Tensor z = zeros_like(x), c = ones_like(x.select(0, 0)) * 0.0 + 2.5;
+         Tensor y = z + x * c;
+         return std::vector<Tensor>{z, c, y};
+       }},
       {"copy_ into a tensor, and into the first part of another",
        [=](Device d) {
          Tensor a = data(d, {4, 4}, 1), b = data(d, {4, 4}, 2), buf = data(d, {32}, 3);

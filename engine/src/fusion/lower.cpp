@@ -25,9 +25,11 @@ struct Plan {
   std::vector<std::shared_ptr<Storage>> outs;  // per node: the tensor still waiting for it, or null
   std::vector<int> stage;                      // per output: the round in which it is written
   std::vector<Group> groups;                   // by stage
+  std::vector<int> fills;                      // fills still referenced that the fill kernel writes
 };
 
-// Whether node i's value is written to memory (a fill is a scalar instead).
+// Whether node i's value is written to memory for other nodes to read (a
+// fill is a scalar to them instead).
 bool is_output(const Pending& s, const Plan& p, int i) {
   return i >= 0 && p.outs[static_cast<size_t>(i)] && s.nodes[static_cast<size_t>(i)].op != OpId::fill;
 }
@@ -68,6 +70,19 @@ Plan plan(const Pending& s) {
   std::sort(p.groups.begin(), p.groups.end(), [](const Group& a, const Group& b) {
     return a.stage != b.stage ? a.stage < b.stage : a.outputs.front() < b.outputs.front();
   });
+  // Fills still referenced (Note [Fusion]); the nodes that read one take the
+  // scalar either way.
+  for (size_t i = 0; i < n; ++i) {
+    if (!p.outs[i] || s.nodes[i].op != OpId::fill) continue;
+    auto g =
+        std::find_if(p.groups.begin(), p.groups.end(), [&](const Group& g) { return g.shape == s.nodes[i].shape; });
+    if (g == p.groups.end()) {
+      p.fills.push_back(static_cast<int>(i));
+      continue;
+    }
+    g->outputs.push_back(static_cast<int>(i));
+    p.stage[i] = g->stage;
+  }
   return p;
 }
 
@@ -202,13 +217,12 @@ class FusedCall {
 
 bool run_fused(Pending& s, const Fuser& f, std::string& message) {
   Plan p = plan(s);
-  // Fills still referenced: written by the fill kernel.
-  for (size_t i = 0; i < s.nodes.size(); ++i)
-    if (p.outs[i] && s.nodes[i].op == OpId::fill) {
-      const Node& node = s.nodes[i];
-      dispatch::call(OpId::fill, nullptr, 0, wrap(p.outs[i], node.shape, contiguous_strides(node.shape), 0, node.dtype),
-                     node.attrs);
-    }
+  for (int i : p.fills) {
+    const Node& node = s.nodes[static_cast<size_t>(i)];
+    dispatch::call(OpId::fill, nullptr, 0,
+                   wrap(p.outs[static_cast<size_t>(i)], node.shape, contiguous_strides(node.shape), 0, node.dtype),
+                   node.attrs);
+  }
   for (const Group& g : p.groups) {
     FusedCall call(s, p, g);
     graft_fused_args args = call.lower();

@@ -31,7 +31,9 @@
 // are grouped by shape into one fused call each; an output read by a group
 // of another shape is computed in an earlier round (its stage) and read back.
 // "fill" nodes are scalars: they enter expressions as kernel arguments, and
-// the ones still referenced are written by the fill kernel.
+// the ones still referenced (autograd keeps a mean's divisor) are one more
+// output of a call of their shape, a constant, or where there is none, the
+// fill kernel's.
 //
 // Autograd records ops above this layer, exactly as without it, so backward
 // rules made of elementwise ops fuse too. An op counts for the fuser's backend
