@@ -403,8 +403,9 @@ int32_t sgd_run(void*, const graft_kernel_args* a, char* message, size_t size) {
   return run_program(b.p, operands, scalars, message, size);
 }
 
-// adam_update: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; with amsgrad
-// vmax = max(vmax, v) takes v's place; p -= step_size m / (sqrt(v) + eps).
+// adam_update (version 2): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// with amsgrad vmax = max(vmax, v) takes v's place;
+// p = p decay - step_size m / (sqrt(v) + eps).
 int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) {
   Builder b;
   type_of_dl(a->output->dtype, &b.t);
@@ -418,7 +419,8 @@ int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) 
   int second = v2;
   if (amsgrad) second = b.node(Op::maximum, {b.input(), v2});
   int denom = b.node(Op::add, {b.node(Op::sqrt, {second}), b.scalar(5)});
-  int updated = b.node(Op::sub, {p, b.node(Op::mul, {b.scalar(4), b.node(Op::div, {m2, denom})})});
+  int decayed = b.node(Op::mul, {p, b.scalar(6)});
+  int updated = b.node(Op::sub, {decayed, b.node(Op::mul, {b.scalar(4), b.node(Op::div, {m2, denom})})});
   b.p.output_nodes = {updated, m2, v2};
   std::vector<const DLTensor*> operands{a->output, &a->inputs[0], &a->inputs[1], &a->inputs[2]};
   if (amsgrad) operands.push_back(&a->inputs[3]);
@@ -427,7 +429,8 @@ int32_t adam_run(void*, const graft_kernel_args* a, char* message, size_t size) 
     b.p.output_nodes.push_back(second);
     operands.push_back(&a->inputs[3]);
   }
-  graft_scalar scalars[6] = {{beta1, 0}, {1 - beta1, 0}, {beta2, 0}, {1 - beta2, 0}, {u.step_size, 0}, {u.eps, 0}};
+  graft_scalar scalars[7] = {{beta1, 0},       {1 - beta1, 0}, {beta2, 0},  {1 - beta2, 0},
+                             {u.step_size, 0}, {u.eps, 0},     {u.decay, 0}};
   return run_program(b.p, operands, scalars, message, size);
 }
 
@@ -457,7 +460,7 @@ int32_t init(graft_host* host, char* message, size_t size) {
   const uint32_t floats = GRAFT_DTYPE_FLOAT32 | GRAFT_DTYPE_FLOAT64 | GRAFT_DTYPE_BFLOAT16;
   const graft_kernel kernels[] = {
       {"sgd_update", 1, "cpu", floats, 20, sgd_run, update_supports, nullptr},
-      {"adam_update", 1, "cpu", floats, 20, adam_run, update_supports, nullptr},
+      {"adam_update", 2, "cpu", floats, 20, adam_run, update_supports, nullptr},
   };
   for (const graft_kernel& k : kernels)
     if (int32_t s = host->add_kernel(host, &k, message, size); s != GRAFT_OK) return s;

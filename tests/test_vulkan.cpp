@@ -569,6 +569,30 @@ TEST_F(Vulkan, FusedOptimizerUpdatesMatchTheOpsOnTheHost) {
   }
 }
 
+// adam_update version 2: AdamW's decay of the parameter runs in the update's
+// own dispatch, so an AdamW step dispatches what an Adam step does.
+TEST_F(Vulkan, AdamWsDecayRunsInTheUpdatesDispatch) {
+  auto step_dispatches = [&](std::unique_ptr<optim::Optimizer> (*make)(std::vector<Tensor>)) {
+    manual_seed(4);
+    Tensor w = randn({50, 3}).to(device_).requires_grad_(true), b = randn({3}).to(device_).requires_grad_(true);
+    std::unique_ptr<optim::Optimizer> opt = make({w, b});
+    (w * 2.0 + b).sum().backward();
+    synchronize("vulkan:0");
+    uint64_t before = stat("dispatches");
+    opt->step();
+    synchronize("vulkan:0");
+    return stat("dispatches") - before;
+  };
+  uint64_t adam = step_dispatches([](std::vector<Tensor> p) -> std::unique_ptr<optim::Optimizer> {
+    return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01});
+  });
+  uint64_t adamw = step_dispatches([](std::vector<Tensor> p) -> std::unique_ptr<optim::Optimizer> {
+    return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1});
+  });
+  EXPECT_EQ(adamw, adam);
+  EXPECT_GT(adam, 0u);
+}
+
 // bfloat16 lives on the device and converts there, from and to every dtype
 // (two elements share a 32-bit word: a view that starts on an odd element
 // writes only its own halves); its math runs on the host, counted.

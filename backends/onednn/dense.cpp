@@ -544,7 +544,8 @@ void sgd_update(const Call& c) {
 
 // inputs grad, exp_avg, exp_avg_sq, max_exp_avg_sq (exp_avg_sq again without
 // amsgrad), updated in place; the parameter updated in place:
-// p -= step_size m / (sqrt(v) + eps), with the bias corrections in the attributes.
+// p = p decay - step_size m / (sqrt(v) + eps), with the bias corrections in
+// the attributes (version 2: decay, AdamW's).
 void adam_update(const Call& c) {
   const graft_adam_update_attrs& a = c.attrs().adam_update;
   const auto* g = static_cast<const float*>(c.in(0).data);
@@ -553,6 +554,7 @@ void adam_update(const Call& c) {
   auto* vmax = static_cast<float*>(c.in(3).data);
   auto* p = static_cast<float*>(c.out().data);
   float b1 = float(a.beta1), b2 = float(a.beta2), step = float(a.step_size), eps = float(a.eps);
+  float decay = float(a.decay);
   bool amsgrad = a.amsgrad != 0;
   int64_t n = numel(c.out());
 #pragma omp parallel for if (n >= kParallelUpdate)
@@ -565,7 +567,7 @@ void adam_update(const Call& c) {
       vi = vi > vmax[i] || vi != vi ? vi : vmax[i];  // a NaN stays, as in graft's maximum
       vmax[i] = vi;
     }
-    p[i] = p[i] - mi / (std::sqrt(vi) + eps) * step;
+    p[i] = p[i] * decay - mi / (std::sqrt(vi) + eps) * step;
   }
 }
 
@@ -595,7 +597,7 @@ void add_dense_kernels(const AddKernel& add) {
   add("cross_entropy_backward", run<cross_entropy_backward>, cross_entropy_supports, 0);
   add("copy", run<copy>, copy_supports, 0, kFloat32OrBFloat16);
   add("sgd_update", run<sgd_update>, supports<update_ok>, 0);
-  add("adam_update", run<adam_update>, supports<update_ok>, 0);
+  add("adam_update", run<adam_update>, supports<update_ok>, 0, GRAFT_DTYPE_FLOAT32, 2);
 }
 
 }  // namespace graft_onednn

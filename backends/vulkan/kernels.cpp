@@ -512,7 +512,7 @@ void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
   const DLTensor& out = *a->output;
   int64_t n = numel(out);
   if (n == 0) return;
-  std::vector<uint32_t> p(12, 0);
+  std::vector<uint32_t> p(13, 0);
   p[0] = static_cast<uint32_t>(n);
   p[1] = element_offset(out);
   std::array<Access, 5> buffers;
@@ -526,6 +526,7 @@ void update_run(Device& dev, int32_t adam, const graft_kernel_args* a) {
     const graft_adam_update_attrs& u = a->attrs->adam_update;
     p[6] = bits(u.beta1), p[7] = bits(u.beta2), p[8] = bits(u.step_size), p[9] = bits(u.eps);
     p[10] = u.amsgrad != 0;
+    p[12] = bits(u.decay);
   } else {
     const graft_sgd_update_attrs& u = a->attrs->sgd_update;
     p[6] = bits(u.lr), p[7] = bits(u.momentum), p[8] = bits(u.dampening), p[9] = bits(u.weight_decay);
@@ -601,7 +602,7 @@ const Entry kEntries[] = {
     {"batch_norm", kFloat, 0, batch_norm_run, batch_norm_supports, 2},
     {"batch_norm_backward", kFloat, 1, batch_norm_run, batch_norm_supports},
     {"sgd_update", kFloat, 0, update_run, update_supports},
-    {"adam_update", kFloat, 1, update_run, update_supports},
+    {"adam_update", kFloat, 1, update_run, update_supports, 2},
 };
 
 }  // namespace

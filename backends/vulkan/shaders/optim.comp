@@ -13,7 +13,7 @@ DECLARE_BUFFER(4, c)  // Adam: exp_avg_sq
 DECLARE_BUFFER(5, d)  // Adam: max_exp_avg_sq
 
 // Parameters: [0] elements, [1..5] offsets of the five buffers, [6..9] the
-// op's float attributes f0..f3, [10] i0, [11] i1.
+// op's float attributes f0..f3, [10] i0, [11] i1, [12] Adam's decay.
 void main() {
   uint i = global_index();
   if (i >= p[0]) return;
@@ -29,7 +29,8 @@ void main() {
     }
     o_f[po] = param - pf(6) * dir;
   } else {
-    // f0 beta1, f1 beta2, f2 step size, f3 eps (both scaled by sqrt(1 - beta2^t)); i0 amsgrad
+    // f0 beta1, f1 beta2, f2 step size, f3 eps (both scaled by sqrt(1 - beta2^t)); i0 amsgrad; the
+    // decay (version 2: AdamW's) multiplies the parameter first
     float m = pf(6) * b_f[bo] + (1.0 - pf(6)) * g;
     float v = pf(7) * c_f[co] + (1.0 - pf(7)) * g * g;
     b_f[bo] = m;
@@ -38,6 +39,6 @@ void main() {
       v = max(d_f[dof], v);
       d_f[dof] = v;
     }
-    o_f[po] = param - pf(8) * m / (sqrt(v) + pf(9));
+    o_f[po] = param * pf(12) - pf(8) * m / (sqrt(v) + pf(9));
   }
 }

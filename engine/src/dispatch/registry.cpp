@@ -411,7 +411,8 @@ std::array<Tensor, kMaxInputs> dense_inputs(const Tensor* inputs, int n) {
 
 }  // namespace
 
-Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attrs, const Outputs& given) {
+Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attrs, const Outputs& given,
+                         int min_version) {
   Registry& r = Registry::get();
   const OpSchema& s = r.schema(op);
   if (s.gradient_by_decomposition && autograd::is_grad_enabled())
@@ -461,7 +462,7 @@ Outputs composite_kernel(OpId op, const Tensor* inputs, int n, const Attrs& attr
   }
   KernelCall kc{op, n, views.data(), outs.data(), &attrs, n_out, outs.data(), layouts.data()};
   const Kernel* kernel = find_kernel(list, kc, op, dense.data(), views.data(), in_place);
-  if (!kernel) return {};
+  if (!kernel || kernel->version < min_version) return {};
   Outputs result = given;
   for (int k = 0; k < n_out && !in_place; ++k) {
     result.push_back(make_empty(metas[k].shape, metas[k].dtype, device));

@@ -221,8 +221,10 @@ Tensor run(OpId op, std::initializer_list<Tensor> inputs, const Attrs& attrs = {
 using Outputs = std::vector<Tensor>;
 // The kernel half of run_composite (dispatch/composite.cpp): the outputs by a
 // backend's kernel, or empty when none takes the call or the rule of Note
-// [Composite ops] forbids one.
-Outputs composite_kernel(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, const Outputs& given);
+// [Composite ops] forbids one. min_version: the attributes use what the op's
+// version min_version added, so an older kernel may not take them.
+Outputs composite_kernel(OpId op, const Tensor* inputs, int n_inputs, const Attrs& attrs, const Outputs& given,
+                         int min_version = 1);
 
 // Runs a composite op (Note [Composite ops]): by a backend's kernel when one
 // takes the call, else by decompose(), which computes the outputs from other

@@ -61,20 +61,23 @@ void Adam::step() {
       Tensor& v = *find(state, "exp_avg_sq");
       step.add_(1.0);
       double t = step.item<double>();
-      if (wd != 0) {
-        if (decoupled_weight_decay_)
-          p.mul_(1 - lr * wd);
-        else
-          g = g + p * wd;
-      }
+      if (wd != 0 && !decoupled_weight_decay_) g = g + p * wd;
       Tensor* vmax = amsgrad ? find(state, "max_exp_avg_sq") : nullptr;
       check(!amsgrad || vmax != nullptr,
             "graft: Adam: amsgrad state missing for a parameter (state loaded without it?)");
       double step_size = lr / (1 - std::pow(b1, t));
       double bias2_sqrt = std::sqrt(1 - std::pow(b2, t));
       dispatch::Attrs a;
-      a.adam_update = {b1, b2, step_size * bias2_sqrt, eps * bias2_sqrt, amsgrad};
-      if (detail::fused_update(dispatch::OpId::adam_update, {g, m, v, vmax ? *vmax : v}, p, a)) continue;
+      a.adam_update = {b1, b2, step_size * bias2_sqrt, eps * bias2_sqrt, amsgrad, 1.0};
+      std::initializer_list<Tensor> state_in = {g, m, v, vmax ? *vmax : v};
+      // AdamW's decay of the parameter: in the kernel (adam_update version 2), else first on its own.
+      if (wd != 0 && decoupled_weight_decay_) {
+        a.adam_update.decay = 1 - lr * wd;
+        if (detail::fused_update(dispatch::OpId::adam_update, state_in, p, a, 2)) continue;
+        a.adam_update.decay = 1.0;
+        p.mul_(1 - lr * wd);
+      }
+      if (detail::fused_update(dispatch::OpId::adam_update, state_in, p, a)) continue;
       m.mul_(b1).add_(g, 1 - b1);
       v.mul_(b2).add_(g * g, 1 - b2);
       Tensor second = v;

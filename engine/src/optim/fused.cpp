@@ -20,10 +20,10 @@ void define_optim_ops(Registry& r) {
 
 namespace optim::detail {
 
-bool fused_update(dispatch::OpId op, std::initializer_list<Tensor> inputs, Tensor& param,
-                  const dispatch::Attrs& attrs) {
+bool fused_update(dispatch::OpId op, std::initializer_list<Tensor> inputs, Tensor& param, const dispatch::Attrs& attrs,
+                  int min_version) {
   int n = static_cast<int>(inputs.size());
-  if (dispatch::composite_kernel(op, inputs.begin(), n, attrs, {param}).empty()) return false;
+  if (dispatch::composite_kernel(op, inputs.begin(), n, attrs, {param}, min_version).empty()) return false;
   // In-place writes, as far as autograd's saved-tensor checks go.
   param.impl()->bump_version();
   for (auto it = inputs.begin() + 1; it != inputs.end(); ++it) it->impl()->bump_version();  // not the gradient

@@ -230,14 +230,16 @@ typedef struct {
   double step_size; /**< lr sqrt(1 - beta2^t) / (1 - beta1^t) */
   double eps;       /**< eps sqrt(1 - beta2^t) */
   int64_t amsgrad;  /**< keep the largest second moment (input 3) */
+  double decay;     /**< version 2: the parameter is first multiplied by it (AdamW's 1 - lr weight_decay); else 1 */
 } graft_adam_update_attrs;
 
 /** The ops whose contract grew after version 1, with their current version
  * (every other op is at version 1). A kernel registered for an older version
  * than graft's keeps working: graft never passes it what was added since.
- * Version 2 of linear, conv2d and batch_norm added their activation, and
- * version 2 of max_pool2d_backward the gradient of a ReLU before the pooling. */
-#define GRAFT_OP_VERSIONS(X) X(linear, 2) X(conv2d, 2) X(batch_norm, 2) X(max_pool2d_backward, 2)
+ * Version 2 of linear, conv2d and batch_norm added their activation,
+ * version 2 of max_pool2d_backward the gradient of a ReLU before the pooling,
+ * and version 2 of adam_update AdamW's decay of the parameter. */
+#define GRAFT_OP_VERSIONS(X) X(linear, 2) X(conv2d, 2) X(batch_norm, 2) X(max_pool2d_backward, 2) X(adam_update, 2)
 
 /* clang-format off */
 /** The op table: X(name, category, flags, inputs, outputs, reference_dtypes, attrs, contract) per op. */
@@ -359,7 +361,7 @@ typedef struct {
     "0), updated in place") \
   X(adam_update, GRAFT_OP_UPDATE, GRAFT_OP_COMPOSITE, 4, 1, 0, graft_adam_update_attrs, \
     "output the parameter, updated in place; inputs grad, exp_avg, exp_avg_sq and max_exp_avg_sq (exp_avg_sq " \
-    "again without amsgrad), the last three updated in place; p -= step_size m / (sqrt(v) + eps)")
+    "again without amsgrad), the last three updated in place; p = p decay - step_size m / (sqrt(v) + eps)")
 /* clang-format on */
 
 /** The attributes of any op: the member named after the op holds them (its
