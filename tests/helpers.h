@@ -49,6 +49,15 @@ inline std::vector<double> weighted_grads(const graft::Tensor& y, const graft::T
   return values;
 }
 
+// Kernel calls of op by backend since the last reset_dispatch_stats().
+inline uint64_t calls(const std::string& op, const std::string& backend) {
+  for (const graft::OpStats& s : graft::dispatch_stats())
+    if (s.op == op)
+      for (const auto& [b, n] : s.calls)
+        if (b == backend) return n;
+  return 0;
+}
+
 // The fusion layer's counter of this name (graft::fusion_stats()).
 inline double fusion_stat(const std::string& name) {
   for (const auto& [n, v] : graft::fusion_stats())

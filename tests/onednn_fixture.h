@@ -17,15 +17,6 @@ inline const graft::PluginInfo* onednn() {
   return nullptr;
 }
 
-// Kernel calls of op by backend since the last reset_dispatch_stats().
-inline uint64_t calls(const std::string& op, const std::string& backend) {
-  for (const graft::OpStats& s : graft::dispatch_stats())
-    if (s.op == op)
-      for (const auto& [b, n] : s.calls)
-        if (b == backend) return n;
-  return 0;
-}
-
 class Onednn : public ::testing::Test {
  protected:
   void SetUp() override {

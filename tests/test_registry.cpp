@@ -30,9 +30,9 @@ TEST(Registry, EveryPrimitiveOpHasASchemaAndAReferenceKernel) {
 }
 
 namespace {
-int calls = 0;
+int counted_calls = 0;
 void counting_add(const dispatch::KernelCall& c, void*) {
-  ++calls;
+  ++counted_calls;
   float* out = static_cast<float*>(c.output->data);
   out[0] = 42;
 }
@@ -52,15 +52,15 @@ TEST(Registry, HigherPriorityKernelsRunFirstWhenTheySupportTheCall) {
   k.accepts = "float32, one element";
   r.add_kernel(OpId::add, kCPU.type(), k);
   EXPECT_FLOAT_EQ((ones({1}) + ones({1})).item<float>(), 42);
-  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(counted_calls, 1);
   // Not supported: the reference kernel runs.
   expect_values(ones({2}) + ones({2}), {2, 2});
-  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(counted_calls, 1);
   {
     BackendGuard only("reference");
     EXPECT_FLOAT_EQ((ones({1}) + ones({1})).item<float>(), 2);
   }
-  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(counted_calls, 1);
   {
     Tensor a = ones({2});
     BackendGuard only("test-backend");

@@ -47,15 +47,6 @@ uint64_t stat(const char* name) {
   return fn ? fn(0, name) : ~uint64_t{0};
 }
 
-// The calls of op that graft-vulkan's kernels ran.
-uint64_t vulkan_calls(const std::string& op) {
-  uint64_t n = 0;
-  for (const OpStats& s : dispatch_stats())
-    if (s.op == op)
-      for (const auto& [backend, calls] : s.calls) n += backend == "vulkan" ? calls : 0;
-  return n;
-}
-
 uint64_t fallbacks() {
   uint64_t n = 0;
   for (const OpStats& s : dispatch_stats()) n += s.fallbacks;
@@ -133,7 +124,7 @@ TEST_F(Vulkan, ATrainingStepStaysOnTheDeviceInAFewSubmits) {
                                                                                   {"cross_entropy_backward", 1},
                                                                                   {"eltwise_backward", 2},
                                                                                   {"adam_update", 6}})
-    EXPECT_EQ(vulkan_calls(op), per_step * steps) << op;
+    EXPECT_EQ(calls(op, "vulkan"), per_step * steps) << op;
   // Reads per step: the optimizer's finiteness check and the loss (cross
   // entropy checks its labels on the device: no read of them).
   EXPECT_EQ(stat("downloads") - downloads, 2u * steps);
@@ -307,13 +298,13 @@ TEST_F(Vulkan, LinearAddsItsBiasAndAppliesTheActivationAfterItInItsKernel) {
             return values;
           };
           std::vector<double> want = run(kCPU, true);
-          uint64_t linear_before = vulkan_calls("linear");
+          uint64_t linear_before = calls("linear", "vulkan");
           double before = fusion_stat("activations applied by the kernel before them");
           std::vector<double> with = run(device_, true);
           // GELU's backward keeps its input, so with gradients only ReLU fuses.
           bool applied = kind != "none" && (!grad || kind == "relu");
           EXPECT_EQ(fusion_stat("activations applied by the kernel before them") - before, applied ? 1 : 0);
-          EXPECT_EQ(vulkan_calls("linear") - linear_before, 1u) << "the forward ran graft-vulkan's linear";
+          EXPECT_EQ(calls("linear", "vulkan") - linear_before, 1u) << "the forward ran graft-vulkan's linear";
           expect_near(with, want, 2e-4);
           expect_near(run(device_, false), with, 1e-6);
         }
