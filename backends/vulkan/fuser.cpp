@@ -173,6 +173,7 @@ struct Fuser {
   shaderc_compiler_t compiler = nullptr;
   std::unordered_map<std::string, std::unique_ptr<Kernel>>
       cache;  // by GLSL text; never freed (Device keeps pipelines by Shader*)
+  std::unordered_map<const Device*, void*> counters;  // per device: the word of Note [Fused sums on Vulkan]
   Stats stats;
 };
 
@@ -200,29 +201,92 @@ std::vector<uint32_t> compile(Fuser& f, const std::string& source) {
   return words;
 }
 
-// One fused call as the shader sees it: the expression checked, the loop's
+// Note [Fused sums on Vulkan]
+// A call with sums (Note [Fused sums] in engine/src/fusion/lower.cpp) is
+// one dispatch. Its loops other than the one of shape [] split the
+// workgroups between them; each workgroup adds up its invocations' part of
+// every sum of its loop in shared memory and writes that partial sum to a
+// scratch buffer, then counts itself on a device word. The workgroup that
+// counts last adds up each sum's partials, always in the same order (so a
+// value never depends on which workgroup ends last), computes the loop of
+// shape [] in its first invocation and sets the word back to 0 for the next
+// dispatch. The word is the fuser's, one per device; every dispatch that
+// uses it writes it, so Note [Barriers] runs them one after another.
+constexpr int32_t kNone = -1;
+
+// One loop of a call: its operands, collapsed together.
+struct Loop {
+  std::vector<int64_t> shape;    // as its operands have it
+  std::vector<size_t> operands;  // into Call::operands_
+  std::vector<int32_t> sums;     // the sum nodes that read a value of this loop
+  Layout layout;
+  std::vector<Index> index;  // per operand of the loop
+  bool vec4 = false;
+  size_t params_at = 0;  // [n, first group, end group, dims, then per operand its offset and strides]
+  uint64_t groups = 0;
+};
+
+// One fused call as the shader sees it: the expression checked, its loops'
 // dims merged, and the parameter block.
 class Call {
  public:
   // Checks the expression; a Failure says what is wrong with it.
   explicit Call(const graft_fused_args& a) : a_(a) { check(); }
 
-  // The shader's GLSL (its key) and its parameter block.
-  void lower(std::string& glsl, std::vector<uint32_t>& params) {
-    collapse_loop();
-    // Parameter block: [0] elements, [1...] the dims, then per operand its
-    // offset and its strides, then the scalars.
-    size_t rank = layout_.shape.size(), operands = operands_.size();
-    scalars_at_ = operand_at(operands);
+  // The shader's GLSL (its key) and its parameter block: [0] the workgroups,
+  // [1] and [2] the partial sums' and the counter's word offsets (the
+  // caller's: Note [Fused sums on Vulkan]), the loops' words, two words per
+  // sum (where its partials start, how many), two per scalar.
+  void lower(const Device& dev, std::string& glsl, std::vector<uint32_t>& params) {
+    size_t at = 3;
+    uint64_t group = 0;
+    for (size_t l = 0; l < loops_.size(); ++l) {
+      Loop& loop = loops_[l];
+      std::vector<std::vector<int64_t>> strides;
+      for (size_t k : loop.operands)
+        strides.emplace_back(operands_[k]->strides, operands_[k]->strides + operands_[k]->ndim);
+      loop.layout = collapse(loop.shape, strides);
+      loop.params_at = at;
+      at = operand_at(loop, loop.operands.size());
+    }
+    sums_at_ = at;
+    scalars_at_ = sums_at_ + 2 * sums_.size();
     params.assign(scalars_at_ + 2 * static_cast<size_t>(a_.n_scalars), 0);
-    params[0] = static_cast<uint32_t>(numel(a_.outputs[0]));
-    for (size_t d = 0; d < rank; ++d) params[1 + d] = static_cast<uint32_t>(layout_.shape[d]);
-    std::vector<Index> index(operands);
-    for (size_t k = 0; k < operands; ++k) {
-      size_t at = operand_at(k);
-      params[at] = element_offset(*operands_[k]);
-      for (size_t d = 0; d < rank; ++d) params[at + 1 + d] = static_cast<uint32_t>(layout_.strides[k][d]);
-      index[k] = index_of(layout_.strides[k]);
+    for (size_t l = 0; l < loops_.size(); ++l) {
+      Loop& loop = loops_[l];
+      size_t rank = loop.layout.shape.size();
+      uint64_t n = 1;
+      for (int64_t s : loop.shape) n *= static_cast<uint64_t>(s);
+      loop.index.clear();
+      for (size_t m = 0; m < loop.operands.size(); ++m) {
+        size_t k = loop.operands[m], pos = operand_at(loop, m);
+        params[pos] = element_offset(*operands_[k]);
+        for (size_t d = 0; d < rank; ++d) params[pos + 1 + d] = static_cast<uint32_t>(loop.layout.strides[m][d]);
+        loop.index.push_back(index_of(loop, loop.layout.strides[m]));
+      }
+      // Vector loads and stores: every operand float32, element i of each at
+      // its offset + i (or repeated), the offsets on whole vec4s.
+      loop.vec4 = static_cast<int32_t>(l) != epilogue_;
+      for (size_t m = 0; m < loop.operands.size(); ++m)
+        loop.vec4 = loop.vec4 && val_of_operand(loop.operands[m]) == Val::f32 && loop.index[m] != Index::strided &&
+                    (loop.index[m] == Index::repeated || params[operand_at(loop, m)] % 4 == 0);
+      loop.groups = static_cast<int32_t>(l) == epilogue_
+                        ? 0
+                        : std::max<uint64_t>(1, groups_for(dev, loop.vec4 ? (n + 3) / 4 : n));
+      params[loop.params_at] = static_cast<uint32_t>(n);
+      params[loop.params_at + 1] = static_cast<uint32_t>(group);
+      group += loop.groups;
+      params[loop.params_at + 2] = static_cast<uint32_t>(group);
+      for (size_t d = 0; d < rank; ++d) params[loop.params_at + 3 + d] = static_cast<uint32_t>(loop.layout.shape[d]);
+    }
+    groups_ = group;
+    params[0] = static_cast<uint32_t>(group);
+    partials_ = 0;
+    for (size_t r = 0; r < sums_.size(); ++r) {
+      uint64_t count = loops_[static_cast<size_t>(loop_of_[static_cast<size_t>(a_.nodes[sums_[r]].args[0])])].groups;
+      params[sums_at_ + 2 * r] = static_cast<uint32_t>(partials_);
+      params[sums_at_ + 2 * r + 1] = static_cast<uint32_t>(count);
+      partials_ += count;
     }
     // Two words per scalar: an integer one's low and high words, any other's
     // float32 bits.
@@ -237,37 +301,43 @@ class Call {
           integer[static_cast<size_t>(k)] ? static_cast<uint32_t>(word) : bits(a_.scalars[k].f);
       params[scalars_at_ + 2 * static_cast<size_t>(k) + 1] = static_cast<uint32_t>(word >> 32);
     }
-    // Vector loads and stores: every operand float32, element i of each at
-    // its offset + i (or repeated), the offsets on whole vec4s.
-    vec4_ = true;
-    for (size_t k = 0; k < operands; ++k)
-      vec4_ = vec4_ && val(k) == Val::f32 && index[k] != Index::strided &&
-              (index[k] == Index::repeated || params[operand_at(k)] % 4 == 0);
-    glsl = source(index, vec4_);
+    glsl = source();
   }
 
   const std::vector<const DLTensor*>& operands() const { return operands_; }
   size_t inputs() const { return static_cast<size_t>(a_.n_inputs); }
-  // Invocations the shader needs.
-  uint64_t invocations() const {
-    uint64_t n = static_cast<uint64_t>(numel(a_.outputs[0]));
-    return vec4_ ? (n + 3) / 4 : n;
-  }
+  bool has_sums() const { return !sums_.empty(); }
+  // After lower: the workgroups, and the partial sums they write.
+  uint64_t groups() const { return groups_; }
+  uint64_t partials() const { return partials_; }
 
  private:
   const graft_fused_args& a_;
   std::vector<Val> vals_;                  // per node
+  std::vector<int32_t> loop_of_;           // per node: its loop, or kNone for a value of every loop
   std::vector<const DLTensor*> operands_;  // inputs, then outputs
-  Layout layout_;
-  size_t scalars_at_ = 0;
-  bool vec4_ = false;
+  std::vector<size_t> operand_loop_;       // per operand
+  std::vector<Loop> loops_;
+  std::vector<int32_t> sums_;  // the sum nodes
+  int32_t epilogue_ = kNone;   // with sums: the loop of shape [], run last
+  size_t sums_at_ = 0, scalars_at_ = 0;
+  uint64_t groups_ = 0, partials_ = 0;
 
   [[noreturn]] static void invalid(const std::string& why) {
     throw Failure(GRAFT_INVALID, "graft-vulkan: invalid fused expression: " + why);
   }
 
+  int32_t loop_for(const DLTensor& t) {
+    std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
+    for (size_t l = 0; l < loops_.size(); ++l)
+      if (loops_[l].shape == shape) return static_cast<int32_t>(l);
+    loops_.push_back({shape});
+    return static_cast<int32_t>(loops_.size() - 1);
+  }
+
   void check() {
     if (a_.n_nodes <= 0 || a_.n_outputs <= 0) invalid("no nodes or no outputs");
+    static const DLTensor kScalarShape{};  // ndim 0: the loop of shape []
     for (int32_t i = 0; i < a_.n_nodes; ++i) {
       const graft_fused_node& n = a_.nodes[i];
       std::string at = "node " + std::to_string(i) + " (" + (n.op ? n.op : "null") + ")";
@@ -278,28 +348,43 @@ class Call {
         if (n.index < 0 || n.index >= a_.n_inputs) invalid(at + " reads a missing input");
         if (graft::plugin_util::dtype_bit(a_.inputs[n.index].dtype) != static_cast<uint32_t>(n.dtype))
           invalid(at + " reads an input of another dtype");
+        loop_of_.push_back(loop_for(a_.inputs[n.index]));
         continue;
       }
       if (std::strcmp(n.op, "scalar") == 0) {
         if (n.index < 0 || n.index >= a_.n_scalars) invalid(at + " reads a missing scalar");
+        loop_of_.push_back(kNone);
         continue;
       }
+      bool sum = std::strcmp(n.op, "sum") == 0;
       const OpCode* c = op_code(n.op);
-      if (!c || !takes(*c, v)) invalid(at + " is not an op the fuser computes");
-      if (n.n_args != c->arity) invalid(at + " has the wrong number of arguments");
+      if (sum ? v != Val::f32 : !c || !takes(*c, v)) invalid(at + " is not an op the fuser computes");
+      if (n.n_args != (sum ? 1 : c->arity)) invalid(at + " has the wrong number of arguments");
+      int32_t loop = kNone;
       for (int k = 0; k < n.n_args; ++k) {
         if (n.args[k] < 0 || n.args[k] >= i) invalid(at + " reads a later node");
         Val arg = vals_[static_cast<size_t>(n.args[k])];
-        bool condition = c->kind == Kind::select && k == 0;
-        bool fits = c->kind == Kind::convert || c->kind == Kind::compare ? takes(*c, arg)
-                    : condition                                          ? arg == Val::boolean
-                                                                         : arg == v;
+        bool condition = !sum && c->kind == Kind::select && k == 0;
+        bool fits = !sum && (c->kind == Kind::convert || c->kind == Kind::compare) ? takes(*c, arg)
+                    : condition                                                    ? arg == Val::boolean
+                                                                                   : arg == v;
         if (!fits) invalid(at + " reads a value of a dtype it does not take");
+        int32_t of = loop_of_[static_cast<size_t>(n.args[k])];
+        if (of != kNone && loop != kNone && of != loop) invalid(at + " reads values of two loops");
+        if (of != kNone) loop = of;
       }
-      if (c->kind == Kind::compare && (v != Val::boolean || vals_[n.args[0]] != vals_[n.args[1]]))
+      if (!sum && c->kind == Kind::compare && (v != Val::boolean || vals_[n.args[0]] != vals_[n.args[1]]))
         invalid(at + " compares values of different dtypes");
-      if (c->kind == Kind::clamp && (n.index < 0 || n.index + 1 >= a_.n_scalars))
+      if (!sum && c->kind == Kind::clamp && (n.index < 0 || n.index + 1 >= a_.n_scalars))
         invalid(at + " reads a missing scalar");
+      if (sum) {
+        if (loop == kNone || loops_[static_cast<size_t>(loop)].shape.empty())
+          invalid(at + " sums a value that is not of a loop of its own");
+        loops_[static_cast<size_t>(loop)].sums.push_back(i);
+        sums_.push_back(i);
+        loop = loop_for(kScalarShape);
+      }
+      loop_of_.push_back(loop);
     }
     for (int32_t i = 0; i < a_.n_inputs; ++i) operands_.push_back(&a_.inputs[i]);
     for (int32_t o = 0; o < a_.n_outputs; ++o) {
@@ -307,122 +392,187 @@ class Call {
       if (node < 0 || node >= a_.n_nodes ||
           graft::plugin_util::dtype_bit(a_.outputs[o].dtype) != static_cast<uint32_t>(a_.nodes[node].dtype))
         invalid("output " + std::to_string(o) + " names a missing node or has another dtype");
+      int32_t loop = loop_for(a_.outputs[o]), of = loop_of_[static_cast<size_t>(node)];
+      if (of != kNone && of != loop) invalid("output " + std::to_string(o) + " is not shaped like its node's loop");
       operands_.push_back(&a_.outputs[o]);
     }
-    const DLTensor& loop = a_.outputs[0];
-    for (const DLTensor* t : operands_) {
-      if (t->ndim != loop.ndim || !std::equal(t->shape, t->shape + t->ndim, loop.shape))
-        invalid("an operand not shaped like the loop");
-      if (!strides_usable(*t))
+    for (size_t k = 0; k < operands_.size(); ++k) {
+      const DLTensor& t = *operands_[k];
+      if (!strides_usable(t))
         throw Failure(GRAFT_INVALID, "graft-vulkan: a fused operand's elements or strides pass 2^32");
+      int32_t loop = loop_for(t);
+      operand_loop_.push_back(static_cast<size_t>(loop));
+      loops_[static_cast<size_t>(loop)].operands.push_back(k);
     }
+    if (!sums_.empty()) epilogue_ = loop_for(kScalarShape);
   }
 
-  void collapse_loop() {
-    const DLTensor& loop = a_.outputs[0];
-    std::vector<int64_t> shape(loop.shape, loop.shape + loop.ndim);
-    std::vector<std::vector<int64_t>> strides;
-    for (const DLTensor* t : operands_) strides.emplace_back(t->strides, t->strides + t->ndim);
-    layout_ = collapse(shape, strides);
-  }
-
-  Index index_of(const std::vector<int64_t>& strides) const {
+  Index index_of(const Loop& loop, const std::vector<int64_t>& strides) const {
     bool repeated = true, dense = true;
     int64_t expect = 1;
-    for (size_t d = layout_.shape.size(); d-- > 0;) {
+    for (size_t d = loop.layout.shape.size(); d-- > 0;) {
       repeated = repeated && strides[d] == 0;
       dense = dense && strides[d] == expect;
-      expect *= layout_.shape[d];
+      expect *= loop.layout.shape[d];
     }
     return repeated ? Index::repeated : dense ? Index::dense : Index::strided;
   }
 
-  std::string param(size_t at) const { return "p[" + std::to_string(at) + "]"; }
-  // Where operand k's offset is in the parameter block; its strides follow.
-  size_t operand_at(size_t k) const { return 1 + layout_.shape.size() + k * (1 + layout_.shape.size()); }
+  static std::string param(size_t at) { return "p[" + std::to_string(at) + "]"; }
+  // Where the m-th operand of loop has its offset in the parameter block; its strides follow.
+  static size_t operand_at(const Loop& loop, size_t m) {
+    size_t rank = loop.layout.shape.size();
+    return loop.params_at + 3 + rank + m * (1 + rank);
+  }
 
-  std::string source(const std::vector<Index>& index, bool vec4) const {
-    size_t rank = layout_.shape.size(), inputs = static_cast<size_t>(a_.n_inputs);
+  Val val_of_operand(size_t k) const {
+    Val v = Val::f32;
+    val_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(operands_[k]->dtype)), &v);
+    return v;
+  }
+
+  std::string source() const {
+    size_t inputs = static_cast<size_t>(a_.n_inputs);
+    bool vec4 = std::any_of(loops_.begin(), loops_.end(), [](const Loop& l) { return l.vec4; });
     std::string s = "#version 450\n";
     s += kCommonGlsl;
     s += kMathGlsl;
     for (size_t k = 0; k < operands_.size(); ++k) {
       std::string b = std::to_string(k + 1), access = k < inputs ? "readonly" : "writeonly";
       std::string head = "layout(std430, set = 0, binding = " + b + ") " + access + " buffer ";
-      s += head + "T" + b + " { " + storage_type(val(k)) + " t" + b + "[]; };\n";
-      if (vec4) s += head + "V" + b + " { vec4 t" + b + "_v[]; };\n";
+      s += head + "T" + b + " { " + storage_type(val_of_operand(k)) + " t" + b + "[]; };\n";
+      if (vec4 && loops_[operand_loop_[k]].vec4) s += head + "V" + b + " { vec4 t" + b + "_v[]; };\n";
     }
-    auto offset = [&](size_t k) { return param(operand_at(k)); };
-    // The scalar body at index i: each operand's element, then the nodes.
-    auto scalar_body = [&](const std::string& indent) {
-      std::string text;
-      std::vector<std::string> at(operands_.size());
-      bool coordinates = false;
-      for (size_t k = 0; k < operands_.size(); ++k) {
-        at[k] = index[k] == Index::repeated ? offset(k)
-                : index[k] == Index::dense  ? offset(k) + " + i"
-                                            : "o" + std::to_string(k);
-        if (index[k] == Index::strided) text += indent + "uint o" + std::to_string(k) + " = " + offset(k) + ";\n";
-        coordinates = coordinates || index[k] == Index::strided;
-      }
-      if (coordinates) {
-        text += indent + "uint rest = i, c;\n";
-        for (size_t d = rank; d-- > 0;) {
-          text += indent + "c = rest % " + param(1 + d) + ";\n" + indent + "rest /= " + param(1 + d) + ";\n";
-          for (size_t k = 0; k < operands_.size(); ++k)
-            if (index[k] == Index::strided)
-              text += indent + "o" + std::to_string(k) + " += c * " + param(operand_at(k) + 1 + d) + ";\n";
+    std::string main = "void main() {\n  uint g = group_index(), lane = gl_LocalInvocationID.x;\n";
+    main += "  if (g >= p[0]) return;\n";
+    for (size_t r = 0; r < sums_.size(); ++r) main += "  float s" + std::to_string(r) + " = 0.0;\n";
+    bool first = true;
+    for (size_t l = 0; l < loops_.size(); ++l) {
+      if (static_cast<int32_t>(l) == epilogue_) continue;
+      main += std::string(first ? "  if" : "  else if") + " (g < " + param(loops_[l].params_at + 2) + ") {\n" +
+              section(l) + "  }\n";
+      first = false;
+    }
+    if (sums_.empty()) return s + main + "}\n";
+    std::string b = std::to_string(operands_.size() + 1), c = std::to_string(operands_.size() + 2);
+    s += "layout(std430, set = 0, binding = " + b + ") coherent buffer Partials { float partial[]; };\n";
+    s += "layout(std430, set = 0, binding = " + c + ") coherent buffer Counter { uint counter[]; };\n";
+    s += "layout(constant_id = 1) const uint WG = 256;\nshared float red[WG];\nshared bool last_group;\n";
+    // The workgroup's sum of x, in every invocation.
+    s += "float group_sum(float x) {\n  uint lane = gl_LocalInvocationID.x;\n  red[lane] = x;\n  barrier();\n"
+         "  for (uint h = WG / 2u; h > 0u; h >>= 1) {\n    if (lane < h) red[lane] += red[lane + h];\n"
+         "    barrier();\n  }\n  float total = red[0];\n  barrier();\n  return total;\n}\n";
+    main += "  memoryBarrierBuffer();\n  barrier();\n";
+    main += "  if (lane == 0u) last_group = atomicAdd(counter[p[2]], 1u) == p[0] - 1u;\n  barrier();\n";
+    main += "  if (!last_group) return;\n  memoryBarrierBuffer();\n";
+    for (size_t r = 0; r < sums_.size(); ++r) {
+      std::string t = "t" + std::to_string(r), from = param(sums_at_ + 2 * r), count = param(sums_at_ + 2 * r + 1);
+      main += "  float " + t + " = 0.0;\n  for (uint k = lane; k < " + count + "; k += WG) " + t +
+              " += partial[p[1] + " + from + " + k];\n  " + t + " = group_sum(" + t + ");\n";
+    }
+    main += "  if (lane == 0u) {\n    uint i = 0u;\n" + body(static_cast<size_t>(epilogue_), "    ") +
+            "    counter[p[2]] = 0u;\n  }\n";
+    return s + main + "}\n";
+  }
+
+  // Loop l's part of main: its elements, then its sums' partials.
+  std::string section(size_t l) const {
+    const Loop& loop = loops_[l];
+    std::string first = param(loop.params_at + 1), n = param(loop.params_at), text;
+    if (!loop.vec4) {
+      text = "    uint i = (g - " + first + ") * gl_WorkGroupSize.x + lane;\n    if (i < " + n + ") {\n" +
+             body(l, "      ") + "    }\n";
+    } else {
+      // Four elements per invocation, loaded and stored as vec4s; the last
+      // invocation does what is left of a count that is not a multiple of 4.
+      text = "    uint i = ((g - " + first + ") * gl_WorkGroupSize.x + lane) * 4u;\n    if (i + 4u <= " + n + ") {\n";
+      std::vector<std::string> load(static_cast<size_t>(a_.n_inputs)), store(static_cast<size_t>(a_.n_outputs));
+      std::string stores;
+      for (size_t m = 0; m < loop.operands.size(); ++m) {
+        size_t k = loop.operands[m];
+        std::string b = std::to_string(k + 1), offset = param(operand_at(loop, m));
+        if (k < inputs()) {
+          text += "      vec4 in" + b + " = " +
+                  (loop.index[m] == Index::repeated ? "vec4(t" + b + "[" + offset + "])"
+                                                    : "t" + b + "_v[(" + offset + " + i) / 4u]") +
+                  ";\n";
+          load[k] = "in" + b + "[j]";
+        } else {
+          text += "      vec4 out" + b + ";\n";
+          store[k - inputs()] = "out" + b + "[j]";
+          stores += "      t" + b + "_v[(" + offset + " + i) / 4u] = out" + b + ";\n";
         }
       }
-      std::vector<std::string> load(inputs), store(operands_.size() - inputs);
-      for (size_t k = 0; k < operands_.size(); ++k) {
-        std::string element = "t" + std::to_string(k + 1) + "[" + at[k] + "]";
-        if (k < inputs)
-          load[k] = val(k) == Val::boolean ? "uint(" + element + ") != 0u" : element;
-        else
-          store[k - inputs] = element;
-      }
-      return text + nodes(load, store, indent);
-    };
-    if (!vec4)
-      return s + "void main() {\n  uint i = global_index();\n  if (i >= p[0]) return;\n" + scalar_body("  ") + "}\n";
-    // Four elements per invocation, loaded and stored as vec4s; the last
-    // invocation does what is left of a count that is not a multiple of 4.
-    s += "void main() {\n  uint i = global_index() * 4u, n = p[0];\n  if (i >= n) return;\n  if (i + 4u <= n) {\n";
-    std::vector<std::string> load(inputs), store(operands_.size() - inputs);
-    for (size_t k = 0; k < operands_.size(); ++k) {
-      std::string b = std::to_string(k + 1), name = (k < inputs ? "in" : "out") + b;
-      if (k < inputs)
-        s += "    vec4 " + name + " = " +
-             (index[k] == Index::repeated ? "vec4(t" + b + "[" + offset(k) + "])"
-                                          : "t" + b + "_v[(" + offset(k) + " + i) / 4u]") +
-             ";\n";
-      else
-        s += "    vec4 " + name + ";\n";
-      (k < inputs ? load[k] : store[k - inputs]) = name + "[j]";
+      text += "      for (int j = 0; j < 4; ++j) {\n" + nodes(l, load, store, "        ") + "      }\n" + stores;
+      text += "    } else {\n      for (; i < " + n + "; ++i) {\n" + body(l, "        ") + "      }\n    }\n";
     }
-    s += "    for (int j = 0; j < 4; ++j) {\n" + nodes(load, store, "      ") + "    }\n";
-    for (size_t k = inputs; k < operands_.size(); ++k)
-      s += "    t" + std::to_string(k + 1) + "_v[(" + offset(k) + " + i) / 4u] = out" + std::to_string(k + 1) + ";\n";
-    return s + "    return;\n  }\n  for (; i < n; ++i) {\n" + scalar_body("    ") + "  }\n}\n";
+    for (int32_t node : loop.sums) {
+      size_t r = static_cast<size_t>(std::find(sums_.begin(), sums_.end(), node) - sums_.begin());
+      std::string rs = std::to_string(r);
+      text += "    float part" + rs + " = group_sum(s" + rs + ");\n    if (lane == 0u) partial[p[1] + " +
+              param(sums_at_ + 2 * r) + " + g - " + first + "] = part" + rs + ";\n";
+    }
+    return text;
   }
 
-  Val val(size_t operand) const {
-    Val v = Val::f32;
-    val_of_bit(static_cast<int32_t>(graft::plugin_util::dtype_bit(operands_[operand]->dtype)), &v);
-    return v;
+  // Loop l's element i, one at a time: each operand's index, then the nodes.
+  std::string body(size_t l, const std::string& indent) const {
+    const Loop& loop = loops_[l];
+    size_t rank = loop.layout.shape.size();
+    std::string text;
+    std::vector<std::string> at(loop.operands.size());
+    bool coordinates = false;
+    for (size_t m = 0; m < loop.operands.size(); ++m) {
+      std::string offset = param(operand_at(loop, m));
+      at[m] = loop.index[m] == Index::repeated ? offset
+              : loop.index[m] == Index::dense  ? offset + " + i"
+                                               : "o" + std::to_string(m);
+      if (loop.index[m] == Index::strided) text += indent + "uint o" + std::to_string(m) + " = " + offset + ";\n";
+      coordinates = coordinates || loop.index[m] == Index::strided;
+    }
+    if (coordinates) {
+      text += indent + "uint rest = i, c;\n";
+      for (size_t d = rank; d-- > 0;) {
+        std::string dim = param(loop.params_at + 3 + d);
+        text += indent + "c = rest % " + dim + ";\n" + indent + "rest /= " + dim + ";\n";
+        for (size_t m = 0; m < loop.operands.size(); ++m)
+          if (loop.index[m] == Index::strided)
+            text += indent + "o" + std::to_string(m) + " += c * " + param(operand_at(loop, m) + 1 + d) + ";\n";
+      }
+    }
+    std::vector<std::string> load(static_cast<size_t>(a_.n_inputs)), store(static_cast<size_t>(a_.n_outputs));
+    for (size_t m = 0; m < loop.operands.size(); ++m) {
+      size_t k = loop.operands[m];
+      std::string element = "t" + std::to_string(k + 1) + "[" + at[m] + "]";
+      if (k < inputs())
+        load[k] = val_of_operand(k) == Val::boolean ? "uint(" + element + ") != 0u" : element;
+      else
+        store[k - inputs()] = element;
+    }
+    return text + nodes(l, load, store, indent);
   }
 
-  // Every node as a statement that declares v<i>, then the outputs' stores;
-  // load[k] reads input k's element, store[o] is output o's.
-  std::string nodes(const std::vector<std::string>& load, const std::vector<std::string>& store,
+  // Loop l's nodes (and those of every loop) as statements that declare
+  // v<i>, the stores of its outputs and the sums it adds to; load[k] reads
+  // input k's element, store[o] is output o's.
+  std::string nodes(size_t l, const std::vector<std::string>& load, const std::vector<std::string>& store,
                     const std::string& indent) const {
     std::string text;
-    for (int32_t i = 0; i < a_.n_nodes; ++i) text += indent + statement(i, load) + "\n";
+    auto here = [&](int32_t node) {
+      int32_t of = loop_of_[static_cast<size_t>(node)];
+      return of == kNone || of == static_cast<int32_t>(l);
+    };
+    for (int32_t i = 0; i < a_.n_nodes; ++i)
+      if (here(i)) text += indent + statement(i, load) + "\n";
     for (int32_t o = 0; o < a_.n_outputs; ++o) {
+      if (operand_loop_[inputs() + static_cast<size_t>(o)] != l) continue;
       std::string v = "v" + std::to_string(a_.output_nodes[o]);
       bool boolean = vals_[static_cast<size_t>(a_.output_nodes[o])] == Val::boolean;
       text += indent + store[static_cast<size_t>(o)] + " = " + (boolean ? "uint8_t(" + v + " ? 1u : 0u)" : v) + ";\n";
+    }
+    for (int32_t node : loops_[l].sums) {
+      size_t r = static_cast<size_t>(std::find(sums_.begin(), sums_.end(), node) - sums_.begin());
+      text += indent + "s" + std::to_string(r) + " += v" + std::to_string(a_.nodes[node].args[0]) + ";\n";
     }
     return text;
   }
@@ -433,6 +583,8 @@ class Call {
     Val v = vals_[static_cast<size_t>(i)];
     std::string decl = std::string(glsl_type(v)) + " v" + std::to_string(i) + " = ";
     if (std::strcmp(n.op, "input") == 0) return decl + load[static_cast<size_t>(n.index)] + ";";
+    if (std::strcmp(n.op, "sum") == 0)  // in the last loop: the sum's total
+      return decl + "t" + std::to_string(std::find(sums_.begin(), sums_.end(), i) - sums_.begin()) + ";";
     if (std::strcmp(n.op, "scalar") == 0) {
       size_t at = scalars_at_ + 2 * static_cast<size_t>(n.index);
       std::string low = param(at), value = v == Val::i64   ? "uvec2(" + low + ", " + param(at + 1) + ")"
@@ -541,12 +693,29 @@ std::vector<std::vector<int32_t>> split(const graft_fused_args& a, size_t most) 
   return groups;
 }
 
+// The device's word that counts a dispatch's finished workgroups (Note
+// [Fused sums on Vulkan]), zero between dispatches.
+Access counter_of(Device& dev) {
+  Fuser& f = fuser();
+  std::lock_guard lock(f.mutex);
+  void*& word = f.counters[&dev];
+  if (!word) {
+    void* fresh = dev.allocate(4);
+    uint32_t zero = 0;
+    dev.upload(fresh, &zero, 4);
+    word = fresh;
+  }
+  auto at = reinterpret_cast<uint64_t>(word);
+  return {at, at + 4, true};
+}
+
 // Records one dispatch of the call's shader, compiled on first use.
 void dispatch_call(Device& dev, Call& call) {
   std::string glsl;
   std::vector<uint32_t> params;
-  call.lower(glsl, params);
+  call.lower(dev, glsl, params);
   const auto& operands = call.operands();
+  uint32_t bindings = static_cast<uint32_t>(operands.size()) + (call.has_sums() ? 2 : 0);
   Fuser& f = fuser();
   const Kernel* kernel;
   {
@@ -557,7 +726,7 @@ void dispatch_call(Device& dev, Call& call) {
       auto k = std::make_unique<Kernel>();
       k->name = "fused " + std::to_string(f.cache.size());
       k->spirv = compile(f, glsl);
-      k->shader = {k->name.c_str(), k->spirv.data(), k->spirv.size() * 4, static_cast<uint32_t>(operands.size())};
+      k->shader = {k->name.c_str(), k->spirv.data(), k->spirv.size() * 4, bindings};
       slot = std::move(k);
       f.stats.compile_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       ++f.stats.compiled;
@@ -569,14 +738,26 @@ void dispatch_call(Device& dev, Call& call) {
   }
   std::vector<Access> buffers;
   for (size_t k = 0; k < operands.size(); ++k) buffers.push_back(access_of(*operands[k], k >= call.inputs()));
-  int32_t spec[] = {static_cast<int32_t>(dev.group_size())};
-  dev.dispatch(kernel->shader, spec, params, buffers, groups_for(dev, call.invocations()));
+  auto group_size = static_cast<int32_t>(dev.group_size());
+  if (!call.has_sums()) {
+    int32_t spec[] = {group_size};
+    return dev.dispatch(kernel->shader, spec, params, buffers, call.groups());
+  }
+  int32_t spec[] = {group_size, group_size};
+  Scratch partials(dev, call.partials() * 4);
+  Access counter = counter_of(dev);
+  params[1] = partials.word_offset();
+  params[2] = static_cast<uint32_t>(pointer_offset(reinterpret_cast<const void*>(counter.begin)) / 4);
+  buffers.push_back(partials.access(true));
+  buffers.push_back(counter);
+  dev.dispatch(kernel->shader, spec, params, buffers, call.groups());
 }
 
 int32_t fuser_supports(void*, const char* op, int32_t dtype) {
   Val v;
   if (!val_of_bit(dtype, &v)) return 0;
   if (std::strcmp(op, "fill") == 0) return 1;  // fills arrive as scalars
+  if (std::strcmp(op, "sum") == 0) return v == Val::f32 ? 1 : 0;  // Note [Fused sums on Vulkan]
   const OpCode* c = op_code(op);
   return c && takes(*c, v) ? 1 : 0;
 }
@@ -588,9 +769,10 @@ int32_t fuser_run(void*, const graft_fused_args* a, char* message, size_t size) 
   }
   return on_device(a->outputs[0].device.device_id, message, size, [&](Device& dev) {
     Call whole(*a);
-    // Binding 0 is the parameter block. An expression with more tensors
-    // than the rest (lavapipe has 32 bindings) runs as several dispatches.
-    size_t most = dev.limits().maxPerStageDescriptorStorageBuffers - 1;
+    // Binding 0 is the parameter block, and a call with sums takes two more.
+    // An expression with more tensors than the rest (lavapipe has 32
+    // bindings) runs as several dispatches.
+    size_t most = dev.limits().maxPerStageDescriptorStorageBuffers - 3;
     if (whole.operands().size() <= most) return dispatch_call(dev, whole);
     for (const std::vector<int32_t>& outputs : split(*a, most)) {
       Part part(*a, outputs);

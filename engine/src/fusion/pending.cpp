@@ -224,11 +224,13 @@ void add_fuser(int16_t device_type, const graft_fuser& api, uint16_t backend) {
   auto* f = new Fuser{api, backend, {}};  // lives as long as the process, like the plugin
   Registry& r = Registry::get();
   for (size_t op = 0; op < kNumOps; ++op) {
-    if (!is_elementwise(static_cast<OpId>(op))) continue;
+    if (!fusable(static_cast<OpId>(op))) continue;
     for (DType t : kAllDTypes)
       f->supports[op][static_cast<size_t>(dtype_index(t))] =
           api.supports(api.ctx, r.schema(static_cast<OpId>(op)).name, static_cast<int32_t>(plugin::dtype_bit(t))) != 0;
   }
+  const auto& sums = f->supports[static_cast<size_t>(OpId::sum)];
+  f->loops = std::any_of(sums.begin(), sums.end(), [](bool b) { return b; });
   State& s = state();
   std::lock_guard lock(s.mutex);
   s.fusers[static_cast<size_t>(device_type)].store(f, std::memory_order_release);
@@ -298,6 +300,27 @@ void set_min_cpu_elements(int64_t n) { min_elements().store(std::max<int64_t>(n,
 // thread, another view) runs the op at once, after materialize has computed
 // what it must. Either way every reader sees the memory as op-by-op runs
 // would leave it.
+namespace {
+
+// Whether a node may read t as the pending value of producer: t views it
+// whole, or broadcast as expand() would (the node's loop broadcasts the
+// value the same way).
+bool reads_whole(const TensorImpl& t, const Node& producer) {
+  const Dims& shape = producer.shape;
+  if (t.offset != 0 || t.dtype != producer.dtype || t.sizes.size() < shape.size()) return false;
+  Dims strides = contiguous_strides(shape);
+  size_t lead = t.sizes.size() - shape.size();
+  for (size_t d = 0; d < t.sizes.size(); ++d) {
+    if (t.sizes[d] == 1) continue;  // any stride
+    bool repeated = d < lead || shape[d - lead] == 1;
+    if (t.strides[d] != (repeated ? 0 : strides[d - lead]) || (!repeated && t.sizes[d] != shape[d - lead]))
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, const Attrs& attrs) {
   if (attach(op, inputs, n_inputs, attrs, out)) return true;  // Note [Post-ops]
   State& s = state();
@@ -305,9 +328,11 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   TensorImpl* o = out.impl();
   if (device.is_cpu() && o->numel < min_cpu_elements()) return false;  // first: the cheapest test
   const Fuser* f = s.fusers[static_cast<size_t>(device.type())].load(std::memory_order_acquire);
-  if (!f || tls_flushing || !enabled() || !is_elementwise(op) || !(allowed_backends() >> f->backend & 1) ||
+  if (!f || tls_flushing || !enabled() || !fusable(op) || !(allowed_backends() >> f->backend & 1) ||
       Registry::get().left_out_of_order(f->backend))
     return false;
+  bool sum = op == OpId::sum;  // of every element (Note [Fused sums])
+  if (sum && (o->sizes.size() != 0 || inputs[0].dim() == 0 || inputs[0].numel() == 0)) return false;
   Storage& result = *o->storage;
   if (o->numel == 0 || o->offset != 0 || !out.is_contiguous() || !fuser_takes(*f, op, o->dtype)) return false;
   // A fresh tensor's memory may wait: nothing else can see it. Any other
@@ -365,8 +390,7 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
       continue;
     }
     const Node& producer = mine.nodes[static_cast<size_t>(in->storage->fusion_node)];
-    flush_first = flush_first || in->offset != 0 || in->dtype != producer.dtype || in->sizes != producer.shape ||
-                  !inputs[i].is_contiguous();
+    flush_first = flush_first || !reads_whole(*in, producer) || (producer.reduced && (sum || o->sizes.size() != 0));
   }
   // In place over a value pending here: it must be this view's, and read by no other node.
   bool takes_over = !fresh && result.fusion_writer.load(std::memory_order_relaxed) == &mine && !held_here(result);
@@ -384,12 +408,15 @@ bool record(OpId op, const Tensor* inputs, int n_inputs, const Tensor& out, cons
   if (!fresh && !takes_over && result.fusion_readers.load(std::memory_order_relaxed)) return false;
 
   Node node{op, o->dtype, o->sizes, attrs, n_inputs, {}, o->storage};
+  node.reduced = sum;
   for (int i = 0; i < n_inputs; ++i) {
     const TensorImpl* in = inputs[i].impl();
     Storage& st = *in->storage;
     if (st.fusion_writer.load(std::memory_order_relaxed) == &mine && st.fusion_node != kHeld) {
       node.args[static_cast<size_t>(i)] = st.fusion_node;
-      if (&st != &result) mine.nodes[static_cast<size_t>(st.fusion_node)].read = true;
+      Node& producer = mine.nodes[static_cast<size_t>(st.fusion_node)];
+      if (&st != &result) producer.read = true;
+      node.reduced = node.reduced || producer.reduced;
       continue;
     }
     auto same = [&](const Input& x) {

@@ -26,7 +26,11 @@ struct Fuser {
   graft_fuser api;
   uint16_t backend;
   std::array<std::array<bool, graft::kNumDTypes>, kNumOps> supports{};
+  bool loops = false;  // computes "sum", and so takes calls of several loops (Note [Fused sums])
 };
+
+// The ops a fuser may compute: the elementwise ones, and "sum" (Note [Fused sums]).
+constexpr bool fusable(OpId op) { return dispatch::is_elementwise(op) || op == OpId::sum; }
 
 // A tensor pending work reads that no pending node writes.
 struct Input {
@@ -45,6 +49,7 @@ struct Node {
   std::array<int, 3> args{};   // a node (>= 0) or an input, -(input + 1)
   std::weak_ptr<Storage> out;  // the tensor waiting for the value
   bool read = false;           // an argument of a later node (Note [In-place fusion])
+  bool reduced = false;        // a sum, or computed from one (Note [Fused sums])
 };
 
 // Note [Post-ops] (fusion/held.cpp): a composite op's kernel call waiting

@@ -192,7 +192,18 @@ typedef struct {
  * (a conversion to the node's dtype), plus two leaves: "input" (value =
  * inputs[index]) and "scalar" (value = scalars[index], constant over the
  * loop). Scalars are run-time arguments: a kernel compiled for one
- * expression serves every value of them. */
+ * expression serves every value of them.
+ *
+ * Sums and several loops: a fuser whose supports says yes to "sum" also
+ * takes "sum" nodes (one argument; the value is the sum of all its
+ * elements, of shape []) and calls that hold several loops. A node's loop
+ * is then the shape of the inputs it reads, directly or through other nodes
+ * ("scalar" nodes fit any loop): each input and output is shaped like its
+ * own loop, and the arguments of a node are all of one loop. A sum's value,
+ * and what is computed from it, belong to the loop of shape [], which runs
+ * once the sums of every other loop are complete; a sum never reads a value
+ * of that loop. A "scalar" node as an output is of the loop of the output's
+ * shape. */
 /** A scalar of a fused expression: a run-time argument, constant over the loop. */
 typedef struct {
   double f;  /**< the value for float dtypes */
