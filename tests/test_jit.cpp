@@ -393,6 +393,29 @@ std::vector<std::pair<std::string, std::function<std::vector<Tensor>(Device)>>> 
          Tensor row = y.slice(0, 2, 3) + 1.0;
          return std::vector<Tensor>{y, row};
        }},
+      {"views of pending values: broadcast, transposed, and a value of one element read by another shape",
+       [=](Device d) {
+         Tensor x = data(d, {6, 5}, 1), b = data(d, {5}, 2), m = data(d, {1}, 3);
+         Tensor s = b * 2.0;
+         Tensor y = x + s.unsqueeze(0).expand({6, 5});
+         Tensor t = (x * 3.0).t() + 1.0;
+         Tensor one = m * 4.0;
+         Tensor w = x * one + one;
+         return std::vector<Tensor>{s, y, t, one, w};
+       }},
+      // Note [Fused sums] (graft-vulkan; kernels on the CPU). The values are
+      // quarters, so every order of adding them gives the same sums.
+      {"sums, what is computed from them, and what reads them in other shapes",
+       [=](Device d) {
+         Tensor x = (arange(1200, TensorOptions().dtype(kFloat32)).reshape({40, 30}) * 0.25 - 100.0).to(d);
+         Tensor y = (arange(7, TensorOptions().dtype(kFloat32)) * 0.5).to(d);
+         Tensor squares = y * y;
+         Tensor total = x.sum() + squares.sum() * 2.0;
+         Tensor centered = x - x.mean();
+         Tensor scaled = y * (x.abs().sum() + 1.0);
+         Tensor nested = (y * total).sum();
+         return std::vector<Tensor>{squares, total, centered, scaled, nested};
+       }},
       {"a comparison written into a bool tensor",
        [=](Device d) {
          Tensor x = data(d, {10}, 1);

@@ -355,6 +355,26 @@ TEST_F(Vulkan, SumsOfSeveralShapesAndTheirArithmeticRunInOneDispatch) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(da.sum().item<double>(), da.sum().item<double>());
 }
 
+// A pending value read through a broadcast view (a sum's gradient is an
+// expand of it) costs no flush, and one of one element that a loop of
+// another shape reads is computed again there instead of a stage earlier:
+// one call computes them with their readers.
+TEST_F(Vulkan, BroadcastViewsAndOneElementValuesJoinTheirReadersCall) {
+  manual_seed(6);
+  Tensor x = randn({6, 5}), b = randn({5}), m = randn({1});
+  Tensor dx = x.to(device_), db = b.to(device_), dm = m.to(device_);
+  synchronize("vulkan:0");
+  uint64_t before = stat("dispatches");
+  Tensor y = dx + (db * 2.0).unsqueeze(0).expand({6, 5});
+  Tensor one = dm * 4.0;
+  Tensor w = dx * one + one;
+  synchronize("vulkan:0");
+  EXPECT_EQ(stat("dispatches") - before, 1u) << "loops [1] and [6, 5] in one call";
+  expect_values(y.cpu(), (x + b * 2.0).to_vector<double>(), 1e-6);
+  expect_values(w.cpu(), (x * (m * 4.0) + m * 4.0).to_vector<double>(), 1e-6);
+  expect_values(one.cpu(), (m * 4.0).to_vector<double>(), 1e-6);
+}
+
 // A value computed from a sum and read in a loop of another shape (x minus
 // its mean) computes the sum first; a sum over a NaN or an infinity is NaN
 // or infinite (the optimizers' finiteness check reads such sums).
