@@ -443,15 +443,18 @@ class Call {
       s += head + "T" + b + " { " + storage_type(val_of_operand(k)) + " t" + b + "[]; };\n";
       if (vec4 && loops_[operand_loop_[k]].vec4) s += head + "V" + b + " { vec4 t" + b + "_v[]; };\n";
     }
+    // Groups past p[0] (a dispatch split in 2-D rounds up) find no element
+    // of the last loop; with sums they must not count themselves.
     std::string main = "void main() {\n  uint g = group_index(), lane = gl_LocalInvocationID.x;\n";
-    main += "  if (g >= p[0]) return;\n";
+    if (!sums_.empty()) main += "  if (g >= p[0]) return;\n";
     for (size_t r = 0; r < sums_.size(); ++r) main += "  float s" + std::to_string(r) + " = 0.0;\n";
-    bool first = true;
-    for (size_t l = 0; l < loops_.size(); ++l) {
-      if (static_cast<int32_t>(l) == epilogue_) continue;
-      main += std::string(first ? "  if" : "  else if") + " (g < " + param(loops_[l].params_at + 2) + ") {\n" +
-              section(l) + "  }\n";
-      first = false;
+    // The loops' workgroups follow each other, the first's from group 0.
+    std::vector<size_t> run;
+    for (size_t l = 0; l < loops_.size(); ++l)
+      if (static_cast<int32_t>(l) != epilogue_) run.push_back(l);
+    for (size_t k = 0; k < run.size(); ++k) {
+      std::string test = k + 1 == run.size() ? "" : "if (g < " + param(loops_[run[k]].params_at + 2) + ") ";
+      main += std::string(k == 0 ? "  " : "  else ") + test + "{\n" + section(run[k], k == 0) + "  }\n";
     }
     if (sums_.empty()) return s + main + "}\n";
     std::string b = std::to_string(operands_.size() + 1), c = std::to_string(operands_.size() + 2);
@@ -475,17 +478,19 @@ class Call {
     return s + main + "}\n";
   }
 
-  // Loop l's part of main: its elements, then its sums' partials.
-  std::string section(size_t l) const {
+  // Loop l's part of main: its elements, then its sums' partials. at_zero:
+  // its workgroups start at group 0.
+  std::string section(size_t l, bool at_zero) const {
     const Loop& loop = loops_[l];
-    std::string first = param(loop.params_at + 1), n = param(loop.params_at), text;
+    std::string first = at_zero ? "0u" : param(loop.params_at + 1), n = "n", text;
+    std::string index = at_zero ? "global_index()" : "(g - " + first + ") * gl_WorkGroupSize.x + lane";
+    std::string count = ", n = " + param(loop.params_at) + ";\n";
     if (!loop.vec4) {
-      text = "    uint i = (g - " + first + ") * gl_WorkGroupSize.x + lane;\n    if (i < " + n + ") {\n" +
-             body(l, "      ") + "    }\n";
+      text = "    uint i = " + index + count + "    if (i < " + n + ") {\n" + body(l, "      ") + "    }\n";
     } else {
       // Four elements per invocation, loaded and stored as vec4s; the last
       // invocation does what is left of a count that is not a multiple of 4.
-      text = "    uint i = ((g - " + first + ") * gl_WorkGroupSize.x + lane) * 4u;\n    if (i + 4u <= " + n + ") {\n";
+      text = "    uint i = (" + index + ") * 4u" + count + "    if (i + 4u <= " + n + ") {\n";
       std::vector<std::string> load(static_cast<size_t>(a_.n_inputs)), store(static_cast<size_t>(a_.n_outputs));
       std::string stores;
       for (size_t m = 0; m < loop.operands.size(); ++m) {
