@@ -28,8 +28,12 @@
 // So a chain costs the traffic of its inputs and its result, and fresh
 // blocks that no one touches never cycle through the allocator's cache.
 // Values of different shapes cannot be written by one loop, so the outputs
-// are grouped by shape into one fused call each; an output read by a group
-// of another shape is computed in an earlier round (its stage) and read back.
+// are grouped by shape into one fused call each (one call of several loops
+// for a fuser that takes them, Note [Fused sums]); an output read by a group
+// of another shape is computed in an earlier round (its stage) and read
+// back, unless it is one element, which the reader computes again. A node
+// may read a pending value through a view that broadcasts it as expand()
+// does: its loop broadcasts the value the same way.
 // "fill" nodes are scalars: they enter expressions as kernel arguments, and
 // the ones still referenced (autograd keeps a mean's divisor) are one more
 // output of a call of their shape, a constant, or where there is none, the
