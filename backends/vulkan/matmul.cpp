@@ -6,7 +6,11 @@
 // values are stored (Note [Linear epilogue] in shaders/matmul.comp).
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,10 +40,49 @@ int32_t matmul_supports(int32_t, const graft_kernel_args* a) {
 // where larger blocks per invocation pay most), else 64 x 64 tiles of
 // 4 x 4; 32 x 32 tiles of 4 x 4 where the device allows fewer invocations
 // or less shared memory.
-std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
+// matmul.comp's two tiles: BK rows of BM / 4 + 1 and of BN / 4 + 1 vec4s.
+uint32_t shared_bytes(uint32_t bm, uint32_t bn, uint32_t bk) { return bk * ((bm + bn) / 4 + 2) * 16; }
+
+// GRAFT_VULKAN_MATMUL_TILES=BMxBNxBK/TMxTN (say 128x128x16/8x8) sets them
+// for every product instead, to measure others on a device (tools/gpu/run.sh
+// does): tiles of 32 to 256 (BK 8 to 32), blocks of 4 or 8, as many rows
+// and columns of blocks as matmul.comp's layout of invocations needs, and
+// what the device allows. Anything else is reported once and ignored.
+std::optional<std::array<int32_t, 6>> tiles_from_environment(const Device& dev) {
+  static const std::optional<std::array<uint32_t, 5>> asked = []() -> std::optional<std::array<uint32_t, 5>> {
+    const char* text = std::getenv("GRAFT_VULKAN_MATMUL_TILES");
+    if (!text) return std::nullopt;
+    std::array<uint32_t, 5> t{};
+    char end = 0;
+    if (std::sscanf(text, "%ux%ux%u/%ux%u%c", &t[0], &t[1], &t[2], &t[3], &t[4], &end) == 5) return t;
+    std::cerr << "graft-vulkan: GRAFT_VULKAN_MATMUL_TILES='" << text << "' is not BMxBNxBK/TMxTN; ignored\n";
+    return std::nullopt;
+  }();
+  if (!asked) return std::nullopt;
+  auto [bm, bn, bk, tm, tn] = *asked;
+  auto one_of = [](uint32_t v, std::initializer_list<uint32_t> allowed) {
+    return std::find(allowed.begin(), allowed.end(), v) != allowed.end();
+  };
+  uint32_t threads = one_of(tm, {4, 8}) && one_of(tn, {4, 8}) ? (bm / tm) * (bn / tn) : 0;
   const VkPhysicalDeviceLimits& l = dev.limits();
-  // matmul.comp's two tiles: BK rows of BM / 4 + 1 and of BN / 4 + 1 vec4s.
-  auto shared_bytes = [](uint32_t bm, uint32_t bn, uint32_t bk) { return bk * ((bm + bn) / 4 + 2) * 16; };
+  bool fits = one_of(bm, {32, 64, 128, 256}) && one_of(bn, {32, 64, 128, 256}) && one_of(bk, {8, 16, 32}) &&
+              threads > 0 && (bn / tn) % 8 == 0 && (bm / tm) % 4 == 0 && (bm * bk) % threads == 0 &&
+              (bk * bn) % threads == 0 && threads <= l.maxComputeWorkGroupInvocations &&
+              shared_bytes(bm, bn, bk) <= l.maxComputeSharedMemorySize;
+  static std::once_flag told;
+  if (!fits)
+    std::call_once(told, [&] {
+      std::cerr << "graft-vulkan: GRAFT_VULKAN_MATMUL_TILES: " << bm << "x" << bn << "x" << bk << "/" << tm << "x" << tn
+                << " is not a tiling matmul.comp takes on " << dev.name() << "; ignored\n";
+    });
+  if (!fits) return std::nullopt;
+  return std::array<int32_t, 6>{static_cast<int32_t>(threads), static_cast<int32_t>(bm), static_cast<int32_t>(bn),
+                                static_cast<int32_t>(bk),      static_cast<int32_t>(tm), static_cast<int32_t>(tn)};
+}
+
+std::array<int32_t, 6> matmul_tiles(const Device& dev, int64_t M, int64_t N, int64_t batch) {
+  if (auto asked = tiles_from_environment(dev)) return *asked;
+  const VkPhysicalDeviceLimits& l = dev.limits();
   if (l.maxComputeWorkGroupInvocations < 256 || l.maxComputeSharedMemorySize < shared_bytes(64, 64, 16))
     return {64, 32, 32, 8, 4, 4};
   bool many = (M / 128) * (N / 128) * batch >= 64 || dev.is_cpu();

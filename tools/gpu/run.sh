@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, on a lent device machine, from the bundle tools/gpu/bundle.sh
 # made (.gpu/, carried). Each stage has its own time budget, so a slow stage
-# cannot eat the others (at most 9 minutes in all; an H200 took 1.5); everything
+# cannot eat the others (at most 9.25 minutes in all; an H200 took 1.5); everything
 # goes to $OUT:
 #   gpu-check.log     every stage's full output
 #   summary.txt       a line per stage (exit code, seconds) and the figures
@@ -100,9 +100,19 @@ stage cross-backend 60 env GRAFT_TEST_BACKEND=vulkan GRAFT_CHECK_BOUNDS=1 "$bund
   --gtest_filter='Dtypes/Backends.*:Backends.*Vulkan*'
 figures "^\[  (PASSED|FAILED) "
 
-stage bench_vulkan 120 "$bundle/bin/bench_vulkan" --benchmark_filter='Peak|target:0|Chain8|MatmulPrecision' \
+stage bench_vulkan 100 "$bundle/bin/bench_vulkan" --benchmark_filter='Peak|target:0|Chain8|MatmulPrecision' \
   --benchmark_out="$out/bench_vulkan.json" --benchmark_out_format=json
 figures "^BM_"
+
+# matmul.comp under other tilings (GRAFT_VULKAN_MATMUL_TILES, the first its
+# own choice there), to see what limits it on this device.
+n=4096
+awk -v s="$scale" 'BEGIN { exit !(s < 1) }' && n=1024
+for tiles in 128x128x16/8x8 128x128x8/8x8 256x128x16/8x8 64x128x16/4x8; do
+  stage "tiles $tiles" 10 env GRAFT_VULKAN_MATMUL_TILES=$tiles "$bundle/bin/bench_vulkan" \
+    --benchmark_filter="MatmulPrecision/n:$n/medium:0"
+  grep -E "^BM_|GRAFT_VULKAN_MATMUL_TILES" "$last" | sed "s|^|  $tiles: |" >>"$summary"
+done
 
 # Where the device time of a training step goes (Note [Profile]): a table
 # per model, each shader's dispatches and device time, the most first (on a

@@ -4,7 +4,9 @@
 // BK-deep slices of a and b in shared memory; each invocation accumulates a
 // TM x TN block of the tile in registers (TM and TN are 4 or 8). The tile
 // sizes are specialization constants that the host picks from the device's
-// limits.
+// limits. Each invocation reads its share of the next slices into
+// registers while the current ones are multiplied, and stages them in
+// shared memory after the barrier.
 //
 // The shared tiles hold vec4s along m (a) and along n (b), so an invocation
 // reads its TM / 4 + TN / 4 vec4s of a slice row with as many loads, not
@@ -49,8 +51,53 @@ DECLARE_BUFFER(4, c)
 shared vec4 tile_a[BK][BM / 4 + 1];  // [k][m / 4]
 shared vec4 tile_b[BK][BN / 4 + 1];  // [k][n / 4]
 
+const uint THREADS = (BM / TM) * (BN / TN), LOADS_A = BM * BK / THREADS, LOADS_B = BK * BN / THREADS;
+uint M, N, m0, n0, k_end, a_base, b_base, lane;
+// The strides the loop needs, read once: a parameter read can cost a trip
+// to host-visible memory, and need not be hoisted past a barrier.
+uint a_sm, a_sk, b_sk, b_sn;
+bool a_along_k, b_along_n;
+// This invocation's share of the next slices, read while the current ones
+// are multiplied so that the reads' latency hides behind the arithmetic.
+float ra[LOADS_A], rb[LOADS_B];  // indexed by unrolled loops only: registers
+
+// Where the r-th element this invocation stages falls in the a slice (m, k)
+// and in the b slice (k, n): consecutive invocations along whichever stride is 1.
+uvec2 a_at(uint r) {
+  uint e = lane + r * THREADS;
+  return a_along_k ? uvec2(e / BK, e % BK) : uvec2(e % BM, e / BM);
+}
+uvec2 b_at(uint r) {
+  uint e = lane + r * THREADS;
+  return b_along_n ? uvec2(e / BN, e % BN) : uvec2(e % BK, e / BK);
+}
+
+void load(uint k0) {
+  [[unroll]] for (uint r = 0; r < LOADS_A; ++r) {
+    uint m = m0 + a_at(r).x, k = k0 + a_at(r).y;
+    ra[r] = m < M && k < k_end ? a_f[a_base + m * a_sm + k * a_sk] : 0.0;
+  }
+  [[unroll]] for (uint r = 0; r < LOADS_B; ++r) {
+    uint k = k0 + b_at(r).x, n = n0 + b_at(r).y;
+    rb[r] = k < k_end && n < N ? b_f[b_base + k * b_sk + n * b_sn] : 0.0;
+  }
+}
+
+void stage_loaded() {
+  [[unroll]] for (uint r = 0; r < LOADS_A; ++r) {
+    uvec2 at = a_at(r);
+    tile_a[at.y][at.x / 4][at.x % 4] = ra[r];
+  }
+  [[unroll]] for (uint r = 0; r < LOADS_B; ++r) {
+    uvec2 at = b_at(r);
+    tile_b[at.x][at.y / 4][at.y % 4] = rb[r];
+  }
+}
+
 void main() {
-  uint M = p[0], N = p[1], K = p[2];
+  M = p[0];
+  N = p[1];
+  uint K = p[2];
   uint tiles_n = (N + BN - 1) / BN, tiles_m = (M + BM - 1) / BM;
   uint per_split = tiles_m * tiles_n * p[3];
   uint g = group_index();
@@ -59,15 +106,20 @@ void main() {
   g %= per_split;
   uint batch = g / (tiles_m * tiles_n);
   uint in_batch = g % (tiles_m * tiles_n);
-  uint m0 = (in_batch / tiles_n) * BM, n0 = (in_batch % tiles_n) * BN;
-  uint k_begin = split * p[16], k_end = min(K, k_begin + p[16]);
-  uint a_base = p[4] + batch * p[5], b_base = p[8] + batch * p[9];
-  // The strides the loop needs, read once: a parameter read can cost a trip
-  // to host-visible memory, and need not be hoisted past a barrier.
-  uint a_sm = p[6], a_sk = p[7], b_sk = p[10], b_sn = p[11];
-  bool a_along_k = a_sk == 1u, b_along_n = b_sn == 1u || b_sk != 1u;
-  uint lane = gl_LocalInvocationID.x;
-  const uint threads = (BM / TM) * (BN / TN), TX = BN / TN, TY = BM / TM;
+  m0 = (in_batch / tiles_n) * BM;
+  n0 = (in_batch % tiles_n) * BN;
+  uint k_begin = split * p[16];
+  k_end = min(K, k_begin + p[16]);
+  a_base = p[4] + batch * p[5];
+  b_base = p[8] + batch * p[9];
+  a_sm = p[6];
+  a_sk = p[7];
+  b_sk = p[10];
+  b_sn = p[11];
+  a_along_k = a_sk == 1u;
+  b_along_n = b_sn == 1u || b_sk != 1u;
+  lane = gl_LocalInvocationID.x;
+  const uint TX = BN / TN, TY = BM / TM;
   uint group32 = lane / 32, l = lane % 32;
   uint ty = (group32 / (TX / 8)) * 4 + l / 8, tx = (group32 % (TX / 8)) * 8 + l % 8;
 
@@ -75,20 +127,11 @@ void main() {
   [[unroll]] for (uint i = 0; i < TM; ++i)
     [[unroll]] for (uint j = 0; j < TN / 4; ++j) acc[i][j] = vec4(0.0);
 
+  load(k_begin);
   for (uint k0 = k_begin; k0 < k_end; k0 += BK) {
-    [[unroll]] for (uint r = 0; r < BM * BK / threads; ++r) {
-      uint e = lane + r * threads;
-      uint mi = a_along_k ? e / BK : e % BM, ki = a_along_k ? e % BK : e / BM;
-      uint m = m0 + mi, k = k0 + ki;
-      tile_a[ki][mi / 4][mi % 4] = m < M && k < k_end ? a_f[a_base + m * a_sm + k * a_sk] : 0.0;
-    }
-    [[unroll]] for (uint r = 0; r < BK * BN / threads; ++r) {
-      uint e = lane + r * threads;
-      uint ki = b_along_n ? e / BN : e % BK, ni = b_along_n ? e % BN : e / BK;
-      uint k = k0 + ki, n = n0 + ni;
-      tile_b[ki][ni / 4][ni % 4] = k < k_end && n < N ? b_f[b_base + k * b_sk + n * b_sn] : 0.0;
-    }
+    stage_loaded();
     barrier();
+    if (k0 + BK < k_end) load(k0 + BK);  // in flight while the slices are multiplied
     [[unroll]] for (uint ki = 0; ki < BK; ++ki) {
       vec4 av[TM / 4], bv[TN / 4];
       [[unroll]] for (uint s = 0; s < TM / 4; ++s) av[s] = tile_a[ki][ty + s * TY];
