@@ -213,6 +213,7 @@ std::vector<uint32_t> compile(Fuser& f, const std::string& source) {
 // dispatch. The word is the fuser's, one per device; every dispatch that
 // uses it writes it, so Note [Barriers] runs them one after another.
 constexpr int32_t kNone = -1;
+constexpr uint64_t kSumStrides = 16;
 
 // One loop of a call: its operands, collapsed together.
 struct Loop {
@@ -270,9 +271,11 @@ class Call {
       for (size_t m = 0; m < loop.operands.size(); ++m)
         loop.vec4 = loop.vec4 && val_of_operand(loop.operands[m]) == Val::f32 && loop.index[m] != Index::strided &&
                     (loop.index[m] == Index::repeated || params[operand_at(loop, m)] % 4 == 0);
-      loop.groups = static_cast<int32_t>(l) == epilogue_
-                        ? 0
-                        : std::max<uint64_t>(1, groups_for(dev, loop.vec4 ? (n + 3) / 4 : n));
+      // With sums, an invocation takes up to kSumStrides elements (vec4s):
+      // fewer workgroups to add up, and each pays its reductions' barriers.
+      uint64_t invocations = loop.vec4 ? (n + 3) / 4 : n;
+      if (!loop.sums.empty()) invocations = (invocations + kSumStrides - 1) / kSumStrides;
+      loop.groups = static_cast<int32_t>(l) == epilogue_ ? 0 : std::max<uint64_t>(1, groups_for(dev, invocations));
       params[loop.params_at] = static_cast<uint32_t>(n);
       params[loop.params_at + 1] = static_cast<uint32_t>(group);
       group += loop.groups;
@@ -479,18 +482,26 @@ class Call {
   }
 
   // Loop l's part of main: its elements, then its sums' partials. at_zero:
-  // its workgroups start at group 0.
+  // its workgroups start at group 0. An invocation takes element q of the
+  // loop (vec4 q), or with sums every stride-th from q (Note [Fused sums on
+  // Vulkan]).
   std::string section(size_t l, bool at_zero) const {
     const Loop& loop = loops_[l];
-    std::string first = at_zero ? "0u" : param(loop.params_at + 1), n = "n", text;
-    std::string index = at_zero ? "global_index()" : "(g - " + first + ") * gl_WorkGroupSize.x + lane";
-    std::string count = ", n = " + param(loop.params_at) + ";\n";
+    std::string first = at_zero ? "0u" : param(loop.params_at + 1);
+    std::string start = at_zero ? "global_index()" : "(g - " + first + ") * gl_WorkGroupSize.x + lane";
+    std::string text = "    uint n = " + param(loop.params_at) + ";\n";
+    if (loop.sums.empty()) {
+      text += "    uint q = " + start + ";\n    {\n";
+    } else {
+      text += "    uint stride = (" + param(loop.params_at + 2) + " - " + first + ") * gl_WorkGroupSize.x;\n";
+      text += "    for (uint q = " + start + "; q < " + (loop.vec4 ? "(n + 3u) / 4u" : "n") + "; q += stride) {\n";
+    }
     if (!loop.vec4) {
-      text = "    uint i = " + index + count + "    if (i < " + n + ") {\n" + body(l, "      ") + "    }\n";
+      text += "    uint i = q;\n    if (i < n) {\n" + body(l, "      ") + "    }\n";
     } else {
       // Four elements per invocation, loaded and stored as vec4s; the last
       // invocation does what is left of a count that is not a multiple of 4.
-      text = "    uint i = (" + index + ") * 4u" + count + "    if (i + 4u <= " + n + ") {\n";
+      text += "    uint i = q * 4u;\n    if (i + 4u <= n) {\n";
       std::vector<std::string> load(static_cast<size_t>(a_.n_inputs)), store(static_cast<size_t>(a_.n_outputs));
       std::string stores;
       for (size_t m = 0; m < loop.operands.size(); ++m) {
@@ -509,8 +520,9 @@ class Call {
         }
       }
       text += "      for (int j = 0; j < 4; ++j) {\n" + nodes(l, load, store, "        ") + "      }\n" + stores;
-      text += "    } else {\n      for (; i < " + n + "; ++i) {\n" + body(l, "        ") + "      }\n    }\n";
+      text += "    } else {\n      for (; i < n; ++i) {\n" + body(l, "        ") + "      }\n    }\n";
     }
+    text += "    }\n";
     for (int32_t node : loop.sums) {
       size_t r = static_cast<size_t>(std::find(sums_.begin(), sums_.end(), node) - sums_.begin());
       std::string rs = std::to_string(r);
