@@ -155,6 +155,7 @@ TEST_F(Vulkan, FusionCutsTheDispatchesOfTrainingSteps) {
                         {"CNN", [] { return models::cnn(); }, {8, 1, 28, 28}, 0.65}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
+    double failed = fusion_stat("failed flushes run op by op");
     std::map<bool, std::pair<uint64_t, std::vector<double>>> runs;  // fused -> dispatches per step, losses
     for (bool fused : {true, false}) {
       fusion::set_enabled(fused);
@@ -177,6 +178,7 @@ TEST_F(Vulkan, FusionCutsTheDispatchesOfTrainingSteps) {
       runs[fused].first = stat("dispatches") - before;
     }
     fusion::set_enabled(true);
+    EXPECT_EQ(fusion_stat("failed flushes run op by op"), failed) << "every fused call compiled and ran";
     auto [fused, losses] = runs[true];
     auto [op_by_op, want] = runs[false];
     EXPECT_LE(double(fused), c.most * double(op_by_op)) << fused << " dispatches fused, " << op_by_op << " op by op";
@@ -338,17 +340,18 @@ TEST_F(Vulkan, AKeptFillIsWrittenByTheFusedCallOfItsShapeOrALoopOfItsOwn) {
 TEST_F(Vulkan, SumsOfSeveralShapesAndTheirArithmeticRunInOneDispatch) {
   manual_seed(3);
   Tensor a = randn({300, 257}), b = randn({7}), c = randn({64, 33});
-  Tensor da = a.to(device_), db = b.to(device_), dc = c.to(device_).t();
+  Tensor da = a.to(device_), db = b.to(device_), dc = c.to(device_).t(), two = full({}, 2.0).to(device_);
   synchronize("vulkan:0");
-  double calls = fusion_stat("fused calls");
+  double calls = fusion_stat("fused calls"), failed = fusion_stat("failed flushes run op by op");
   uint64_t before = stat("dispatches");
   Tensor twice = db * 2.0;
-  Tensor total = da.sum() + twice.sum() * 0.5 + dc.abs().sum() - da.mean();
+  Tensor total = two * 3.0 + da.sum() + twice.sum() * 0.5 + dc.abs().sum() - da.mean();
   synchronize("vulkan:0");
   EXPECT_EQ(stat("dispatches") - before, 1u);
   EXPECT_EQ(fusion_stat("fused calls") - calls, 1.0);
+  EXPECT_EQ(fusion_stat("failed flushes run op by op"), failed) << "the shader compiled and ran";
   double got = total.item<double>();
-  double want = (a.sum() + b.sum() + c.abs().sum() - a.mean()).item<double>();
+  double want = (a.sum() + b.sum() + c.abs().sum() - a.mean()).item<double>() + 6.0;
   EXPECT_NEAR(got, want, 1e-4 * (1 + std::abs(want)));
   expect_values(twice.cpu(), (b * 2.0).to_vector<double>(), 0);
   // The partials add up in one order whichever workgroup ends last.

@@ -22,7 +22,9 @@
 // Every operand has a binding of its own, each storage buffer bound whole;
 // an expression with more operands than the device allows per shader
 // (maxPerStageDescriptorStorageBuffers, 32 on lavapipe) runs as several
-// dispatches, each computing some of its outputs.
+// dispatches, each computing some of its outputs. A call that holds loops
+// of several shapes, and sums, is still one shader: Note [Fused sums on
+// Vulkan].
 #include <shaderc/shaderc.h>
 
 #include <algorithm>
@@ -204,9 +206,12 @@ std::vector<uint32_t> compile(Fuser& f, const std::string& source) {
 // Note [Fused sums on Vulkan]
 // A call with sums (Note [Fused sums] in engine/src/fusion/lower.cpp) is
 // one dispatch. Its loops other than the one of shape [] split the
-// workgroups between them; each workgroup adds up its invocations' part of
-// every sum of its loop in shared memory and writes that partial sum to a
-// scratch buffer, then counts itself on a device word. The workgroup that
+// workgroups between them (each loop's after the one before); in a loop
+// with sums an invocation takes every stride-th element (vec4), up to 16,
+// so that few workgroups pay the barriers of adding up. Each workgroup adds
+// up its invocations' part of every sum of its loop in shared memory and
+// writes that partial sum to a scratch buffer, then counts itself on a
+// device word. The workgroup that
 // counts last adds up each sum's partials, always in the same order (so a
 // value never depends on which workgroup ends last), computes the loop of
 // shape [] in its first invocation and sets the word back to 0 for the next
@@ -472,7 +477,7 @@ class Call {
     main += "  if (lane == 0u) last_group = atomicAdd(counter[p[2]], 1u) == p[0] - 1u;\n  barrier();\n";
     main += "  if (!last_group) return;\n  memoryBarrierBuffer();\n";
     for (size_t r = 0; r < sums_.size(); ++r) {
-      std::string t = "t" + std::to_string(r), from = param(sums_at_ + 2 * r), count = param(sums_at_ + 2 * r + 1);
+      std::string t = "total" + std::to_string(r), from = param(sums_at_ + 2 * r), count = param(sums_at_ + 2 * r + 1);
       main += "  float " + t + " = 0.0;\n  for (uint k = lane; k < " + count + "; k += WG) " + t +
               " += partial[p[1] + " + from + " + k];\n  " + t + " = group_sum(" + t + ");\n";
     }
@@ -601,7 +606,7 @@ class Call {
     std::string decl = std::string(glsl_type(v)) + " v" + std::to_string(i) + " = ";
     if (std::strcmp(n.op, "input") == 0) return decl + load[static_cast<size_t>(n.index)] + ";";
     if (std::strcmp(n.op, "sum") == 0)  // in the last loop: the sum's total
-      return decl + "t" + std::to_string(std::find(sums_.begin(), sums_.end(), i) - sums_.begin()) + ";";
+      return decl + "total" + std::to_string(std::find(sums_.begin(), sums_.end(), i) - sums_.begin()) + ";";
     if (std::strcmp(n.op, "scalar") == 0) {
       size_t at = scalars_at_ + 2 * static_cast<size_t>(n.index);
       std::string low = param(at), value = v == Val::i64   ? "uvec2(" + low + ", " + param(at + 1) + ")"
