@@ -110,6 +110,13 @@ uint64_t fallbacks() {
   return n;
 }
 
+// Fused calls that failed and ran op by op instead (graft warns once).
+double failed_fused_calls() {
+  for (const auto& [name, value] : graft::fusion_stats())
+    if (name == "failed flushes run op by op") return value;
+  return 0;
+}
+
 // The rate of float16 products on cooperative matrices, once per run; 0
 // where the device has none.
 double coop_peak() {
@@ -254,8 +261,9 @@ void BM_Chain8(benchmark::State& state) {
 }
 BENCHMARK(BM_Chain8)->ArgName("target")->Arg(kVulkan)->Arg(kVulkanOpByOp)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Times step() after one untimed run, with the host fallbacks and, on
-// vulkan:0, the submits, waits and dispatches per step.
+// Times step() after one untimed run, with the host fallbacks, the fused
+// calls that failed and ran op by op, and, on vulkan:0, the submits, waits
+// and dispatches per step.
 template <class Step>
 void time_steps(benchmark::State& state, int64_t target, const On& on, Step step) {
   auto synced = [&] {
@@ -265,9 +273,11 @@ void time_steps(benchmark::State& state, int64_t target, const On& on, Step step
   synced();
   graft::reset_dispatch_stats();
   uint64_t submits = vulkan_stat("submits"), waits = vulkan_stat("waits"), dispatches = vulkan_stat("dispatches");
+  double failed = failed_fused_calls();
   for (auto _ : state) synced();
   auto per_step = [&](double v) { return v / double(state.iterations()); };
   state.counters["fallbacks/step"] = per_step(double(fallbacks()));
+  state.counters["failed_fused/step"] = per_step(failed_fused_calls() - failed);
   if (on_vulkan(target)) {
     state.counters["submits/step"] = per_step(double(vulkan_stat("submits") - submits));
     state.counters["waits/step"] = per_step(double(vulkan_stat("waits") - waits));
