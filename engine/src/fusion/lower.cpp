@@ -17,8 +17,8 @@
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <set>
 #include <span>
+#include <utility>
 
 #include "core/tensor_impl.h"
 #include "fusion/pending.h"
@@ -77,7 +77,16 @@ Plan plan(const Pending& s, bool loops) {
     // What i reads, each with the loop that reads it: i's, except under a
     // sum, which reads its argument in the argument's shape.
     std::vector<std::pair<int, const Dims*>> stack;
-    std::set<std::pair<int, const Dims*>> seen;
+    std::vector<const Dims*> loops;  // the loops seen, and per loop the nodes visited in it
+    std::vector<std::vector<char>> seen;
+    auto first_visit = [&](int a, const Dims* loop) {
+      size_t l = static_cast<size_t>(std::find(loops.begin(), loops.end(), loop) - loops.begin());
+      if (l == loops.size()) {
+        loops.push_back(loop);
+        seen.emplace_back(n, 0);
+      }
+      return !std::exchange(seen[l][static_cast<size_t>(a)], 1);
+    };
     auto push_args = [&](const Node& node, const Dims* loop) {
       for (int k = 0; k < node.n_args; ++k) {
         int a = node.args[static_cast<size_t>(k)];
@@ -89,7 +98,7 @@ Plan plan(const Pending& s, bool loops) {
     while (!stack.empty()) {
       auto [a, loop] = stack.back();
       stack.pop_back();
-      if (a < 0 || !seen.insert({a, loop}).second) continue;
+      if (a < 0 || !first_visit(a, loop)) continue;
       const Node& arg = s.nodes[static_cast<size_t>(a)];
       if (is_output(s, p, a) && (arg.shape == *loop || !recomputed(s, a))) {
         st = std::max(st, p.stage[static_cast<size_t>(a)] + (arg.shape == *loop ? 0 : 1));
@@ -166,7 +175,8 @@ class FusedCall {
   std::deque<Dims> strides_, out_strides_;  // stable addresses: the DLTensors point into them
   std::vector<graft_scalar> scalars_;
   std::vector<int32_t> output_nodes_;
-  std::map<std::pair<int, std::vector<int64_t>>, int32_t> values_;  // (node or input, loop) -> its node
+  std::vector<const Dims*> loops_;                    // the loops' shapes, each once
+  std::map<std::pair<int, size_t>, int32_t> values_;  // (node or input, loop) -> its node
 
   int32_t emit(const graft_fused_node& node) {
     nodes_.push_back(node);
@@ -177,7 +187,9 @@ class FusedCall {
   // shape `loop`: computed there, or read from memory when a is an input or
   // another loop's or stage's output.
   int32_t value(int a, const Dims& loop) {
-    auto key = std::make_pair(a, loop.vec());
+    auto same = std::find_if(loops_.begin(), loops_.end(), [&](const Dims* l) { return *l == loop; });
+    if (same == loops_.end()) same = loops_.insert(loops_.end(), &loop);
+    auto key = std::make_pair(a, static_cast<size_t>(same - loops_.begin()));
     if (auto it = values_.find(key); it != values_.end()) return it->second;
     const Node* node = a < 0 ? nullptr : &s_.nodes[static_cast<size_t>(a)];
     bool from_memory =
