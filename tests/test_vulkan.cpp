@@ -316,7 +316,8 @@ TEST_F(Vulkan, LinearAddsItsBiasAndAppliesTheActivationAfterItInItsKernel) {
 
 // Note [Fusion]: a fill still referenced (autograd keeps a mean's divisor)
 // is one more output of the fused call of its shape, not a dispatch of its
-// own; one of a shape no call has is the fill kernel's.
+// own; one of a shape no call has is a loop of its own in the same call
+// (graft-vulkan's fuser takes several loops, Note [Fused sums]).
 TEST_F(Vulkan, AKeptFillIsWrittenByTheFusedCallOfItsShapeOrALoopOfItsOwn) {
   Tensor x = full({100}, 3.0).to(device_), lone = zeros({7}).to(device_);
   synchronize("vulkan:0");
@@ -336,7 +337,8 @@ TEST_F(Vulkan, AKeptFillIsWrittenByTheFusedCallOfItsShapeOrALoopOfItsOwn) {
 // and the arithmetic on them, run as one dispatch (Note [Fused sums on
 // Vulkan]) that also writes what its loops compute and is still referenced.
 // The shapes take several workgroups ([300, 257]), vec4s with a tail ([7])
-// and strided reads (a transposed [64, 33]).
+// and strided reads (a transposed [64, 33]); the last loop reads a 0-dim
+// input too.
 TEST_F(Vulkan, SumsOfSeveralShapesAndTheirArithmeticRunInOneDispatch) {
   manual_seed(3);
   Tensor a = randn({300, 257}), b = randn({7}), c = randn({64, 33});
